@@ -1,0 +1,32 @@
+# `make demo` and `make test` work from a fresh clone: each creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-all lint bench clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/edgenn demo
+
+# The default run covers every command once; `make test-all` adds the slow end-to-end runs.
+test: $(STAMP)
+	$(BIN)/python -m pytest -m 'not slow' -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check edgenn tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/cli_startup.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

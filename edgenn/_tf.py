@@ -1,0 +1,63 @@
+"""The one place that imports TensorFlow, tf_keras and Keras 3 for the workstation side.
+
+tensorflow-model-optimization needs the legacy Keras (tf_keras); TensorFlow reads
+``TF_USE_LEGACY_KERAS`` when it is first imported, so it is set here, never by the user.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import MissingDependencyError
+
+_INSTALL_HINT = "install the TensorFlow extra: pip install 'edgenn[tf]'"
+
+
+def _prepare_env() -> None:
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    # Deterministic kernels make the same seed give the same model.
+    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+
+
+def tf():
+    """Return the ``tensorflow`` module, configured for edgenn."""
+    _prepare_env()
+    try:
+        import tensorflow
+    except ImportError as err:
+        raise MissingDependencyError(f"TensorFlow is not installed ({err})", _INSTALL_HINT) from None
+    try:
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except ImportError:  # pragma: no cover - absl ships with TensorFlow
+        pass
+    tensorflow.get_logger().setLevel("ERROR")
+    return tensorflow
+
+
+def tf_keras():
+    """Return the ``tf_keras`` module (Keras 2, what tfmot works on)."""
+    tf()
+    try:
+        import tf_keras
+    except ImportError as err:
+        raise MissingDependencyError(f"tf-keras is not installed ({err})", _INSTALL_HINT) from None
+    return tf_keras
+
+
+def keras3():
+    """Return the Keras 3 module (``import keras``), or raise if only Keras 2 is present."""
+    tf()
+    try:
+        import keras
+    except ImportError as err:
+        raise MissingDependencyError(f"Keras 3 is not installed ({err})", _INSTALL_HINT) from None
+    if not keras.__version__.startswith("3."):
+        raise MissingDependencyError(
+            f"`import keras` gives Keras {keras.__version__}, not Keras 3",
+            "pip install 'keras>=3' (it installs beside tf-keras)",
+        )
+    return keras
