@@ -142,9 +142,13 @@ def _json_default(value):
 
 def console():
     """A rich console on stderr for tables and progress (imported lazily: rich costs ~60 ms)."""
+    import shutil
+
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False, soft_wrap=False)
+    # Piped output (CI logs, `| less`) gets a wide page rather than rich's 80 columns.
+    width = shutil.get_terminal_size((140, 24)).columns if sys.stdout.isatty() else 140
+    return Console(stderr=False, highlight=False, soft_wrap=False, width=width)
 
 
 def progress(description: str, total: int | None = None):

@@ -1,0 +1,299 @@
+"""Compression recipes: the schema of `recipes/*.yaml` and lookup by name or path.
+
+A recipe is an ordered list of steps, each one technique key with its typed configuration,
+then the exports, the evaluation and the constraints the report checks. Steps apply in order;
+where two steps' layer scopes overlap, the later step works on the result of the earlier one
+("later steps win").
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field, model_validator
+
+from .builtin import builtin_dir
+from .errors import ConfigError
+from .yamlio import Strict, load_model_file  # noqa: F401 (re-exported)
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    sgd = "sgd"
+    rmsprop = "rmsprop"
+
+
+class Schedule(str, Enum):
+    polynomial = "polynomial"
+    constant = "constant"
+
+
+class CentroidInit(str, Enum):
+    kmeans_plus_plus = "kmeans++"
+    linear = "linear"
+    density_based = "density-based"
+    random = "random"
+
+
+class Quantization(str, Enum):
+    float32 = "float32"
+    dynamic = "dynamic"
+    float16 = "float16"
+    int8 = "int8"
+    int16x8 = "int16x8"
+
+
+class IOType(str, Enum):
+    float32 = "float32"
+    int8 = "int8"
+    uint8 = "uint8"
+
+
+class ExportFormat(str, Enum):
+    tflite = "tflite"
+    onnx = "onnx"
+
+
+class Target(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+    edgetpu = "edgetpu"
+
+
+class Metric(str, Enum):
+    accuracy = "accuracy"
+    mse = "mse"
+    mae = "mae"
+
+
+class Split(str, Enum):
+    test = "test"
+    val = "val"
+
+
+class LayerSelector(Strict):
+    """Layers picked by name (regular expressions, full match) or by class name."""
+
+    names: list[str] = Field(default_factory=list)
+    classes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _regexes_compile(self):
+        import re
+
+        for pattern in self.names:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"invalid regular expression {pattern!r}: {err}") from None
+        return self
+
+
+class Scope(Strict):
+    """Which layers a step touches: those included (all when empty) minus those excluded."""
+
+    include: LayerSelector = Field(default_factory=LayerSelector)
+    exclude: LayerSelector = Field(default_factory=LayerSelector)
+
+
+class Training(Strict):
+    """How a step that trains does it."""
+
+    epochs: float = Field(2, gt=0)
+    batch_size: int = Field(64, gt=0)
+    optimizer: Optimizer = Optimizer.adam
+    learning_rate: float = Field(1e-4, gt=0)
+    scope: Scope = Field(default_factory=Scope)
+
+
+class PruneStep(Training):
+    target_sparsity: float = Field(0.5, gt=0, lt=1)
+    initial_sparsity: float = Field(0.0, ge=0, lt=1)
+    schedule: Schedule = Schedule.polynomial
+    begin_step: int = Field(0, ge=0)
+    end_step: Optional[int] = Field(None, gt=0, description="default: the last fine-tune step")
+    frequency: int = Field(100, gt=0)
+    structure: Optional[str] = Field(None, description="m-by-n sparsity such as '2:4'")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.initial_sparsity >= self.target_sparsity:
+            raise ValueError(
+                f"initial_sparsity ({self.initial_sparsity}) must be below target_sparsity "
+                f"({self.target_sparsity})"
+            )
+        if self.structure is not None:
+            parts = self.structure.split(":")
+            if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[0]) >= int(parts[1]):
+                raise ValueError(
+                    f"structure must be 'M:N' with M < N (e.g. '2:4'); received {self.structure!r}"
+                )
+        if self.end_step is not None and self.end_step <= self.begin_step:
+            raise ValueError(f"end_step ({self.end_step}) must be after begin_step ({self.begin_step})")
+        return self
+
+
+class ClusterStep(Training):
+    clusters: int = Field(16, ge=2, le=256)
+    init: CentroidInit = CentroidInit.kmeans_plus_plus
+    preserve_sparsity: bool = False
+
+
+class QuantizeStep(Training):
+    """Quantization-aware training; preserves sparsity or clusters of earlier steps when asked."""
+
+    preserve: Optional[list[str]] = Field(
+        None, description="'prune' and/or 'cluster'; default: whatever earlier steps did"
+    )
+
+    @model_validator(mode="after")
+    def _check(self):
+        for item in self.preserve or []:
+            if item not in ("prune", "cluster"):
+                raise ValueError(f"preserve takes 'prune' and/or 'cluster'; received {item!r}")
+        return self
+
+
+class DistillStep(Training):
+    student: str = Field("builtin:width=0.5", description="a model file or builtin:width=F")
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.1, ge=0, le=1)
+    learning_rate: float = Field(1e-3, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.student.startswith("builtin:"):
+            spec = self.student[len("builtin:"):]
+            key, _, value = spec.partition("=")
+            try:
+                width = float(value)
+            except ValueError:
+                width = -1.0
+            if key != "width" or not 0 < width <= 1:
+                raise ValueError(
+                    f"student must be a model path or 'builtin:width=F' with 0 < F <= 1; "
+                    f"received {self.student!r}"
+                )
+        return self
+
+
+class FinetuneStep(Training):
+    pass
+
+
+class Step(Strict):
+    """One technique key with its configuration, e.g. ``- prune: {target_sparsity: 0.8}``."""
+
+    prune: Optional[PruneStep] = None
+    cluster: Optional[ClusterStep] = None
+    quantize: Optional[QuantizeStep] = None
+    distill: Optional[DistillStep] = None
+    finetune: Optional[FinetuneStep] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_key(cls, data):
+        if isinstance(data, str):  # `- finetune` alone means its defaults
+            data = {data: {}}
+        if isinstance(data, dict):
+            if len(data) != 1:
+                raise ValueError(
+                    f"a step is one technique key ({', '.join(cls.model_fields)}); "
+                    f"received {len(data)} keys: {', '.join(map(str, data))}"
+                )
+            data = {k: ({} if v is None else v) for k, v in data.items()}
+        return data
+
+    @property
+    def technique(self) -> str:
+        return next(name for name in type(self).model_fields if getattr(self, name) is not None)
+
+    @property
+    def config(self) -> Training:
+        return getattr(self, self.technique)
+
+
+class Export(Strict):
+    format: ExportFormat = ExportFormat.tflite
+    quantization: Quantization = Quantization.float32
+    io: IOType = IOType.float32
+    target: Target = Target.cpu
+    calibration_samples: int = Field(200, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.io is not IOType.float32 and self.quantization is not Quantization.int8:
+            raise ValueError(
+                f"io {self.io.value} needs quantization int8; received quantization "
+                f"{self.quantization.value}"
+            )
+        if self.target is Target.edgetpu and self.quantization is not Quantization.int8:
+            raise ValueError("target edgetpu needs quantization int8 (full integer)")
+        return self
+
+
+class Evaluate(Strict):
+    metric: Metric = Metric.accuracy
+    split: Split = Split.test
+
+
+class Constraints(Strict):
+    max_bytes: Optional[int] = Field(None, gt=0)
+    max_gzip_bytes: Optional[int] = Field(None, gt=0)
+    max_accuracy_drop: Optional[float] = Field(None, ge=0, description="percentage points")
+    max_latency_ms: Optional[float] = Field(None, gt=0)
+
+
+class Recipe(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    steps: list[Step] = Field(default_factory=list)
+    export: list[Export] = Field(default_factory=lambda: [Export()])
+    evaluate: Evaluate = Field(default_factory=Evaluate)
+    constraints: Constraints = Field(default_factory=Constraints)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _export_may_be_one(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("export"), dict):
+            data = {**data, "export": [data["export"]]}
+        return data
+
+
+def recipes_dir() -> Path:
+    """Where the built-in recipes live (the wheel's copy, or the checkout's `recipes/`)."""
+    return builtin_dir("recipes")
+
+
+def builtin_recipes() -> dict[str, Path]:
+    """Built-in recipe names and files."""
+    return {p.stem: p for p in sorted(recipes_dir().glob("*.yaml"))}
+
+
+def resolve(name_or_path: str) -> Path:
+    """A recipe file from a built-in name or a path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"recipe file not found: {name_or_path}")
+        return path
+    known = builtin_recipes()
+    if name_or_path in known:
+        return known[name_or_path]
+    raise ConfigError(
+        f"unknown recipe {name_or_path!r}",
+        f"use a path to a YAML file or one of: {', '.join(known)} (edgenn recipes list)",
+    )
+
+
+def load(name_or_path: str) -> Recipe:
+    """Load and validate a recipe by built-in name or path."""
+    return load_model_file(Recipe, resolve(name_or_path), "recipe")
+
+
+def recipe_hash(path: Path) -> str:
+    """sha256 of a recipe file, for provenance."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
