@@ -1,0 +1,328 @@
+"""Bridge Keras 3 models into tf_keras, the Keras that tensorflow-model-optimization accepts.
+
+tf_keras cannot read Keras 3 files (``batch_shape``, dtype policies, ``module`` keys, a new node
+format). The bridge rebuilds the model in tf_keras from the Keras 3 config, layer by layer,
+copies the weights, and proves the two models compute the same function on random inputs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._tf import tf_keras
+from ..errors import BridgeError
+
+# Layer classes the bridge translates and tests. Anything else fails with the list.
+SUPPORTED_LAYERS = frozenset({
+    "InputLayer", "Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
+    "Conv2DTranspose", "BatchNormalization", "LayerNormalization", "MaxPooling1D", "MaxPooling2D",
+    "AveragePooling1D", "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Add", "Subtract", "Multiply", "Average",
+    "Maximum", "Minimum", "Concatenate", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
+    "Dropout", "SpatialDropout2D", "GaussianNoise", "Flatten", "Reshape", "Permute",
+    "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Rescaling", "Embedding",
+})
+_MODELS = {"Functional", "Sequential", "Model"}
+
+# Keras 3 options with no tf_keras counterpart, dropped only while they hold these values
+# (which mean "off"). Any other value makes the bridge refuse the layer.
+_DROPPABLE_DEFAULTS = {
+    "quantization_config": (None,), "lora_rank": (None,), "lora_alpha": (None,),
+    "optional": (False,), "rms_scaling": (False,), "input_axes": (None,),
+    "output_axes": (None,), "sparse": (False,), "ragged": (False,), "seed": (None,),
+    "synchronized": (False,), "gamma_regularizer": (None,), "mask_zero": (False,),
+}
+_LAYER_BASE_KWARGS = {"name", "dtype", "trainable", "dynamic", "input_dim", "input_shape",
+                      "batch_input_shape", "batch_size", "weights", "activity_regularizer",
+                      "autocast", "implementation"}
+
+
+@dataclass
+class BridgeResult:
+    """The tf_keras model and how closely it matches the Keras 3 original."""
+
+    model: object
+    max_abs_diff: float
+    tolerance: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"max_abs_diff": self.max_abs_diff, "tolerance": self.tolerance,
+                "notes": self.notes}
+
+
+def bridge(k3_model, custom_objects: dict | None = None, tolerance: float = 1e-5,
+           seed: int = 0) -> BridgeResult:
+    """Rebuild ``k3_model`` in tf_keras, copy its weights and check the outputs agree.
+
+    Raises
+    ------
+    BridgeError
+        For a layer the bridge cannot translate (named with its class and what to do), or when
+        the outputs differ by more than ``tolerance`` (naming the first layer that diverges).
+    """
+    import keras
+
+    notes: list[str] = []
+    serialized = keras.saving.serialize_keras_object(k3_model)
+    tfk_model = _build_model(serialized, custom_objects or {}, notes)
+    _copy_weights(k3_model, tfk_model)
+    inputs = random_inputs(k3_model, seed)
+    diff, scale = _max_diff(_predict(k3_model, inputs), _predict(tfk_model, inputs))
+    limit = tolerance * max(1.0, scale)
+    if not diff <= limit:
+        layer, layer_diff = _first_divergent_layer(k3_model, tfk_model, inputs, limit)
+        raise BridgeError(
+            f"the tf_keras copy differs from the Keras 3 model by {diff:.3g} (> {limit:.1g}); "
+            f"the first layer that diverges is {layer} (by {layer_diff:.3g})",
+            "report this layer's config to edgenn, or save the model with tf_keras",
+        )
+    return BridgeResult(tfk_model, float(diff), float(limit), notes)
+
+
+# --- building ---------------------------------------------------------------------------------
+
+def _build_model(serialized: dict, custom_objects: dict, notes: list[str]):
+    cls = serialized.get("class_name")
+    config = serialized.get("config", {})
+    if cls == "Sequential":
+        return _build_sequential(config, custom_objects, notes)
+    if cls in ("Functional", "Model"):
+        return _build_functional(config, custom_objects, notes)
+    raise BridgeError(
+        f"the model is a subclassed Keras 3 model ({cls}), which has no config to rebuild",
+        "build it with the Sequential or Functional API, or save it with tf_keras",
+    )
+
+
+def _build_sequential(config: dict, custom_objects: dict, notes: list[str]):
+    tfk = tf_keras()
+    model = tfk.Sequential(name=config.get("name"))
+    layers = config.get("layers", [])
+    if layers and layers[0].get("class_name") == "InputLayer":
+        model.add(_make_input(layers[0]["config"]))
+        layers = layers[1:]
+    elif config.get("build_input_shape"):
+        model.add(tfk.Input(batch_shape=tuple(config["build_input_shape"])))
+    for entry in layers:
+        model.add(_make_layer(entry, custom_objects, notes))
+    return model
+
+
+def _build_functional(config: dict, custom_objects: dict, notes: list[str]):
+    tfk = tf_keras()
+    tensors: dict[tuple, object] = {}
+    for entry in config.get("layers", []):
+        name = entry.get("name") or entry["config"].get("name")
+        if entry["class_name"] == "InputLayer":
+            tensors[(name, 0, 0)] = _make_input(entry["config"])
+            continue
+        layer = _make_layer(entry, custom_objects, notes)
+        for node_index, node in enumerate(entry.get("inbound_nodes", [])):
+            args = _resolve(node.get("args", []), tensors, name)
+            kwargs = _resolve(node.get("kwargs", {}), tensors, name)
+            outputs = layer(*args, **kwargs)
+            flat = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            for tensor_index, tensor in enumerate(flat):
+                tensors[(name, node_index, tensor_index)] = tensor
+
+    def pick(spec):
+        if spec and isinstance(spec[0], str):  # a single [name, node, tensor]
+            return tensors[tuple(spec)]
+        return [tensors[tuple(s)] for s in spec]
+
+    return tfk.Model(inputs=pick(config["input_layers"]), outputs=pick(config["output_layers"]),
+                     name=config.get("name"))
+
+
+def _resolve(structure, tensors: dict, layer_name: str):
+    """Replace Keras 3 ``__keras_tensor__`` references with the tf_keras tensors built so far."""
+    if isinstance(structure, dict):
+        if structure.get("class_name") == "__keras_tensor__":
+            history = tuple(structure["config"]["keras_history"])
+            if history not in tensors:
+                raise BridgeError(f"layer {layer_name!r} reads {history}, which was not built",
+                                  "the model config is out of order; save it again")
+            return tensors[history]
+        return {k: _resolve(v, tensors, layer_name) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return [_resolve(v, tensors, layer_name) for v in structure]
+    return structure
+
+
+def _make_input(config: dict):
+    tfk = tf_keras()
+    shape = config.get("batch_shape") or config.get("batch_input_shape")
+    dtype = config.get("dtype", "float32")
+    if isinstance(dtype, dict):
+        dtype = dtype.get("config", {}).get("name", "float32")
+    return tfk.Input(batch_shape=tuple(shape), dtype=dtype, name=config.get("name"),
+                     sparse=bool(config.get("sparse", False)))
+
+
+def _make_layer(entry: dict, custom_objects: dict, notes: list[str]):
+    tfk = tf_keras()
+    cls_name = entry["class_name"]
+    where = entry.get("name") or entry["config"].get("name")
+    if cls_name in _MODELS:
+        return _build_model(entry, custom_objects, notes)
+    custom = custom_objects.get(cls_name) or custom_objects.get(entry.get("registered_name") or "")
+    tfk_cls = custom if _is_tf_keras_class(custom) else getattr(tfk.layers, cls_name, None)
+    if cls_name not in SUPPORTED_LAYERS and tfk_cls is not custom:
+        raise BridgeError(
+            f"layer {where!r} (class {cls_name}) has no tf_keras translation in edgenn's bridge",
+            "replace it with supported layers, save the model with tf_keras "
+            "(TF_USE_LEGACY_KERAS=1), or pass a tf_keras implementation with --custom-objects; "
+            f"supported: {', '.join(sorted(SUPPORTED_LAYERS))}",
+        )
+    config = _translate(entry["config"], where, notes)
+    config = _fit_kwargs(tfk_cls, config, where, cls_name, notes)
+    try:
+        return tfk_cls.from_config(config)
+    except (TypeError, ValueError) as err:
+        raise BridgeError(f"layer {where!r} (class {cls_name}) could not be rebuilt in tf_keras: "
+                          f"{err}", "save the model with tf_keras or report it to edgenn") from None
+
+
+def _is_tf_keras_class(obj) -> bool:
+    if not inspect.isclass(obj):
+        return False
+    return issubclass(obj, tf_keras().layers.Layer)
+
+
+def _translate(value, where: str, notes: list[str]):
+    """Turn Keras 3 serialised objects into the tf_keras shape, recursively."""
+    if isinstance(value, dict):
+        if "class_name" in value and "config" in value:
+            cls = value["class_name"]
+            if cls in ("DTypePolicy", "FloatDTypePolicy"):
+                name = value["config"]["name"]
+                if name.startswith("mixed_"):
+                    return {"class_name": "Policy", "config": {"name": name}}
+                return name
+            if "DTypePolicy" in cls:
+                raise BridgeError(
+                    f"layer {where!r} uses the dtype policy {cls} (a quantized Keras 3 layer)",
+                    "bridge the float model, then quantize with an edgenn recipe",
+                )
+            if cls == "function":  # a built-in activation stored as an object
+                return value["config"]
+            inner = {k: v for k, v in _translate(value["config"], where, notes).items()
+                     if not (k in _DROPPABLE_DEFAULTS and v in _DROPPABLE_DEFAULTS[k])} \
+                if isinstance(value["config"], dict) else value["config"]
+            return {"class_name": cls, "config": inner}
+        return {k: _translate(v, where, notes) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_translate(v, where, notes) for v in value]
+    return value
+
+
+def _fit_kwargs(tfk_cls, config: dict, where: str, cls_name: str, notes: list[str]) -> dict:
+    """Keep the keys tf_keras accepts; drop Keras 3-only keys that are off; refuse the rest."""
+    accepted = set(_LAYER_BASE_KWARGS)
+    takes_anything = False
+    for klass in tfk_cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                continue
+            accepted.add(p.name)
+        if klass.__name__ == "Layer":
+            break
+    else:
+        takes_anything = True
+    out = {}
+    for key, value in config.items():
+        if key in accepted or takes_anything:
+            out[key] = value
+        elif key in _DROPPABLE_DEFAULTS and value in _DROPPABLE_DEFAULTS[key]:
+            continue
+        else:
+            raise BridgeError(
+                f"layer {where!r} (class {cls_name}) sets {key}={value!r}, which tf_keras "
+                "does not support",
+                f"remove the option from the model, or save it with tf_keras",
+            )
+    return out
+
+
+# --- weights and verification ---------------------------------------------------------------
+
+def _copy_weights(k3_model, tfk_model) -> None:
+    by_name = {layer.name: layer for layer in tfk_model.layers}
+    for layer in k3_model.layers:
+        target = by_name.get(layer.name)
+        if target is None:
+            raise BridgeError(f"layer {layer.name!r} is missing from the tf_keras copy",
+                              "report this model to edgenn")
+        if hasattr(layer, "layers") and hasattr(target, "layers"):
+            _copy_weights(layer, target)
+            continue
+        source = layer.get_weights()
+        shapes = [w.shape for w in target.get_weights()]
+        if [w.shape for w in source] != shapes:
+            raise BridgeError(
+                f"layer {layer.name!r} ({type(layer).__name__}) has weights "
+                f"{[w.shape for w in source]} in Keras 3 but {shapes} in tf_keras",
+                "report this layer's config to edgenn",
+            )
+        if source:
+            target.set_weights(source)
+
+
+def random_inputs(model, seed: int = 0, batch: int = 4) -> list[np.ndarray]:
+    """Random inputs in each input's shape and dtype (integers stay inside embedding tables)."""
+    rng = np.random.default_rng(seed)
+    vocab = min((getattr(layer, "input_dim", 2) for layer in _walk(model)
+                 if type(layer).__name__ == "Embedding"), default=2)
+    out = []
+    for tensor in model.inputs:
+        shape = [batch] + [d if d is not None else 8 for d in tuple(tensor.shape)[1:]]
+        dtype = np.dtype(getattr(tensor.dtype, "name", tensor.dtype))
+        if np.issubdtype(dtype, np.integer):
+            out.append(rng.integers(0, vocab, size=shape).astype(dtype))
+        else:
+            out.append(rng.random(shape).astype(dtype))
+    return out
+
+
+def _walk(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _walk(layer)
+
+
+def _predict(model, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    feed = inputs[0] if len(inputs) == 1 else inputs
+    out = model(feed, training=False)
+    out = out if isinstance(out, (list, tuple)) else [out]
+    return [np.asarray(o) for o in out]
+
+
+def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float]:
+    diff = max(float(np.max(np.abs(x.astype(np.float64) - y))) if x.size else 0.0
+               for x, y in zip(a, b))
+    scale = max(float(np.max(np.abs(x))) if x.size else 0.0 for x in a)
+    return diff, scale
+
+
+def _first_divergent_layer(k3_model, tfk_model, inputs, limit: float) -> tuple[str, float]:
+    """Compare every layer's output in model order; return the first that differs."""
+    import keras
+
+    tfk = tf_keras()
+    names = [layer.name for layer in k3_model.layers if type(layer).__name__ != "InputLayer"]
+    k3_outs = keras.Model(k3_model.inputs, [k3_model.get_layer(n).output for n in names])
+    tfk_outs = tfk.Model(tfk_model.inputs, [tfk_model.get_layer(n).output for n in names])
+    a, b = _predict(k3_outs, inputs), _predict(tfk_outs, inputs)
+    for name, x, y in zip(names, a, b):
+        d, scale = _max_diff([x], [y])
+        if d > limit:
+            return f"{name!r} ({type(k3_model.get_layer(name)).__name__})", d
+    return "(none: only the final outputs differ)", 0.0

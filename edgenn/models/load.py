@@ -1,0 +1,142 @@
+"""Load Keras models from any supported file, safely, and hand tfmot a tf_keras model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._tf import keras3, tf, tf_keras
+from ..errors import InputFileError, UsageError
+from .formats import FormatInfo, ModelFormat, detect
+from .safety import check_config, load_custom_objects
+
+
+@dataclass
+class LoadedModel:
+    """A Keras model as loaded, and its tf_keras form for the compression stages."""
+
+    info: FormatInfo
+    original: object  # the model in the Keras that saved it
+    tf_keras_model: object | None  # what tfmot and the exporters use
+    bridge: object | None = None  # BridgeResult when a Keras 3 model was bridged
+
+    @property
+    def flavour(self) -> str:
+        return "keras3" if self.info.is_keras3 else "tf_keras"
+
+
+def load_keras(path: str | Path, *, allow_unsafe: bool = False,
+               custom_objects_file: str | Path | None = None, bridge: bool = True,
+               info: FormatInfo | None = None) -> LoadedModel:
+    """Load a Keras model (.keras, .h5 or a tf_keras SavedModel) without running its code.
+
+    Parameters
+    ----------
+    path
+        The model file or SavedModel folder.
+    allow_unsafe
+        Let Keras rebuild Lambda layers and unknown objects (runs code from the file).
+    custom_objects_file
+        A Python file whose classes and functions are registered for loading.
+    bridge
+        For a Keras 3 model, also build and verify the tf_keras copy.
+    """
+    info = info or detect(path)
+    if info.format in (ModelFormat.tflite, ModelFormat.onnx):
+        raise UsageError(f"{info.path} is a {info.format.value} model, not a Keras model",
+                         "this command needs the Keras model (.keras, .h5 or SavedModel)")
+    if info.format is ModelFormat.savedmodel and not info.has_keras_metadata:
+        raise UsageError(
+            f"{info.path} is a SavedModel without Keras metadata (exported with model.export or "
+            "tf.saved_model.save), so it cannot be trained or compressed as a Keras model",
+            "pass the .keras file it was exported from",
+        )
+    custom = load_custom_objects(custom_objects_file)
+    if info.is_keras3:
+        original = _load_keras3(info, custom, allow_unsafe)
+        if not bridge:
+            return LoadedModel(info, original, None)
+        from .bridge import bridge as run_bridge
+
+        result = run_bridge(original, custom)
+        return LoadedModel(info, original, result.model, result)
+    model = _load_tf_keras(info, custom, allow_unsafe)
+    return LoadedModel(info, model, model)
+
+
+def _load_keras3(info: FormatInfo, custom: dict, allow_unsafe: bool):
+    keras = keras3()
+    if not allow_unsafe:
+        check_config(info.config, info.path, _known_classes(keras), custom)
+    try:
+        return keras.saving.load_model(str(info.path), compile=False, safe_mode=not allow_unsafe,
+                                       custom_objects=custom or None)
+    except Exception as err:
+        raise _load_error(info, err) from None
+
+
+def _load_tf_keras(info: FormatInfo, custom: dict, allow_unsafe: bool):
+    tfk = tf_keras()
+    if not allow_unsafe:
+        config = info.config
+        if info.format is ModelFormat.savedmodel:
+            config = _savedmodel_keras_config(info.path)
+        if config is not None:
+            check_config(config, info.path, _known_classes(tfk), custom)
+    kwargs = {"compile": False, "custom_objects": custom or None}
+    if info.format is ModelFormat.keras_zip:
+        kwargs["safe_mode"] = not allow_unsafe
+    try:
+        return tfk.models.load_model(str(info.path), **kwargs)
+    except Exception as err:
+        raise _load_error(info, err) from None
+
+
+def _known_classes(keras_module) -> set[str]:
+    names = {n for n in dir(keras_module.layers) if not n.startswith("_")}
+    return names | {"Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda"}
+
+
+def _savedmodel_keras_config(path: Path) -> dict | None:
+    """The Keras model config stored in a tf_keras SavedModel's keras_metadata.pb."""
+    tf()
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    meta = saved_metadata_pb2.SavedMetadata()
+    try:
+        meta.ParseFromString((path / "keras_metadata.pb").read_bytes())
+    except Exception as err:
+        raise InputFileError(f"{path}/keras_metadata.pb is corrupt ({err})",
+                             "save the model again") from None
+    layers = []
+    for node in meta.nodes:
+        try:
+            data = json.loads(node.metadata)
+        except json.JSONDecodeError:
+            continue
+        if node.node_path == "root":
+            return data
+        layers.append(data)
+    return {"class_name": "Model", "config": {"layers": layers}}
+
+
+def _load_error(info: FormatInfo, err: Exception) -> InputFileError:
+    text = " ".join(str(err).split())
+    if "Lambda" in text and ("safe_mode" in text or "unsafe" in text):
+        return InputFileError(f"{info.path}: the model holds a Lambda layer whose code would run",
+                              "rerun with --allow-unsafe if you trust the file")
+    if len(text) > 240:
+        text = text[:240] + "..."
+    return InputFileError(
+        f"{info.path} ({info.label}) could not be loaded: {type(err).__name__}: {text}",
+        "check that the file is complete and was saved with model.save()",
+    )
+
+
+def load_any(path: str | Path, **kwargs) -> tuple[FormatInfo, LoadedModel | None]:
+    """Detect a model; load it as Keras when it is one (tflite/onnx return no Keras model)."""
+    info = detect(path)
+    if info.is_keras:
+        return info, load_keras(path, info=info, **kwargs)
+    return info, None
