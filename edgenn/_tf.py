@@ -6,7 +6,9 @@ tensorflow-model-optimization needs the legacy Keras (tf_keras); TensorFlow read
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 
 from .errors import MissingDependencyError
 
@@ -21,11 +23,37 @@ def _prepare_env() -> None:
     os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence fd 2 while TensorFlow starts: its C++ start-up lines (oneDNN, CUDA probing,
+    CPU features) ignore TF_CPP_MIN_LOG_LEVEL. Errors still surface as Python exceptions.
+    EDGENN_DEBUG=1 (set by --debug) keeps them."""
+    if os.environ.get("EDGENN_DEBUG") == "1" or "tensorflow" in sys.modules:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def tf():
     """Return the ``tensorflow`` module, configured for edgenn."""
     _prepare_env()
     try:
-        import tensorflow
+        with _quiet_native_stderr():
+            import tensorflow
+
+            # Device discovery logs (e.g. a failed cuInit) happen here, inside the quiet window.
+            tensorflow.config.list_physical_devices()
+            with contextlib.suppress(ImportError):  # tf_keras() reports it if missing
+                import tf_keras  # noqa: F401  (its import logs too)
     except ImportError as err:
         raise MissingDependencyError(f"TensorFlow is not installed ({err})", _INSTALL_HINT) from None
     try:

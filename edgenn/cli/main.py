@@ -6,6 +6,7 @@ This module is the one place where errors become messages and exit codes.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -75,6 +76,7 @@ class LazyGroup(click.Group):
 def _debug_flag(ctx: click.Context, _param, value: bool) -> bool:
     if value:
         STATE.debug = True
+        os.environ["EDGENN_DEBUG"] = "1"
     return value
 
 

@@ -32,6 +32,8 @@ def _set(field: str):
     def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
         if value:
             setattr(STATE, field, True)
+            if field == "debug":
+                os.environ["EDGENN_DEBUG"] = "1"
         return value
 
     return callback

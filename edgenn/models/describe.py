@@ -1,0 +1,68 @@
+"""`edgenn inspect` for the workstation formats: Keras files and SavedModels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .formats import FormatInfo, ModelFormat
+
+
+def file_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+def describe_keras(info: FormatInfo, *, allow_unsafe: bool = False,
+                   custom_objects_file: str | None = None, bridge: bool = True) -> dict:
+    """Load a Keras model safely and report its layers, parameters and MACs."""
+    from .load import load_keras
+    from .stats import model_stats
+
+    loaded = load_keras(info.path, allow_unsafe=allow_unsafe,
+                        custom_objects_file=custom_objects_file, bridge=bridge, info=info)
+    stats = model_stats(loaded.original)
+    doc = {
+        "format": info.format.value,
+        "flavour": loaded.flavour,
+        "keras_version": info.keras_version,
+        "label": info.label,
+        "path": str(info.path),
+        "bytes": file_bytes(info.path),
+        **stats.to_dict(),
+    }
+    if loaded.bridge is not None:
+        doc["bridge"] = {"ok": True, **loaded.bridge.to_dict()}
+    elif info.is_keras3:
+        doc["bridge"] = {"ok": None, "skipped": True}
+    return doc
+
+
+def describe_savedmodel(info: FormatInfo) -> dict:
+    """Signatures and variables of a SavedModel that has no Keras metadata."""
+    import numpy as np
+
+    from .._tf import tf
+
+    tensorflow = tf()
+    loaded = tensorflow.saved_model.load(str(info.path))
+    signatures = []
+    for key, fn in loaded.signatures.items():
+        _, kwargs = fn.structured_input_signature
+        signatures.append({
+            "key": key,
+            "inputs": {k: {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
+                       for k, spec in kwargs.items()},
+            "outputs": {k: {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
+                        for k, spec in fn.structured_outputs.items()},
+        })
+    variables = list(getattr(loaded, "variables", []))
+    return {
+        "format": ModelFormat.savedmodel.value,
+        "label": info.label,
+        "path": str(info.path),
+        "bytes": file_bytes(info.path),
+        "signatures": signatures,
+        "params": int(sum(int(np.prod(v.shape)) for v in variables)),
+        "note": "no Keras metadata: edgenn can convert this model but cannot compress it",
+    }

@@ -1,0 +1,156 @@
+"""Facts about a Keras model (either Keras): per-layer shapes, parameters and MACs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class LayerStats:
+    name: str
+    cls: str
+    output_shape: list | None
+    params: int
+    trainable_params: int
+    macs: int | None  # multiply-accumulates for one sample; None when shapes are dynamic
+
+
+@dataclass
+class ModelStats:
+    name: str
+    layers: list[LayerStats]
+    params: int
+    trainable_params: int
+    non_trainable_params: int
+    macs: int | None
+    weight_bytes: dict[str, int] = field(default_factory=dict)
+    inputs: list[dict] = field(default_factory=list)
+    outputs: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["layers"] = [asdict(layer) | {"class": layer.cls} for layer in self.layers]
+        for layer in out["layers"]:
+            del layer["cls"]
+        return out
+
+
+def _dtype_name(dtype) -> str:
+    return getattr(dtype, "name", None) or str(dtype)
+
+
+def _shape(tensor_or_list):
+    if isinstance(tensor_or_list, (list, tuple)):
+        return [_shape(t) for t in tensor_or_list]
+    return [None if d is None else int(d) for d in tuple(tensor_or_list.shape)]
+
+
+def _safe(getter):
+    try:
+        return getter()
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+
+
+def _count(weights) -> int:
+    return int(sum(int(np.prod(tuple(w.shape))) for w in weights))
+
+
+def model_stats(model) -> ModelStats:
+    """Per-layer and total statistics; the total equals ``model.count_params()``."""
+    layers = []
+    for layer in model.layers:
+        out_shape = _safe(lambda: _shape(layer.output))
+        layers.append(LayerStats(
+            name=layer.name,
+            cls=type(layer).__name__,
+            output_shape=out_shape,
+            params=int(layer.count_params()) if layer.built else 0,
+            trainable_params=_count(layer.trainable_weights),
+            macs=layer_macs(layer),
+        ))
+    weight_bytes: dict[str, int] = {}
+    for w in model.weights:
+        dtype = np.dtype(_dtype_name(w.dtype))
+        weight_bytes[dtype.name] = weight_bytes.get(dtype.name, 0) + int(
+            np.prod(tuple(w.shape))) * dtype.itemsize
+    macs = [layer.macs for layer in layers]
+    trainable = _count(model.trainable_weights)
+    total = int(model.count_params())
+    return ModelStats(
+        name=model.name,
+        layers=layers,
+        params=total,
+        trainable_params=trainable,
+        non_trainable_params=total - trainable,
+        macs=None if any(m is None for m in macs) else int(sum(macs)),
+        weight_bytes=weight_bytes,
+        inputs=[{"name": getattr(t, "name", ""), "shape": _shape(t), "dtype": _dtype_name(t.dtype)}
+                for t in model.inputs],
+        outputs=[{"name": getattr(t, "name", ""), "shape": _shape(t),
+                  "dtype": _dtype_name(t.dtype)} for t in model.outputs],
+    )
+
+
+def _kernel(layer, suffix: str = "kernel"):
+    for w in layer.weights:
+        name = getattr(w, "path", None) or w.name
+        if name.split(":")[0].split("/")[-1] == suffix:
+            return tuple(int(d) for d in w.shape)
+    return None
+
+
+def _spatial(shape) -> int | None:
+    """Product of the non-batch dimensions, or None if any is unknown."""
+    dims = shape[1:]
+    if any(d is None for d in dims):
+        return None
+    return int(np.prod(dims)) if dims else 1
+
+
+def layer_macs(layer) -> int | None:
+    """Multiply-accumulates of one forward pass for one sample.
+
+    Counted for the layers whose cost is a matrix product (Dense, convolutions); element-wise
+    layers, pooling and normalisation count 0 (BatchNormalization folds into the convolution
+    before it on every edge runtime). Nested models sum their layers.
+    """
+    if hasattr(layer, "layers") and layer.layers:
+        parts = [layer_macs(sub) for sub in layer.layers]
+        return None if any(p is None for p in parts) else int(sum(parts))
+    cls = type(layer).__name__
+    if cls not in _MAC_LAYERS:
+        return 0
+    out = _safe(lambda: _shape(layer.output))
+    inp = _safe(lambda: _shape(layer.input))
+    if out is None or inp is None or isinstance(out[0], list) or isinstance(inp[0], list):
+        return None
+    out_n, in_n = _spatial(out), _spatial(inp)
+    if out_n is None or in_n is None:
+        return None
+    if cls == "Dense":
+        k = _kernel(layer)
+        return out_n * k[0] if k else None
+    if cls in ("Conv1D", "Conv2D", "Conv3D"):
+        k = _kernel(layer)  # (*window, in/groups, out)
+        return out_n * int(np.prod(k[:-1])) if k else None
+    if cls == "DepthwiseConv2D":
+        k = _kernel(layer, "depthwise_kernel") or _kernel(layer)  # (kh, kw, in, mult)
+        return out_n * int(np.prod(k[:2])) if k else None
+    if cls == "SeparableConv2D":
+        dk = _kernel(layer, "depthwise_kernel")  # (kh, kw, in, mult)
+        pk = _kernel(layer, "pointwise_kernel")  # (1, 1, in*mult, out)
+        if not dk or not pk:
+            return None
+        positions = out_n // pk[-1]
+        return positions * (int(np.prod(dk)) + pk[2] * pk[3])
+    if cls in ("Conv2DTranspose", "Conv1DTranspose", "Conv3DTranspose"):
+        k = _kernel(layer)  # (*window, out, in)
+        return in_n * int(np.prod(k[:-2])) * k[-2] if k else None
+    return 0
+
+
+_MAC_LAYERS = {"Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
+               "Conv2DTranspose", "Conv1DTranspose", "Conv3DTranspose"}

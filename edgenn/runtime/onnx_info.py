@@ -1,0 +1,66 @@
+"""Describe an .onnx model: opset, ops, initializers, inputs and outputs. No TensorFlow."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputFileError, MissingDependencyError
+
+
+def _dims(value_info) -> list:
+    shape = value_info.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in shape.dim]
+
+
+def describe(path: str | Path) -> dict:
+    """A JSON-able description of an ONNX model."""
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise MissingDependencyError("reading .onnx files needs onnx",
+                                     "pip install 'edgenn[onnx]'") from None
+    p = Path(path)
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as err:
+        raise InputFileError(f"{p} is not a valid ONNX model ({type(err).__name__})",
+                             "export it again") from None
+    graph = model.graph
+    ops = Counter(n.op_type if not n.domain or n.domain == "ai.onnx" else f"{n.domain}.{n.op_type}"
+                  for n in graph.node)
+    init_names = {i.name for i in graph.initializer}
+    init_bytes: Counter = Counter()
+    params = 0
+    for init in graph.initializer:
+        dtype = helper.tensor_dtype_to_np_dtype(init.data_type)
+        count = int(np.prod(init.dims)) if init.dims else 1
+        params += count
+        init_bytes[np.dtype(dtype).name] += count * np.dtype(dtype).itemsize
+
+    def io(values):
+        return [{"name": v.name, "shape": _dims(v),
+                 "dtype": np.dtype(helper.tensor_dtype_to_np_dtype(
+                     v.type.tensor_type.elem_type)).name}
+                for v in values if v.name not in init_names]
+
+    return {
+        "format": "onnx",
+        "path": str(p),
+        "bytes": p.stat().st_size,
+        "ir_version": int(model.ir_version),
+        "opsets": {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "inputs": io(graph.input),
+        "outputs": io(graph.output),
+        "ops": dict(ops.most_common()),
+        "op_count": int(sum(ops.values())),
+        "params": params,
+        "initializer_bytes": dict(init_bytes),
+        "metadata": {m.key: m.value for m in model.metadata_props},
+        "quantized": any(op in ops for op in ("QuantizeLinear", "QLinearConv", "MatMulInteger",
+                                              "ConvInteger", "DynamicQuantizeLinear")),
+    }

@@ -1,0 +1,161 @@
+"""Describe a .tflite flatbuffer: ops, tensors, quantization, signatures. No TensorFlow."""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputFileError, MissingDependencyError
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        raise MissingDependencyError(
+            "reading .tflite files needs ai-edge-litert", "pip install ai-edge-litert"
+        ) from None
+    return schema
+
+
+def _names(enum_cls) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _s(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else (value or "")
+
+
+def read_model(path: str | Path):
+    """Parse a .tflite file; raise InputFileError for a truncated or corrupt one."""
+    schema = _schema()
+    p = Path(path)
+    buf = p.read_bytes()
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise InputFileError(f"{p} is not a TFLite flatbuffer (no TFL3 identifier)",
+                             "convert the model again")
+    try:
+        model = schema.Model.GetRootAs(buf, 0)
+        _touch_everything(model, len(buf))
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as err:
+        raise InputFileError(f"{p} is a truncated or corrupt .tflite file ({type(err).__name__})",
+                             "convert or copy the model again") from None
+    return model, buf
+
+
+def _touch_everything(model, size: int) -> None:
+    """Walk the tables once so that a truncated buffer fails here, not halfway through a report."""
+    if model.SubgraphsLength() == 0:
+        raise ValueError("no subgraphs")
+    for i in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(i)
+        for t in range(sg.TensorsLength()):
+            tensor = sg.Tensors(t)
+            tensor.ShapeAsNumpy() if tensor.ShapeLength() else None
+            tensor.Name()
+        for o in range(sg.OperatorsLength()):
+            sg.Operators(o).OpcodeIndex()
+    for b in range(model.BuffersLength()):
+        buffer = model.Buffers(b)
+        if buffer.Offset() > 1 and buffer.Offset() + buffer.Size() > size:
+            raise ValueError("buffer beyond end of file")
+        buffer.DataLength()
+
+
+def op_name(model, opcode_index: int) -> str:
+    """The builtin op name, or the custom code for custom (and Flex) ops."""
+    schema = _schema()
+    code = model.OperatorCodes(opcode_index)
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    if builtin == schema.BuiltinOperator.CUSTOM:
+        return _s(code.CustomCode())
+    return _names(schema.BuiltinOperator).get(builtin, f"BUILTIN_{builtin}")
+
+
+def _tensor_info(sg, index: int, type_names: dict[int, str]) -> dict:
+    t = sg.Tensors(index)
+    q = t.Quantization()
+    scales = q.ScaleAsNumpy() if q is not None and q.ScaleLength() else None
+    zeros = q.ZeroPointAsNumpy() if q is not None and q.ZeroPointLength() else None
+    info = {
+        "name": _s(t.Name()),
+        "shape": [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
+        "dtype": type_names.get(t.Type(), str(t.Type())).lower(),
+    }
+    if scales is not None:
+        if len(scales) == 1:
+            info["quantization"] = {"scale": float(scales[0]),
+                                    "zero_point": int(zeros[0]) if zeros is not None else 0}
+        else:
+            info["quantization"] = {"per_channel": len(scales),
+                                    "axis": int(q.QuantizedDimension())}
+    return info
+
+
+def describe(path: str | Path) -> dict:
+    """A JSON-able description of a .tflite model."""
+    schema = _schema()
+    p = Path(path)
+    model, buf = read_model(p)
+    type_names = _names(schema.TensorType)
+    ops: Counter = Counter()
+    dtypes: Counter = Counter()
+    quant = Counter()
+    params = 0
+    weight_bytes = Counter()
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        for o in range(sg.OperatorsLength()):
+            ops[op_name(model, sg.Operators(o).OpcodeIndex())] += 1
+        for t in range(sg.TensorsLength()):
+            tensor = sg.Tensors(t)
+            dtype = type_names.get(tensor.Type(), str(tensor.Type())).lower()
+            dtypes[dtype] += 1
+            q = tensor.Quantization()
+            n_scales = q.ScaleLength() if q is not None else 0
+            quant["per_channel" if n_scales > 1 else "per_tensor" if n_scales == 1 else "float"] += 1
+            buffer = model.Buffers(tensor.Buffer()) if tensor.Buffer() < model.BuffersLength() else None
+            nbytes = (buffer.Size() if buffer.Offset() > 1 else buffer.DataLength()) if buffer else 0
+            if nbytes:
+                shape = tensor.ShapeAsNumpy() if tensor.ShapeLength() else np.array([1])
+                params += int(np.prod(shape))
+                weight_bytes[dtype] += nbytes
+    main = model.Subgraphs(0)
+    signatures = []
+    for i in range(model.SignatureDefsLength()):
+        sd = model.SignatureDefs(i)
+        sg = model.Subgraphs(sd.SubgraphIndex())
+        signatures.append({
+            "key": _s(sd.SignatureKey()),
+            "inputs": {_s(sd.Inputs(j).Name()): _tensor_info(sg, sd.Inputs(j).TensorIndex(), type_names)
+                       for j in range(sd.InputsLength())},
+            "outputs": {_s(sd.Outputs(j).Name()): _tensor_info(sg, sd.Outputs(j).TensorIndex(), type_names)
+                        for j in range(sd.OutputsLength())},
+        })
+    flex = sorted(name for name in ops if name.startswith("Flex"))
+    custom = sorted(name for name in ops if name not in _names(schema.BuiltinOperator).values()
+                    and not name.startswith("Flex") and not name.startswith("BUILTIN_"))
+    return {
+        "format": "tflite",
+        "path": str(p),
+        "bytes": len(buf),
+        "schema_version": int(model.Version()),
+        "description": _s(model.Description()),
+        "subgraphs": model.SubgraphsLength(),
+        "inputs": [_tensor_info(main, int(i), type_names) for i in main.InputsAsNumpy()]
+        if main.InputsLength() else [],
+        "outputs": [_tensor_info(main, int(i), type_names) for i in main.OutputsAsNumpy()]
+        if main.OutputsLength() else [],
+        "ops": dict(ops.most_common()),
+        "op_count": int(sum(ops.values())),
+        "tensor_dtypes": dict(dtypes.most_common()),
+        "quantization": dict(quant),
+        "params": params,
+        "weight_bytes": dict(weight_bytes),
+        "signatures": signatures,
+        "flex_ops": flex,
+        "custom_ops": custom,
+    }
