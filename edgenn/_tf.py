@@ -17,7 +17,10 @@ _INSTALL_HINT = "install the TensorFlow extra: pip install 'edgenn[tf]'"
 
 def _prepare_env() -> None:
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ runtime logs harmless "errors" (graph attributes, CUDA probing) during
+    # ordinary training; problems that matter surface as Python exceptions. --debug shows all.
+    level = "0" if os.environ.get("EDGENN_DEBUG") == "1" else "3"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", level)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     # Deterministic kernels make the same seed give the same model.
     os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")

@@ -1,0 +1,91 @@
+"""`edgenn demo`: the main job end to end on an embedded default."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from .data_options import data_options, make_spec
+from .output import common_options, console, emit, guarded_stdout, info, progress
+
+
+@click.command("demo")
+@data_options(default="digits")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Training epochs (default: 15 for digits, 3 otherwise).")
+@click.option("-o", "--output", type=click.Path(file_okay=False), default="edgenn-demo",
+              show_default=True, help="Folder for the model and the report.")
+@common_options
+@guarded_stdout
+def demo_cmd(data, seed, scale, mean, std, resize, channels, limit, epochs, output) -> None:
+    """Train a small reference CNN (Keras 3), save it, load it back through edgenn and inspect it.
+
+    With no arguments it uses scikit-learn's digits and takes a few seconds; --data
+    fashion-mnist uses the benchmark set. As edgenn grows, the demo grows into the whole
+    pipeline: compress, convert, verify, profile, report.
+    """
+    import json
+
+    from ..artifacts import atomic_path, write_text
+    from ..data import load, match_model
+    from ..models.describe import describe_keras
+    from ..models.formats import detect
+    from ..models.reference import reference_cnn, train
+
+    spec = make_spec(data, seed, scale, mean, std, resize, channels, limit)
+    out = Path(output)
+    started = time.perf_counter()
+    info(f"loading {spec.source} ...")
+    splits = load(spec)
+    sample = splits.sample_shape
+    input_shape = sample + (1,) if len(sample) == 2 else sample
+    if len(input_shape) != 3:
+        from ..errors import DataError
+
+        raise DataError(f"the demo's CNN needs images; {spec.source} has samples of shape "
+                        f"{list(sample)}", "use an image dataset (digits, fashion-mnist, a folder)")
+    model = reference_cnn(input_shape, splits.num_classes)
+    splits = match_model(splits, (None, *input_shape), splits.num_classes)
+    epochs = epochs or (15 if spec.source == "digits" else 3)
+
+    with progress("training") as bar:
+        task = bar.add_task(f"training on {len(splits.x_train)} samples", total=epochs)
+        history = train(model, splits, epochs, seed=seed,
+                        on_epoch=lambda e, logs: bar.update(task, advance=1))
+    _, test_acc = model.evaluate(splits.x_test, splits.y_test, verbose=0)
+
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / "model.keras"
+    with atomic_path(model_path) as tmp:
+        model.save(tmp)
+    described = describe_keras(detect(model_path))
+    document = {
+        "data": splits.summary(),
+        "epochs": epochs,
+        "train_accuracy": float(history["accuracy"][-1]),
+        "val_accuracy": float(history["val_accuracy"][-1]),
+        "test_accuracy": float(test_acc),
+        "model": str(model_path),
+        "inspect": described,
+        "seconds": round(time.perf_counter() - started, 2),
+        "next": [f"edgenn inspect {model_path}"],
+    }
+    write_text(out / "demo.json", json.dumps(document, indent=2))
+
+    def human():
+        con = console()
+        con.print(f"trained {described['name']} on {spec.source}: {len(splits.x_train)} train / "
+                  f"{len(splits.x_test)} test samples, {epochs} epochs")
+        con.print(f"test accuracy {test_acc:.2%}  (val {document['val_accuracy']:.2%})")
+        con.print(f"saved {model_path} ({described['bytes']:,} bytes, Keras {described['keras_version']})"
+                  f"; {described['params']:,} params, {described['macs']:,} MACs per sample")
+        bridge = described.get("bridge", {})
+        if bridge.get("ok"):
+            con.print(f"bridged to tf_keras for compression: max |difference| "
+                      f"{bridge['max_abs_diff']:.1e}")
+        con.print(f"report: {out / 'demo.json'}  ({document['seconds']} s)")
+        con.print(f"next: edgenn inspect {model_path}")
+
+    emit(document, human)

@@ -1,0 +1,3 @@
+"""Datasets: one spec (a path or a builtin name) used by every command."""
+
+from .prepare import DataSpec, Splits, load, match_model  # noqa: F401

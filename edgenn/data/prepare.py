@@ -1,0 +1,282 @@
+"""Splits, preprocessing and checks against a model's input: one path for every command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DataError
+from .sources import RawData, read
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data comes from and how to prepare it.
+
+    Parameters
+    ----------
+    source
+        A builtin name (``digits``, ``fashion-mnist``), an ``.npz`` file, an IDX folder or an
+        image folder with a sub-folder per class.
+    seed
+        Fixes the train/val/test/calibration split.
+    scale
+        ``"auto"`` divides by the source's natural maximum (255 for uint8 images, 16 for
+        digits), ``"none"`` keeps values, a number divides by it.
+    mean, std
+        Optional per-channel normalisation applied after scaling.
+    resize
+        ``(height, width)`` for images.
+    channels
+        1 or 3 to force grayscale or RGB.
+    limit
+        At most this many training samples (the test split is kept whole).
+    """
+
+    source: str
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2  # used only when the source has no test split
+    calibration_samples: int = 500
+    scale: str | float = "auto"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    resize: tuple[int, int] | None = None
+    channels: int | None = None
+    limit: int | None = None
+
+
+@dataclass
+class Splits:
+    """Prepared arrays: float32 x, int64 labels, and the calibration subset of train."""
+
+    source: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_calib: np.ndarray
+    classes: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        ys = [y for y in (self.y_train, self.y_val, self.y_test) if y.size]
+        return int(max(int(y.max()) for y in ys)) + 1
+
+    def summary(self) -> dict:
+        return {"source": self.source, "sample_shape": list(self.sample_shape),
+                "train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test),
+                "calibration": len(self.x_calib), "classes": self.num_classes,
+                "notes": self.notes}
+
+
+def load(spec: DataSpec) -> Splits:
+    """Read, check, split and preprocess a dataset."""
+    raw = read(spec.source)
+    _check_raw(raw)
+    rng = np.random.default_rng(spec.seed)
+    x, y = raw.x_train, _labels(raw.y_train, raw.source)
+    if raw.x_test is not None:
+        xt, yt = raw.x_test, _labels(raw.y_test, raw.source)
+        order = rng.permutation(len(x))
+    else:
+        order = rng.permutation(len(x))
+        n_test = max(1, int(round(len(x) * spec.test_fraction)))
+        test_idx, order = order[:n_test], order[n_test:]
+        xt, yt = x[test_idx], y[test_idx]
+    n_val = max(1, int(round(len(order) * spec.val_fraction)))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    if spec.limit:
+        train_idx = train_idx[: spec.limit]
+    calib_idx = train_idx[: spec.calibration_samples]
+    prep = _Preprocessor(spec, raw)
+    splits = Splits(
+        source=raw.source,
+        x_train=prep(x[train_idx]), y_train=y[train_idx],
+        x_val=prep(x[val_idx]), y_val=y[val_idx],
+        x_test=prep(xt), y_test=yt,
+        x_calib=prep(x[calib_idx]),
+        classes=raw.classes,
+        notes=list(raw.notes) + prep.notes,
+    )
+    return splits
+
+
+def _check_raw(raw: RawData) -> None:
+    pairs = [("train", raw.x_train, raw.y_train)]
+    if raw.x_test is not None:
+        pairs.append(("test", raw.x_test, raw.y_test))
+    for split, x, y in pairs:
+        if x.size == 0 or len(x) == 0:
+            raise DataError(f"{raw.source}: the {split} split is empty", "provide samples")
+        if len(x) != len(y):
+            raise DataError(f"{raw.source}: {split} has {len(x)} samples but {len(y)} labels",
+                            "give one label per sample")
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+            raise DataError(f"{raw.source}: {split} x has dtype {x.dtype}, not numbers",
+                            "store numeric arrays")
+        if np.issubdtype(x.dtype, np.floating):
+            bad = ~np.isfinite(x)
+            if bad.any():
+                first = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0][0])
+                raise DataError(
+                    f"{raw.source}: {split} x holds {int(bad.sum())} NaN or infinite values "
+                    f"(first in sample {first})", "clean or drop those samples")
+
+
+def _labels(y: np.ndarray, source: str) -> np.ndarray:
+    """Integer class labels; one-hot rows become indices."""
+    if y.ndim == 2 and y.shape[1] > 1:
+        y = y.argmax(axis=1)
+    y = y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1:
+        raise DataError(f"{source}: labels have shape {y.shape}; expected one integer per sample",
+                        "store class indices (or one-hot rows)")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all():
+            raise DataError(f"{source}: labels hold NaN or infinite values", "fix the labels")
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise DataError(f"{source}: labels are not whole numbers (e.g. {y[np.mod(y, 1) != 0][0]})",
+                            "store class indices")
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise DataError(f"{source}: labels have dtype {y.dtype}", "store integer class indices")
+    y = y.astype(np.int64)
+    if y.size and y.min() < 0:
+        raise DataError(f"{source}: labels include {int(y.min())}; class indices start at 0",
+                        "remap the labels to 0..N-1")
+    return y
+
+
+class _Preprocessor:
+    def __init__(self, spec: DataSpec, raw: RawData):
+        self.spec = spec
+        self.notes: list[str] = []
+        if spec.scale == "auto":
+            self.divisor = raw.value_max or 1.0
+            if raw.value_max:
+                self.notes.append(f"scaled x to [0, 1] (divided by {raw.value_max:g})")
+        elif spec.scale == "none":
+            self.divisor = 1.0
+        else:
+            self.divisor = float(spec.scale)
+            if self.divisor <= 0:
+                raise DataError(f"scale must be positive; received {spec.scale}",
+                                "use auto, none or a positive number")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float32) / np.float32(self.divisor)
+        spec = self.spec
+        if spec.channels is not None:
+            x = _set_channels(x, spec.channels)
+        if spec.resize is not None:
+            x = resize_bilinear(x, spec.resize)
+        if spec.mean is not None:
+            x = x - np.asarray(spec.mean, dtype=np.float32)
+        if spec.std is not None:
+            std = np.asarray(spec.std, dtype=np.float32)
+            if np.any(std <= 0):
+                raise DataError(f"std must be positive; received {spec.std}", "fix --std")
+            x = x / std
+        return x
+
+
+def _set_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3; received {channels}", "use --channels 1 or 3")
+    if x.ndim == 3:  # (N, H, W) grayscale
+        x = x[..., None]
+    if x.ndim != 4:
+        raise DataError(f"channels applies to images; the data has shape {x.shape[1:]}",
+                        "drop --channels")
+    have = x.shape[-1]
+    if have == channels:
+        return x
+    if have == 1 and channels == 3:
+        return np.repeat(x, 3, axis=-1)
+    if have == 3 and channels == 1:
+        return (x @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+    raise DataError(f"cannot turn {have} channels into {channels}", "prepare the images yourself")
+
+
+def resize_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize (N, H, W[, C]) images to ``size`` = (height, width), bilinear, align-corners off."""
+    squeeze = x.ndim == 3
+    if squeeze:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise DataError(f"resize applies to images; the data has shape {x.shape[1:]}",
+                        "drop --resize")
+    n, h, w, c = x.shape
+    oh, ow = size
+    if (oh, ow) == (h, w):
+        return x[..., 0] if squeeze else x
+    ys = np.clip((np.arange(oh) + 0.5) * h / oh - 0.5, 0, h - 1)
+    xs = np.clip((np.arange(ow) + 0.5) * w / ow - 0.5, 0, w - 1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = (ys - y0)[None, :, None, None], (xs - x0)[None, None, :, None]
+    top = x[:, y0][:, :, x0] * (1 - wx) + x[:, y0][:, :, x1] * wx
+    bottom = x[:, y1][:, :, x0] * (1 - wx) + x[:, y1][:, :, x1] * wx
+    out = (top * (1 - wy) + bottom * wy).astype(np.float32)
+    return out[..., 0] if squeeze else out
+
+
+def match_model(splits: Splits, input_shape: tuple, num_classes: int | None) -> Splits:
+    """Check (and, where unambiguous, adapt) the data to a model's input and output.
+
+    A trailing channel of 1 is added for grayscale images and flat models get flattened
+    samples; anything else that does not fit is an error naming both shapes and the fix.
+    """
+    want = tuple(input_shape[1:])
+    have = splits.sample_shape
+    fits = len(want) == len(have) and all(w is None or w == h for w, h in zip(want, have))
+    if not fits:
+        adapted = _adapt(have, want)
+        if adapted is None:
+            hint = _shape_hint(have, want)
+            raise DataError(f"data samples have shape {list(have)} but the model expects "
+                            f"{[None, *want]}", hint)
+        for name in ("x_train", "x_val", "x_test", "x_calib"):
+            arr = getattr(splits, name)
+            setattr(splits, name, arr.reshape((len(arr),) + adapted))
+        splits.notes.append(f"reshaped samples {list(have)} -> {list(adapted)} to fit the model")
+    if num_classes is not None:
+        for split, y in (("train", splits.y_train), ("val", splits.y_val), ("test", splits.y_test)):
+            if y.size and int(y.max()) >= num_classes:
+                raise DataError(
+                    f"{splits.source}: {split} labels go up to {int(y.max())} but the model has "
+                    f"{num_classes} outputs (classes 0..{num_classes - 1})",
+                    "use data whose labels fit the model, or a model with more outputs")
+    return splits
+
+
+def _adapt(have: tuple, want: tuple) -> tuple | None:
+    if any(w is None for w in want):
+        return None
+    if int(np.prod(have)) != int(np.prod(want)):
+        return None
+    if want == have + (1,) or len(want) == 1:
+        return want
+    return None
+
+
+def _shape_hint(have: tuple, want: tuple) -> str:
+    if len(want) == 3 and len(have) in (2, 3):
+        hw_have, hw_want = have[:2], want[:2]
+        c_have = have[2] if len(have) == 3 else 1
+        parts = []
+        if hw_have != hw_want and None not in hw_want:
+            parts.append(f"--resize {hw_want[0]}x{hw_want[1]}")
+        if c_have != want[2] and want[2] in (1, 3):
+            parts.append(f"--channels {want[2]}")
+        if parts:
+            return "add " + " ".join(parts)
+    return "use data prepared for this model's input"

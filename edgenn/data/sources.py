@@ -1,0 +1,201 @@
+"""Readers for every dataset source: .npz, IDX folders, image folders and built-in names.
+
+Each returns raw arrays: ``{"x_train", "y_train"}`` and optionally ``{"x_test", "y_test"}``,
+plus class names and the natural value range of x (for scaling). No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot"]
+BUILTINS = ("digits", "fashion-mnist")
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class RawData:
+    """Arrays as read, before splitting and preprocessing."""
+
+    source: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    classes: list[str] | None = None
+    value_max: float | None = None  # the largest value x can take (255 for uint8 images)
+    notes: list[str] = field(default_factory=list)
+
+
+def read(source: str) -> RawData:
+    """Read a dataset from a builtin name or a path (.npz file, IDX folder, image folder)."""
+    if source == "digits":
+        return _digits()
+    if source == "fashion-mnist":
+        if not FASHION_MNIST_DIR.is_dir():
+            raise DataError(
+                f"the fashion-mnist dataset is not installed ({FASHION_MNIST_DIR} is missing)",
+                "install it with: sudo apt-get install dataset-fashion-mnist",
+            )
+        data = read_idx_folder(FASHION_MNIST_DIR)
+        data.source, data.classes = "fashion-mnist", FASHION_MNIST_CLASSES
+        return data
+    p = Path(source)
+    if not p.exists():
+        raise DataError(f"dataset not found: {source}",
+                        f"pass a .npz file, an IDX folder, an image folder or one of: "
+                        f"{', '.join(BUILTINS)}")
+    if p.is_file():
+        if p.suffix.lower() != ".npz":
+            raise DataError(f"{p} is not a dataset file edgenn reads (expected .npz)",
+                            "save arrays with numpy.savez(path, x=..., y=...)")
+        return read_npz(p)
+    if _idx_files(p):
+        return read_idx_folder(p)
+    return read_image_folder(p)
+
+
+def _digits() -> RawData:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DataError("the digits dataset needs scikit-learn",
+                        "pip install scikit-learn (or 'edgenn[tf]')") from None
+    d = load_digits()
+    x = d.images.astype(np.float32)  # 8x8, values 0..16
+    return RawData("digits", x, d.target.astype(np.int64),
+                   classes=[str(i) for i in range(10)], value_max=16.0)
+
+
+def read_npz(path: Path) -> RawData:
+    """Arrays named x/y, or x_train/y_train with optional x_test/y_test."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise DataError(f"{path} holds object (pickled) arrays, which edgenn will not load",
+                            "save plain numeric arrays with numpy.savez") from None
+        raise DataError(f"{path} is not a valid .npz file ({err})", "write it again") from None
+    except (OSError, EOFError, Exception) as err:  # zipfile errors and truncation
+        raise DataError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})",
+                        "write it again with numpy.savez") from None
+    if "x_train" in arrays and "y_train" in arrays:
+        has_test = "x_test" in arrays and "y_test" in arrays
+        return RawData(str(path), arrays["x_train"], arrays["y_train"],
+                       arrays["x_test"] if has_test else None,
+                       arrays["y_test"] if has_test else None,
+                       value_max=_value_max(arrays["x_train"]))
+    if "x" in arrays and "y" in arrays:
+        return RawData(str(path), arrays["x"], arrays["y"], value_max=_value_max(arrays["x"]))
+    raise DataError(f"{path} holds arrays {sorted(arrays)}; edgenn needs x and y, or x_train, "
+                    "y_train (and optionally x_test, y_test)",
+                    "rename the arrays when saving: numpy.savez(path, x=..., y=...)")
+
+
+def _value_max(x: np.ndarray) -> float | None:
+    return 255.0 if x.dtype == np.uint8 else None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """One IDX file (MNIST layout), gzip-compressed or raw."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path} cannot be read ({err})", "download or copy it again") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number)",
+                        "use MNIST-layout IDX files (train-images-idx3-ubyte[.gz] ...)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path} is truncated (header cut short)", "download or copy it again")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(data) - header < expected:
+        raise DataError(f"{path} is truncated ({len(data) - header} of {expected} data bytes)",
+                        "download or copy it again")
+    return np.frombuffer(data, dtype=dtype, count=int(np.prod(dims)), offset=header).reshape(
+        dims).astype(dtype.newbyteorder("="))
+
+
+def _idx_files(folder: Path) -> dict[str, Path]:
+    found = {}
+    for f in sorted(folder.iterdir()):
+        name = f.name.lower()
+        if "idx" not in name or not f.is_file():
+            continue
+        split = "train" if name.startswith("train") else "test" if name.startswith(
+            ("t10k", "test")) else None
+        kind = "images" if "images" in name else "labels" if "labels" in name else None
+        if split and kind:
+            found[f"{split}_{kind}"] = f
+    return found
+
+
+def read_idx_folder(folder: Path) -> RawData:
+    """train-images/train-labels (+ t10k-images/t10k-labels) IDX files in one folder."""
+    files = _idx_files(folder)
+    if "train_images" not in files or "train_labels" not in files:
+        raise DataError(f"{folder} lacks train-images/train-labels IDX files (found: "
+                        f"{', '.join(sorted(files)) or 'none'})",
+                        "use the MNIST layout: train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz")
+    x = read_idx(files["train_images"])
+    y = read_idx(files["train_labels"])
+    xt = yt = None
+    if "test_images" in files and "test_labels" in files:
+        xt, yt = read_idx(files["test_images"]), read_idx(files["test_labels"])
+    return RawData(str(folder), x, y.astype(np.int64), xt,
+                   None if yt is None else yt.astype(np.int64), value_max=_value_max(x))
+
+
+def read_image_folder(folder: Path) -> RawData:
+    """An image folder with one sub-folder per class (the sub-folder names are the classes)."""
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{folder} is not a dataset folder: no IDX files and no class sub-folders",
+                        "use one sub-folder per class holding its images, or MNIST IDX files")
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError("image folders need Pillow", "pip install pillow") from None
+    images, labels, size, mode = [], [], None, None
+    for label, name in enumerate(classes):
+        files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
+        for f in files:
+            try:
+                with Image.open(f) as img:
+                    img.load()
+                    if mode is None:
+                        mode = "L" if img.mode in ("L", "1", "I;16") else "RGB"
+                    img = img.convert(mode)
+                    if size is None:
+                        size = img.size
+                    elif img.size != size:
+                        img = img.resize(size, Image.BILINEAR)
+                    images.append(np.asarray(img, dtype=np.uint8))
+                    labels.append(label)
+            except OSError as err:
+                raise DataError(f"{f} is not a readable image ({err})",
+                                "remove or replace the file") from None
+    if not images:
+        raise DataError(f"{folder} has class folders ({', '.join(classes)}) but no images",
+                        f"put image files ({', '.join(sorted(_IMAGE_SUFFIXES))}) inside them")
+    x = np.stack(images)
+    data = RawData(str(folder), x, np.asarray(labels, dtype=np.int64), classes=classes,
+                   value_max=255.0)
+    data.notes.append(f"images read as {mode} {size[0]}x{size[1]}; others resized to match")
+    return data
