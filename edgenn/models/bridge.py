@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._tf import tf_keras
+from .._tf import keras3, tf_keras
 from ..errors import BridgeError
 
 # Layer classes the bridge translates and tests. Anything else fails with the list.
@@ -64,12 +64,27 @@ def bridge(k3_model, custom_objects: dict | None = None, tolerance: float = 1e-5
         For a layer the bridge cannot translate (named with its class and what to do), or when
         the outputs differ by more than ``tolerance`` (naming the first layer that diverges).
     """
-    import keras
+    keras = keras3()
 
     notes: list[str] = []
     serialized = keras.saving.serialize_keras_object(k3_model)
     tfk_model = _build_model(serialized, custom_objects or {}, notes)
     _copy_weights(k3_model, tfk_model)
+    diff, limit = verify(k3_model, tfk_model, tolerance, seed)
+    return BridgeResult(tfk_model, diff, limit, notes)
+
+
+def verify(k3_model, tfk_model, tolerance: float = 1e-5, seed: int = 0) -> tuple[float, float]:
+    """Check two models compute the same function on random inputs.
+
+    The limit is ``tolerance`` times the output scale (at least 1), so a model with large
+    outputs is held to the same relative precision. Returns (max |difference|, limit).
+
+    Raises
+    ------
+    BridgeError
+        Naming the first layer, in model order, whose output differs by more than the limit.
+    """
     inputs = random_inputs(k3_model, seed)
     diff, scale = _max_diff(_predict(k3_model, inputs), _predict(tfk_model, inputs))
     limit = tolerance * max(1.0, scale)
@@ -80,7 +95,7 @@ def bridge(k3_model, custom_objects: dict | None = None, tolerance: float = 1e-5
             f"the first layer that diverges is {layer} (by {layer_diff:.3g})",
             "report this layer's config to edgenn, or save the model with tf_keras",
         )
-    return BridgeResult(tfk_model, float(diff), float(limit), notes)
+    return float(diff), float(limit)
 
 
 # --- building ---------------------------------------------------------------------------------
@@ -314,7 +329,7 @@ def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float]:
 
 def _first_divergent_layer(k3_model, tfk_model, inputs, limit: float) -> tuple[str, float]:
     """Compare every layer's output in model order; return the first that differs."""
-    import keras
+    keras = keras3()
 
     tfk = tf_keras()
     names = [layer.name for layer in k3_model.layers if type(layer).__name__ != "InputLayer"]

@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny real models built once per session, and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HELPERS = Path(__file__).resolve().parent / "helpers"
+
+# Imports of these are refused in the "device side" runs.
+BLOCK_TF = """
+import sys
+class _Block:
+    BLOCKED = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "tf2onnx")
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.BLOCKED:
+            raise ImportError(f"blocked by the test: {name}")
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+def run_cli(*args: str, cwd: Path | None = None, block_tf: bool = False, env: dict | None = None,
+            timeout: float = 300) -> Result:
+    """Run `edgenn ARGS` in a fresh interpreter, the way a user runs it."""
+    prelude = BLOCK_TF if block_tf else ""
+    code = prelude + "\nfrom edgenn.cli.main import main\nmain()\n"
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("EDGENN_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          cwd=cwd, env=full_env, timeout=timeout)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_clean_error(result: Result, code: int = 2, *needles: str) -> None:
+    """Exit ``code``, one error line on stderr naming the problem, no traceback."""
+    assert result.code == code, (result.code, result.out, result.err)
+    assert "Traceback" not in result.err, result.err
+    lines = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> Path:
+    """A folder of tiny real models in every supported format (built in a subprocess)."""
+    out = tmp_path_factory.mktemp("models")
+    proc = subprocess.run([sys.executable, str(HELPERS / "build_models.py"), str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def manifest(models) -> dict:
+    return json.loads((models / "manifest.json").read_text())

@@ -1,0 +1,228 @@
+"""Build the tiny real models the tests use, each saved in the format a user would have.
+
+Run in a subprocess by the session fixture, so the pytest process stays free of TensorFlow
+(tests of the device side check that nothing imports it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+
+def randomize(model, seed: int = 0) -> None:
+    """Give every weight (batch-norm statistics included) non-trivial random values."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            randomize(layer, seed + 1)
+            continue
+        new = [rng.normal(0, 0.3, size=w.shape).astype(w.dtype) for w in layer.get_weights()]
+        # Keep batch-norm variances positive.
+        if type(layer).__name__ == "BatchNormalization":
+            new[-1] = np.abs(new[-1]) + 0.5
+        if new:
+            layer.set_weights(new)
+
+
+def keras3_models(out: Path) -> dict:
+    import keras
+    from keras import layers
+
+    made = {}
+    # The issue's acceptance model: residual Add, SeparableConv2D, DepthwiseConv2D, BN, GAP, Dropout.
+    inp = keras.Input((16, 16, 3), name="img")
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inp)
+    y = layers.SeparableConv2D(8, 3, padding="same", name="sep")(x)
+    y = layers.BatchNormalization(name="bn")(y)
+    y = layers.DepthwiseConv2D(3, padding="same", name="dw")(y)
+    x = layers.Add(name="residual")([x, y])
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(0.3, name="drop")(x)
+    out_ = layers.Dense(5, activation="softmax", name="head")(x)
+    m = keras.Model(inp, out_, name="residual_cnn")
+    randomize(m)
+    m.save(out / "k3_residual.keras")
+    m.save(out / "k3_residual.h5")
+    made["k3_residual"] = {"params": m.count_params()}
+
+    # Every layer class the bridge promises, in one functional graph.
+    inp = keras.Input((8, 8, 3), name="zoo_in")
+    a = layers.Rescaling(1 / 2.0, offset=0.1, name="rescale")(inp)
+    a = layers.ZeroPadding2D(1, name="pad")(a)
+    a = layers.Conv2D(6, 3, kernel_regularizer=keras.regularizers.L2(1e-4),
+                      kernel_constraint=keras.constraints.MaxNorm(3.0), name="conv")(a)
+    a = layers.BatchNormalization(name="bn")(a)
+    a = layers.ReLU(max_value=6.0, name="relu6")(a)
+    b = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="dw")(a)
+    b = layers.Conv2D(6, 1, name="pw")(b)
+    c = layers.SeparableConv2D(6, 3, padding="same", name="sep")(a)
+    m1 = layers.Multiply(name="mul")([b, c])
+    cat = layers.Concatenate(name="cat")([m1, a])
+    p = layers.MaxPooling2D(2, name="maxpool")(cat)
+    p = layers.UpSampling2D(2, name="up")(p)
+    p = layers.Conv2DTranspose(4, 3, strides=1, padding="same", name="deconv")(p)
+    p = layers.AveragePooling2D(2, name="avgpool")(p)
+    p = layers.LayerNormalization(name="ln")(p)
+    p = layers.Activation("tanh", name="act")(p)
+    g = layers.GlobalMaxPooling2D(name="gmp")(p)
+    g2 = layers.GlobalAveragePooling2D(name="gap")(p)
+    f = layers.Flatten(name="flat")(p)
+    f = layers.Reshape((16, 4), name="reshape")(f)
+    f = layers.Conv1D(3, 2, name="conv1d")(f)
+    f = layers.Flatten(name="flat2")(f)
+    h = layers.Concatenate(name="cat2")([f, g, g2])
+    h = layers.Dense(8, activation="relu", name="dense")(h)
+    h = layers.Dropout(0.5, name="dropout")(h)
+    h = layers.Dense(4, name="logits")(h)
+    h = layers.Softmax(name="softmax")(h)
+    tok = keras.Input((5,), dtype="int32", name="tokens")
+    e = layers.Embedding(20, 4, name="embed")(tok)
+    e = layers.GlobalAveragePooling1D(name="gap1d")(e)
+    e = layers.Dense(4, name="tok_dense")(e)
+    both = layers.Add(name="merge")([h, e])
+    zoo = keras.Model([inp, tok], both, name="zoo")
+    randomize(zoo, 3)
+    zoo.save(out / "k3_zoo.keras")
+    made["k3_zoo"] = {"params": zoo.count_params()}
+
+    seq = keras.Sequential([keras.Input((10,)), layers.Dense(16, activation="relu"),
+                            layers.Dense(3, activation="softmax")], name="seq")
+    randomize(seq, 5)
+    seq.save(out / "k3_seq.keras")
+    made["k3_seq"] = {"params": seq.count_params()}
+
+    # A layer the bridge does not translate.
+    rnn = keras.Sequential([keras.Input((6, 4)), layers.GRU(5, name="gru"), layers.Dense(2)],
+                           name="rnn")
+    rnn.save(out / "k3_gru.keras")
+
+    # A Lambda layer whose code writes a file when it runs.
+    marker = out / "lambda_ran.txt"
+
+    # A real `lambda` (a named function would be stored by name only): Keras stores its
+    # bytecode, which runs when the model is rebuilt.
+    writes_file = eval(f"lambda t: (open({str(marker)!r}, 'w').write('the Lambda ran'), t)[1]")
+
+    inp = keras.Input((4,))
+    lam = keras.Model(inp, layers.Dense(2)(layers.Lambda(writes_file, name="evil")(inp)))
+    if marker.exists():
+        marker.unlink()
+    lam.save(out / "k3_lambda.keras")
+    if marker.exists():
+        marker.unlink()
+
+    # A plain SavedModel (no Keras metadata), as Keras 3's model.export writes it.
+    seq.export(str(out / "k3_export_savedmodel"), verbose=False)
+    return made
+
+
+def tf_keras_models(out: Path) -> dict:
+    import tensorflow as tf
+    import tf_keras
+
+    made = {}
+    m = tf_keras.Sequential([
+        tf_keras.Input((8, 8, 1)),
+        tf_keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+        tf_keras.layers.Flatten(),
+        tf_keras.layers.Dense(3, activation="softmax", name="out"),
+    ], name="tfk_cnn")
+    m.save(out / "tfk_cnn.keras")
+    m.save(out / "tfk_cnn.h5")
+    m.save(out / "tfk_savedmodel", save_format="tf")
+    made["tfk_cnn"] = {"params": m.count_params()}
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(m)
+    (out / "tfk_cnn.tflite").write_bytes(conv.convert())
+
+    rng = np.random.default_rng(0)
+
+    def rep():
+        for _ in range(16):
+            yield [rng.random((1, 8, 8, 1), dtype=np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(m)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    (out / "tfk_cnn_int8.tflite").write_bytes(conv.convert())
+
+    # A model that needs a Select TF (Flex) op.
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def flex_fn(x):
+        return tf.raw_ops.Cumprod(x=x, axis=1, exclusive=False, reverse=False) + tf.math.lgamma(x)
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([flex_fn.get_concrete_function()],
+                                                           flex_fn)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    conv.allow_custom_ops = True
+    try:
+        (out / "flex.tflite").write_bytes(conv.convert())
+    except Exception as err:  # pragma: no cover - recorded for the test to report
+        (out / "flex_error.txt").write_text(str(err))
+
+    # A registered custom layer, and a file that defines it for --custom-objects.
+    custom_src = '''
+import tf_keras
+
+
+@tf_keras.utils.register_keras_serializable(package="Demo")
+class Scale(tf_keras.layers.Layer):
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+'''
+    (out / "custom_layers.py").write_text(custom_src)
+    namespace: dict = {}
+    exec(compile(custom_src, "custom_layers.py", "exec"), namespace)
+    cm = tf_keras.Sequential([tf_keras.Input((3,)), namespace["Scale"](3.0, name="scale"),
+                              tf_keras.layers.Dense(2)], name="custom")
+    cm.save(out / "tfk_custom.keras")
+    return made
+
+
+def onnx_model(out: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 3), dtype=np.float32), "W")
+    b = numpy_helper.from_array(np.zeros((3,), dtype=np.float32), "B")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "B"], ["z"]),
+         helper.make_node("Relu", ["z"], ["y"])],
+        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="edgenn-tests")
+    model.metadata_props.add(key="edgenn.test", value="1")
+    onnx.checker.check_model(model)
+    onnx.save(model, out / "tiny.onnx")
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    made = {}
+    made.update(keras3_models(out))
+    made.update(tf_keras_models(out))
+    onnx_model(out)
+    (out / "manifest.json").write_text(json.dumps(made))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -1,0 +1,77 @@
+"""The command line itself: start-up cost, conventions, exit codes."""
+
+import json
+import subprocess
+import sys
+
+from conftest import assert_clean_error, run_cli
+
+IMPORT_CHECK = """
+import sys
+from edgenn.cli.main import main
+try:
+    main({args!r})
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("tensorflow", "keras", "tf_keras", "onnxruntime", "onnx") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+"""
+
+
+def _heavy_modules(args):
+    proc = subprocess.run([sys.executable, "-c", IMPORT_CHECK.format(args=args)],
+                          capture_output=True, text=True, timeout=60)
+    line = [x for x in proc.stderr.splitlines() if x.startswith("HEAVY=")][-1]
+    return proc, line[len("HEAVY="):]
+
+
+def test_help_imports_no_tensorflow():
+    proc, heavy = _heavy_modules(["--help"])
+    assert "inspect" in proc.stdout and "demo" in proc.stdout
+    assert heavy == ""
+
+
+def test_devices_list_imports_no_tensorflow():
+    proc, heavy = _heavy_modules(["devices", "list", "--json"])
+    assert heavy == ""
+    names = {d["name"] for d in json.loads(proc.stdout)["devices"]}
+    assert {"host", "raspberry-pi-4", "coral-usb-accelerator"} <= names
+
+
+def test_version():
+    from edgenn import __version__
+
+    r = run_cli("--version")
+    assert r.code == 0 and __version__ in r.out
+
+
+def test_unknown_command_is_usage_error():
+    r = run_cli("frobnicate")
+    assert r.code == 2
+    assert "No such command" in r.err
+
+
+def test_every_command_has_json_quiet_debug():
+    from click.testing import CliRunner
+
+    from edgenn.cli.main import COMMANDS, cli
+
+    runner = CliRunner()
+    leaf_commands = [["inspect"], ["demo"], ["recipes", "list"], ["recipes", "show"],
+                     ["recipes", "validate"], ["devices", "list"], ["devices", "show"],
+                     ["devices", "validate"]]
+    assert {c[0] for c in leaf_commands} == set(COMMANDS)
+    for command in leaf_commands:
+        result = runner.invoke(cli, [*command, "--help"])
+        assert result.exit_code == 0, result.output
+        for flag in ("--json", "--quiet", "--debug"):
+            assert flag in result.output, (command, flag)
+
+
+def test_debug_shows_traceback_and_default_does_not(tmp_path):
+    missing = str(tmp_path / "nope.keras")
+    plain = run_cli("inspect", missing)
+    assert_clean_error(plain, 2, "model not found", missing)
+    debug = run_cli("inspect", missing, "--debug")
+    assert debug.code != 0
+    assert "Traceback" in debug.err and "InputFileError" in debug.err

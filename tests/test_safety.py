@@ -1,0 +1,39 @@
+"""No code from a model file runs unless the user says so."""
+
+from conftest import assert_clean_error, run_cli
+
+
+def test_lambda_model_is_refused_and_writes_nothing(models, tmp_path):
+    marker = models / "lambda_ran.txt"
+    marker.unlink(missing_ok=True)
+    r = run_cli("inspect", str(models / "k3_lambda.keras"), cwd=tmp_path)
+    assert_clean_error(r, 2, "Lambda", "--allow-unsafe")
+    assert not marker.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lambda_model_loads_with_allow_unsafe(models):
+    marker = models / "lambda_ran.txt"
+    marker.unlink(missing_ok=True)
+    r = run_cli("inspect", str(models / "k3_lambda.keras"), "--allow-unsafe", "--no-bridge",
+                "--json")
+    assert r.code == 0, r.err
+    assert "Lambda" in {layer["class"] for layer in r.json()["layers"]}
+    # The flag really does run the file's code: this is what the default refusal prevents.
+    assert marker.read_text() == "the Lambda ran"
+    marker.unlink()
+
+
+def test_custom_object_refused_then_registered(models):
+    refused = run_cli("inspect", str(models / "tfk_custom.keras"))
+    assert_clean_error(refused, 2, "Demo>Scale", "--custom-objects")
+    ok = run_cli("inspect", str(models / "tfk_custom.keras"), "--custom-objects",
+                 str(models / "custom_layers.py"), "--json")
+    assert ok.code == 0, ok.err
+    assert [layer["class"] for layer in ok.json()["layers"]][0] == "Scale"
+
+
+def test_custom_objects_file_must_be_python(models, tmp_path):
+    r = run_cli("inspect", str(models / "tfk_custom.keras"), "--custom-objects",
+                str(tmp_path / "nothing.txt"))
+    assert_clean_error(r, 2, "--custom-objects must be a .py file")
