@@ -14,7 +14,7 @@ from .output import common_options, console, emit, guarded_stdout, info, progres
 @click.command("demo")
 @data_options(default="digits")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Training epochs (default: 15 for digits, 3 otherwise).")
+              help="Training epochs (default: 25 for digits, 3 otherwise).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="edgenn-demo",
               show_default=True, help="Folder for the model and the report.")
 @common_options
@@ -46,9 +46,9 @@ def demo_cmd(data, seed, scale, mean, std, resize, channels, limit, epochs, outp
 
         raise DataError(f"the demo's CNN needs images; {spec.source} has samples of shape "
                         f"{list(sample)}", "use an image dataset (digits, fashion-mnist, a folder)")
-    model = reference_cnn(input_shape, splits.num_classes)
+    model = reference_cnn(input_shape, splits.num_classes, seed=seed)
     splits = match_model(splits, (None, *input_shape), splits.num_classes)
-    epochs = epochs or (15 if spec.source == "digits" else 3)
+    epochs = epochs or (25 if spec.source == "digits" else 3)
 
     with progress("training") as bar:
         task = bar.add_task(f"training on {len(splits.x_train)} samples", total=epochs)

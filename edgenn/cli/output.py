@@ -96,7 +96,8 @@ def emit(document: dict, human) -> None:
         with _real_stdout() as out:
             out.write(text + "\n")
     elif not STATE.quiet:
-        human()
+        with _real_stdout() as out, contextlib.redirect_stdout(out):
+            human()
 
 
 _REAL_STDOUT: list = []
@@ -150,7 +151,7 @@ def console():
 
     # Piped output (CI logs, `| less`) gets a wide page rather than rich's 80 columns.
     width = shutil.get_terminal_size((140, 24)).columns if sys.stdout.isatty() else 140
-    return Console(stderr=False, highlight=False, soft_wrap=False, width=width)
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False, width=width)
 
 
 def progress(description: str, total: int | None = None):

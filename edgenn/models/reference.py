@@ -8,9 +8,11 @@ from __future__ import annotations
 from .._tf import keras3
 
 
-def reference_cnn(input_shape: tuple, num_classes: int, width: float = 1.0, name: str = "refcnn"):
+def reference_cnn(input_shape: tuple, num_classes: int, width: float = 1.0, name: str = "refcnn",
+                  seed: int = 0):
     """A small image classifier: two conv blocks with batch norm, then a softmax head."""
     keras = keras3()
+    keras.utils.set_random_seed(seed)  # the initial weights come from this seed
     layers = keras.layers
 
     def units(n: int) -> int:

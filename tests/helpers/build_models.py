@@ -135,6 +135,7 @@ def tf_keras_models(out: Path) -> dict:
         tf_keras.layers.Flatten(),
         tf_keras.layers.Dense(3, activation="softmax", name="out"),
     ], name="tfk_cnn")
+    randomize(m, 7)  # non-zero biases, so the converter keeps every weight tensor
     m.save(out / "tfk_cnn.keras")
     m.save(out / "tfk_cnn.h5")
     m.save(out / "tfk_savedmodel", save_format="tf")

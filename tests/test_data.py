@@ -1,0 +1,162 @@
+"""Dataset sources, splits, preprocessing and checks against a model. No TensorFlow needed."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from edgenn.data import DataSpec, load, match_model
+from edgenn.data import sources
+from edgenn.errors import DataError
+
+
+def _write_idx(path, array, compress):
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C}
+    header = bytes([0, 0, codes[array.dtype], array.ndim]) + struct.pack(
+        f">{array.ndim}I", *array.shape)
+    data = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def idx_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "idx"
+    d.mkdir()
+    _write_idx(d / "train-images-idx3-ubyte", rng.integers(0, 256, (60, 6, 6), dtype=np.uint8), True)
+    _write_idx(d / "train-labels-idx1-ubyte", rng.integers(0, 4, 60).astype(np.uint8), True)
+    _write_idx(d / "t10k-images-idx3-ubyte", rng.integers(0, 256, (20, 6, 6), dtype=np.uint8), False)
+    _write_idx(d / "t10k-labels-idx1-ubyte", rng.integers(0, 4, 20).astype(np.uint8), False)
+    return d
+
+
+def test_idx_folder_gz_and_raw(idx_folder):
+    s = load(DataSpec(str(idx_folder), calibration_samples=10))
+    assert s.sample_shape == (6, 6)
+    assert len(s.x_test) == 20 and len(s.x_train) + len(s.x_val) == 60
+    assert s.x_train.dtype == np.float32 and 0 <= s.x_train.min() and s.x_train.max() <= 1
+    assert len(s.x_calib) == 10
+    raw = sources.read_idx(idx_folder / "t10k-images-idx3-ubyte")
+    assert np.allclose(s.x_test, raw / 255.0)
+
+
+def test_truncated_idx(idx_folder):
+    f = idx_folder / "t10k-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(DataError, match="truncated"):
+        load(DataSpec(str(idx_folder)))
+
+
+def test_npz_both_layouts(tmp_path):
+    rng = np.random.default_rng(1)
+    x, y = rng.random((50, 5)).astype(np.float32), rng.integers(0, 3, 50)
+    np.savez(tmp_path / "a.npz", x=x, y=y)
+    s = load(DataSpec(str(tmp_path / "a.npz")))
+    assert len(s.x_train) + len(s.x_val) + len(s.x_test) == 50
+    assert s.notes == []  # float data is not rescaled
+    np.savez(tmp_path / "b.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    s = load(DataSpec(str(tmp_path / "b.npz")))
+    assert np.array_equal(s.x_test, x[40:]) and np.array_equal(s.y_test, y[40:])
+    onehot = np.eye(3)[y]
+    np.savez(tmp_path / "c.npz", x=x, y=onehot)
+    assert set(np.unique(load(DataSpec(str(tmp_path / "c.npz"))).y_train)) <= {0, 1, 2}
+
+
+def test_splits_deterministic_by_seed(tmp_path):
+    x = np.arange(200, dtype=np.float32).reshape(100, 2)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(100) % 2)
+    a = load(DataSpec(str(tmp_path / "d.npz"), seed=3))
+    b = load(DataSpec(str(tmp_path / "d.npz"), seed=3))
+    c = load(DataSpec(str(tmp_path / "d.npz"), seed=4))
+    assert np.array_equal(a.x_train, b.x_train) and np.array_equal(a.x_test, b.x_test)
+    assert not np.array_equal(a.x_test, c.x_test)
+    # The splits are disjoint and cover everything.
+    seen = np.concatenate([a.x_train[:, 0], a.x_val[:, 0], a.x_test[:, 0]])
+    assert sorted(seen.tolist()) == x[:, 0].tolist()
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for cls in ("cat", "dog"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(
+                tmp_path / "imgs" / cls / f"{i}.png")
+    s = load(DataSpec(str(tmp_path / "imgs"), resize=(5, 6)))
+    assert s.classes == ["cat", "dog"]
+    assert s.sample_shape == (5, 6, 3)
+    gray = load(DataSpec(str(tmp_path / "imgs"), channels=1))
+    assert gray.sample_shape == (10, 12, 1)
+
+
+def test_preprocessing_mean_std_and_scale(tmp_path):
+    x = np.full((20, 2, 2, 3), 255, dtype=np.uint8)
+    np.savez(tmp_path / "e.npz", x=x, y=np.zeros(20, dtype=np.int64))
+    s = load(DataSpec(str(tmp_path / "e.npz"), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)))
+    assert np.allclose(s.x_train, 2.0)
+    s = load(DataSpec(str(tmp_path / "e.npz"), scale="none"))
+    assert np.allclose(s.x_train, 255.0)
+
+
+def test_builtin_digits_and_fashion_mnist():
+    d = load(DataSpec("digits"))
+    assert d.sample_shape == (8, 8) and d.num_classes == 10 and d.x_train.max() <= 1.0
+    f = load(DataSpec("fashion-mnist", limit=1000))
+    assert f.sample_shape == (28, 28) and len(f.x_test) == 10000 and len(f.x_train) == 1000
+    assert f.classes[0] == "T-shirt/top"
+
+
+def test_fashion_mnist_missing_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(sources, "FASHION_MNIST_DIR", tmp_path / "absent")
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        load(DataSpec("fashion-mnist"))
+
+
+@pytest.mark.parametrize("x,y,message", [
+    (np.array([[0.0, np.nan]] * 10, dtype=np.float32), np.zeros(10), "NaN or infinite"),
+    (np.zeros((10, 2), np.float32), np.zeros(9), "10 samples but 9 labels"),
+    (np.zeros((10, 2), np.float32), -np.ones(10), "class indices start at 0"),
+    (np.zeros((10, 2), np.float32), np.full(10, 0.5), "not whole numbers"),
+])
+def test_bad_arrays(tmp_path, x, y, message):
+    np.savez(tmp_path / "bad.npz", x=x, y=y)
+    with pytest.raises(DataError, match=message):
+        load(DataSpec(str(tmp_path / "bad.npz")))
+
+
+def test_pickled_npz_refused(tmp_path):
+    np.savez(tmp_path / "p.npz", x=np.array([object()] * 3, dtype=object), y=np.zeros(3))
+    with pytest.raises(DataError, match="pickled"):
+        load(DataSpec(str(tmp_path / "p.npz")))
+
+
+def test_match_model_adds_channel_and_checks_labels():
+    s = load(DataSpec("digits"))
+    s = match_model(s, (None, 8, 8, 1), 10)
+    assert s.x_train.shape[1:] == (8, 8, 1)
+    with pytest.raises(DataError, match="labels go up to 9 but the model has 5 outputs"):
+        match_model(load(DataSpec("digits")), (None, 8, 8, 1), 5)
+
+
+def test_match_model_shape_error_names_fix():
+    with pytest.raises(DataError, match=r"expects \[None, 16, 16, 3\].*--resize 16x16 --channels 3"):
+        match_model(load(DataSpec("digits")), (None, 16, 16, 3), 10)
+
+
+def test_missing_and_unknown_sources(tmp_path):
+    with pytest.raises(DataError, match="dataset not found"):
+        load(DataSpec(str(tmp_path / "nope")))
+    (tmp_path / "x.csv").write_text("1,2")
+    with pytest.raises(DataError, match="expected .npz"):
+        load(DataSpec(str(tmp_path / "x.csv")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no IDX files and no class sub-folders"):
+        load(DataSpec(str(tmp_path / "empty")))

@@ -1,0 +1,100 @@
+"""`edgenn inspect` on every format; TFLite and ONNX with TensorFlow imports blocked."""
+
+import pytest
+
+from conftest import run_cli
+
+
+def test_keras3_residual_param_count_matches_keras(models, manifest):
+    r = run_cli("inspect", str(models / "k3_residual.keras"), "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["flavour"] == "keras3"
+    assert doc["params"] == manifest["k3_residual"]["params"]
+    assert doc["bridge"]["ok"] is True and doc["bridge"]["max_abs_diff"] <= 1e-5
+    by_name = {layer["name"]: layer for layer in doc["layers"]}
+    # Hand-computed MACs for one sample of 16x16x3:
+    assert by_name["stem"]["macs"] == 16 * 16 * 8 * 3 * 3 * 3          # Conv2D 3x3, 3->8
+    assert by_name["sep"]["macs"] == 16 * 16 * (3 * 3 * 8 + 8 * 8)     # depthwise + pointwise
+    assert by_name["dw"]["macs"] == 16 * 16 * 8 * 3 * 3                # DepthwiseConv2D
+    assert by_name["head"]["macs"] == 8 * 5                            # Dense 8->5
+    assert by_name["bn"]["params"] == 4 * 8
+    assert doc["non_trainable_params"] == 2 * 8  # moving mean and variance
+    assert doc["macs"] == sum(layer["macs"] for layer in doc["layers"])
+    assert doc["weight_bytes"] == {"float32": 4 * doc["params"]}
+    assert doc["inputs"][0]["shape"] == [None, 16, 16, 3]
+
+
+def test_keras3_human_output_is_a_table(models):
+    r = run_cli("inspect", str(models / "k3_residual.keras"))
+    assert r.code == 0
+    assert "SeparableConv2D" in r.out and "bridge: ok" in r.out
+    assert r.err.strip() == ""  # TensorFlow's start-up noise stays hidden
+
+
+@pytest.mark.parametrize("name,label", [
+    ("tfk_cnn.keras", "tf_keras keras"),
+    ("tfk_cnn.h5", "tf_keras h5"),
+    ("tfk_savedmodel", "SavedModel (tf_keras)"),
+])
+def test_tf_keras_formats(models, manifest, name, label):
+    r = run_cli("inspect", str(models / name), "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["label"].startswith(label)
+    assert doc["params"] == manifest["tfk_cnn"]["params"]
+    assert "bridge" not in doc
+    assert {layer["name"]: layer["macs"] for layer in doc["layers"]}["conv"] == 6 * 6 * 4 * 9
+
+
+def test_plain_savedmodel_lists_signatures(models):
+    r = run_cli("inspect", str(models / "k3_export_savedmodel"), "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert "serving_default" in {s["key"] for s in doc["signatures"]}
+    assert doc["params"] == 10 * 16 + 16 + 16 * 3 + 3
+
+
+def test_tflite_float_and_int8_without_tensorflow(models, manifest):
+    r = run_cli("inspect", str(models / "tfk_cnn.tflite"), "--json", block_tf=True)
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["ops"]["CONV_2D"] == 1 and doc["ops"]["FULLY_CONNECTED"] == 1
+    assert doc["inputs"][0]["shape"] == [1, 8, 8, 1] and doc["inputs"][0]["dtype"] == "float32"
+    # Every Keras weight is a float32 constant; the flatten's shape is one more (int32) constant.
+    assert doc["weight_bytes"]["float32"] == 4 * manifest["tfk_cnn"]["params"]
+    assert doc["params"] == manifest["tfk_cnn"]["params"] + 2
+    assert doc["flex_ops"] == [] and doc["signatures"][0]["key"] == "serving_default"
+
+    q = run_cli("inspect", str(models / "tfk_cnn_int8.tflite"), "--json", block_tf=True)
+    assert q.code == 0, q.err
+    qd = q.json()
+    assert qd["inputs"][0]["dtype"] == "int8" and "quantization" in qd["inputs"][0]
+    assert qd["quantization"]["per_channel"] >= 1  # conv and dense weights are per-channel
+    assert "float32" not in qd["tensor_dtypes"]
+    assert qd["bytes"] < doc["bytes"]
+
+
+def test_tflite_flex_ops_listed(models):
+    r = run_cli("inspect", str(models / "flex.tflite"), "--json", block_tf=True)
+    assert r.code == 0, r.err
+    assert r.json()["flex_ops"] == ["FlexCumprod"]
+    human = run_cli("inspect", str(models / "flex.tflite"), block_tf=True)
+    assert "Flex (Select TF) ops: FlexCumprod" in human.out
+
+
+def test_onnx_without_tensorflow(models):
+    r = run_cli("inspect", str(models / "tiny.onnx"), "--json", block_tf=True)
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["opsets"] == {"ai.onnx": 17}
+    assert doc["ops"] == {"MatMul": 1, "Add": 1, "Relu": 1}
+    assert doc["params"] == 15 and doc["initializer_bytes"] == {"float32": 60}
+    assert doc["inputs"] == [{"name": "x", "shape": ["batch", 4], "dtype": "float32"}]
+    assert doc["metadata"] == {"edgenn.test": "1"}
+
+
+def test_keras_inspect_with_tf_blocked_says_what_to_install(models):
+    r = run_cli("inspect", str(models / "tfk_cnn.keras"), block_tf=True)
+    assert r.code == 2
+    assert "TensorFlow is not installed" in r.err and "edgenn[tf]" in r.err
