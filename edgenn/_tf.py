@@ -28,9 +28,11 @@ def _prepare_env() -> None:
 
 @contextlib.contextmanager
 def _quiet_native_stderr():
-    """Silence fd 2 while TensorFlow starts: its C++ start-up lines (oneDNN, CUDA probing,
-    CPU features) ignore TF_CPP_MIN_LOG_LEVEL. Errors still surface as Python exceptions.
-    EDGENN_DEBUG=1 (set by --debug) keeps them."""
+    """Silence fd 2 while TensorFlow starts.
+
+    Its C++ start-up lines (oneDNN, CUDA probing, CPU features) ignore TF_CPP_MIN_LOG_LEVEL.
+    Errors still surface as Python exceptions. EDGENN_DEBUG=1 (set by --debug) keeps them.
+    """
     if os.environ.get("EDGENN_DEBUG") == "1" or "tensorflow" in sys.modules:
         yield
         return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 from pydantic import Field, model_validator
 
@@ -40,8 +39,8 @@ class TransportKind(str, Enum):
 
 class Transport(Strict):
     type: TransportKind = TransportKind.local
-    host: Optional[str] = None
-    user: Optional[str] = None
+    host: str | None = None
+    user: str | None = None
     port: int = Field(22, gt=0, lt=65536)
 
     @model_validator(mode="after")
@@ -52,16 +51,16 @@ class Transport(Strict):
 
 
 class DeviceConstraints(Strict):
-    max_model_bytes: Optional[int] = Field(None, gt=0)
-    max_ram_mb: Optional[float] = Field(None, gt=0)
+    max_model_bytes: int | None = Field(None, gt=0)
+    max_ram_mb: float | None = Field(None, gt=0)
 
 
 class Throughput(Strict):
     """Sustained multiply-accumulates per second, for `edgenn estimate` (GMAC/s)."""
 
-    float32_gmacs: Optional[float] = Field(None, gt=0)
-    float16_gmacs: Optional[float] = Field(None, gt=0)
-    int8_gmacs: Optional[float] = Field(None, gt=0)
+    float32_gmacs: float | None = Field(None, gt=0)
+    float16_gmacs: float | None = Field(None, gt=0)
+    int8_gmacs: float | None = Field(None, gt=0)
     source: str = Field("published", description="published | measured | guessed")
 
 
@@ -74,8 +73,8 @@ class DeviceProfile(Strict):
     transport: Transport = Field(default_factory=Transport)
     runtimes: list[Runtime] = Field(min_length=1)
     accelerators: list[Accelerator] = Field(min_length=1)
-    default_runtime: Optional[Runtime] = None
-    default_accelerator: Optional[Accelerator] = None
+    default_runtime: Runtime | None = None
+    default_accelerator: Accelerator | None = None
     constraints: DeviceConstraints = Field(default_factory=DeviceConstraints)
     throughput: Throughput = Field(default_factory=Throughput)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 from pydantic import Field, model_validator
 
@@ -114,9 +113,9 @@ class PruneStep(Training):
     initial_sparsity: float = Field(0.0, ge=0, lt=1)
     schedule: Schedule = Schedule.polynomial
     begin_step: int = Field(0, ge=0)
-    end_step: Optional[int] = Field(None, gt=0, description="default: the last fine-tune step")
+    end_step: int | None = Field(None, gt=0, description="default: the last fine-tune step")
     frequency: int = Field(100, gt=0)
-    structure: Optional[str] = Field(None, description="m-by-n sparsity such as '2:4'")
+    structure: str | None = Field(None, description="m-by-n sparsity such as '2:4'")
 
     @model_validator(mode="after")
     def _check(self):
@@ -145,7 +144,7 @@ class ClusterStep(Training):
 class QuantizeStep(Training):
     """Quantization-aware training; preserves sparsity or clusters of earlier steps when asked."""
 
-    preserve: Optional[list[str]] = Field(
+    preserve: list[str] | None = Field(
         None, description="'prune' and/or 'cluster'; default: whatever earlier steps did"
     )
 
@@ -187,11 +186,11 @@ class FinetuneStep(Training):
 class Step(Strict):
     """One technique key with its configuration, e.g. ``- prune: {target_sparsity: 0.8}``."""
 
-    prune: Optional[PruneStep] = None
-    cluster: Optional[ClusterStep] = None
-    quantize: Optional[QuantizeStep] = None
-    distill: Optional[DistillStep] = None
-    finetune: Optional[FinetuneStep] = None
+    prune: PruneStep | None = None
+    cluster: ClusterStep | None = None
+    quantize: QuantizeStep | None = None
+    distill: DistillStep | None = None
+    finetune: FinetuneStep | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -241,10 +240,10 @@ class Evaluate(Strict):
 
 
 class Constraints(Strict):
-    max_bytes: Optional[int] = Field(None, gt=0)
-    max_gzip_bytes: Optional[int] = Field(None, gt=0)
-    max_accuracy_drop: Optional[float] = Field(None, ge=0, description="percentage points")
-    max_latency_ms: Optional[float] = Field(None, gt=0)
+    max_bytes: int | None = Field(None, gt=0)
+    max_gzip_bytes: int | None = Field(None, gt=0)
+    max_accuracy_drop: float | None = Field(None, ge=0, description="percentage points")
+    max_latency_ms: float | None = Field(None, gt=0)
 
 
 class Recipe(Strict):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-import typing
-
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError

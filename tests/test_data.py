@@ -6,8 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from edgenn.data import DataSpec, load, match_model
-from edgenn.data import sources
+from edgenn.data import DataSpec, load, match_model, sources
 from edgenn.errors import DataError
 
 

@@ -156,6 +156,7 @@ def console():
 
 def progress(description: str, total: int | None = None):
     """A rich progress bar on stderr; silent with --quiet or --json."""
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -163,7 +164,6 @@ def progress(description: str, total: int | None = None):
         TextColumn,
         TimeElapsedColumn,
     )
-    from rich.console import Console
 
     disabled = STATE.quiet or STATE.json
     bar = Progress(

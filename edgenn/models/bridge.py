@@ -261,7 +261,7 @@ def _fit_kwargs(tfk_cls, config: dict, where: str, cls_name: str, notes: list[st
             raise BridgeError(
                 f"layer {where!r} (class {cls_name}) sets {key}={value!r}, which tf_keras "
                 "does not support",
-                f"remove the option from the model, or save it with tf_keras",
+                "remove the option from the model, or save it with tf_keras",
             )
     return out
 

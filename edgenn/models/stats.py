@@ -62,7 +62,7 @@ def model_stats(model) -> ModelStats:
     """Per-layer and total statistics; the total equals ``model.count_params()``."""
     layers = []
     for layer in model.layers:
-        out_shape = _safe(lambda: _shape(layer.output))
+        out_shape = _safe(lambda layer=layer: _shape(layer.output))
         layers.append(LayerStats(
             name=layer.name,
             cls=type(layer).__name__,

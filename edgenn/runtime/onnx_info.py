@@ -19,7 +19,7 @@ def describe(path: str | Path) -> dict:
     """A JSON-able description of an ONNX model."""
     try:
         import onnx
-        from onnx import helper, numpy_helper
+        from onnx import helper
     except ImportError:
         raise MissingDependencyError("reading .onnx files needs onnx",
                                      "pip install 'edgenn[onnx]'") from None
