@@ -26,33 +26,19 @@ def _prepare_env() -> None:
     os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Silence fd 2 while TensorFlow starts.
+def _quiet_start():
+    # TensorFlow's C++ start-up lines (oneDNN, CUDA probing, CPU features) ignore
+    # TF_CPP_MIN_LOG_LEVEL; hide them the first time only.
+    from .quiet import quiet_stderr
 
-    Its C++ start-up lines (oneDNN, CUDA probing, CPU features) ignore TF_CPP_MIN_LOG_LEVEL.
-    Errors still surface as Python exceptions. EDGENN_DEBUG=1 (set by --debug) keeps them.
-    """
-    if os.environ.get("EDGENN_DEBUG") == "1" or "tensorflow" in sys.modules:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    return contextlib.nullcontext() if "tensorflow" in sys.modules else quiet_stderr()
 
 
 def tf():
     """Return the ``tensorflow`` module, configured for edgenn."""
     _prepare_env()
     try:
-        with _quiet_native_stderr():
+        with _quiet_start():
             import tensorflow
 
             # Device discovery logs (e.g. a failed cuInit) happen here, inside the quiet window.

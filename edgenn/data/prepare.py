@@ -45,6 +45,7 @@ class DataSpec:
     resize: tuple[int, int] | None = None
     channels: int | None = None
     limit: int | None = None
+    task: str = "classification"  # or "regression": float targets, no class checks
 
 
 @dataclass
@@ -69,6 +70,8 @@ class Splits:
     @property
     def num_classes(self) -> int:
         ys = [y for y in (self.y_train, self.y_val, self.y_test) if y.size]
+        if any(np.issubdtype(y.dtype, np.floating) for y in ys):
+            return 0  # regression
         return int(max(int(y.max()) for y in ys)) + 1
 
     def summary(self) -> dict:
@@ -83,9 +86,10 @@ def load(spec: DataSpec) -> Splits:
     raw = read(spec.source)
     _check_raw(raw)
     rng = np.random.default_rng(spec.seed)
-    x, y = raw.x_train, _labels(raw.y_train, raw.source)
+    targets = _labels if spec.task == "classification" else _targets
+    x, y = raw.x_train, targets(raw.y_train, raw.source)
     if raw.x_test is not None:
-        xt, yt = raw.x_test, _labels(raw.y_test, raw.source)
+        xt, yt = raw.x_test, targets(raw.y_test, raw.source)
         order = rng.permutation(len(x))
     else:
         order = rng.permutation(len(x))
@@ -130,6 +134,14 @@ def _check_raw(raw: RawData) -> None:
                 raise DataError(
                     f"{raw.source}: {split} x holds {int(bad.sum())} NaN or infinite values "
                     f"(first in sample {first})", "clean or drop those samples")
+
+
+def _targets(y: np.ndarray, source: str) -> np.ndarray:
+    """Regression targets: finite float32."""
+    y = y.astype(np.float32)
+    if not np.isfinite(y).all():
+        raise DataError(f"{source}: targets hold NaN or infinite values", "clean the targets")
+    return y
 
 
 def _labels(y: np.ndarray, source: str) -> np.ndarray:

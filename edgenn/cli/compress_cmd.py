@@ -1,0 +1,85 @@
+"""`edgenn compress MODEL --recipe R --data D -o OUT`."""
+
+from __future__ import annotations
+
+import click
+
+from .data_options import data_options, make_spec
+from .output import STATE, common_options, console, emit, guarded_stdout, info
+
+
+def _progress_hook(bar):
+    """A StepContext progress hook drawing one rich bar per training phase."""
+
+    def start(description: str, total: int):
+        task = bar.add_task(description, total=total)
+        return (lambda n=1: bar.update(task, advance=n)), (lambda: bar.update(task, completed=total))
+
+    return start
+
+
+@click.command("compress")
+@click.argument("model", type=click.Path())
+@click.option("--recipe", "-r", "recipe_name", required=True,
+              help="A built-in recipe name (edgenn recipes list) or a YAML file.")
+@data_options()
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output folder for the .tflite, .keras and report.{json,md}.")
+@click.option("--epochs-scale", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Multiply every training step's epochs (e.g. 0.1 to try).")
+@click.option("--allow-unsafe", is_flag=True, help="Let Keras run code stored in the model.")
+@click.option("--custom-objects", type=click.Path(), default=None,
+              help="A Python file whose classes/functions are registered for loading.")
+@common_options
+@guarded_stdout
+def compress_cmd(model, recipe_name, data, seed, scale, mean, std, resize, channels, limit, output,
+                 epochs_scale, allow_unsafe, custom_objects) -> None:
+    """Apply a compression recipe to MODEL, export .tflite and report what it cost.
+
+    Accuracy is measured on the input model, after every step (Keras), and on each exported
+    .tflite run by the LiteRT interpreter. A recipe constraint not met exits with code 4.
+    """
+    from .. import recipe as rc
+    from ..compress.pipeline import run
+    from ..errors import ConstraintError
+
+    recipe_path = rc.resolve(recipe_name)
+    recipe = rc.load(str(recipe_path))
+    spec = make_spec(data, seed, scale, mean, std, resize, channels, limit)
+    from .output import progress
+
+    with progress("compress") as bar:
+        report = run(model, recipe, recipe_path, spec, output, seed=seed,
+                     epochs_scale=epochs_scale, allow_unsafe=allow_unsafe,
+                     custom_objects_file=custom_objects,
+                     progress=None if (STATE.quiet or STATE.json) else _progress_hook(bar),
+                     log=info)
+    emit(report.to_dict(), lambda: _human(report, output))
+    failed = [c for c in report.constraints if not c.ok]
+    if failed:
+        raise ConstraintError(
+            "recipe constraint not met: " + "; ".join(
+                f"{c.name} {c.value:g}{c.unit} > {c.limit:g}{c.unit}" for c in failed),
+            f"see {output}/report.md; relax the constraint or change the recipe")
+
+
+def _human(report, output) -> None:
+    con = console()
+    metric = report.metrics["metric"]
+    base = report.metrics["baseline"][metric]
+    final = report.metrics["final"][metric]
+    con.print(f"{report.recipe['name']}: {metric} {base:.4f} (input, Keras) -> {final:.4f} "
+              f"(.tflite on LiteRT)" + (f", {100 * (final - base):+.2f} pt" if metric == "accuracy" else ""))
+    for step in report.steps:
+        con.print(f"  after {step['name']}: {step['metrics'].get(metric, float('nan')):.4f} "
+                  f"({step['seconds']:.1f} s)")
+    ref = report.reference["float32_tflite_bytes"]
+    for art in report.artifacts:
+        extra = ""
+        if art["format"] == "tflite":
+            extra = f", {ref / art['bytes']:.2f}x smaller than float32 ({art['gzip_bytes']:,} gzipped)"
+        con.print(f"  wrote {art['path']} ({art['bytes']:,} bytes{extra})")
+    for c in report.constraints:
+        con.print(f"  constraint {c.name}: {c.value:g}{c.unit} vs {c.limit:g}{c.unit}: "
+                  f"{'met' if c.ok else 'NOT MET'}")
+    con.print(f"  report: {output}/report.md")

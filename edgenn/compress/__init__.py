@@ -1,0 +1,1 @@
+"""Compression techniques. Each registers itself by its recipe key (see ``registry``)."""

@@ -1,0 +1,113 @@
+"""Knowledge distillation: the incoming model teaches a smaller student.
+
+loss = alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T))
+
+Models that end in a softmax give probabilities; log-probabilities are logits up to a constant
+per sample, which softmax(. / T) cancels, so both kinds of model distil the same way.
+"""
+
+from __future__ import annotations
+
+from .._tf import tf, tf_keras
+from ..errors import UsageError
+from ..recipe import DistillStep
+from .registry import StepContext, StepResult, register
+from .train import fit, make_optimizer, output_is_probability
+
+_WIDTH_KEYS = ("filters", "units")
+
+
+def width_student(teacher, width: float):
+    """The teacher's architecture with Conv/Dense widths scaled by ``width`` (fresh weights).
+
+    The layers that produce the model's outputs keep their width (the number of classes).
+    """
+    tfk = tf_keras()
+    output_layers = set(teacher.output_names)
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name not in output_layers:
+            for key in _WIDTH_KEYS:
+                if isinstance(config.get(key), int):
+                    config[key] = max(1, int(round(config[key] * width)))
+        config["name"] = layer.name
+        config["trainable"] = True
+        return layer.__class__.from_config(config)
+
+    student = tfk.models.clone_model(teacher, clone_function=clone)
+    student._name = f"{teacher.name}_student"
+    return student
+
+
+def _load_student(spec: str, teacher, ctx: StepContext):
+    if spec.startswith("builtin:"):
+        width = float(spec.split("=", 1)[1])
+        return width_student(teacher, width)
+    from ..models.load import load_keras
+
+    loaded = load_keras(spec, allow_unsafe=ctx.allow_unsafe)
+    student = loaded.tf_keras_model
+    if tuple(student.input_shape[1:]) != tuple(teacher.input_shape[1:]):
+        raise UsageError(f"the student {spec} takes input {student.input_shape} but the teacher "
+                         f"takes {teacher.input_shape}", "use a student built for the same input")
+    if tuple(student.output_shape[1:]) != tuple(teacher.output_shape[1:]):
+        raise UsageError(f"the student {spec} outputs {student.output_shape} but the teacher "
+                         f"outputs {teacher.output_shape}", "use a student with the same classes")
+    return student
+
+
+def make_distiller(teacher, student, alpha: float, temperature: float):
+    """A tf_keras model whose train_step distils ``teacher`` into ``student``."""
+    tensorflow = tf()
+    tfk = tf_keras()
+    t_prob, s_prob = output_is_probability(teacher), output_is_probability(student)
+
+    def logits(y, is_prob):
+        return tensorflow.math.log(tensorflow.clip_by_value(y, 1e-7, 1.0)) if is_prob else y
+
+    class Distiller(tfk.Model):
+        def __init__(self):
+            super().__init__()
+            self.teacher, self.student = teacher, student
+            self.ce = tfk.losses.SparseCategoricalCrossentropy(from_logits=not s_prob)
+            self.kl = tfk.losses.KLDivergence()
+
+        def call(self, x, training=False):
+            return self.student(x, training=training)
+
+        def train_step(self, data):
+            x, y = data
+            t = logits(self.teacher(x, training=False), t_prob)
+            with tensorflow.GradientTape() as tape:
+                s_out = self.student(x, training=True)
+                s = logits(s_out, s_prob)
+                soft = self.kl(tensorflow.nn.softmax(t / temperature),
+                               tensorflow.nn.softmax(s / temperature))
+                loss = alpha * self.ce(y, s_out) + (1 - alpha) * temperature ** 2 * soft
+            variables = self.student.trainable_variables
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return {"loss": loss}
+
+    return Distiller()
+
+
+@register("distill")
+def distill(model, config: DistillStep, ctx: StepContext) -> StepResult:
+    if ctx.task != "classification":
+        raise UsageError("distillation needs a classification model (metric accuracy)",
+                         "remove the distill step or set evaluate.metric: accuracy")
+    teacher = model
+    student = _load_student(config.student, teacher, ctx)
+    teacher.trainable = False
+    distiller = make_distiller(teacher, student, config.alpha, config.temperature)
+    distiller.compile(optimizer=make_optimizer(config))
+    history = fit(distiller, ctx.splits, config, ctx, "distilling", compile_model=False)
+    return StepResult(student, {
+        "student": config.student,
+        "teacher_params": int(teacher.count_params()),
+        "student_params": int(student.count_params()),
+        "param_ratio": round(student.count_params() / teacher.count_params(), 4),
+        "temperature": config.temperature, "alpha": config.alpha,
+        "final_loss": float(history["loss"][-1]),
+    })

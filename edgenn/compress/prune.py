@@ -1,0 +1,94 @@
+"""Magnitude pruning (unstructured or m-by-n) with tfmot; wrappers stripped after training."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..recipe import PruneStep, Schedule
+from .registry import StepContext, StepResult, register
+from .scope import apply_to_layers
+from .train import fit, schedule
+
+
+def kernel_sparsity(model) -> dict[str, float]:
+    """Fraction of zero weights in each layer's kernel(s)."""
+    out = {}
+    for layer in model.layers:
+        kernels = [w for w in layer.weights if "kernel" in w.name and "quantize" not in w.name]
+        if kernels:
+            values = np.concatenate([np.asarray(w).ravel() for w in kernels])
+            out[layer.name] = round(float(np.mean(values == 0)), 4)
+    return out
+
+
+@register("prune")
+def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
+    import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+    sparsity = tfmot.sparsity.keras
+    _, _, total = schedule(len(ctx.splits.x_train), config, ctx.epochs_scale)
+    frequency = min(config.frequency, max(1, total // 8))
+    if config.end_step is not None:
+        end = config.end_step
+    else:
+        # Reach the target by 3/4 of the run; the last quarter recovers at full sparsity.
+        span = max(frequency, int(total * 0.75) - config.begin_step)
+        end = config.begin_step + (span // frequency) * frequency
+    if config.schedule is Schedule.polynomial:
+        sched = sparsity.PolynomialDecay(config.initial_sparsity, config.target_sparsity,
+                                         config.begin_step, end, frequency=frequency)
+    else:
+        sched = sparsity.ConstantSparsity(config.target_sparsity, config.begin_step,
+                                          frequency=frequency)
+    m_by_n = tuple(int(v) for v in config.structure.split(":")) if config.structure else None
+    m_by_n_classes = ("Conv2D", "Dense")
+
+    def wants(layer) -> bool:
+        if m_by_n and type(layer).__name__ not in m_by_n_classes:
+            return False
+        # Only layers with a kernel: tfmot also "supports" BatchNormalization, with nothing to prune.
+        has_kernel = any("kernel" in w.name for w in layer.weights)
+        return has_kernel and prune_registry.PruneRegistry.supports(layer)
+
+    def wrap(layer):
+        kwargs = {"pruning_schedule": sched}
+        if m_by_n:
+            kwargs["sparsity_m_by_n"] = m_by_n
+        return sparsity.prune_low_magnitude(layer, **kwargs)
+
+    wrapped_model, wrapped = apply_to_layers(model, config.scope, wants, wrap)
+    if not wrapped:
+        raise _nothing_in_scope("prune", model)
+    fit(wrapped_model, ctx.splits, config, ctx, "pruning",
+        callbacks=[sparsity.UpdatePruningStep()])
+    stripped = sparsity.strip_pruning(wrapped_model)
+    per_layer = {name: s for name, s in kernel_sparsity(stripped).items() if name in wrapped}
+    details = {"pruned_layers": wrapped, "sparsity": per_layer,
+               "target_sparsity": config.target_sparsity, "end_step": end, "frequency": frequency}
+    if m_by_n:
+        details["structure"] = config.structure
+        details["m_by_n_ok"] = {name: check_m_by_n(stripped.get_layer(name), m_by_n)
+                                for name in wrapped}
+    return StepResult(stripped, details)
+
+
+def check_m_by_n(layer, m_by_n: tuple[int, int]) -> bool:
+    """True if every block of n weights along the input axis holds at least n - m zeros."""
+    m, n = m_by_n
+    kernel = np.asarray(layer.kernel)
+    # tfmot groups blocks along the input-channel axis: move it last, then chunk by n.
+    w = np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1)
+    if w.shape[1] % n:
+        return False
+    blocks = w.reshape(w.shape[0], -1, n)
+    return bool(np.all(np.count_nonzero(blocks, axis=-1) <= m))
+
+
+def _nothing_in_scope(step: str, model):
+    from ..errors import UsageError
+
+    classes = sorted({type(layer).__name__ for layer in model.layers})
+    return UsageError(f"the {step} step's scope selects no layer it can {step}",
+                      f"widen scope.include (the model has: {', '.join(classes)})")
+

@@ -1,0 +1,45 @@
+"""Which layers a step touches, from a recipe's include/exclude selectors."""
+
+from __future__ import annotations
+
+import re
+
+from ..recipe import LayerSelector, Scope
+
+
+def _matches(layer, selector: LayerSelector) -> bool:
+    if type(layer).__name__ in selector.classes:
+        return True
+    return any(re.fullmatch(pattern, layer.name) for pattern in selector.names)
+
+
+def in_scope(layer, scope: Scope) -> bool:
+    """True when the layer matches ``include`` (or include is empty) and not ``exclude``."""
+    include = scope.include
+    included = (not include.names and not include.classes) or _matches(layer, include)
+    return included and not _matches(layer, scope.exclude)
+
+
+def apply_to_layers(model, scope: Scope, wants, wrap):
+    """Clone ``model``, replacing each layer in scope that ``wants(layer)`` with ``wrap(layer)``.
+
+    Returns the clone and the names of the wrapped layers. The model is first copied (config
+    and weights), so the wrappers never touch the caller's layers: tfmot's documented pattern
+    wraps the original layer objects, which then belong to two models and break both.
+    """
+    from .._tf import tf_keras
+
+    tfk = tf_keras()
+    copy = tfk.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    model = copy
+    wrapped: list[str] = []
+
+    def clone(layer):
+        if in_scope(layer, scope) and wants(layer):
+            wrapped.append(layer.name)
+            return wrap(layer)
+        return layer
+
+    new = tfk.models.clone_model(model, clone_function=clone)
+    return new, wrapped

@@ -1,0 +1,96 @@
+"""Training loop shared by the techniques: optimizer, loss, fractional epochs, progress."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._tf import tf, tf_keras
+from ..recipe import Optimizer, Training
+
+
+def output_is_probability(model) -> bool:
+    """Whether the model ends in a softmax (its outputs are probabilities, not logits).
+
+    tfmot wrappers (pruning, clustering, QAT) hide the layer and its activation one level
+    down; they are looked through.
+    """
+    last = model.layers[-1]
+    while hasattr(last, "layer"):  # PruneLowMagnitude, ClusterWeights, QuantizeWrapper
+        last = last.layer
+    if type(last).__name__ == "Softmax":
+        return True
+    activation = getattr(last, "activation", None)
+    while hasattr(activation, "activation"):  # QuantizeAwareActivation
+        activation = activation.activation
+    name = getattr(activation, "__name__", None) or getattr(activation, "name", "")
+    return name == "softmax"
+
+
+def make_optimizer(config: Training):
+    tfk = tf_keras()
+    return {
+        Optimizer.adam: lambda lr: tfk.optimizers.Adam(lr),
+        Optimizer.sgd: lambda lr: tfk.optimizers.SGD(lr, momentum=0.9),
+        Optimizer.rmsprop: lambda lr: tfk.optimizers.RMSprop(lr),
+    }[config.optimizer](config.learning_rate)
+
+
+def loss_for(model, task: str):
+    tfk = tf_keras()
+    if task == "regression":
+        return tfk.losses.MeanSquaredError()
+    return tfk.losses.SparseCategoricalCrossentropy(from_logits=not output_is_probability(model))
+
+
+def schedule(n_samples: int, config: Training, epochs_scale: float) -> tuple[int, int, int]:
+    """(epochs, steps per epoch, total steps) for possibly fractional, scaled epochs."""
+    per_epoch = max(1, math.ceil(n_samples / config.batch_size))
+    total = max(1, round(per_epoch * config.epochs * epochs_scale))
+    epochs = max(1, math.ceil(total / per_epoch))
+    steps = math.ceil(total / epochs)
+    return epochs, steps, steps * epochs
+
+
+def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+    """A shuffled, repeating tf.data pipeline (deterministic for a seed)."""
+    tensorflow = tf()
+    ds = tensorflow.data.Dataset.from_tensor_slices((x, y))
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
+    return ds.batch(batch_size).prefetch(2)
+
+
+class ProgressCallback:
+    """Adapts an edgenn progress hook to a Keras callback (advances once per batch)."""
+
+    def __new__(cls, advance):
+        tfk = tf_keras()
+
+        class _Callback(tfk.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                advance(1)
+
+        return _Callback()
+
+
+def fit(model, splits, config: Training, ctx, description: str, callbacks=(), compile_model=True):
+    """Compile (unless asked not to) and train ``model`` on the train split; returns history."""
+    tensorflow = tf()
+    tensorflow.keras.utils.set_random_seed(ctx.seed)
+    if compile_model:
+        model.compile(optimizer=make_optimizer(config), loss=loss_for(model, ctx.task),
+                      metrics=["accuracy"] if ctx.task == "classification" else ["mae"])
+    epochs, steps, total = schedule(len(splits.x_train), config, ctx.epochs_scale)
+    cbs = list(callbacks)
+    close = None
+    if ctx.progress is not None:
+        advance, close = ctx.progress(description, total)
+        cbs.append(ProgressCallback(advance))
+    try:
+        history = model.fit(dataset(splits.x_train, splits.y_train, config.batch_size, ctx.seed),
+                            epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=cbs)
+    finally:
+        if close is not None:
+            close()
+    return history.history

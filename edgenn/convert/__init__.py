@@ -1,0 +1,1 @@
+"""Exporters: tf_keras model -> .tflite (and, with issue 4, .onnx)."""

@@ -1,0 +1,75 @@
+"""TFLite export with every post-training mode, shared by `compress` and `convert`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._tf import tf
+from ..errors import ConversionError, UsageError
+from ..quiet import quiet_stderr
+from ..recipe import IOType, Quantization
+
+
+def representative(x_calib: np.ndarray, samples: int):
+    """A representative-dataset generator over the first ``samples`` calibration examples."""
+
+    def generate():
+        for i in range(min(samples, len(x_calib))):
+            yield [x_calib[i:i + 1].astype(np.float32)]
+
+    return generate
+
+
+def to_tflite(model, quantization: Quantization = Quantization.float32,
+              io: IOType = IOType.float32, x_calib: np.ndarray | None = None,
+              calibration_samples: int = 200, allow_flex: bool = False) -> bytes:
+    """Convert a tf_keras model to a TFLite flatbuffer.
+
+    Parameters
+    ----------
+    quantization
+        float32; dynamic (int8 weights, float activations); float16 (weights); int8 (full
+        integer, calibrated on ``x_calib``); int16x8 (int16 activations, int8 weights).
+    io
+        Input/output type of an int8 model: float32 (quantize inside), int8 or uint8.
+    """
+    tensorflow = tf()
+    q = Quantization(quantization)
+    io = IOType(io)
+    if io is not IOType.float32 and q is not Quantization.int8:
+        raise UsageError(f"io {io.value} needs int8 quantization; received {q.value}",
+                         "use --quantize int8 or io float32")
+    needs_data = q in (Quantization.int8, Quantization.int16x8)
+    if needs_data and (x_calib is None or len(x_calib) == 0):
+        raise UsageError(f"{q.value} quantization needs calibration data",
+                         "pass --data (a representative set is drawn from its calibration split)")
+    converter = tensorflow.lite.TFLiteConverter.from_keras_model(model)
+    ops = [tensorflow.lite.OpsSet.TFLITE_BUILTINS]
+    if q is Quantization.dynamic:
+        converter.optimizations = [tensorflow.lite.Optimize.DEFAULT]
+    elif q is Quantization.float16:
+        converter.optimizations = [tensorflow.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tensorflow.float16]
+    elif q is Quantization.int8:
+        converter.optimizations = [tensorflow.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative(x_calib, calibration_samples)
+        ops = [tensorflow.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io is not IOType.float32:
+            dtype = tensorflow.int8 if io is IOType.int8 else tensorflow.uint8
+            converter.inference_input_type = dtype
+            converter.inference_output_type = dtype
+    elif q is Quantization.int16x8:
+        converter.optimizations = [tensorflow.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative(x_calib, calibration_samples)
+        ops = [tensorflow.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    if allow_flex:
+        ops = ops + [tensorflow.lite.OpsSet.SELECT_TF_OPS]
+    converter.target_spec.supported_ops = ops
+    try:
+        with quiet_stderr():
+            return converter.convert()
+    except Exception as err:  # the converter raises ConverterError, ValueError, RuntimeError...
+        text = " ".join(str(err).split())
+        raise ConversionError(f"TFLite conversion ({q.value}) failed: {text[:400]}",
+                              "run `edgenn check` to find the op at fault, or try another "
+                              "quantization mode") from None

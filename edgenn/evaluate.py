@@ -1,0 +1,56 @@
+"""Metrics of a model on a split: accuracy (with per-class) or MSE/MAE. Numpy only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def classification_metrics(pred: np.ndarray, y: np.ndarray, num_classes: int | None = None) -> dict:
+    """Top-1 accuracy and per-class accuracy from scores ``pred`` (N, C) and labels ``y``."""
+    labels = pred.argmax(axis=-1)
+    n = num_classes or pred.shape[-1]
+    per_class = {}
+    for c in range(n):
+        mask = y == c
+        if mask.any():
+            per_class[str(c)] = float(np.mean(labels[mask] == c))
+    return {"accuracy": float(np.mean(labels == y)), "per_class": per_class, "samples": int(len(y))}
+
+
+def regression_metrics(pred: np.ndarray, y: np.ndarray) -> dict:
+    pred = pred.reshape(len(y), -1)
+    target = y.reshape(len(y), -1)
+    err = pred - target
+    return {"mse": float(np.mean(err ** 2)), "mae": float(np.mean(np.abs(err))),
+            "samples": int(len(y))}
+
+
+def metrics(pred: np.ndarray, y: np.ndarray, task: str) -> dict:
+    """Metrics for ``task`` ('classification' or 'regression')."""
+    if task == "regression":
+        return regression_metrics(pred, y)
+    return classification_metrics(pred, y)
+
+
+def worst_class_drop(baseline: dict, final: dict) -> dict | None:
+    """The class whose accuracy fell most, in percentage points."""
+    before, after = baseline.get("per_class"), final.get("per_class")
+    if not before or not after:
+        return None
+    drops = {c: (before[c] - after.get(c, 0.0)) * 100 for c in before}
+    worst = max(drops, key=drops.get)
+    return {"class": worst, "drop_pt": round(drops[worst], 3),
+            "baseline": before[worst], "final": after.get(worst)}
+
+
+def keras_predict(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Model outputs on ``x`` without training mode."""
+    out = model.predict(x, batch_size=batch_size, verbose=0)
+    return np.asarray(out[0] if isinstance(out, list) else out)
+
+
+def tflite_predict(model: bytes | str, x: np.ndarray) -> np.ndarray:
+    """Outputs of a .tflite model run by LiteRT's interpreter (not by Keras)."""
+    from .runtime.litert import TFLiteRunner
+
+    return TFLiteRunner(model).predict(x)[0]

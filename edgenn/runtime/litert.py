@@ -1,0 +1,106 @@
+"""Run a .tflite model with LiteRT (ai-edge-litert): batching, (de)quantization. No TensorFlow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingDependencyError, RuntimeFailure
+from ..quiet import quiet_stderr
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise MissingDependencyError("running .tflite models needs ai-edge-litert",
+                                     "pip install ai-edge-litert") from None
+    return Interpreter
+
+
+class TFLiteRunner:
+    """Feed float inputs to a .tflite model and read float outputs, whatever its io types.
+
+    Integer inputs are quantized with the input tensor's scale and zero point, integer outputs
+    dequantized, so a float32, float16, dynamic-range or full-int8 model answers the same way.
+    """
+
+    def __init__(self, model: str | Path | bytes, threads: int | None = None):
+        cls = _interpreter_class()
+        try:
+            with quiet_stderr():
+                if isinstance(model, (bytes, bytearray)):
+                    self.interpreter = cls(model_content=bytes(model), num_threads=threads)
+                else:
+                    self.interpreter = cls(model_path=str(model), num_threads=threads)
+        except (ValueError, RuntimeError) as err:
+            raise RuntimeFailure(f"LiteRT could not load the model: {err}",
+                                 "check that the .tflite file is complete and uses builtin ops "
+                                 "(edgenn inspect lists Flex and custom ops)") from None
+        self._batch = None
+        self.inputs = self.interpreter.get_input_details()
+        self.outputs = self.interpreter.get_output_details()
+
+    def _resize(self, batch: int) -> None:
+        if batch == self._batch:
+            return
+        for detail in self.inputs:
+            shape = list(detail["shape_signature"] if len(detail["shape_signature"]) else detail["shape"])
+            shape[0] = batch
+            shape = [d if d > 0 else 1 for d in shape]
+            self.interpreter.resize_tensor_input(detail["index"], shape, strict=False)
+        try:
+            with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate" and friends
+                self.interpreter.allocate_tensors()
+        except RuntimeError as err:
+            raise RuntimeFailure(f"LiteRT could not allocate tensors for batch {batch}: {err}",
+                                 "the model may have a fixed batch size; use batch 1") from None
+        self._batch = batch
+        self.inputs = self.interpreter.get_input_details()
+        self.outputs = self.interpreter.get_output_details()
+
+    @staticmethod
+    def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+        dtype = detail["dtype"]
+        if np.issubdtype(dtype, np.floating):
+            return x.astype(dtype)
+        scale, zero = detail["quantization"]
+        if scale == 0:
+            return x.astype(dtype)
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+    @staticmethod
+    def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+        if np.issubdtype(y.dtype, np.floating):
+            return y.astype(np.float32)
+        scale, zero = detail["quantization"]
+        if scale == 0:
+            return y.astype(np.float32)
+        return (y.astype(np.float32) - zero) * scale
+
+    def predict(self, *xs: np.ndarray, batch_size: int = 256) -> list[np.ndarray]:
+        """Outputs (float32) for inputs ``xs`` (one array per model input), in batches."""
+        n = len(xs[0])
+        batch_size = max(1, min(batch_size, n))
+        try:
+            self._resize(batch_size)
+            fixed = True
+        except RuntimeFailure:
+            self._resize(1)
+            batch_size, fixed = 1, False
+        results: list[list[np.ndarray]] = [[] for _ in self.outputs]
+        for start in range(0, n, batch_size):
+            chunk = [x[start:start + batch_size] for x in xs]
+            real = len(chunk[0])
+            if real < batch_size and fixed:  # pad the last batch instead of re-allocating
+                chunk = [np.concatenate([c, np.repeat(c[-1:], batch_size - real, axis=0)])
+                         for c in chunk]
+            for detail, x in zip(self.inputs, chunk):
+                self.interpreter.set_tensor(detail["index"], self._quantize(x, detail))
+            self.interpreter.invoke()
+            for i, detail in enumerate(self.outputs):
+                y = self.interpreter.get_tensor(detail["index"])[:real]
+                results[i].append(self._dequantize(y, detail))
+        return [np.concatenate(r) for r in results]
