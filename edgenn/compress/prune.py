@@ -44,9 +44,17 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
     m_by_n = tuple(int(v) for v in config.structure.split(":")) if config.structure else None
     m_by_n_classes = ("Conv2D", "Dense")
 
+    skipped: list[str] = []
+
     def wants(layer) -> bool:
-        if m_by_n and type(layer).__name__ not in m_by_n_classes:
-            return False
+        if m_by_n:
+            kernel = getattr(layer, "kernel", None)
+            if type(layer).__name__ not in m_by_n_classes or kernel is None:
+                return False
+            if int(kernel.shape[-2]) % m_by_n[1]:
+                # m-by-n blocks run along the input channels; 1-channel stems cannot be split.
+                skipped.append(f"{layer.name} ({int(kernel.shape[-2])} input channels)")
+                return False
         # Only layers with a kernel: tfmot also "supports" BatchNormalization, with nothing to prune.
         has_kernel = any("kernel" in w.name for w in layer.weights)
         return has_kernel and prune_registry.PruneRegistry.supports(layer)
@@ -70,7 +78,9 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
         details["structure"] = config.structure
         details["m_by_n_ok"] = {name: check_m_by_n(stripped.get_layer(name), m_by_n)
                                 for name in wrapped}
-    return StepResult(stripped, details)
+    notes = [f"not {config.structure}-pruned (input channels not a multiple of "
+              f"{m_by_n[1]}): {', '.join(skipped)}"] if skipped else []
+    return StepResult(stripped, details, notes)
 
 
 def check_m_by_n(layer, m_by_n: tuple[int, int]) -> bool:

@@ -9,7 +9,7 @@ from .._tf import keras3
 
 
 def reference_cnn(input_shape: tuple, num_classes: int, width: float = 1.0, name: str = "refcnn",
-                  seed: int = 0):
+                  seed: int = 0, fc_units: int = 64):
     """A small image classifier: two conv blocks with batch norm, then a softmax head."""
     keras = keras3()
     keras.utils.set_random_seed(seed)  # the initial weights come from this seed
@@ -29,7 +29,7 @@ def reference_cnn(input_shape: tuple, num_classes: int, width: float = 1.0, name
             x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
             spatial //= 2
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(units(64), activation="relu", name="fc")(x)
+    x = layers.Dense(units(fc_units), activation="relu", name="fc")(x)
     x = layers.Dropout(0.2, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="logits")(x)
     return keras.Model(inputs, outputs, name=name)

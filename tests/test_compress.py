@@ -1,0 +1,168 @@
+"""`edgenn compress`: every built-in recipe on a tiny real model, determinism, failure paths."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import assert_clean_error, run_cli
+from edgenn import recipe as rc
+from edgenn.data import DataSpec
+
+SCALE = 0.3  # a third of each recipe's epochs: enough to see each technique work, fast
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory) -> Path:
+    """A reference CNN trained on digits by `edgenn demo` (a real Keras 3 .keras file)."""
+    out = tmp_path_factory.mktemp("digits")
+    r = run_cli("demo", "-o", str(out), "--epochs", "12", "--quiet")
+    assert r.code == 0, r.err
+    return out / "model.keras"
+
+
+def _run(model, name, out, **kwargs):
+    from edgenn.compress.pipeline import run
+
+    path = rc.resolve(name) if not isinstance(name, Path) else name
+    return run(str(model), rc.load(str(path)), path, DataSpec("digits"), out,
+               epochs_scale=kwargs.pop("epochs_scale", SCALE), **kwargs)
+
+
+def _tflite_doc(path):
+    from edgenn.runtime.tflite_info import describe
+
+    return describe(path)
+
+
+REQUIRED = ("artifacts", "metrics", "steps")
+
+
+@pytest.mark.parametrize("name", sorted(rc.builtin_recipes()))
+def test_builtin_recipe(digits_model, tmp_path, name):
+    report = _run(digits_model, name, tmp_path)
+    doc = json.loads((tmp_path / "report.json").read_text())
+    for key in REQUIRED:
+        assert key in doc
+    assert doc["metrics"]["baseline"]["accuracy"] > 0.8
+    assert (tmp_path / "report.md").read_text().startswith(f"# edgenn compress: {name}")
+    tflite = [a for a in doc["artifacts"] if a["format"] == "tflite"]
+    assert len(tflite) == 1 and Path(tflite[0]["path"]).is_file()
+    for art in doc["artifacts"]:
+        assert {"path", "format", "bytes", "gzip_bytes", "sha256"} <= set(art)
+        assert Path(art["path"]).stat().st_size == art["bytes"]
+    assert (tmp_path / "model.keras").exists() == bool(report.recipe and rc.load(name).steps)
+    info = _tflite_doc(tflite[0]["path"])
+    final = doc["metrics"]["final"]["accuracy"]
+    base = doc["metrics"]["baseline"]["accuracy"]
+    steps = {s["name"]: s for s in doc["steps"]}
+    quant = rc.load(name).export[0].quantization.value
+
+    if quant == "float16":
+        assert "float16" in info["tensor_dtypes"] and abs(final - base) <= 0.005
+    if quant == "dynamic":
+        assert "int8" in info["weight_bytes"] and info["inputs"][0]["dtype"] == "float32"
+        assert abs(final - base) <= 0.01
+    if quant == "int8":
+        # Full integer: only the float io tensors around QUANTIZE/DEQUANTIZE are float32.
+        assert info["tensor_dtypes"].get("float32", 0) == 2, info["tensor_dtypes"]
+        assert info["ops"]["QUANTIZE"] == 1 and info["ops"]["DEQUANTIZE"] == 1
+        assert "float32" not in info["weight_bytes"]
+        assert tflite[0]["x_smaller_than_float32"] > 3.0
+    if name in ("int8-ptq", "float16", "dynamic-range", "int8-qat", "cluster-16-int8"):
+        assert final >= base - 0.03, (final, base)
+    if "prune" in steps:
+        details = steps["prune"]["details"]
+        target = details["target_sparsity"]
+        if "m_by_n_ok" in details:  # the 1-channel stem cannot hold 2:4 blocks
+            assert details["pruned_layers"] == ["conv2", "fc", "logits"]
+            assert "conv1 (1 input channels)" in steps["prune"]["notes"][0]
+        else:
+            assert details["pruned_layers"] == ["conv1", "conv2", "fc", "logits"]
+        assert all(s >= target - 0.01 for s in details["sparsity"].values()), details
+        if "m_by_n_ok" in details:
+            assert all(details["m_by_n_ok"].values()), details
+    if name == "prune-80-int8":
+        assert tflite[0]["gzip_x_smaller_than_float32"] > 2.5
+    if "cluster" in steps:
+        details = steps["cluster"]["details"]
+        # Clustered kernels hold at most `clusters` values (a pruned zero may be one more).
+        assert all(n <= details["clusters"] + 1 for n in details["unique_weights"].values())
+    if "quantize" in steps:
+        expected = ["cluster", "prune"] if "cluster" in steps else []
+        assert steps["quantize"]["details"]["preserve"] == expected
+    if "distill" in steps:
+        details = steps["distill"]["details"]
+        assert details["param_ratio"] <= 0.25
+        assert details["student_params"] < details["teacher_params"]
+
+
+def test_ptq_is_byte_deterministic(digits_model, tmp_path):
+    a = _run(digits_model, "int8-ptq", tmp_path / "a")
+    b = _run(digits_model, "int8-ptq", tmp_path / "b")
+    assert a.artifacts[0]["sha256"] == b.artifacts[0]["sha256"]
+
+
+def test_int8_uint8_io_and_multi_export(digits_model, tmp_path):
+    recipe = tmp_path / "io.yaml"
+    recipe.write_text("name: io\nexport:\n  - {quantization: int8, io: uint8}\n"
+                      "  - {quantization: int16x8}\n")
+    report = _run(digits_model, recipe, tmp_path / "out")
+    names = sorted(Path(a["path"]).name for a in report.artifacts)
+    assert names == ["model-int16x8.tflite", "model-int8-uint8io.tflite"]
+    uint8 = _tflite_doc(tmp_path / "out" / "model-int8-uint8io.tflite")
+    assert uint8["inputs"][0]["dtype"] == "uint8" and uint8["outputs"][0]["dtype"] == "uint8"
+    int16 = _tflite_doc(tmp_path / "out" / "model-int16x8.tflite")
+    assert "int16" in int16["tensor_dtypes"]
+    for art in report.artifacts:
+        assert art["metrics"]["accuracy"] >= report.metrics["baseline"]["accuracy"] - 0.05
+
+
+def test_failed_run_leaves_nothing(digits_model, tmp_path, monkeypatch):
+    import edgenn.convert.tflite as exporter
+
+    real = exporter.to_tflite
+    calls = []
+
+    def fail_on_export(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the first call is the float32 reference; the second, the export
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(exporter, "to_tflite", fail_on_export)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        _run(digits_model, "prune-80-int8", out, epochs_scale=0.1)
+    assert list(out.iterdir()) == []  # not even the .keras the steps produced
+
+
+def test_cli_compress_json_and_constraint_exit_4(digits_model, tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text("name: tiny\nexport: {quantization: int8}\nconstraints: {max_bytes: 1000}\n")
+    r = run_cli("compress", str(digits_model), "--recipe", str(recipe), "--data", "digits",
+                "-o", str(tmp_path / "out"), "--json")
+    assert r.code == 4, r.err
+    doc = json.loads(r.out)
+    assert doc["exit_code"] == 4
+    assert doc["constraints"][0]["name"] == "max_bytes" and doc["constraints"][0]["ok"] is False
+    assert "recipe constraint not met: max_bytes" in r.err
+    assert (tmp_path / "out" / "model.tflite").is_file()  # the artifact is kept for inspection
+
+
+def test_cli_compress_errors(digits_model, tmp_path):
+    no_data = run_cli("compress", str(digits_model), "-r", "int8-ptq", "-o", str(tmp_path / "o"))
+    assert_clean_error(no_data, 2, "needs data", "--data")
+    same = run_cli("compress", str(digits_model), "-r", "int8-ptq", "--data", "digits",
+                   "-o", str(digits_model.parent))
+    assert_clean_error(same, 2, "never overwrites an input")
+    bad = run_cli("compress", str(digits_model), "-r", "int7", "--data", "digits",
+                  "-o", str(tmp_path / "o"))
+    assert_clean_error(bad, 2, "unknown recipe")
+    shape = tmp_path / "wrong.npz"
+    np.savez(shape, x=np.zeros((20, 5, 5), np.float32), y=np.zeros(20, np.int64))
+    wrong = run_cli("compress", str(digits_model), "-r", "int8-ptq", "--data", str(shape),
+                    "-o", str(tmp_path / "o2"))
+    assert_clean_error(wrong, 2, "expects [None, 8, 8, 1]", "--resize 8x8")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
