@@ -15,26 +15,34 @@ from .output import common_options, console, emit, guarded_stdout, info, progres
 @data_options(default="digits")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Training epochs (default: 25 for digits, 3 otherwise).")
+@click.option("--recipe", "recipe_name", default="int8-ptq", show_default=True,
+              help="The compression recipe the demo applies after training.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="edgenn-demo",
               show_default=True, help="Folder for the model and the report.")
 @common_options
 @guarded_stdout
-def demo_cmd(data, seed, scale, mean, std, resize, channels, limit, epochs, output) -> None:
-    """Train a small reference CNN (Keras 3), save it, load it back through edgenn and inspect it.
+def demo_cmd(data, seed, scale, mean, std, resize, channels, limit, epochs, recipe_name,
+             output) -> None:
+    """Train a small reference CNN (Keras 3), inspect it, compress it with a recipe.
 
     With no arguments it uses scikit-learn's digits and takes a few seconds; --data
-    fashion-mnist uses the benchmark set. As edgenn grows, the demo grows into the whole
-    pipeline: compress, convert, verify, profile, report.
+    fashion-mnist uses the benchmark set. The model is loaded back through edgenn's safe loader
+    and Keras 3 -> tf_keras bridge, then compressed (int8-ptq by default) and the .tflite is
+    evaluated by LiteRT. As edgenn grows, so does the demo (convert, verify, profile).
     """
     import json
 
+    from .. import recipe as rc
     from ..artifacts import atomic_path, write_text
+    from ..compress.pipeline import run as compress
     from ..data import load, match_model
     from ..models.describe import describe_keras
     from ..models.formats import detect
     from ..models.reference import reference_cnn, train
 
     spec = make_spec(data, seed, scale, mean, std, resize, channels, limit)
+    recipe_path = rc.resolve(recipe_name)
+    recipe = rc.load(str(recipe_path))
     out = Path(output)
     started = time.perf_counter()
     info(f"loading {spec.source} ...")
@@ -61,6 +69,9 @@ def demo_cmd(data, seed, scale, mean, std, resize, channels, limit, epochs, outp
     with atomic_path(model_path) as tmp:
         model.save(tmp)
     described = describe_keras(detect(model_path))
+    info(f"compressing with {recipe.name} ...")
+    report = compress(str(model_path), recipe, recipe_path, spec, out / recipe.name, seed=seed)
+    tflite = next(a for a in report.artifacts if a["format"] == "tflite")
     document = {
         "data": splits.summary(),
         "epochs": epochs,
@@ -69,8 +80,15 @@ def demo_cmd(data, seed, scale, mean, std, resize, channels, limit, epochs, outp
         "test_accuracy": float(test_acc),
         "model": str(model_path),
         "inspect": described,
+        "compress": {"recipe": recipe.name, "report": str(out / recipe.name / "report.json"),
+                     "tflite": tflite["path"], "bytes": tflite["bytes"],
+                     "x_smaller_than_float32": tflite["x_smaller_than_float32"],
+                     "accuracy": report.metrics["final"]["accuracy"],
+                     "constraints_met": report.exit_code == 0},
         "seconds": round(time.perf_counter() - started, 2),
-        "next": [f"edgenn inspect {model_path}"],
+        "next": [f"edgenn inspect {tflite['path']}",
+                 f"edgenn compress {model_path} --recipe prune-80-int8 --data {spec.source} "
+                 f"-o {out / 'prune-80-int8'}"],
     }
     write_text(out / "demo.json", json.dumps(document, indent=2))
 
@@ -85,7 +103,12 @@ def demo_cmd(data, seed, scale, mean, std, resize, channels, limit, epochs, outp
         if bridge.get("ok"):
             con.print(f"bridged to tf_keras for compression: max |difference| "
                       f"{bridge['max_abs_diff']:.1e}")
-        con.print(f"report: {out / 'demo.json'}  ({document['seconds']} s)")
-        con.print(f"next: edgenn inspect {model_path}")
+        c = document["compress"]
+        con.print(f"{c['recipe']}: {c['tflite']} ({c['bytes']:,} bytes, "
+                  f"{c['x_smaller_than_float32']:.2f}x smaller than float32), accuracy on LiteRT "
+                  f"{c['accuracy']:.2%}")
+        con.print(f"report: {out / 'demo.json'}, {c['report']}  ({document['seconds']} s)")
+        for line in document["next"]:
+            con.print(f"next: {line}")
 
     emit(document, human)
