@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RECIPES = ["int8-ptq", "int8-qat", "prune-80-int8", "distill-half-int8"]
+RECIPES = ["int8-ptq", "int8-qat", "prune-80-int8", "distill-half-int8",
+           str(ROOT / "bench" / "recipes" / "prune-80-unstructured-int8.yaml")]
 
 
 def main() -> int:
@@ -29,12 +30,12 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "compress"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--reuse-teacher", action="store_true",
+                        help="Use the teacher.keras already in --out instead of training one.")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from edgenn import recipe as rc
-    from edgenn.compress.pipeline import run
     from edgenn.data import DataSpec, load, match_model
     from edgenn.models.reference import reference_cnn, train
 
@@ -52,11 +53,18 @@ def main() -> int:
                            "train_seconds": round(time.perf_counter() - t0, 1),
                            "epochs": args.teacher_epochs}}
     print(f"teacher: {results['teacher']}", flush=True)
+    return run_recipes(args, out, spec, splits, teacher_path, results)
 
-    for name in args.recipes.split(","):
+
+def run_recipes(args, out, spec, splits, teacher_path, results) -> int:
+    from edgenn import recipe as rc
+    from edgenn.compress.pipeline import run
+
+    for item in args.recipes.split(","):
         t0 = time.perf_counter()
-        recipe_path = rc.resolve(name)
-        report = run(str(teacher_path), rc.load(name), recipe_path, spec, out / name,
+        recipe_path = rc.resolve(item)
+        name = rc.load(item).name
+        report = run(str(teacher_path), rc.load(item), recipe_path, spec, out / name,
                      seed=args.seed, log=lambda m: print(m, flush=True))
         tfl = [a for a in report.artifacts if a["format"] == "tflite"][0]
         base = report.metrics["baseline"]["accuracy"]
@@ -72,7 +80,7 @@ def main() -> int:
                           "details": s["details"]} for s in report.steps],
                "seconds": round(time.perf_counter() - t0, 1)}
         if name.startswith("distill"):
-            row["distill_baseline"] = student_without_teacher(teacher_path, rc.load(name), splits,
+            row["distill_baseline"] = student_without_teacher(teacher_path, rc.load(item), splits,
                                                               args.seed)
         results[name] = row
         print(f"{name}: {json.dumps(row)}", flush=True)

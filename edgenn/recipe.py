@@ -130,6 +130,12 @@ class PruneStep(Training):
                 raise ValueError(
                     f"structure must be 'M:N' with M < N (e.g. '2:4'); received {self.structure!r}"
                 )
+        if self.block_size is not None:
+            if len(self.block_size) != 2 or min(self.block_size) < 1:
+                raise ValueError(f"block_size must be two positive integers [rows, cols]; "
+                                 f"received {self.block_size}")
+            if self.structure is not None:
+                raise ValueError("block_size and structure (m:n) cannot be combined")
         if self.end_step is not None and self.end_step <= self.begin_step:
             raise ValueError(f"end_step ({self.end_step}) must be after begin_step ({self.begin_step})")
         return self

@@ -59,10 +59,16 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
         has_kernel = any("kernel" in w.name for w in layer.weights)
         return has_kernel and prune_registry.PruneRegistry.supports(layer)
 
+    blocked: list[str] = []
+
     def wrap(layer):
         kwargs = {"pruning_schedule": sched}
         if m_by_n:
             kwargs["sparsity_m_by_n"] = m_by_n
+        # tfmot prunes blocks only in 2-D kernels (Dense); other layers prune weight by weight.
+        if config.block_size and len(getattr(layer, "kernel", ()).shape) == 2:
+            kwargs["block_size"] = tuple(config.block_size)
+            blocked.append(layer.name)
         return sparsity.prune_low_magnitude(layer, **kwargs)
 
     wrapped_model, wrapped = apply_to_layers(model, config.scope, wants, wrap)
@@ -74,6 +80,9 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
     per_layer = {name: s for name, s in kernel_sparsity(stripped).items() if name in wrapped}
     details = {"pruned_layers": wrapped, "sparsity": per_layer,
                "target_sparsity": config.target_sparsity, "end_step": end, "frequency": frequency}
+    if config.block_size:
+        details["block_size"] = config.block_size
+        details["block_pruned_layers"] = blocked
     if m_by_n:
         details["structure"] = config.structure
         details["m_by_n_ok"] = {name: check_m_by_n(stripped.get_layer(name), m_by_n)

@@ -1,0 +1,94 @@
+"""Walk a .tflite graph op by op, with dtypes, shapes and the Keras layer each op came from.
+
+Shared by the Edge TPU, GPU and CPU pre-flight checks. Reads the flatbuffer with the schema
+that ai-edge-litert ships; no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..runtime.tflite_info import _names, _s, _schema, op_name, read_model
+
+
+@dataclass
+class TensorView:
+    name: str
+    dtype: str
+    shape: list[int]
+    signature: list[int]
+    constant: bool
+    quantized: bool
+
+
+@dataclass
+class OpView:
+    index: int
+    name: str
+    inputs: list[TensorView]
+    outputs: list[TensorView]
+    options: dict = field(default_factory=dict)
+
+    @property
+    def layer(self) -> str:
+        """The Keras layer the op came from, read from its output tensor's name."""
+        for t in self.outputs:
+            for part in t.name.split(";"):
+                pieces = [p for p in part.split("/") if p]
+                if len(pieces) >= 3:  # model/layer/op
+                    return pieces[1]
+                if len(pieces) == 2:
+                    return pieces[0]
+        return self.outputs[0].name if self.outputs else "?"
+
+
+def _options(op, schema, opcode_name: str) -> dict:
+    out = {}
+    table = op.BuiltinOptions()
+    if table is None:
+        return out
+    readers = {
+        "CONV_2D": schema.Conv2DOptions, "DEPTHWISE_CONV_2D": schema.DepthwiseConv2DOptions,
+        "AVERAGE_POOL_2D": schema.Pool2DOptions, "MAX_POOL_2D": schema.Pool2DOptions,
+    }
+    cls = readers.get(opcode_name)
+    if cls is None:
+        return out
+    opts = cls()
+    opts.Init(table.Bytes, table.Pos)
+    if hasattr(opts, "DilationWFactor"):
+        out["dilation"] = (opts.DilationHFactor(), opts.DilationWFactor())
+    if hasattr(opts, "FusedActivationFunction"):
+        out["fused_activation"] = opts.FusedActivationFunction()
+    return out
+
+
+def read_ops(path: str | Path) -> tuple[list[OpView], dict]:
+    """The main subgraph's ops in execution order, and facts about the model."""
+    schema = _schema()
+    model, buf = read_model(path)
+    types = _names(schema.TensorType)
+    sg = model.Subgraphs(0)
+
+    def tensor(i: int) -> TensorView:
+        t = sg.Tensors(i)
+        buffer = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
+        constant = bool(buffer and (buffer.DataLength() or buffer.Offset() > 1))
+        q = t.Quantization()
+        return TensorView(
+            name=_s(t.Name()), dtype=types.get(t.Type(), str(t.Type())).lower(),
+            shape=[int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
+            signature=[int(d) for d in t.ShapeSignatureAsNumpy()] if t.ShapeSignatureLength() else [],
+            constant=constant, quantized=bool(q is not None and q.ScaleLength()))
+
+    ops = []
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        name = op_name(model, op.OpcodeIndex())
+        ins = [tensor(int(j)) for j in op.InputsAsNumpy() if j >= 0] if op.InputsLength() else []
+        outs = [tensor(int(j)) for j in op.OutputsAsNumpy()] if op.OutputsLength() else []
+        ops.append(OpView(i, name, ins, outs, _options(op, schema, name)))
+    facts = {"subgraphs": model.SubgraphsLength(), "bytes": len(buf),
+             "inputs": [tensor(int(i)) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []}
+    return ops, facts
