@@ -72,3 +72,12 @@ def models(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def manifest(models) -> dict:
     return json.loads((models / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory) -> Path:
+    """A reference CNN trained on digits by `edgenn demo` (a real Keras 3 .keras file)."""
+    out = tmp_path_factory.mktemp("digits")
+    r = run_cli("demo", "-o", str(out), "--epochs", "12", "--quiet")
+    assert r.code == 0, r.err
+    return out / "model.keras"

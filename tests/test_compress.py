@@ -13,15 +13,6 @@ from edgenn.data import DataSpec
 SCALE = 0.3  # a third of each recipe's epochs: enough to see each technique work, fast
 
 
-@pytest.fixture(scope="session")
-def digits_model(tmp_path_factory) -> Path:
-    """A reference CNN trained on digits by `edgenn demo` (a real Keras 3 .keras file)."""
-    out = tmp_path_factory.mktemp("digits")
-    r = run_cli("demo", "-o", str(out), "--epochs", "12", "--quiet")
-    assert r.code == 0, r.err
-    return out / "model.keras"
-
-
 def _run(model, name, out, **kwargs):
     from edgenn.compress.pipeline import run
 

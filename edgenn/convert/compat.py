@@ -32,14 +32,20 @@ class OpView:
 
     @property
     def layer(self) -> str:
-        """The Keras layer the op came from, read from its output tensor's name."""
+        """The Keras layer(s) the op came from, read from its output tensor's name.
+
+        The converter names a fused op's output after every layer fused into it
+        ("m/relu1/Relu;m/bn1/...;m/conv1/Conv2D"); they are listed source first: conv1+bn1+relu1.
+        """
         for t in self.outputs:
+            layers = []
             for part in t.name.split(";"):
                 pieces = [p for p in part.split("/") if p]
-                if len(pieces) >= 3:  # model/layer/op
-                    return pieces[1]
-                if len(pieces) == 2:
-                    return pieces[0]
+                name = pieces[1] if len(pieces) >= 3 else pieces[0] if len(pieces) == 2 else None
+                if name and name not in layers:
+                    layers.append(name)
+            if layers:
+                return "+".join(reversed(layers))
         return self.outputs[0].name if self.outputs else "?"
 
 

@@ -84,7 +84,8 @@ def to_onnx(model, opset: int = 17):
 class _Reader:
     """Calibration data for ONNX Runtime's static quantization."""
 
-    def __init__(self, name: str, x: np.ndarray, batch: int = 16):
+    def __init__(self, name: str, x: np.ndarray, batch: int = 1):
+        # Batch 1: the entropy and percentile calibrators stack batches and need equal shapes.
         self.batches = [{name: x[i:i + batch].astype(np.float32)} for i in range(0, len(x), batch)]
         self.i = 0
 

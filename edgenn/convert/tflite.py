@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .._tf import tf
@@ -22,7 +24,8 @@ def representative(x_calib: np.ndarray, samples: int):
 
 def to_tflite(model, quantization: Quantization = Quantization.float32,
               io: IOType = IOType.float32, x_calib: np.ndarray | None = None,
-              calibration_samples: int = 200, allow_flex: bool = False) -> bytes:
+              calibration_samples: int = 200, allow_flex: bool = False,
+              batch_size: int | None = None) -> bytes:
     """Convert a tf_keras model to a TFLite flatbuffer.
 
     Parameters
@@ -32,6 +35,11 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         integer, calibrated on ``x_calib``); int16x8 (int16 activations, int8 weights).
     io
         Input/output type of an int8 model: float32 (quantize inside), int8 or uint8.
+    allow_flex
+        Let the converter use Select TF (Flex) ops; without it a model that needs them fails
+        with the list of ops.
+    batch_size
+        Fix the batch dimension (the Edge TPU needs static shapes); None keeps it dynamic.
     """
     tensorflow = tf()
     q = Quantization(quantization)
@@ -43,7 +51,13 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     if needs_data and (x_calib is None or len(x_calib) == 0):
         raise UsageError(f"{q.value} quantization needs calibration data",
                          "pass --data (a representative set is drawn from its calibration split)")
-    converter = tensorflow.lite.TFLiteConverter.from_keras_model(model)
+    if batch_size is None:
+        converter = tensorflow.lite.TFLiteConverter.from_keras_model(model)
+    else:
+        specs = [tensorflow.TensorSpec((batch_size, *t.shape[1:]), t.dtype) for t in model.inputs]
+        fn = tensorflow.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+        concrete = fn.get_concrete_function(*specs)
+        converter = tensorflow.lite.TFLiteConverter.from_concrete_functions([concrete], model)
     ops = [tensorflow.lite.OpsSet.TFLITE_BUILTINS]
     if q is Quantization.dynamic:
         converter.optimizations = [tensorflow.lite.Optimize.DEFAULT]
@@ -70,6 +84,13 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
             return converter.convert()
     except Exception as err:  # the converter raises ConverterError, ValueError, RuntimeError...
         text = " ".join(str(err).split())
+        flex = sorted(set(re.findall(r"\btf\.([A-Z]\w+)", text)))
+        if flex and not allow_flex:
+            raise ConversionError(
+                f"the model needs TensorFlow ops that TFLite has no builtin for: "
+                f"{', '.join(flex)}", "replace those layers, or rerun with --allow-flex (the "
+                "artifact then needs the Flex delegate, which stock ai-edge-litert and "
+                "tflite-runtime lack)") from None
         raise ConversionError(f"TFLite conversion ({q.value}) failed: {text[:400]}",
                               "run `edgenn check` to find the op at fault, or try another "
                               "quantization mode") from None

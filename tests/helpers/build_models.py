@@ -172,6 +172,14 @@ def tf_keras_models(out: Path) -> dict:
     except Exception as err:  # pragma: no cover - recorded for the test to report
         (out / "flex_error.txt").write_text(str(err))
 
+    # A Keras model whose conversion needs a Select TF (Flex) op (no builtin CUMPROD).
+    x_in = tf_keras.Input((6,))
+    cp = tf.math.cumprod(tf_keras.layers.Dense(6, name="pre")(x_in), axis=1)
+    needs_flex = tf_keras.Model(x_in, tf_keras.layers.Dense(3, activation="softmax", name="out")(cp),
+                                name="needs_flex")
+    randomize(needs_flex, 11)
+    needs_flex.save(out / "tfk_needs_flex.keras")
+
     # A registered custom layer, and a file that defines it for --custom-objects.
     custom_src = '''
 import tf_keras

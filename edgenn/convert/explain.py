@@ -1,0 +1,96 @@
+"""`--explain`: compare an int8 TFLite model with its Keras source layer by layer.
+
+LiteRT keeps every intermediate tensor when asked (experimental_preserve_all_tensors); each
+op's output tensor is named after the Keras layers fused into it, so the last of those layers
+gives the Keras activation to compare with. The layers whose error grows most are where
+quantization loses accuracy: candidates to keep in float.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .._tf import tf_keras
+from ..quiet import quiet_stderr
+
+
+def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    if np.issubdtype(value.dtype, np.floating) or not scale:
+        return value.astype(np.float32)
+    return (value.astype(np.float32) - zero) * scale
+
+
+def explain_tflite(model, path: Path, x: np.ndarray) -> dict:
+    """Per-layer relative error (||keras - tflite|| / ||keras||) in model order."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    tfk = tf_keras()
+    order = [layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    position = {name: i for i, name in enumerate(order)}
+    probe = tfk.Model(model.inputs, [model.get_layer(n).output for n in order])
+    keras_out = probe.predict(x, verbose=0)
+    keras_out = keras_out if isinstance(keras_out, list) else [keras_out]
+
+    with quiet_stderr():
+        interp = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+        detail = interp.get_input_details()[0]
+        fixed = list(detail["shape_signature"]) and detail["shape_signature"][0] > 0
+        if not fixed:
+            interp.resize_tensor_input(detail["index"], [len(x), *x.shape[1:]], strict=False)
+        interp.allocate_tensors()
+    samples = x[:1] if fixed else x
+    detail = interp.get_input_details()[0]
+    scale, zero = detail["quantization"]
+    feed = samples if not scale else np.clip(np.round(samples / scale + zero),
+                                             np.iinfo(detail["dtype"]).min,
+                                             np.iinfo(detail["dtype"]).max)
+    interp.set_tensor(detail["index"], feed.astype(detail["dtype"]))
+    interp.invoke()
+
+    # A layer with an unfused activation (softmax, sigmoid...) is compared after that op.
+    tokens = {"softmax": "Softmax", "sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu",
+              "relu6": "Relu6", "elu": "Elu"}
+    needs = {}
+    for name in order:
+        act = getattr(getattr(model.get_layer(name), "activation", None), "__name__", "linear")
+        if act in tokens:
+            needs[name] = tokens[act]
+    best: dict[str, tuple[int, dict]] = {}
+    for t in interp.get_tensor_details():
+        layers = {piece.split("/")[1] for piece in t["name"].split(";")
+                  if len(piece.split("/")) >= 3 and piece.split("/")[1] in position}
+        if not layers:
+            continue
+        last = max(layers, key=position.get)
+        if last in needs and needs[last] not in t["name"]:
+            continue
+        try:
+            value = interp.get_tensor(t["index"])
+        except ValueError:
+            continue
+        if value.size != keras_out[position[last]][: len(samples)].size:
+            continue
+        # Prefer the op's output (the tensor with the most fused layers in its name).
+        rank = len(layers)
+        if last not in best or rank >= best[last][0]:
+            best[last] = (rank, {"index": t["index"], "detail": t, "value": value})
+
+    rows, previous = [], 0.0
+    for name in order:
+        if name not in best:
+            continue
+        entry = best[name][1]
+        ref = keras_out[position[name]][: len(samples)].astype(np.float64).ravel()
+        got = _dequantize(entry["value"], entry["detail"]).astype(np.float64).ravel()
+        norm = np.linalg.norm(ref)
+        rel = float(np.linalg.norm(ref - got) / norm) if norm > 0 else 0.0
+        rows.append({"layer": name, "class": type(model.get_layer(name)).__name__,
+                     "relative_error": round(rel, 5), "growth": round(rel - previous, 5)})
+        previous = rel
+    worst = sorted(rows, key=lambda r: r["growth"], reverse=True)[:3]
+    return {"samples": int(len(samples)), "layers": rows,
+            "worst": [r["layer"] for r in worst if r["growth"] > 0],
+            "hint": "exclude the worst layers from quantization (a recipe scope) or keep them float"}

@@ -1,0 +1,180 @@
+"""`edgenn convert` and `edgenn check`: exporters, target pre-flight, fidelity, error paths."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, assert_clean_error, run_cli
+
+
+def test_tflite_float_from_keras3_residual(models, tmp_path):
+    out = tmp_path / "r.tflite"
+    r = run_cli("convert", str(models / "k3_residual.keras"), "--to", "tflite", "-o", str(out), "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    fid = doc["fidelity"]
+    assert fid["data"] == "random inputs" and fid["passed"]
+    assert fid["top1_agreement"] == 1.0 and fid["outputs"][0]["max_abs_diff"] <= 1e-4
+    assert doc["preflight"]["target"] == "cpu" and doc["preflight"]["whole_graph_maps"]
+    assert out.stat().st_size == doc["bytes"]
+
+
+def test_onnx_float_metadata_and_opset(models, tmp_path):
+    out = tmp_path / "r.onnx"
+    r = run_cli("convert", str(models / "k3_residual.keras"), "--to", "onnx", "-o", str(out),
+                "--opset", "15", "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["fidelity"]["top1_agreement"] >= 0.999
+    assert doc["fidelity"]["outputs"][0]["max_abs_diff"] <= 1e-4
+    info = run_cli("inspect", str(out), "--json", block_tf=True).json()
+    assert info["opsets"]["ai.onnx"] == 15
+    meta = info["metadata"]
+    assert meta["edgenn.source"] == "k3_residual.keras" and len(meta["edgenn.source_sha256"]) == 64
+    assert meta["edgenn.quantization"] == "float32" and meta["edgenn.target"] == "cpu"
+
+
+def test_onnx_int8_picks_u8s8_on_x86(digits_model, tmp_path):
+    import platform
+
+    out = tmp_path / "q.onnx"
+    r = run_cli("convert", str(digits_model), "--to", "onnx", "--quantize", "int8", "--data",
+                "digits", "--calibration", "entropy", "-o", str(out), "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    q = doc["onnx_quantization"]
+    assert q["mode"] == "static QDQ" and q["calibration"] == "entropy" and q["per_channel"]
+    if platform.machine() == "x86_64":
+        assert q["activations"] == "uint8" and q["weights"] == "int8"
+    assert doc["fidelity"]["top1_agreement"] >= 0.97 and doc["fidelity"]["data"].startswith("digits")
+    ops = run_cli("inspect", str(out), "--json", block_tf=True).json()["ops"]
+    assert ops["QuantizeLinear"] >= 1 and ops["DequantizeLinear"] >= 1
+
+
+def test_onnx_dynamic(digits_model, tmp_path):
+    r = run_cli("convert", str(digits_model), "--to", "onnx", "--quantize", "dynamic",
+                "--data", "digits", "-o", str(tmp_path / "d.onnx"), "--json")
+    assert r.code == 0, r.err
+    assert r.json()["onnx_quantization"]["mode"] == "dynamic"
+    ops = run_cli("inspect", str(tmp_path / "d.onnx"), "--json", block_tf=True).json()["ops"]
+    assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops or "ConvInteger" in ops
+
+
+def test_edgetpu_int8_static_batch_no_compiler(digits_model, tmp_path):
+    out = tmp_path / "tpu.tflite"
+    r = run_cli("convert", str(digits_model), "--to", "tflite", "--target", "edgetpu", "--data",
+                "digits", "-o", str(out), "--json", "--explain",
+                env={"PATH": "/usr/bin:/bin"})  # no edgetpu_compiler here
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["quantization"] == "int8" and doc["io"] == "int8"
+    assert doc["preflight"]["whole_graph_maps"] is True
+    assert doc["compiler"]["ran"] is False and "edgetpu_compiler not found" in doc["compiler"]["message"]
+    info = run_cli("inspect", str(out), "--json", block_tf=True).json()
+    assert info["inputs"][0]["shape"] == [1, 8, 8, 1] and info["inputs"][0]["dtype"] == "int8"
+    explained = doc["explain"]
+    assert {row["layer"] for row in explained["layers"]} >= {"relu1", "relu2", "fc"}
+    assert all(row["relative_error"] < 0.2 for row in explained["layers"])
+
+
+def test_check_edgetpu_on_float_names_every_op_without_tensorflow(models):
+    r = run_cli("check", str(models / "tfk_cnn.tflite"), "--target", "edgetpu", "--json",
+                block_tf=True)
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["mapped"] == 0 and doc["whole_graph_maps"] is False
+    assert doc["first_unsupported"]["index"] == 0 and "conv" in doc["first_unsupported"]["layer"]
+    flagged = {p["index"] for p in doc["problems"]}
+    assert flagged == {row["index"] for row in doc["per_op"]}  # every op is named
+    assert all("float32" in p["problem"] for p in doc["problems"])
+
+
+def test_check_edgetpu_on_int8_maps_whole_graph(models):
+    r = run_cli("check", str(models / "tfk_cnn_int8.tflite"), "--target", "edgetpu", "--json",
+                block_tf=True)
+    assert r.code == 0, r.err
+    assert r.json()["whole_graph_maps"] is True
+
+
+def test_check_gpu_and_cpu(models):
+    gpu = run_cli("check", str(models / "tfk_cnn_int8.tflite"), "--target", "gpu", "--json",
+                  block_tf=True).json()
+    assert gpu["whole_graph_maps"] is False
+    assert any("int8" in p["problem"] for p in gpu["problems"])
+    cpu = run_cli("check", str(models / "flex.tflite"), "--target", "cpu", "--json", block_tf=True)
+    assert cpu.code == 0, cpu.err
+    assert cpu.json()["flex_ops"] == ["FlexCumprod"]
+    assert any("Flex" in p["problem"] for p in cpu.json()["problems"])
+
+
+def test_gpu_target_reports_missing_gpu(digits_model, tmp_path):
+    r = run_cli("convert", str(digits_model), "--to", "tflite", "--target", "gpu",
+                "-o", str(tmp_path / "g.tflite"), "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["quantization"] == "float16"
+    runtime = doc["gpu_runtime"]
+    if not runtime["available"]:  # this machine and CI have no GPU
+        assert "could not create its GPU accelerator" in runtime["message"]
+
+
+def test_flex_op_refused_then_allowed(models, tmp_path):
+    refused = run_cli("convert", str(models / "tfk_needs_flex.keras"), "--to", "tflite",
+                      "-o", str(tmp_path / "f.tflite"))
+    assert_clean_error(refused, 3, "Cumprod", "--allow-flex")
+    assert not (tmp_path / "f.tflite").exists()
+    allowed = run_cli("convert", str(models / "tfk_needs_flex.keras"), "--to", "tflite",
+                      "--allow-flex", "-o", str(tmp_path / "f.tflite"))
+    # The artifact is written, but stock LiteRT cannot run it: the fidelity run says so.
+    assert_clean_error(allowed, 3, "LiteRT could not")
+    assert (tmp_path / "f.tflite").exists()
+
+
+def test_fidelity_below_threshold_exits_3(digits_model, tmp_path):
+    from sklearn.datasets import load_digits
+
+    # A calibration set 100x darker than the test images: int8 ranges that clip real inputs.
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)
+    data = tmp_path / "badcal.npz"
+    np.savez(data, x_train=x[:1000] * 0.01, y_train=digits.target[:1000],
+             x_test=x[1000:], y_test=digits.target[1000:])
+    out = tmp_path / "q.tflite"
+    r = run_cli("convert", str(digits_model), "--to", "tflite", "--quantize", "int8", "--data",
+                str(data), "--scale", "none", "-o", str(out), "--json")
+    assert r.code == 3, r.err
+    doc = json.loads(r.out)
+    assert doc["fidelity"]["passed"] is False and doc["fidelity"]["top1_agreement"] < 0.97
+    assert "fidelity check failed" in r.err and "--explain" in r.err
+    assert out.exists()  # kept for inspection, as the message says
+
+
+def test_convert_bad_input(digits_model, tmp_path):
+    suffix = run_cli("convert", str(digits_model), "--to", "onnx", "-o", str(tmp_path / "x.tflite"))
+    assert_clean_error(suffix, 2, "writes a .onnx file")
+    tpu = run_cli("convert", str(digits_model), "--to", "onnx", "--target", "edgetpu",
+                  "-o", str(tmp_path / "x.onnx"))
+    assert_clean_error(tpu, 2, "Edge TPU runs full-integer int8 TFLite only")
+    nodata = run_cli("convert", str(digits_model), "--to", "tflite", "--quantize", "int8",
+                     "-o", str(tmp_path / "x.tflite"))
+    assert_clean_error(nodata, 2, "calibrates on real data", "--data")
+    same = run_cli("convert", str(digits_model), "--to", "tflite", "-o", str(digits_model))
+    assert_clean_error(same, 2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compiler_log_parser():
+    from edgenn.convert.edgetpu import parse_compiler_log
+
+    parsed = parse_compiler_log((ROOT / "tests" / "data" / "edgetpu_compiler.log").read_text())
+    assert parsed["mapped"] == 64 and parsed["total"] == 67
+    assert {"op": "CONV_2D", "count": 35, "status": "Mapped to Edge TPU"} in parsed["ops"]
+
+
+@pytest.mark.parametrize("machine,activation", [("x86_64", "uint8"), ("aarch64", "int8")])
+def test_onnx_scheme_per_platform(machine, activation):
+    from edgenn.convert.onnx import scheme_for
+
+    assert scheme_for("cpu", machine).activation == activation
+    assert scheme_for("gpu", machine).activation == "int8"
