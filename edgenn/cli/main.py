@@ -17,11 +17,13 @@ from .output import STATE
 
 # name -> (module:attribute, one-line help shown by `edgenn --help` without importing it)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "estimate": ("edgenn.cli.estimate_cmd:estimate_cmd", "Estimate latency and RAM on a device."),
     "inspect": ("edgenn.cli.inspect_cmd:inspect_cmd", "Facts about a model: layers, params, MACs, ops."),
     "check": ("edgenn.cli.convert_cmd:check_cmd", "Pre-flight: which ops a target can run."),
     "convert": ("edgenn.cli.convert_cmd:convert_cmd", "Convert to TFLite/ONNX for a target; verify."),
     "compress": ("edgenn.cli.compress_cmd:compress_cmd", "Apply a compression recipe; export .tflite."),
     "demo": ("edgenn.cli.demo_cmd:demo_cmd", "Run the whole pipeline on a small built-in example."),
+    "profile": ("edgenn.cli.profile_cmd:profile_cmd", "Measure latency and memory, here or over SSH."),
     "recipes": ("edgenn.cli.recipes_cmd:recipes_group", "List, show and validate compression recipes."),
     "devices": ("edgenn.cli.devices_cmd:devices_group", "List, show and validate device profiles."),
 }

@@ -1,0 +1,38 @@
+"""`edgenn estimate MODEL --device NAME`."""
+
+from __future__ import annotations
+
+import click
+
+from .output import common_options, console, emit
+
+
+@click.command("estimate")
+@click.argument("model", type=click.Path())
+@click.option("--device", required=True, help="A device profile (name or YAML).")
+@click.option("--accelerator", default=None, help="Override the device's default accelerator.")
+@common_options
+def estimate_cmd(model, device, accelerator) -> None:
+    """Estimate latency and RAM of a .tflite MODEL on a device you do not have (no TensorFlow).
+
+    An estimate, not a measurement: MACs per op over the profile's sustained throughput per
+    dtype, and the tensor arena's peak plus the weights for RAM. Measure with `edgenn profile`.
+    """
+    from .. import devices as dv
+    from ..models.formats import detect
+    from ..profile.estimate import estimate
+
+    info = detect(model)
+    result = estimate(info.path, dv.load(device), accelerator)
+
+    def human():
+        con = console()
+        macs = ", ".join(f"{v:,} {k}" for k, v in result["macs"].items())
+        con.print(f"ESTIMATE for {result['model']} on {result['device']} ({result['accelerator']}, "
+                  f"throughput {result['throughput_source']}): {result['latency_ms']:.3f} ms per "
+                  f"inference, {result['ram_mb']:.2f} MB RAM")
+        con.print(f"  MACs: {macs}; arena {result['arena_bytes']:,} B + weights "
+                  f"{result['weight_bytes']:,} B")
+        con.print(f"  method: {result['method']}")
+
+    emit(result, human)

@@ -1,0 +1,98 @@
+"""`edgenn estimate`: latency and RAM for a device you do not have, from MACs and a profile.
+
+Method (an estimate, labelled as one): MACs are counted per op from the .tflite graph (CONV_2D,
+DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV, BATCH_MATMUL); an op computes in int8 when
+its input tensor is int8, else in float32 (float16 on a GPU accelerator when the profile gives
+a float16 rate). Latency = sum(MACs per dtype / the profile's sustained GMAC/s for that dtype).
+RAM is the peak of the tensor arena: non-constant tensors live from the op that writes them to
+the last op that reads them; the largest sum of live tensors, plus the weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+
+_BYTES = {"float32": 4, "float16": 2, "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8,
+          "bool": 1}
+
+
+def tflite_costs(path: str | Path) -> dict:
+    """MACs per compute dtype, the tensor-arena peak and the weight bytes of a .tflite model."""
+    from ..convert.compat import read_ops
+
+    ops, facts = read_ops(path)
+    macs: dict[str, int] = {}
+    for op in ops:
+        n = 0
+        out = int(np.prod(op.outputs[0].shape)) if op.outputs and op.outputs[0].shape else 0
+        weights = op.inputs[1].shape if len(op.inputs) > 1 else []
+        if op.name == "CONV_2D" and len(weights) == 4:
+            n = out * weights[1] * weights[2] * weights[3]
+        elif op.name == "DEPTHWISE_CONV_2D" and len(weights) == 4:
+            n = out * weights[1] * weights[2]
+        elif op.name == "FULLY_CONNECTED" and len(weights) == 2:
+            n = out * weights[1]
+        elif op.name == "TRANSPOSE_CONV" and len(op.inputs) > 2:
+            w = op.inputs[1].shape
+            n = int(np.prod(op.inputs[2].shape)) * w[1] * w[2] * w[0] if len(w) == 4 else 0
+        elif op.name == "BATCH_MATMUL" and op.inputs[0].shape:
+            n = out * op.inputs[0].shape[-1]
+        if n:
+            dtype = "int8" if op.inputs[0].dtype in ("int8", "uint8") else "float32"
+            macs[dtype] = macs.get(dtype, 0) + int(n)
+
+    # Liveness of activations: first writer to last reader, in execution order.
+    first, last, size = {}, {}, {}
+    for op in ops:
+        for t in op.outputs + op.inputs:
+            if t.constant:
+                continue
+            nbytes = int(np.prod(t.shape or [1])) * _BYTES.get(t.dtype, 4)
+            size[t.name] = nbytes
+            first.setdefault(t.name, op.index)
+            last[t.name] = op.index
+    peak = 0
+    for i in range(len(ops)):
+        live = sum(size[n] for n in size if first[n] <= i <= last[n])
+        peak = max(peak, live)
+    weight_bytes = sum(int(np.prod(t.shape or [1])) * _BYTES.get(t.dtype, 4)
+                       for op in ops for t in op.inputs if t.constant)
+    return {"macs": macs, "arena_bytes": peak, "weight_bytes": weight_bytes,
+            "model_bytes": facts["bytes"]}
+
+
+def estimate(path: str | Path, device, accelerator: str | None = None) -> dict:
+    """Estimated latency (ms) and RAM (MB) of a .tflite model on ``device``."""
+    p = Path(path)
+    if p.suffix.lower() != ".tflite":
+        raise UsageError(f"estimate reads .tflite models; received {path}",
+                         "convert first: edgenn convert MODEL --to tflite -o m.tflite")
+    costs = tflite_costs(p)
+    t = device.throughput
+    accel = accelerator or device.accelerator.value
+    rates = {"int8": t.int8_gmacs, "float32": t.float32_gmacs}
+    if accel == "gpu" and t.float16_gmacs:
+        rates["float32"] = t.float16_gmacs
+    parts, missing = {}, []
+    for dtype, n in costs["macs"].items():
+        rate = rates.get(dtype)
+        if not rate:
+            missing.append(dtype)
+            continue
+        parts[dtype] = n / (rate * 1e9) * 1000
+    if missing:
+        raise UsageError(f"device {device.name} gives no {', '.join(missing)} throughput",
+                         "add throughput.<dtype>_gmacs to its profile, or measure with "
+                         "`edgenn profile --calibrate` on the device")
+    ram_mb = (costs["arena_bytes"] + costs["weight_bytes"]) / 2**20
+    return {"model": str(p), "device": device.name, "accelerator": accel, "estimate": True,
+            "method": "MACs / sustained GMAC/s per dtype; RAM = tensor-arena peak + weights",
+            "throughput_source": t.source, "macs": costs["macs"],
+            "latency_ms": round(sum(parts.values()), 4),
+            "latency_ms_by_dtype": {k: round(v, 4) for k, v in parts.items()},
+            "ram_mb": round(ram_mb, 3), "arena_bytes": costs["arena_bytes"],
+            "weight_bytes": costs["weight_bytes"], "model_bytes": costs["model_bytes"]}

@@ -1,0 +1,73 @@
+"""Run the agent in a child process with a timeout and a memory limit, one model at a time.
+
+A runtime that crashes (segfault, out of memory) takes down only its child: the parent turns
+that into an error for that model and the other models still report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+AGENT = Path(__file__).with_name("agent.py")
+MARK = "EDGENN-RESULT "
+
+
+def parse_agent_output(stdout: str) -> dict | None:
+    """The agent's JSON document (the line after its marker), or None."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    return None
+
+
+def _limits(memory_mb: int | None, cpus: list[int] | None):
+    def apply():
+        if memory_mb:
+            limit = int(memory_mb) * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return apply
+
+
+def run_local(config: dict, timeout: float = 300, memory_mb: int | None = None,
+              cpus: list[int] | None = None) -> dict:
+    """Profile one model in a child interpreter; errors come back as {"error": ...}."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+    try:
+        proc = subprocess.run([sys.executable, str(AGENT), json.dumps(config)],
+                              capture_output=True, text=True, timeout=timeout, env=env,
+                              preexec_fn=_limits(memory_mb, cpus))
+    except subprocess.TimeoutExpired:
+        return {"model": config["model"], "error": f"timed out after {timeout:g} s",
+                "hint": "raise --timeout or lower --runs/--duration"}
+    return interpret(config["model"], proc.returncode, proc.stdout, proc.stderr, memory_mb)
+
+
+def interpret(model: str, returncode: int, stdout: str, stderr: str,
+              memory_mb: int | None = None) -> dict:
+    """Turn a finished agent process into a result or a one-line error."""
+    result = parse_agent_output(stdout)
+    if result is not None and "error" not in result:
+        return result
+    if result is not None:
+        error = result["error"]
+        if "MemoryError" in error or "std::bad_alloc" in stderr:
+            error = f"out of memory (limit {memory_mb} MB): {error}"
+        return {"model": model, "error": error}
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        return {"model": model, "error": f"the runtime crashed ({name})",
+                "hint": "the model or the runtime is broken; `edgenn inspect` the model"}
+    if "MemoryError" in stderr or "bad_alloc" in stderr:
+        return {"model": model, "error": f"out of memory (limit {memory_mb} MB)",
+                "hint": "raise --memory-limit"}
+    tail = " ".join(stderr.strip().splitlines()[-1:])[:300] if stderr.strip() else "no output"
+    return {"model": model, "error": f"the profiler exited with code {returncode}: {tail}"}

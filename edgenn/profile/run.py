@@ -1,0 +1,59 @@
+"""`edgenn profile`: choose runtime and accelerator, measure each model in isolation, check limits."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ..errors import UsageError
+
+RUNTIMES = ("auto", "litert", "tflite-runtime", "onnxruntime")
+
+
+def pick_runtime(model: Path, requested: str, device=None) -> str:
+    """The runtime for a model: by file type, the device's default, and what is installed."""
+    suffix = model.suffix.lower()
+    if requested != "auto":
+        if suffix == ".onnx" and requested != "onnxruntime":
+            raise UsageError(f"{model} is ONNX; runtime {requested} runs .tflite",
+                             "use --runtime onnxruntime (or auto)")
+        if suffix == ".tflite" and requested == "onnxruntime":
+            raise UsageError(f"{model} is TFLite; onnxruntime runs .onnx", "use --runtime litert")
+        return requested
+    if suffix == ".onnx":
+        return "onnxruntime"
+    if suffix != ".tflite":
+        raise UsageError(f"profile measures .tflite and .onnx files; received {model}",
+                         "convert the model first: edgenn convert MODEL --to tflite -o m.tflite")
+    preferred = device.runtime.value if device is not None and device.runtime.value != "onnxruntime" else "litert"
+    module = {"litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
+    if importlib.util.find_spec(module[preferred]) is None:
+        other = "tflite-runtime" if preferred == "litert" else "litert"
+        return other
+    return preferred
+
+
+def pick_accelerator(runtime: str, requested: str | None, device=None) -> str:
+    if requested:
+        if runtime == "onnxruntime" and requested in ("xnnpack", "gpu", "edgetpu"):
+            raise UsageError(f"accelerator {requested} is a LiteRT option; ONNX Runtime takes ep:NAME",
+                             "e.g. --accelerator ep:CUDAExecutionProvider")
+        return requested
+    if runtime == "onnxruntime":
+        return "cpu"
+    if device is not None:
+        return device.accelerator.value
+    return "xnnpack"
+
+
+def check_device(result: dict, device) -> list[dict]:
+    """The device profile's limits against a measurement."""
+    checks = []
+    c = device.constraints
+    if c.max_model_bytes is not None and "model_bytes" in result:
+        checks.append({"name": "max_model_bytes", "limit": c.max_model_bytes,
+                       "value": result["model_bytes"], "ok": result["model_bytes"] <= c.max_model_bytes})
+    if c.max_ram_mb is not None and "peak_rss_mb" in result:
+        checks.append({"name": "max_ram_mb", "limit": c.max_ram_mb, "value": result["peak_rss_mb"],
+                       "ok": result["peak_rss_mb"] <= c.max_ram_mb})
+    return checks
