@@ -39,9 +39,11 @@ def _cpus(ctx, param, value):
 @click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True)
 @click.option("--memory-limit", type=click.IntRange(min=64), default=None,
               help="Memory limit for the measuring process, MB.")
-@click.option("--op-profile", is_flag=True, help="Per-op times where the runtime exposes them (ONNX Runtime).")
+@click.option("--op-profile", is_flag=True,
+              help="Per-op times where the runtime exposes them (ONNX Runtime).")
 @click.option("--strict", is_flag=True, help="Exit 4 when a device limit is exceeded (default: warn).")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a latency histogram/CDF PNG.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a latency histogram/CDF PNG.")
 @common_options
 @guarded_stdout
 def profile_cmd(models, device, host, identity, known_hosts, remote_python, runtime, accelerator,
@@ -110,7 +112,8 @@ def profile_cmd(models, device, host, identity, known_hosts, remote_python, runt
     if failed:
         raise RuntimeFailure(
             "; ".join(f"{r['model']}: {r['error']}" for r in failed),
-            failed[0].get("hint", "the other models' results were reported"))
+            failed[0].get("hint") or ("the other models' results were reported" if len(results) > 1
+                                      else "see the error above"))
     if over and strict:
         raise ConstraintError(f"{len(over)} device limit(s) exceeded on {profile.name}",
                               "pick a smaller model or another device, or drop --strict")

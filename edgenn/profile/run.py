@@ -25,7 +25,9 @@ def pick_runtime(model: Path, requested: str, device=None) -> str:
     if suffix != ".tflite":
         raise UsageError(f"profile measures .tflite and .onnx files; received {model}",
                          "convert the model first: edgenn convert MODEL --to tflite -o m.tflite")
-    preferred = device.runtime.value if device is not None and device.runtime.value != "onnxruntime" else "litert"
+    preferred = "litert"
+    if device is not None and device.runtime.value != "onnxruntime":
+        preferred = device.runtime.value
     module = {"litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
     if importlib.util.find_spec(module[preferred]) is None:
         other = "tflite-runtime" if preferred == "litert" else "litert"
