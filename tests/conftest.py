@@ -81,3 +81,13 @@ def digits_model(tmp_path_factory) -> Path:
     r = run_cli("demo", "-o", str(out), "--epochs", "12", "--quiet")
     assert r.code == 0, r.err
     return out / "model.keras"
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A real sshd on loopback (Debian's openssh-server, installed by .ci/run)."""
+    from helpers import sshd as server
+
+    srv = server.start(tmp_path_factory.mktemp("sshd"))
+    yield srv
+    srv.stop()

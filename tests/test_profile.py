@@ -1,0 +1,151 @@
+"""`edgenn profile` and `edgenn estimate`: real runtimes, isolation, a real sshd, no TensorFlow."""
+
+import json
+import subprocess
+import sys
+
+from conftest import BLOCK_TF, ROOT, assert_clean_error, run_cli
+
+SCHEMA = {"model", "runtime", "accelerator", "latency_ms", "init_ms", "first_ms", "peak_rss_mb",
+          "model_bytes", "rss_growth_mb", "cv", "throughput_per_s", "runs"}
+
+
+def test_profile_tflite_and_onnx_side_by_side(models, tmp_path):
+    png = tmp_path / "lat.png"
+    r = run_cli("profile", str(models / "tfk_cnn.tflite"), str(models / "tfk_cnn_int8.tflite"),
+                str(models / "tiny.onnx"), "--runs", "30", "--threads", "1", "--op-profile",
+                "--plot", str(png), "--json", block_tf=True)
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert [x["runtime"] for x in doc["results"]] == ["litert", "litert", "onnxruntime"]
+    for result in doc["results"]:
+        assert SCHEMA <= set(result), set(result)
+        lat = result["latency_ms"]
+        assert {"mean", "p50", "p90", "p99", "std"} <= set(lat)
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert result["runs"] == 30 and result["peak_rss_mb"] > 0
+    assert doc["results"][2]["op_profile"][0]["op"] in {"MatMul", "Add", "Relu", "Gemm", "FusedGemm"}
+    assert doc["fastest"] in {x["model"] for x in doc["results"]}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_profile_human_table(models):
+    r = run_cli("profile", str(models / "tfk_cnn.tflite"), str(models / "tiny.onnx"),
+                "--runs", "5")
+    assert r.code == 0, r.err
+    assert "p50 ms" in r.out and "fastest (p50)" in r.out
+
+
+def test_crash_is_an_error_for_that_model_only(models, tmp_path):
+    broken = tmp_path / "broken.tflite"
+    data = (models / "tfk_cnn.tflite").read_bytes()
+    broken.write_bytes(data[:8] + b"\xff" * (len(data) - 8))  # valid header, garbage tables
+    r = run_cli("profile", str(models / "tfk_cnn.tflite"), str(broken), "--runs", "5", "--json")
+    assert r.code == 3, r.err
+    doc = r.json()
+    assert "latency_ms" in doc["results"][0]
+    assert "error" in doc["results"][1]
+    assert "broken.tflite" in r.err and "Traceback" not in r.err
+
+
+def test_memory_limit_and_timeout_become_errors(models):
+    r = run_cli("profile", str(models / "tfk_cnn.tflite"), "--memory-limit", "64", "--json")
+    assert r.code == 3
+    assert "error" in r.json()["results"][0]
+    t = run_cli("profile", str(models / "tfk_cnn.tflite"), "--duration", "30", "--timeout", "2",
+                "--json")
+    assert t.code == 3 and "timed out after 2 s" in t.json()["results"][0]["error"]
+
+
+def test_interpret_signal():
+    from edgenn.profile.isolate import interpret
+
+    assert "crashed (SIGSEGV)" in interpret("m", -11, "", "")["error"]
+
+
+def test_agent_imports_no_tensorflow(models):
+    cfg = json.dumps({"model": str(models / "tfk_cnn.tflite"), "runtime": "litert",
+                      "accelerator": "xnnpack", "runs": 3})
+    agent = ROOT / "edgenn" / "profile" / "agent.py"
+    code = (BLOCK_TF + f"\nimport runpy, sys\nsys.argv = ['agent.py', {cfg!r}]\n"
+            f"runpy.run_path({str(agent)!r}, run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    line = [x for x in proc.stdout.splitlines() if x.startswith("EDGENN-RESULT ")][0]
+    assert json.loads(line.split(" ", 1)[1])["runs"] == 3
+
+
+def test_compiled_model_path_runs_on_cpu(models):
+    """The GPU accelerator goes through LiteRT's CompiledModel; the same code runs on its CPU."""
+    import numpy as np
+
+    from edgenn.profile.agent import LiteRTCompiled
+
+    runner = LiteRTCompiled({"model": str(models / "tfk_cnn.tflite")}, "cpu")
+    (shape, dtype), = runner.input_specs()
+    runner.set_inputs([np.zeros(shape, dtype)])
+    runner.run()
+
+
+def test_missing_accelerators_say_so(models):
+    tpu = run_cli("profile", str(models / "tfk_cnn_int8.tflite"), "--accelerator", "edgetpu",
+                  "--runs", "3")
+    assert_clean_error(tpu, 3, "libedgetpu", "Edge TPU runtime")
+    gpu = run_cli("profile", str(models / "tfk_cnn.tflite"), "--accelerator", "gpu", "--runs", "3",
+                  "--json")
+    result = gpu.json()["results"][0]
+    if "error" in result:  # no GPU on this machine or CI
+        assert gpu.code == 3 and "GPU accelerator" in result["error"]
+    ep = run_cli("profile", str(models / "tiny.onnx"), "--accelerator", "ep:CUDAExecutionProvider")
+    assert_clean_error(ep, 3, "CUDAExecutionProvider")
+
+
+def test_device_limits_warn_or_fail(models, tmp_path):
+    small = tmp_path / "tiny-board.yaml"
+    small.write_text("name: tiny-board\narch: aarch64\ncores: 1\nmemory_mb: 64\n"
+                     "runtimes: [litert]\naccelerators: [xnnpack]\n"
+                     "constraints: {max_model_bytes: 100, max_ram_mb: 1}\n")
+    warned = run_cli("profile", str(models / "tfk_cnn.tflite"), "--device", str(small), "--runs", "3")
+    assert warned.code == 0 and "exceeds the device limit" in warned.err
+    strict = run_cli("profile", str(models / "tfk_cnn.tflite"), "--device", str(small), "--runs",
+                     "3", "--strict", "--json")
+    assert strict.code == 4
+    checks = strict.json()["results"][0]["device_checks"]
+    assert {c["name"] for c in checks if not c["ok"]} == {"max_model_bytes", "max_ram_mb"}
+
+
+def test_profile_bad_input(models, tmp_path):
+    assert_clean_error(run_cli("profile", str(tmp_path / "none.tflite")), 2, "model not found")
+    assert_clean_error(run_cli("profile", str(models / "tfk_cnn.keras")), 2,
+                       "profile measures .tflite and .onnx", "edgenn convert")
+    assert_clean_error(run_cli("profile", str(models / "tiny.onnx"), "--runtime", "litert"), 2,
+                       "is ONNX")
+    assert_clean_error(run_cli("profile", str(models / "tiny.onnx"), "--host", "bad host!"), 2,
+                       "--host must look like")
+
+
+def test_remote_profile_over_real_sshd(models, sshd):
+    host = f"{sshd.user}@127.0.0.1:{sshd.port}"
+    common = ["--identity", str(sshd.identity), "--remote-python", sys.executable]
+    r = run_cli("profile", str(models / "tfk_cnn.tflite"), "--host", host, "--known-hosts",
+                str(sshd.known_hosts), "--runs", "20", "--json", *common)
+    assert r.code == 0, r.err
+    result = r.json()["results"][0]
+    assert result["host"] == host and result["runs"] == 20 and SCHEMA <= set(result)
+    # Host-key checking stays on: without the known_hosts entry, the connection is refused.
+    refused = run_cli("profile", str(models / "tfk_cnn.tflite"), "--host", host, "--runs", "3",
+                      *common)
+    assert_clean_error(refused, 3, "ssh to", "host key")
+
+
+def test_estimate(models):
+    r = run_cli("estimate", str(models / "tfk_cnn_int8.tflite"), "--device", "raspberry-pi-4",
+                "--json", block_tf=True)
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["estimate"] is True and doc["macs"] == {"int8": 6 * 6 * 4 * 9 + 144 * 3}
+    assert doc["latency_ms"] > 0 and doc["ram_mb"] > 0
+    human = run_cli("estimate", str(models / "tfk_cnn.tflite"), "--device", "raspberry-pi-4")
+    assert human.out.startswith("ESTIMATE")
+    tpu = run_cli("estimate", str(models / "tfk_cnn.tflite"), "--device", "coral-usb-accelerator")
+    assert_clean_error(tpu, 2, "no float32 throughput")
