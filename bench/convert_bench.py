@@ -27,18 +27,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+# Both models train for only a few epochs, so batch norm uses momentum 0.9: with Keras's 0.99
+# the moving statistics lag the weights and inference collapses to one class.
+
+
 def residual_cnn(keras):
     layers = keras.layers
     inp = keras.Input((28, 28, 1))
     x = layers.Conv2D(32, 3, padding="same", use_bias=False)(inp)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     for filters in (32, 64):
         y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        y = layers.BatchNormalization()(y)
+        y = layers.BatchNormalization(momentum=0.9)(y)
         y = layers.ReLU()(y)
         y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-        y = layers.BatchNormalization()(y)
+        y = layers.BatchNormalization(momentum=0.9)(y)
         if x.shape[-1] != filters:
             x = layers.Conv2D(filters, 1, use_bias=False)(x)
         x = layers.ReLU()(layers.Add()([x, y]))
@@ -52,14 +56,14 @@ def mobilenet_style(keras):
     layers = keras.layers
     inp = keras.Input((28, 28, 1))
     x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(inp)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU(6.0)(x)
     for filters, stride in ((32, 1), (64, 2), (64, 1), (128, 2)):
         x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.ReLU(6.0)(x)
         x = layers.Conv2D(filters, 1, use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.ReLU(6.0)(x)
     x = layers.GlobalAveragePooling2D()(x)
     return keras.Model(inp, layers.Dense(10, activation="softmax")(x), name="mobilenet_style")
@@ -174,7 +178,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "convert"))
     parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--only", choices=["fidelity", "speed"], default=None)
     args = parser.parse_args()
     out = Path(args.out)
