@@ -149,3 +149,21 @@ def test_estimate(models):
     assert human.out.startswith("ESTIMATE")
     tpu = run_cli("estimate", str(models / "tfk_cnn.tflite"), "--device", "coral-usb-accelerator")
     assert_clean_error(tpu, 2, "no float32 throughput")
+
+
+def test_calibrate_writes_measured_throughput(models, tmp_path):
+    import yaml
+
+    device = tmp_path / "my-host.yaml"
+    shown = run_cli("devices", "show", "host", "--json").json()
+    shown["name"] = "my-host"
+    device.write_text(yaml.safe_dump(shown))
+    r = run_cli("profile", str(models / "tfk_cnn.tflite"), str(models / "tfk_cnn_int8.tflite"),
+                "--device", str(device), "--calibrate", "--runs", "20", "--json")
+    assert r.code == 0, r.err
+    written = yaml.safe_load(device.read_text())["throughput"]
+    assert written["source"] == "measured"
+    assert written["float32_gmacs"] == r.json()["calibration"]["throughput"]["float32_gmacs"] > 0
+    assert written["int8_gmacs"] > 0
+    builtin = run_cli("profile", str(models / "tfk_cnn.tflite"), "--device", "host", "--calibrate")
+    assert_clean_error(builtin, 2, "device YAML file of yours")

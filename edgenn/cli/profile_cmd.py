@@ -41,14 +41,16 @@ def _cpus(ctx, param, value):
               help="Memory limit for the measuring process, MB.")
 @click.option("--op-profile", is_flag=True,
               help="Per-op times where the runtime exposes them (ONNX Runtime).")
+@click.option("--calibrate", is_flag=True,
+              help="Write the measured GMAC/s back into the --device YAML file (for `estimate`).")
 @click.option("--strict", is_flag=True, help="Exit 4 when a device limit is exceeded (default: warn).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write a latency histogram/CDF PNG.")
 @common_options
 @guarded_stdout
 def profile_cmd(models, device, host, identity, known_hosts, remote_python, runtime, accelerator,
-                threads, cpus, warmup, runs, duration, timeout, memory_limit, op_profile, strict,
-                plot) -> None:
+                threads, cpus, warmup, runs, duration, timeout, memory_limit, op_profile, calibrate,
+                strict, plot) -> None:
     """Measure latency and memory of .tflite/.onnx MODELS in one schema for every runtime.
 
     Each model runs in its own child process (or on the --host device) with a timeout and a
@@ -96,6 +98,10 @@ def profile_cmd(models, device, host, identity, known_hosts, remote_python, runt
             result["device_checks"] = check_device(result, profile)
         results.append(result)
 
+    if calibrate:
+        from ..profile.calibrate import calibrate_device
+
+        calibration = calibrate_device(device, [r for r in results if "error" not in r])
     if plot:
         from ..profile.plot import plot_latency
 
@@ -104,6 +110,8 @@ def profile_cmd(models, device, host, identity, known_hosts, remote_python, runt
     fastest = min(ok, key=lambda r: r["latency_ms"]["p50"])["model"] if ok else None
     document = {"results": [{k: v for k, v in r.items() if k != "times_ms"} for r in results],
                 "fastest": fastest}
+    if calibrate:
+        document["calibration"] = calibration
     emit(document, lambda: _human(results, fastest))
     failed = [r for r in results if "error" in r]
     over = [(r["model"], c) for r in ok for c in r.get("device_checks", []) if not c["ok"]]

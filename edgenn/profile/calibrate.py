@@ -1,0 +1,48 @@
+"""`edgenn profile --calibrate`: turn measurements into a device profile's throughput."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ..artifacts import write_text
+from ..devices import builtin_devices, load
+from ..errors import UsageError
+from .estimate import tflite_costs
+
+
+def calibrate_device(device: str | None, results: list[dict]) -> dict:
+    """Write sustained GMAC/s per dtype (MACs / p50 latency) into the device's YAML file.
+
+    Only a device file the user names by path is written (built-in profiles are part of the
+    package); the file is validated again after the update and written atomically.
+    """
+    if not device:
+        raise UsageError("--calibrate writes into a device file", "pass --device path/to/device.yaml")
+    path = Path(device)
+    if not path.is_file() or path.resolve() in {p.resolve() for p in builtin_devices().values()}:
+        raise UsageError(f"--calibrate needs a device YAML file of yours; received {device!r}",
+                         "copy a built-in profile (edgenn devices show NAME > mine.yaml) and pass it")
+    rates: dict[str, list[float]] = {}
+    for r in results:
+        if not r["model"].endswith(".tflite"):
+            continue
+        costs = tflite_costs(r["model"])
+        if len(costs["macs"]) != 1:
+            continue  # mixed-precision models cannot separate the two rates
+        (dtype, macs), = costs["macs"].items()
+        rates.setdefault(dtype, []).append(macs / (r["latency_ms"]["p50"] / 1000) / 1e9)
+    if not rates:
+        raise UsageError("--calibrate needs at least one single-precision .tflite result",
+                         "profile a float32 and/or an int8 .tflite model")
+    data = yaml.safe_load(path.read_text())
+    throughput = data.setdefault("throughput", {})
+    measured = {}
+    for dtype, values in rates.items():
+        measured[f"{dtype}_gmacs"] = round(sum(values) / len(values), 3)
+        throughput[f"{dtype}_gmacs"] = measured[f"{dtype}_gmacs"]
+    throughput["source"] = "measured"
+    write_text(path, yaml.safe_dump(data, sort_keys=False))
+    load(str(path))  # still a valid profile
+    return {"device_file": str(path), "throughput": measured}
