@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from enum import Enum
-from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from .builtin import builtin_dir
-from .errors import ConfigError
+from .builtin import Catalog
 from .yamlio import Strict, load_model_file  # noqa: F401 (re-exported)
 
 
@@ -101,34 +99,7 @@ class DeviceProfile(Strict):
         return self.default_accelerator or self.accelerators[0]
 
 
-def devices_dir() -> Path:
-    """Where the built-in device profiles live."""
-    return builtin_dir("devices")
-
-
-def builtin_devices() -> dict[str, Path]:
-    """Built-in device names and files."""
-    return {p.stem: p for p in sorted(devices_dir().glob("*.yaml"))}
-
-
-def resolve(name_or_path: str) -> Path:
-    """A device file from a built-in name or a path."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"device file not found: {name_or_path}")
-        return path
-    known = builtin_devices()
-    if name_or_path in known:
-        return known[name_or_path]
-    raise ConfigError(
-        f"unknown device {name_or_path!r}",
-        f"use a path to a YAML file or one of: {', '.join(known)} (edgenn devices list)",
-    )
-
-
-def load(name_or_path: str) -> DeviceProfile:
-    """Load and validate a device profile by built-in name or path."""
-    path = resolve(name_or_path)
-    profile = load_model_file(DeviceProfile, path, "device profile")
-    return profile
+CATALOG = Catalog("devices", "device profile", DeviceProfile)
+builtin_devices = CATALOG.builtin
+resolve = CATALOG.resolve
+load = CATALOG.load

@@ -8,14 +8,11 @@ where two steps' layer scopes overlap, the later step works on the result of the
 
 from __future__ import annotations
 
-import hashlib
 from enum import Enum
-from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from .builtin import builtin_dir
-from .errors import ConfigError
+from .builtin import Catalog
 from .yamlio import Strict, load_model_file  # noqa: F401 (re-exported)
 
 
@@ -116,6 +113,8 @@ class PruneStep(Training):
     end_step: int | None = Field(None, gt=0, description="default: the last fine-tune step")
     frequency: int = Field(100, gt=0)
     structure: str | None = Field(None, description="m-by-n sparsity such as '2:4'")
+    block_size: list[int] | None = Field(
+        None, description="[rows, cols] blocks pruned together in Dense kernels (tfmot block sparsity)")
 
     @model_validator(mode="after")
     def _check(self):
@@ -268,37 +267,7 @@ class Recipe(Strict):
         return data
 
 
-def recipes_dir() -> Path:
-    """Where the built-in recipes live (the wheel's copy, or the checkout's `recipes/`)."""
-    return builtin_dir("recipes")
-
-
-def builtin_recipes() -> dict[str, Path]:
-    """Built-in recipe names and files."""
-    return {p.stem: p for p in sorted(recipes_dir().glob("*.yaml"))}
-
-
-def resolve(name_or_path: str) -> Path:
-    """A recipe file from a built-in name or a path."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"recipe file not found: {name_or_path}")
-        return path
-    known = builtin_recipes()
-    if name_or_path in known:
-        return known[name_or_path]
-    raise ConfigError(
-        f"unknown recipe {name_or_path!r}",
-        f"use a path to a YAML file or one of: {', '.join(known)} (edgenn recipes list)",
-    )
-
-
-def load(name_or_path: str) -> Recipe:
-    """Load and validate a recipe by built-in name or path."""
-    return load_model_file(Recipe, resolve(name_or_path), "recipe")
-
-
-def recipe_hash(path: Path) -> str:
-    """sha256 of a recipe file, for provenance."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+CATALOG = Catalog("recipes", "recipe", Recipe)
+builtin_recipes = CATALOG.builtin
+resolve = CATALOG.resolve
+load = CATALOG.load
