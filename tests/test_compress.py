@@ -76,6 +76,7 @@ def test_builtin_recipe(digits_model, tmp_path, name):
             assert all(details["m_by_n_ok"].values()), details
     if name == "prune-80-int8":
         assert tflite[0]["gzip_x_smaller_than_float32"] > 2.5
+        assert steps["prune"]["details"]["block_pruned_layers"] == ["fc", "logits"]
     if "cluster" in steps:
         details = steps["cluster"]["details"]
         # Clustered kernels hold at most `clusters` values (a pruned zero may be one more).
