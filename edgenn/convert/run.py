@@ -56,6 +56,10 @@ def convert(model_path: str, output: str, *, to: str, target: str, quantize: str
     loaded = load_keras(model_path, allow_unsafe=allow_unsafe,
                         custom_objects_file=custom_objects_file)
     model = loaded.tf_keras_model
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UsageError(f"convert handles single-input, single-output models; {model_path} has "
+                         f"{len(model.inputs)} inputs and {len(model.outputs)} outputs",
+                         "export each head as its own model for now")
     splits = None
     if data_spec is not None:
         splits = match_model(load(data_spec), model.input_shape, None)
