@@ -158,3 +158,20 @@ def test_cli_compress_errors(digits_model, tmp_path):
                     "-o", str(tmp_path / "o2"))
     assert_clean_error(wrong, 2, "expects [None, 8, 8, 1]", "--resize 8x8")
     assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
+
+
+def test_recipe_exports_onnx_too(digits_model, tmp_path):
+    recipe = tmp_path / "both.yaml"
+    recipe.write_text("name: both\nexport:\n  - {format: tflite, quantization: int8}\n"
+                      "  - {format: onnx, quantization: int8}\n")
+    report = _run(digits_model, recipe, tmp_path / "out")
+    by_format = {a["format"]: a for a in report.artifacts}
+    assert Path(by_format["onnx"]["path"]).name == "model-int8.onnx"
+    assert by_format["onnx"]["onnx_quantization"]["mode"] == "static QDQ"
+    base = report.metrics["baseline"]["accuracy"]
+    assert by_format["onnx"]["metrics"]["accuracy"] >= base - 0.02
+    assert report.metrics["final"] == by_format["tflite"]["metrics"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nexport: {format: onnx, quantization: float16}\n")
+    with pytest.raises(Exception, match="--to onnx supports"):
+        _run(digits_model, bad, tmp_path / "out2")
