@@ -43,6 +43,12 @@ def main() -> int:
     splits = load(spec)
     splits = match_model(splits, (None, 28, 28, 1), 10)
     teacher_path = out / "teacher.keras"
+    results_path = out / "results.json"
+    if args.reuse_teacher:
+        if not teacher_path.is_file():
+            parser.error(f"--reuse-teacher: {teacher_path} does not exist")
+        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+        return run_recipes(args, out, spec, splits, teacher_path, results)
     t0 = time.perf_counter()
     # 32/64 conv filters and a 256-unit dense layer: a common Fashion-MNIST CNN (~0.8 M params).
     model = reference_cnn((28, 28, 1), 10, width=2.0, seed=args.seed, fc_units=128,
