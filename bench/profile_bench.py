@@ -71,10 +71,14 @@ def edgenn_cli(*args) -> tuple[dict, float]:
     return json.loads(proc.stdout), time.perf_counter() - t0
 
 
+# edgenn profile --threads 1 pins its run to the last CPU; the bare loop gets the same CPU.
+CPU = str(sorted(__import__("os").sched_getaffinity(0))[-1])
+
+
 def bare(model: Path, runs: int) -> tuple[float, float]:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", BARE, str(model), str(runs)], capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(["taskset", "-c", CPU, sys.executable, "-c", BARE, str(model), str(runs)],
+                          capture_output=True, text=True, check=True)
     return float(proc.stdout.strip()), time.perf_counter() - t0
 
 

@@ -24,6 +24,11 @@ def test_profile_tflite_and_onnx_side_by_side(models, tmp_path):
         assert {"mean", "p50", "p90", "p99", "std"} <= set(lat)
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
         assert result["runs"] == 30 and result["peak_rss_mb"] > 0
+    import os
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) > 1:  # --threads 1 pins the run to one CPU, the last
+        assert all(x["cpus"] == allowed[-1:] for x in doc["results"])
     assert doc["results"][2]["op_profile"][0]["op"] in {"MatMul", "Add", "Relu", "Gemm", "FusedGemm"}
     assert doc["fastest"] in {x["model"] for x in doc["results"]}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -31,7 +31,9 @@ def _cpus(ctx, param, value):
 @click.option("--accelerator", default=None,
               help="cpu | xnnpack | gpu | edgetpu | delegate:PATH | ep:NAME (default: device's or xnnpack).")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
-@click.option("--cpus", callback=_cpus, default=None, help="Pin the measurement to these CPUs, e.g. 0,1.")
+@click.option("--cpus", callback=_cpus, default=None,
+              help="Pin the measurement to these CPUs, e.g. 0,1 (default with --threads N: the "
+                   "last N CPUs, so the scheduler cannot move the run between cores).")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--runs", type=click.IntRange(min=1), default=None, help="Timed runs (default 100).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -74,6 +76,11 @@ def profile_cmd(models, device, host, identity, known_hosts, remote_python, runt
         from ..errors import UsageError
 
         raise UsageError("--runs and --duration exclude each other", "pass one of them")
+    if cpus is None and threads and remote is None:
+        import os
+
+        allowed = sorted(os.sched_getaffinity(0))
+        cpus = allowed[-threads:] if threads < len(allowed) else None
     results = []
     for name in models:
         path = Path(name)
@@ -93,6 +100,7 @@ def profile_cmd(models, device, host, identity, known_hosts, remote_python, runt
         else:
             result = run_local(config, timeout=timeout, memory_mb=memory_limit, cpus=cpus)
         result["model"] = name
+        result["cpus"] = cpus
         if profile is not None and "error" not in result:
             result["device"] = profile.name
             result["device_checks"] = check_device(result, profile)
