@@ -40,6 +40,8 @@ def start(root: Path) -> SSHServer:
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     for name in ("host_key", "client_key"):
+        for old in (root / name, root / f"{name}.pub"):
+            old.unlink(missing_ok=True)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)],
                        check=True)
     (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
