@@ -39,8 +39,10 @@ for _ in range(10):
 times = []
 for _ in range(int(sys.argv[2])):
     t0 = time.perf_counter(); interp.invoke(); times.append((time.perf_counter() - t0) * 1000)
+mean = sum(times) / len(times)
+cv = (sum((t - mean) ** 2 for t in times) / len(times)) ** 0.5 / mean
 times.sort()
-print(times[len(times) // 2])
+print(times[len(times) // 2], cv)
 """
 
 
@@ -75,11 +77,12 @@ def edgenn_cli(*args) -> tuple[dict, float]:
 CPU = str(sorted(__import__("os").sched_getaffinity(0))[-1])
 
 
-def bare(model: Path, runs: int) -> tuple[float, float]:
+def bare(model: Path, runs: int) -> tuple[float, float, float]:
     t0 = time.perf_counter()
     proc = subprocess.run(["taskset", "-c", CPU, sys.executable, "-c", BARE, str(model), str(runs)],
                           capture_output=True, text=True, check=True)
-    return float(proc.stdout.strip()), time.perf_counter() - t0
+    p50, cv = proc.stdout.split()
+    return float(p50), time.perf_counter() - t0, float(cv)
 
 
 def main() -> int:
@@ -94,16 +97,17 @@ def main() -> int:
     for kind, path in models.items():
         rows = []
         for _ in range(args.rounds):
-            bare_p50, _ = bare(path, 100)
+            bare_p50, _, bare_cv = bare(path, 100)
             doc, _ = edgenn_cli("profile", str(path), "--runs", "100", "--threads", "1")
             r = doc["results"][0]
-            rows.append({"bare_p50": bare_p50, "edgenn_p50": r["latency_ms"]["p50"], "cv": r["cv"]})
+            rows.append({"bare_p50": bare_p50, "bare_cv": round(bare_cv, 4),
+                         "edgenn_p50": r["latency_ms"]["p50"], "cv": round(r["cv"], 4)})
         bare_med = statistics.median(x["bare_p50"] for x in rows)
         edgenn_med = statistics.median(x["edgenn_p50"] for x in rows)
         results[kind] = {"rounds": rows, "bare_p50_ms": round(bare_med, 3),
                          "edgenn_p50_ms": round(edgenn_med, 3),
                          "diff_pct": round((edgenn_med / bare_med - 1) * 100, 2),
-                         "max_cv": round(max(x["cv"] for x in rows), 4)}
+                         "cv": [x["cv"] for x in rows], "bare_cv": [x["bare_cv"] for x in rows]}
         print(kind, json.dumps(results[kind]), flush=True)
 
     # Overhead of the whole process: edgenn profile --runs 50 against the bare script.
