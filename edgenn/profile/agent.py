@@ -218,6 +218,10 @@ def measure(cfg) -> dict:
         warm.append((time.perf_counter() - t0) * 1000)
     times = []
     runs, duration = cfg.get("runs"), cfg.get("duration")
+    import gc
+
+    gc.collect()
+    gc.disable()  # as timeit does: no collector pauses inside the timed loop
     deadline = time.perf_counter() + duration if duration else None
     while True:
         t0 = time.perf_counter()
@@ -228,6 +232,7 @@ def measure(cfg) -> dict:
                 break
         elif len(times) >= (runs or 100):
             break
+    gc.enable()
     s = sorted(times)
     mean = sum(times) / len(times)
     std = (sum((t - mean) ** 2 for t in times) / len(times)) ** 0.5
