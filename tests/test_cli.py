@@ -77,3 +77,16 @@ def test_debug_shows_traceback_and_default_does_not(tmp_path):
     debug = run_cli("inspect", missing, "--debug")
     assert debug.code != 0
     assert "Traceback" in debug.err and "InputFileError" in debug.err
+
+
+def test_device_side_modules_import_without_tensorflow():
+    from conftest import BLOCK_TF, ROOT
+
+    modules = [f"edgenn.{pkg}.{p.stem}" for pkg in ("runtime", "profile")
+               for p in sorted((ROOT / "edgenn" / pkg).glob("*.py")) if p.stem != "__init__"]
+    modules += ["edgenn.fidelity", "edgenn.evaluate", "edgenn.convert.edgetpu",
+                "edgenn.convert.gpu", "edgenn.convert.cpu", "edgenn.data"]
+    code = BLOCK_TF + "\nimport importlib\n" + "".join(
+        f"importlib.import_module({m!r})\n" for m in modules)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -30,13 +30,21 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
               help="Minimum top-1 agreement (default 0.99 float/float16, 0.97 quantized).")
 @click.option("--explain", is_flag=True, help="Compare an int8 TFLite with Keras layer by layer.")
 @click.option("--allow-flex", is_flag=True, help="Allow Select TF (Flex) ops in TFLite output.")
+@click.option("--trainable", is_flag=True,
+              help="Export train/infer/get_weights/set_weights signatures (builtin ops only).")
+@click.option("--train-layers", type=click.Choice(["all", "head"]), default="all", show_default=True,
+              help="With --trainable: all (Dense-only networks) or the Dense head with the rest frozen.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="With --trainable: the static training batch.")
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+              show_default=True, help="With --trainable: SGD momentum written into the model.")
 @click.option("--allow-unsafe", is_flag=True, help="Let Keras run code stored in the model.")
 @click.option("--custom-objects", type=click.Path(), default=None)
 @common_options
 @guarded_stdout
 def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, resize, channels,
                 limit, output, opset, calibration, samples, threshold, explain, allow_flex,
-                allow_unsafe, custom_objects) -> None:
+                trainable, train_layers, batch_size, momentum, allow_unsafe, custom_objects) -> None:
     """Convert a Keras MODEL to TFLite or ONNX for a target and prove it still agrees.
 
     The converted artifact is run (LiteRT or ONNX Runtime) on data (or random inputs) and
@@ -51,7 +59,9 @@ def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, r
         report = convert(model, output, to=to, target=target, quantize=quantize, data_spec=spec,
                          io=io, opset=opset, calibration=calibration, samples=samples,
                          threshold=threshold, allow_flex=allow_flex, allow_unsafe=allow_unsafe,
-                         custom_objects_file=custom_objects, explain=explain, log=info)
+                         custom_objects_file=custom_objects, explain=explain, trainable=trainable,
+                         train_layers=train_layers, batch_size=batch_size, momentum=momentum,
+                         log=info)
     except ConversionError as err:
         failed = getattr(err, "report", None)
         if failed is not None:

@@ -32,7 +32,8 @@ def convert(model_path: str, output: str, *, to: str, target: str, quantize: str
             data_spec=None, io: str = "auto", opset: int = 17, calibration: str = "minmax",
             samples: int = 500, threshold: float | None = None, allow_flex: bool = False,
             allow_unsafe: bool = False, custom_objects_file: str | None = None,
-            explain: bool = False, log=lambda m: None) -> dict:
+            explain: bool = False, trainable: bool = False, train_layers: str = "all",
+            batch_size: int = 32, momentum: float = 0.0, log=lambda m: None) -> dict:
     """Convert a Keras model, write the artifact atomically, and check it. Returns the report.
 
     Raises ConversionError (exit 3) when fidelity falls below the threshold; the artifact is
@@ -49,6 +50,9 @@ def convert(model_path: str, output: str, *, to: str, target: str, quantize: str
         raise UsageError(f"--to {to} writes a {suffix} file; received -o {output}",
                          f"name the output *{suffix}")
     refuse_overwrite(out, model_path)
+    if trainable and (to != "tflite" or quantize not in ("auto", "none") or target != "cpu"):
+        raise UsageError("--trainable exports a float32 TFLite model for the CPU",
+                         "use --to tflite --target cpu without --quantize")
     q = resolve_quantization(to, target, quantize)
     io_type = IOType("int8" if target == "edgetpu" else "float32") if io == "auto" else IOType(io)
 
@@ -77,7 +81,21 @@ def convert(model_path: str, output: str, *, to: str, target: str, quantize: str
               "quantization": q.value, "io": io_type.value, "edgenn": __version__}
     if loaded.bridge is not None:
         report["bridge_max_abs_diff"] = loaded.bridge.max_abs_diff
-    if to == "tflite":
+    if trainable:
+        from ..federated.trainable import export_trainable
+        from ..runtime.tflite_info import describe
+        from ..runtime.trainable import TrainableRunner
+
+        log(f"exporting a trainable TFLite model (train layers: {train_layers}) ...")
+        blob = export_trainable(model, batch_size, train_layers, momentum)
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(blob)
+        info = describe(out)
+        report.update({"trainable": True, "train_layers": train_layers, "batch_size": batch_size,
+                       "momentum": momentum, "signatures": [s["key"] for s in info["signatures"]],
+                       "flex_ops": info["flex_ops"], "ops": info["ops"]})
+        candidate = [TrainableRunner(out).predict(x_check)]
+    elif to == "tflite":
         _export_tflite(model, out, q, io_type, x_calib, allow_flex, target, report, log)
         from ..runtime.litert import TFLiteRunner
 
