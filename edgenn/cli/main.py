@@ -17,6 +17,7 @@ from .output import STATE
 
 # name -> (module:attribute, one-line help shown by `edgenn --help` without importing it)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "federated": ("edgenn.cli.federated_cmd:federated_group", "Simulate federated on-device training."),
     "estimate": ("edgenn.cli.estimate_cmd:estimate_cmd", "Estimate latency and RAM on a device."),
     "inspect": ("edgenn.cli.inspect_cmd:inspect_cmd", "Facts about a model: layers, params, MACs, ops."),
     "check": ("edgenn.cli.convert_cmd:check_cmd", "Pre-flight: which ops a target can run."),

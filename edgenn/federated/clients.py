@@ -1,0 +1,113 @@
+"""Flower ClientApps: simulated devices that train the deployed .tflite (or the Keras model).
+
+Runs inside Ray workers: the job (paths and settings) travels in a closure; data and
+partitions are rebuilt from the seed and cached per worker. The TFLite client imports no
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+
+@functools.lru_cache(maxsize=4)
+def job_data(source: str, clients: int, partition_key: str, seed: int):
+    import json
+
+    from ..data import DataSpec, load
+    from .partition import partition
+
+    splits = load(DataSpec(source, seed=seed))
+    x = splits.x_train.reshape(len(splits.x_train), *splits.sample_shape)
+    parts = partition(splits.y_train, clients, json.loads(partition_key), seed=seed)
+    return x, splits.y_train, parts
+
+
+def _names(n_layers: int) -> list[str]:
+    return sorted([f"w{i}" for i in range(n_layers)] + [f"b{i}" for i in range(n_layers)])
+
+
+@functools.lru_cache(maxsize=2)
+def _keras_model(path: str):
+    from .._tf import tf_keras
+
+    return tf_keras().models.load_model(path, compile=False)
+
+
+def _train_tflite(job, weights, x, y, seed):
+    from ..runtime.trainable import TrainableRunner
+
+    runner = TrainableRunner(job["trainable"])
+    runner.set_weights(weights)
+    loss = float("nan")
+    for epoch in range(job["local_epochs"]):
+        loss = runner.train_epoch(x, y, job["lr"], seed=seed + epoch)
+    acc = float((runner.predict(x).argmax(1) == y).mean())
+    return runner.get_weights(), loss, acc
+
+
+def _train_keras(job, weights, x, y, seed):
+    from .._tf import tf_keras
+
+    tfk = tf_keras()
+    model = _keras_model(job["keras"])
+    dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"]
+    for i, layer in enumerate(dense):
+        layer.set_weights([weights[f"w{i}"], weights[f"b{i}"]])
+    tfk.utils.set_random_seed(seed)
+    model.compile(tfk.optimizers.SGD(job["lr"]),
+                  tfk.losses.SparseCategoricalCrossentropy(from_logits=not job["softmax"]))
+    hist = model.fit(x, y, batch_size=job["batch_size"], epochs=job["local_epochs"], verbose=0)
+    out = {}
+    for i, layer in enumerate(dense):
+        out[f"w{i}"], out[f"b{i}"] = (np.asarray(v) for v in layer.get_weights())
+    acc = float((model.predict(x, verbose=0).argmax(1) == y).mean())
+    return out, float(hist.history["loss"][-1]), acc
+
+
+def make_client_app(job: dict):
+    """The ClientApp for a simulation job (a plain dict, pickled into the Ray workers)."""
+    from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+
+    from .compression import TopK, dequantize_int8, quantize_int8
+
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context):
+        pid = int(context.node_config["partition-id"])
+        server_round = int(msg.content["config"]["server-round"])
+        rng = np.random.default_rng([job["seed"], server_round, pid])
+        if rng.random() < job["failure_rate"]:
+            raise RuntimeError(f"simulated failure of client {pid} in round {server_round}")
+        x_all, y_all, parts = job_data(job["data"], job["clients"], job["partition"], job["seed"])
+        idx = parts[pid]
+        names = _names(job["layers"])
+        old = dict(zip(names, msg.content["arrays"].to_numpy_ndarrays()))
+        trainer = _train_tflite if job["runtime"] == "tflite" else _train_keras
+        new, loss, acc = trainer(job, old, x_all[idx], y_all[idx], seed=server_round * 1000 + pid)
+        delta = {k: new[k] - old[k] for k in names}
+        full_bytes = int(sum(v.nbytes for v in delta.values()))
+        if job["compression"] == "int8":
+            packed, sent = quantize_int8(delta)
+            delta = dequantize_int8(packed)
+        elif isinstance(job["compression"], dict):
+            codec = TopK(job["compression"]["topk"])
+            state = context.state
+            if "residual" in state:
+                codec.residual = dict(zip(names, state["residual"].to_numpy_ndarrays()))
+            packed, sent = codec.encode(delta)
+            state["residual"] = ArrayRecord([codec.residual[k].astype(np.float32) for k in names])
+            delta = TopK.decode(packed)
+        else:
+            sent = full_bytes
+        arrays = [(old[k] + delta[k]).astype(np.float32) for k in names]
+        metrics = MetricRecord({"num-examples": len(idx), "train_loss": loss,
+                                "local_accuracy": acc, "bytes_up": sent})
+        return Message(content=RecordDict({"arrays": ArrayRecord(arrays), "metrics": metrics}),
+                       reply_to=msg)
+
+    return app
