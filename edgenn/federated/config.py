@@ -37,7 +37,8 @@ class SimulationConfig(Strict):
     lr: float = Field(0.05, gt=0)
     strategy: Strategy = Strategy.fedavg
     mu: float = Field(0.01, ge=0, description="FedProx proximal weight")
-    server_lr: float = Field(1.0, gt=0)
+    server_lr: float | None = Field(
+        None, gt=0, description="default: 1.0 fedavgm, 0.01 fedadam/fedyogi, 0.1 fedadagrad")
     server_momentum: float = Field(0.9, ge=0, lt=1)
     client_runtime: ClientRuntime = ClientRuntime.tflite
     compression: Any = "none"

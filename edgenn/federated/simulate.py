@@ -32,13 +32,16 @@ def _strategy(cfg: SimulationConfig, log: dict):
     common = {"fraction_train": cfg.fraction_fit, "fraction_evaluate": 0.0,
               "min_train_nodes": min(cfg.min_fit_clients, cfg.clients),
               "min_available_nodes": cfg.clients}
+    defaults = {Strategy.fedavgm: 1.0, Strategy.fedadam: 0.01, Strategy.fedyogi: 0.01,
+                Strategy.fedadagrad: 0.1}
+    eta = cfg.server_lr if cfg.server_lr is not None else defaults.get(cfg.strategy, 1.0)
     choice = {
         Strategy.fedavg: (fs.FedAvg, {}),
-        Strategy.fedavgm: (fs.FedAvgM, {"server_learning_rate": cfg.server_lr,
+        Strategy.fedavgm: (fs.FedAvgM, {"server_learning_rate": eta,
                                         "server_momentum": cfg.server_momentum}),
-        Strategy.fedadam: (fs.FedAdam, {"eta": cfg.server_lr, "eta_l": cfg.lr}),
-        Strategy.fedyogi: (fs.FedYogi, {"eta": cfg.server_lr, "eta_l": cfg.lr}),
-        Strategy.fedadagrad: (fs.FedAdagrad, {"eta": cfg.server_lr, "eta_l": cfg.lr}),
+        Strategy.fedadam: (fs.FedAdam, {"eta": eta, "eta_l": cfg.lr}),
+        Strategy.fedyogi: (fs.FedYogi, {"eta": eta, "eta_l": cfg.lr}),
+        Strategy.fedadagrad: (fs.FedAdagrad, {"eta": eta, "eta_l": cfg.lr}),
     }
     if cfg.strategy is Strategy.fedprox:
         raise UsageError("fedprox needs a proximal term in the client's loss, which the trainable "
