@@ -58,7 +58,7 @@ def test_every_command_has_json_quiet_debug():
 
     runner = CliRunner()
     leaf_commands = [["inspect"], ["demo"], ["compress"], ["convert"], ["check"], ["profile"],
-                     ["estimate"],
+                     ["estimate"], ["federated", "simulate"],
                      ["recipes", "list"], ["recipes", "show"],
                      ["recipes", "validate"], ["devices", "list"], ["devices", "show"],
                      ["devices", "validate"]]
