@@ -55,12 +55,17 @@ def _train(path, *extra):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_mlp_trains_in_litert_without_flex_or_tensorflow(mlp, tmp_path):
-    out = tmp_path / "mlp_train.tflite"
+@pytest.fixture(scope="module")
+def mlp_trainable(mlp, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trainable") / "mlp_train.tflite"
     r = run_cli("convert", str(mlp), "--to", "tflite", "--trainable", "--momentum", "0.9",
                 "-o", str(out), "--json")
     assert r.code == 0, r.err
-    doc = r.json()
+    return out, r.json()
+
+
+def test_mlp_trains_in_litert_without_flex_or_tensorflow(mlp_trainable):
+    out, doc = mlp_trainable
     assert set(doc["signatures"]) == {"train", "infer", "get_weights", "set_weights"}
     assert doc["flex_ops"] == [] and doc["fidelity"]["top1_agreement"] == 1.0
     result = _train(out)  # in a process where importing TensorFlow fails
@@ -86,3 +91,41 @@ def test_trainable_refusals(digits_model, tmp_path):
                    "-o", str(tmp_path / "x.onnx"))
     assert_clean_error(onnx, 2, "--trainable exports a float32 TFLite")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_proximal_term_pulls_towards_the_last_set_weights(mlp_trainable):
+    """FedProx: train(mu) adds mu * (w - anchor) to the gradient, anchor = last set_weights.
+
+    From the same state, a step with mu = M and one with mu = 0 see the same cross-entropy
+    gradient, so their results differ by exactly lr * M * (w - anchor), momentum or not.
+    """
+    import numpy as np
+
+    from edgenn.data import DataSpec, load
+    from edgenn.runtime.trainable import TrainableRunner, training_memory_bytes
+
+    path, _ = mlp_trainable
+    s = load(DataSpec("digits"))
+    x, y = s.x_train.reshape(len(s.x_train), -1), s.y_train
+    first = TrainableRunner(path)
+    assert first.has_proximal
+    b, lr, big_mu = first.batch_size, 0.05, 3.0
+    w0 = first.get_weights()
+
+    def two_steps(runner, mu):  # a fresh runner: momentum buffers start at zero
+        runner.set_weights(w0)  # anchor = w0
+        runner.train_epoch(x[:b], y[:b], lr, mu=0.0)
+        w1 = runner.get_weights()
+        runner.train_epoch(x[b:2 * b], y[b:2 * b], lr, mu=mu)
+        return w1, runner.get_weights()
+
+    w1, plain = two_steps(first, 0.0)
+    w1_again, prox = two_steps(TrainableRunner(path), big_mu)
+    for k in w0:
+        np.testing.assert_allclose(w1[k], w1_again[k], atol=1e-6)
+        np.testing.assert_allclose(plain[k] - prox[k], lr * big_mu * (w1[k] - w0[k]),
+                                   atol=2e-5, rtol=1e-3)
+    assert any(np.abs(w1[k] - w0[k]).max() > 1e-4 for k in w0)  # the check is not vacuous
+    # the training-memory bound covers at least the file, the weights and their momenta
+    params = sum(v.nbytes for v in w0.values())
+    assert training_memory_bytes(path) >= path.stat().st_size + 2 * params

@@ -4,8 +4,12 @@ TFLite on-device training normally needs Select TF (Flex) ops for gradients (Rel
 TanhGrad...), which stock ai-edge-litert and tflite-runtime lack. Here the Dense head is
 written out by hand: custom gradients for the activations (relu, tanh, sigmoid), softmax
 cross-entropy through log-sum-exp, SGD with optional momentum as variable updates, and a static
-batch size. Signatures: ``train(x, y, lr) -> loss``, ``infer(x) -> output``,
+batch size. Signatures: ``train(x, y, lr, mu) -> loss``, ``infer(x) -> output``,
 ``get_weights() -> w0, b0, ...`` and ``set_weights(w0, b0, ...) -> ok``.
+
+``set_weights`` also stores the weights as the anchor of FedProx's proximal term: ``train`` adds
+``mu / 2 * sum ||w - anchor||^2`` to the loss (``mu = 0`` is plain SGD). A federated client sets
+the global model, trains, and so stays near it.
 
 Layers before the trainable Dense stack (convolutions...) are frozen and traced as constants
 (``train_layers="head"``): their gradients would need Flex ops.
@@ -110,6 +114,7 @@ def export_trainable(model, batch_size: int = 32, train_layers: str = "all",
                                           np.zeros(layer.units, np.float32), name=f"b{i}")
                       for i, layer in enumerate(head)]
             self.v = [tensorflow.Variable(tensorflow.zeros_like(p)) for p in self.w + self.b]
+            self.anchor = [tensorflow.Variable(tensorflow.identity(p)) for p in self.w + self.b]
             self.prefix = prefix  # tracked, so its (frozen) variables are saved with it
 
         def features(self, x):
@@ -129,8 +134,9 @@ def export_trainable(model, batch_size: int = 32, train_layers: str = "all",
         @tensorflow.function(input_signature=[
             tensorflow.TensorSpec([batch_size, *in_shape], tensorflow.float32),
             tensorflow.TensorSpec([batch_size], tensorflow.int32),
+            tensorflow.TensorSpec([], tensorflow.float32),
             tensorflow.TensorSpec([], tensorflow.float32)])
-        def train(self, x, y, lr):
+        def train(self, x, y, lr, mu):
             params = self.w + self.b
             with tensorflow.GradientTape() as tape:
                 z = self.logits(x)
@@ -139,7 +145,10 @@ def export_trainable(model, batch_size: int = 32, train_layers: str = "all",
                                                                 keepdims=True)) + top
                 loss = tensorflow.reduce_mean(tensorflow.reduce_sum(
                     tensorflow.one_hot(y, n_classes) * (lse - z), axis=1))
-            grads = tape.gradient(loss, params)
+                proximal = tensorflow.add_n([tensorflow.reduce_sum(tensorflow.square(p - a))
+                                             for p, a in zip(params, self.anchor)])
+                objective = loss + 0.5 * mu * proximal
+            grads = tape.gradient(objective, params)
             for p, v, g in zip(params, self.v, grads):
                 if momentum:
                     v.assign(momentum * v + g)
@@ -164,8 +173,9 @@ def export_trainable(model, batch_size: int = 32, train_layers: str = "all",
 
     @tensorflow.function(input_signature=specs)
     def set_weights(*values):
-        for p, value in zip(module.w + module.b, values):
+        for p, a, value in zip(module.w + module.b, module.anchor, values):
             p.assign(value)
+            a.assign(value)
         return {"ok": tensorflow.constant(True)}
 
     module.set_weights = set_weights

@@ -33,18 +33,31 @@ class TrainableRunner:
         self._infer = self.interpreter.get_signature_runner("infer")
         self._get = self.interpreter.get_signature_runner("get_weights")
         self._set = self.interpreter.get_signature_runner("set_weights")
-        detail = self._train.get_input_details()["x"]
-        self.batch_size = int(detail["shape"][0])
+        inputs = self._train.get_input_details()
+        self.batch_size = int(inputs["x"]["shape"][0])
+        self.has_proximal = "mu" in inputs  # exports before FedProx support lack it
 
-    def train_epoch(self, x: np.ndarray, y: np.ndarray, lr: float, seed: int = 0) -> float:
-        """One pass over (x, y) in shuffled static batches (a short last batch is dropped)."""
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, lr: float, seed: int = 0,
+                    mu: float = 0.0, max_samples: int | None = None) -> float:
+        """One pass over (x, y) in shuffled static batches (a short last batch is dropped).
+
+        ``mu`` > 0 adds FedProx's proximal term towards the weights last given to set_weights;
+        ``max_samples`` stops the pass early (a partial epoch).
+        """
         order = np.random.default_rng(seed).permutation(len(x))
+        if max_samples is not None:
+            order = order[:max_samples]
         b = self.batch_size
-        lr_value = np.array(lr, dtype=np.float32)
+        extra = {"lr": np.array(lr, dtype=np.float32)}
+        if self.has_proximal:
+            extra["mu"] = np.array(mu, dtype=np.float32)
+        elif mu:
+            raise RuntimeFailure("this trainable model has no proximal term (mu)",
+                                 "re-export it with `edgenn convert --to tflite --trainable`")
         losses = []
         for start in range(0, len(order) - b + 1, b):
             idx = order[start:start + b]
-            out = self._train(x=x[idx].astype(np.float32), y=y[idx].astype(np.int32), lr=lr_value)
+            out = self._train(x=x[idx].astype(np.float32), y=y[idx].astype(np.int32), **extra)
             losses.append(float(out["loss"]))
         return float(np.mean(losses)) if losses else float("nan")
 
@@ -64,3 +77,29 @@ class TrainableRunner:
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         self._set(**{k: np.asarray(v, dtype=np.float32) for k, v in weights.items()})
+
+
+_DTYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 16: 8}  # TensorType -> bytes
+
+
+def training_memory_bytes(path: str | Path) -> int:
+    """An upper bound of the memory a trainable .tflite needs while training on a device.
+
+    The file itself (kept mapped by the interpreter) plus every non-constant tensor of every
+    signature's subgraph as if none shared memory. The arena planner reuses memory, so the real
+    figure is lower; the simulator uses this bound to leave out devices a model cannot fit.
+    """
+    from .tflite_info import read_model
+
+    model, buf = read_model(path)
+    total = len(buf)
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        for t in range(sg.TensorsLength()):
+            tensor = sg.Tensors(t)
+            data = model.Buffers(tensor.Buffer())
+            if data is not None and (data.DataLength() or data.Offset() > 1):
+                continue  # constant: counted in the file
+            shape = tensor.ShapeAsNumpy() if tensor.ShapeLength() else []
+            total += int(np.prod(np.maximum(shape, 1))) * _DTYPE_BYTES.get(tensor.Type(), 4)
+    return int(total)
