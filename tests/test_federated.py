@@ -69,3 +69,57 @@ def test_example_configs_validate():
     for path in configs:
         cfg = load_model_file(SimulationConfig, path, "federated config")
         assert cfg.clients == 100 and cfg.partition == {"dirichlet": 0.5}
+
+
+FLEET = """model: builtin:mlp
+data: digits
+clients: 6
+partition: {dirichlet: 0.5}
+rounds: 3
+fraction_fit: 0.5
+local_epochs: 2
+batch_size: 16
+lr: 0.05
+strategy: fedprox
+mu: 0.1
+devices:
+  - {profile: raspberry-pi-4, fraction: 0.5, uplink_mbps: 0.1}   # 38 KB up takes ~3 s
+  - {profile: coral-dev-board, fraction: 0.25, memory_mb: 0.05}  # the model does not fit
+  - {profile: pixel-phone, fraction: 0.25}
+round_deadline: 1.0
+seed: 3
+"""
+
+
+def test_fleet_stragglers_exclusion_fedprox_and_seeded_runs(tmp_path):
+    cfg = tmp_path / "fleet.yaml"
+    cfg.write_text(FLEET)
+    docs = []
+    for run in ("a", "b"):
+        r = run_cli("federated", "simulate", "--config", str(cfg), "-o", str(tmp_path / run),
+                    "--json", timeout=600)
+        assert r.code == 0, r.err[-2000:]
+        docs.append(r.json())
+    doc = docs[0]
+    fleet = {d["device"]: d for d in doc["fleet"]}
+    assert fleet["coral-dev-board"]["fits"] is False and fleet["pixel-phone"]["fits"] is True
+    kinds = {d["device"]: d["clients"] for d in doc["fleet"]}
+    assert sum(kinds.values()) == 6 and kinds["raspberry-pi-4"] == 3
+    totals = {k: sum(r[k] for r in doc["rounds"]) for k in ("stragglers", "excluded",
+                                                            "participants")}
+    assert totals["stragglers"] > 0 and totals["participants"] > 0, doc["rounds"]
+    for row in doc["rounds"]:
+        assert len(row["sampled"]) == 3
+        assert row["participants"] + row["dropped"] + row["stragglers"] + row["excluded"] == 3
+        if row["stragglers"]:
+            assert row["sim_round_seconds"] == 1.0  # the server waited for the deadline
+        else:
+            assert 0 < row["sim_round_seconds"] < 1.0
+    assert 0 < doc["centralized_reference"]["accuracy"] <= 1
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "centralized reference" in report and "| coral-dev-board | " in report
+
+    def stable(d):  # everything but timings measured on this machine
+        timed = {"wall_seconds", "client_seconds_per_epoch", "sim_round_seconds"}
+        return [{k: v for k, v in row.items() if k not in timed} for row in d["rounds"]]
+    assert stable(docs[0]) == stable(docs[1])  # seeded sampling, partitions, failures, training

@@ -69,3 +69,42 @@ def test_topk_error_feedback_sends_everything_eventually():
         packed, _ = codec.encode({"w": np.zeros((50, 20), np.float32)})
         total += TopK.decode(packed)["w"]
     assert np.allclose(total, delta["w"], atol=1e-5)
+
+
+def _cfg(**kw):
+    from edgenn.federated.config import SimulationConfig
+
+    return SimulationConfig.model_validate({"clients": 40, **kw})
+
+
+def test_fleet_assigns_devices_in_their_fractions_and_seeded():
+    from edgenn.federated import fleet
+
+    cfg = _cfg(devices=[{"profile": "raspberry-pi-4", "fraction": 0.5},
+                        {"profile": "coral-dev-board", "fraction": 0.3, "memory_mb": 1},
+                        {"profile": "pixel-phone", "fraction": 0.2, "speed": 2.5,
+                         "uplink_mbps": 8}])
+    plan = fleet.plan(cfg, need_bytes=2 * 2**20)
+    names = [d.device for d in plan]
+    assert [names.count(n) for n in ("raspberry-pi-4", "coral-dev-board", "pixel-phone")] == \
+        [20, 12, 8]
+    assert names == [d.device for d in fleet.plan(cfg, 2 * 2**20)]  # same seed, same fleet
+    assert names != [d.device for d in fleet.plan(cfg.model_copy(update={"seed": 1}), 2 * 2**20)]
+    by = {d.device: d for d in plan}
+    # speed from the profiles' float32 throughput (6 and 40 GMAC/s), unless given
+    assert by["raspberry-pi-4"].speed == pytest.approx(6 / 40) and by["pixel-phone"].speed == 2.5
+    assert by["raspberry-pi-4"].fits and not by["coral-dev-board"].fits  # 2 MB > 1 MB
+    # simulated time: samples * s/sample / speed + bytes * 8 / bandwidth
+    assert by["pixel-phone"].seconds(1000, 1e-4, 0, 10**6) == pytest.approx(0.1 / 2.5 + 1.0)
+    assert fleet.plan(_cfg(), 1)[0] == fleet.HOST
+    assert sum(fleet._counts([1 / 3] * 3, 100)) == 100
+
+
+def test_fleet_config_errors():
+    from edgenn.errors import ConfigError
+    from edgenn.federated import fleet
+
+    with pytest.raises(ValueError, match="add up to 1"):
+        _cfg(devices=[{"profile": "host", "fraction": 0.5}])
+    with pytest.raises(ConfigError, match="unknown device 'toaster'"):
+        fleet.plan(_cfg(devices=[{"profile": "toaster", "fraction": 1.0}]), 1)

@@ -24,6 +24,22 @@ class ClientRuntime(str, Enum):
     keras = "keras"
 
 
+class DeviceShare(Strict):
+    """One kind of device in the simulated fleet and the share of clients that are one."""
+
+    profile: str = Field(description="a device profile name (edgenn devices list) or YAML path")
+    fraction: float = Field(gt=0, le=1)
+    speed: float | None = Field(
+        None, gt=0, description="training speed relative to this machine; default: the profile's "
+        "float32 throughput over the host profile's")
+    dropout: float = Field(0.0, ge=0, lt=1, description="chance a sampled client never replies")
+    memory_mb: float | None = Field(
+        None, gt=0, description="memory a client may use for training; default: the profile's "
+        "constraints.max_ram_mb, else memory_mb")
+    uplink_mbps: float | None = Field(None, gt=0, description="upload bandwidth; none: free")
+    downlink_mbps: float | None = Field(None, gt=0, description="download bandwidth; none: free")
+
+
 class SimulationConfig(Strict):
     model: str = "builtin:mlp"
     data: str = "fashion-mnist"
@@ -43,7 +59,30 @@ class SimulationConfig(Strict):
     client_runtime: ClientRuntime = ClientRuntime.tflite
     compression: Any = "none"
     failure_rate: float = Field(0.0, ge=0, lt=1, description="chance a sampled client fails")
+    devices: list[DeviceShare] | None = None
+    round_deadline: float | None = Field(
+        None, gt=0, description="simulated seconds; later replies are stragglers, left out")
+    host_seconds_per_sample: float | None = Field(
+        None, gt=0, description="this machine's training time per sample; default: measured at "
+        "the start of the run. Pin it to make simulated times equal across machines")
+    evaluate_on: str = Field(
+        "test", pattern="^(test|validation)$",
+        description="the split the global model is scored on each round; validation (held out "
+        "from training) is for choosing hyper-parameters")
+    centralized_reference: bool = Field(
+        True, description="also train centrally for the same sample passes, for reference")
     seed: int = 0
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value):
+        if value is not None:
+            if not value:
+                raise ValueError("devices needs at least one entry")
+            total = sum(d.fraction for d in value)
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"device fractions must add up to 1; they add up to {total:g}")
+        return value
 
     @field_validator("partition")
     @classmethod
