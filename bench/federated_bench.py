@@ -50,6 +50,10 @@ SWEEP = {
        for eta in (0.003, 0.01, 0.03)},
     **{f"fedprox-mu{mu}": {"strategy": "fedprox", "mu": mu} for mu in (0.01, 0.1)},
     "fedavg": {},
+    # a finer grid around the best of the first one
+    **{f"fedavgm-lr{lr}-m{m}": {"strategy": "fedavgm", "server_lr": lr, "server_momentum": m}
+       for lr in (1.0, 1.5) for m in (0.6, 0.8)},
+    **{f"fedyogi-eta{eta}": {"strategy": "fedyogi", "server_lr": eta} for eta in (0.006, 0.015)},
 }
 
 

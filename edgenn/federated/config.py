@@ -54,8 +54,8 @@ class SimulationConfig(Strict):
     strategy: Strategy = Strategy.fedavg
     mu: float = Field(0.01, ge=0, description="FedProx proximal weight")
     server_lr: float | None = Field(
-        None, gt=0, description="default: 1.0 fedavgm, 0.01 fedadam/fedyogi, 0.1 fedadagrad")
-    server_momentum: float = Field(0.9, ge=0, lt=1)
+        None, gt=0, description="default: 1.0 fedavgm, 0.03 fedadam, 0.01 fedyogi, 0.1 fedadagrad")
+    server_momentum: float = Field(0.7, ge=0, lt=1, description="fedavgm's server momentum")
     client_runtime: ClientRuntime = ClientRuntime.tflite
     compression: Any = "none"
     failure_rate: float = Field(0.0, ge=0, lt=1, description="chance a sampled client fails")
