@@ -118,6 +118,8 @@ def test_fleet_stragglers_exclusion_fedprox_and_seeded_runs(tmp_path):
     assert 0 < doc["centralized_reference"]["accuracy"] <= 1
     report = (tmp_path / "a" / "report.md").read_text()
     assert "centralized reference" in report and "| coral-dev-board | " in report
+    assert doc["server"] == {"strategy": "fedprox", "mu": 0.1}
+    assert "server: strategy fedprox, mu 0.1" in report
 
     def stable(d):  # everything but timings measured on this machine
         timed = {"wall_seconds", "client_seconds_per_epoch", "sim_round_seconds"}

@@ -108,3 +108,15 @@ def test_fleet_config_errors():
         _cfg(devices=[{"profile": "host", "fraction": 0.5}])
     with pytest.raises(ConfigError, match="unknown device 'toaster'"):
         fleet.plan(_cfg(devices=[{"profile": "toaster", "fraction": 1.0}]), 1)
+
+
+def test_server_settings_resolve_the_defaults_that_ran():
+    from edgenn.federated.simulate import SERVER_LR, server_settings
+
+    assert server_settings(_cfg()) == {"strategy": "fedavg"}
+    assert server_settings(_cfg(strategy="fedadam")) == {
+        "strategy": "fedadam", "server_lr": SERVER_LR[_cfg(strategy="fedadam").strategy]}
+    assert server_settings(_cfg(strategy="fedyogi", server_lr=0.5))["server_lr"] == 0.5
+    assert server_settings(_cfg(strategy="fedavgm", server_momentum=0.3)) == {
+        "strategy": "fedavgm", "server_lr": 1.0, "server_momentum": 0.3}
+    assert server_settings(_cfg(strategy="fedprox", mu=0.2)) == {"strategy": "fedprox", "mu": 0.2}

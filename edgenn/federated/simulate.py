@@ -62,7 +62,7 @@ def _strategy(cfg: SimulationConfig, log: dict, node_order: dict, say=lambda m: 
     common = {"fraction_train": cfg.fraction_fit, "fraction_evaluate": 0.0,
               "min_train_nodes": min(cfg.min_fit_clients, cfg.clients),
               "min_available_nodes": cfg.clients}
-    eta = cfg.server_lr if cfg.server_lr is not None else SERVER_LR.get(cfg.strategy, 1.0)
+    eta = server_settings(cfg).get("server_lr", 1.0)
     choice = {
         Strategy.fedavg: (fs.FedAvg, {}),
         Strategy.fedprox: (fs.FedProx, {"proximal_mu": cfg.mu}),
@@ -139,6 +139,18 @@ def _strategy(cfg: SimulationConfig, log: dict, node_order: dict, say=lambda m: 
 # bench/RESULTS.md. FedAvgM's momentum default (0.7) came from the same sweep.
 SERVER_LR = {Strategy.fedavgm: 1.0, Strategy.fedadam: 0.03, Strategy.fedyogi: 0.01,
              Strategy.fedadagrad: 0.1}
+
+
+def server_settings(cfg: SimulationConfig) -> dict:
+    """The strategy's settings as run, defaults resolved (recorded in history.json and report)."""
+    out: dict = {"strategy": cfg.strategy.value}
+    if cfg.strategy in SERVER_LR:
+        out["server_lr"] = cfg.server_lr if cfg.server_lr is not None else SERVER_LR[cfg.strategy]
+    if cfg.strategy is Strategy.fedavgm:
+        out["server_momentum"] = cfg.server_momentum
+    if cfg.strategy is Strategy.fedprox:
+        out["mu"] = cfg.mu
+    return out
 
 
 def simulate(cfg: SimulationConfig, out: Path, ray_address: str | None = None,
@@ -269,7 +281,8 @@ def simulate(cfg: SimulationConfig, out: Path, ray_address: str | None = None,
                                  y_test, cfg, passes)
         log(f"centralized reference ({passes} sample passes): accuracy "
             f"{reference['accuracy']:.4f}")
-    document = {"config": cfg.model_dump(mode="json"), "initial_accuracy": rounds[0]["accuracy"],
+    document = {"config": cfg.model_dump(mode="json"), "server": server_settings(cfg),
+                "initial_accuracy": rounds[0]["accuracy"],
                 "rounds": history, "seconds": seconds,
                 "centralized_reference": reference,
                 "fleet": fleet_mod.summary(fleet, need),
@@ -338,6 +351,7 @@ def _report(doc: dict) -> str:
              f"{cfg['rounds']} rounds", "",
              f"- data {cfg['data']}, partition {cfg['partition']}, fraction_fit {cfg['fraction_fit']}, "
              f"client runtime {cfg['client_runtime']}, compression {cfg['compression']}",
+             "- server: " + ", ".join(f"{k} {v}" for k, v in doc.get("server", {}).items()),
              f"- initial accuracy {doc['initial_accuracy']:.4f}; {doc['seconds']} s on this machine"]
     ref = doc.get("centralized_reference")
     if ref:
