@@ -7,7 +7,7 @@ import sys
 from conftest import BLOCK_TF, ROOT, assert_clean_error, run_cli
 
 SCHEMA = {"model", "runtime", "accelerator", "latency_ms", "init_ms", "first_ms", "peak_rss_mb",
-          "model_bytes", "rss_growth_mb", "cv", "throughput_per_s", "runs"}
+          "model_bytes", "rss_growth_mb", "cv", "throughput_per_s", "runs", "stable"}
 
 
 def test_profile_tflite_and_onnx_side_by_side(models, tmp_path):
@@ -24,6 +24,8 @@ def test_profile_tflite_and_onnx_side_by_side(models, tmp_path):
         assert {"mean", "p50", "p90", "p99", "std"} <= set(lat)
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
         assert result["runs"] == 30 and result["peak_rss_mb"] > 0
+        assert result["stable"] is (result["cv"] <= 0.05)
+        assert (f"{result['model']}: unstable timing" in r.err) is not result["stable"]
     import os
 
     allowed = sorted(os.sched_getaffinity(0))
@@ -32,6 +34,18 @@ def test_profile_tflite_and_onnx_side_by_side(models, tmp_path):
     assert doc["results"][2]["op_profile"][0]["op"] in {"MatMul", "Add", "Relu", "Gemm", "FusedGemm"}
     assert doc["fastest"] in {x["model"] for x in doc["results"]}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unstable_timing_is_a_warning_that_says_what_to_do():
+    from edgenn.profile.run import stability
+
+    lat = {"p50": 3.29, "p99": 9.8, "max": 41.0}
+    noisy = {"model": "m.tflite", "cv": 0.167, "runs": 100, "latency_ms": lat}
+    msg = stability(noisy)
+    assert msg.startswith("m.tflite: unstable timing, CV 16.7% over 100 runs (p50 3.290 ms")
+    assert "--cpus" in msg and "\n" not in msg
+    assert stability({**noisy, "cv": 0.05}) is None  # the bar is inclusive
+    assert stability({**noisy, "runs": 5}) is None  # too few runs to judge
 
 
 def test_profile_human_table(models):

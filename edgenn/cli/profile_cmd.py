@@ -115,6 +115,13 @@ def profile_cmd(models, device, host, identity, known_hosts, remote_python, runt
 
         plot_latency([r for r in results if "error" not in r], Path(plot))
     ok = [r for r in results if "error" not in r]
+    from ..profile.run import stability
+
+    unstable = []
+    for r in ok:
+        msg = stability(r)
+        r["stable"] = msg is None
+        unstable += [msg] if msg else []
     fastest = min(ok, key=lambda r: r["latency_ms"]["p50"])["model"] if ok else None
     document = {"results": [{k: v for k, v in r.items() if k != "times_ms"} for r in results],
                 "fastest": fastest}
@@ -125,6 +132,8 @@ def profile_cmd(models, device, host, identity, known_hosts, remote_python, runt
     over = [(r["model"], c) for r in ok for c in r.get("device_checks", []) if not c["ok"]]
     for model, c in over:
         warn(f"{model}: {c['name']} {c['value']:g} exceeds the device limit {c['limit']:g}")
+    for msg in unstable:
+        warn(msg)
     if failed:
         raise RuntimeFailure(
             "; ".join(f"{r['model']}: {r['error']}" for r in failed),

@@ -59,3 +59,20 @@ def check_device(result: dict, device) -> list[dict]:
         checks.append({"name": "max_ram_mb", "limit": c.max_ram_mb, "value": result["peak_rss_mb"],
                        "ok": result["peak_rss_mb"] <= c.max_ram_mb})
     return checks
+
+
+UNSTABLE_CV = 0.05
+
+
+def stability(result: dict) -> str | None:
+    """A one-line warning when the timed runs spread too much to trust the mean, else None.
+
+    Latency noise on a shared or busy machine shows up as a coefficient of variation (std/mean)
+    over 5%; the p50 is then still a fair figure, the mean and std are not.
+    """
+    cv, lat, runs = result.get("cv"), result.get("latency_ms") or {}, result.get("runs", 0)
+    if cv is None or runs < 10 or cv <= UNSTABLE_CV:
+        return None
+    return (f"{result['model']}: unstable timing, CV {cv:.1%} over {runs} runs (p50 "
+            f"{lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms, max {lat['max']:.3f} ms); quote the p50, "
+            "or pin with --cpus, stop other work on the machine and raise --runs")
