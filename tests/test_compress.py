@@ -84,6 +84,7 @@ def test_builtin_recipe(digits_model, tmp_path, name):
     if "quantize" in steps:
         expected = ["cluster", "prune"] if "cluster" in steps else []
         assert steps["quantize"]["details"]["preserve"] == expected
+        assert {"bn1", "bn2"} <= set(steps["quantize"]["details"]["quantized_layers"])
     if "distill" in steps:
         details = steps["distill"]["details"]
         assert details["param_ratio"] <= 0.25
@@ -175,3 +176,33 @@ def test_recipe_exports_onnx_too(digits_model, tmp_path):
     bad.write_text("name: bad\nexport: {format: onnx, quantization: float16}\n")
     with pytest.raises(Exception, match="--to onnx supports"):
         _run(digits_model, bad, tmp_path / "out2")
+
+
+def test_qat_folds_batch_norm_into_the_conv_before_it():
+    """No fake-quant between a linear Conv2D and its BatchNormalization, as in the int8 TFLite
+    (the converter folds them); a BN after a non-linear conv stays outside QAT."""
+    from edgenn._tf import tf_keras
+    from edgenn.compress.quantize import quantize
+    from edgenn.compress.registry import StepContext
+    from edgenn.data import load, match_model
+    from edgenn.recipe import QuantizeStep
+
+    L = tf_keras().layers
+    x = inp = L.Input((8, 8, 1))
+    x = L.Conv2D(4, 3, name="conv_a")(x)
+    x = L.BatchNormalization(name="bn_a")(x)
+    x = L.ReLU(name="relu_a")(x)
+    x = L.Conv2D(4, 3, activation="relu", name="conv_b")(x)
+    x = L.BatchNormalization(name="bn_b")(x)
+    x = L.Flatten()(x)
+    model = tf_keras().Model(inp, L.Dense(10, activation="softmax", name="out")(x))
+    splits = match_model(load(DataSpec("digits", limit=64)), model.input_shape, 10)
+    res = quantize(model, QuantizeStep(epochs=1, learning_rate=1e-5),
+                   StepContext(splits=splits, seed=0))
+    assert "bn_a" in res.details["quantized_layers"]
+    assert "bn_b" not in res.details["quantized_layers"]
+    assert any("bn_b (BatchNormalization)" in n for n in res.notes)
+    wrappers = {w.layer.name: w for w in res.model.layers if hasattr(w, "quantize_config")}
+    conv_a_act = wrappers["conv_a"].layer.activation
+    assert type(getattr(conv_a_act, "activation", conv_a_act)).__name__ == "NoOpActivation"
+    assert type(wrappers["bn_a"].quantize_config).__name__ == "NoOpQuantizeConfig"

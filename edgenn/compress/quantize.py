@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..recipe import QuantizeStep
 from .prune import _nothing_in_scope
 from .registry import StepContext, StepResult, register
-from .scope import apply_to_layers
+from .scope import apply_to_layers, in_scope
 from .train import fit
 
 
@@ -18,6 +18,26 @@ def _scheme(preserve: set[str]):
     if "prune" in preserve:
         return combine.Default8BitPrunePreserveQuantizeScheme()
     return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+
+
+# tfmot's layout transforms fold a BatchNormalization into the linear Conv2D/DepthwiseConv2D/Dense
+# before it, so no fake-quant sits between them, as in the int8 TFLite where the converter folds
+# the two into one op. A transform only matches layers that are annotated, and the registry does
+# not list BatchNormalization, so such a BN is annotated here; left out, QAT would quantize the
+# conv's pre-BN output, which the int8 model never computes, and train for the wrong ranges.
+_FOLDS_AFTER = {"Conv2D", "DepthwiseConv2D", "Dense"}
+
+
+def _folds_into(layer, config: QuantizeStep, registry) -> bool:
+    if type(layer).__name__ not in ("BatchNormalization", "SyncBatchNormalization"):
+        return False
+    inbound = [n for n in layer.inbound_nodes if n.inbound_layers]
+    if len(inbound) != 1 or isinstance(inbound[0].inbound_layers, list):
+        return False
+    prev = inbound[0].inbound_layers
+    return (type(prev).__name__ in _FOLDS_AFTER and in_scope(prev, config.scope)
+            and registry.supports(prev)
+            and prev.get_config().get("activation") in ("linear", None))
 
 
 @register("quantize")
@@ -37,6 +57,8 @@ def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
         if type(layer).__name__ == "InputLayer":
             return False
         if registry.supports(layer):
+            return True
+        if _folds_into(layer, config, registry):
             return True
         skipped.append(f"{layer.name} ({type(layer).__name__})")
         return False
