@@ -76,6 +76,7 @@ def run(name: str, overrides: dict, seed: int, out: Path, validation: bool) -> d
             "dropped": sum(r["dropped"] for r in rounds),
             "client_seconds_per_epoch": round(statistics.median(per_epoch), 5) if per_epoch else None,
             "centralized_reference": ref.get("accuracy"),
+            "server": doc.get("server"),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 

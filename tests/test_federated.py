@@ -125,3 +125,6 @@ def test_fleet_stragglers_exclusion_fedprox_and_seeded_runs(tmp_path):
         timed = {"wall_seconds", "client_seconds_per_epoch", "sim_round_seconds"}
         return [{k: v for k, v in row.items() if k not in timed} for row in d["rounds"]]
     assert stable(docs[0]) == stable(docs[1])  # seeded sampling, partitions, failures, training
+    # and aggregation in partition order, not arrival order: the same global model to the bit
+    assert (tmp_path / "a" / "global.tflite").read_bytes() == (
+        tmp_path / "b" / "global.tflite").read_bytes()

@@ -90,7 +90,9 @@ def _strategy(cfg: SimulationConfig, log: dict, node_order: dict, say=lambda m: 
             return messages
 
         def aggregate_train(self, server_round, replies):
-            replies = list(replies)
+            # Replies arrive in completion order; aggregating in partition order makes the float
+            # sums, and so a seeded run, the same every time.
+            replies = sorted(replies, key=lambda r: node_order.get(r.metadata.src_node_id, 1 << 62))
             answered = [r for r in replies if not r.has_error()]
             real = [_error_line(r) for r in replies
                     if r.has_error() and "simulated" not in _error_line(r)]
