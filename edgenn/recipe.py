@@ -22,6 +22,11 @@ class Optimizer(str, Enum):
     rmsprop = "rmsprop"
 
 
+class LRSchedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"
+
+
 class Schedule(str, Enum):
     polynomial = "polynomial"
     constant = "constant"
@@ -102,6 +107,8 @@ class Training(Strict):
     batch_size: int = Field(64, gt=0)
     optimizer: Optimizer = Optimizer.adam
     learning_rate: float = Field(1e-4, gt=0)
+    lr_schedule: LRSchedule = Field(
+        LRSchedule.constant, description="'cosine' decays the learning rate to 0 over the step")
     scope: Scope = Field(default_factory=Scope)
 
 

@@ -98,3 +98,30 @@ def test_cli_list_show_validate(tmp_path):
 def test_unknown_recipe_name_lists_known():
     r = run_cli("recipes", "show", "int7-ptq")
     assert_clean_error(r, 2, "unknown recipe 'int7-ptq'", "int8-ptq")
+
+
+def test_recipes_readme_documents_every_key():
+    """recipes/README.md names every key the schema accepts, so a new key cannot go undocumented."""
+    from conftest import ROOT
+
+    text = (ROOT / "recipes" / "README.md").read_text()
+    models = [rc.Recipe, rc.Export, rc.Evaluate, rc.Constraints, rc.Scope, rc.LayerSelector,
+              rc.PruneStep, rc.ClusterStep, rc.QuantizeStep, rc.DistillStep, rc.FinetuneStep]
+    missing = sorted({f"{m.__name__}.{key}" for m in models for key in m.model_fields
+                      if f"`{key}`" not in text and f"{key}:" not in text})
+    assert not missing, missing
+    steps = [key for key in rc.Step.model_fields]
+    assert all(f"`{key}`" in text for key in steps), steps
+
+
+def test_cosine_lr_schedule_decays_to_zero_over_the_step():
+    from edgenn._tf import tf_keras
+    from edgenn.compress.train import make_optimizer
+
+    step = rc.FinetuneStep(learning_rate=1e-3, lr_schedule="cosine")
+    config = make_optimizer(step, total_steps=100).get_config()["learning_rate"]
+    lr = tf_keras().optimizers.schedules.deserialize(config)
+    assert float(lr(0)) == pytest.approx(1e-3) and float(lr(50)) == pytest.approx(5e-4)
+    assert float(lr(100)) == pytest.approx(0.0, abs=1e-9)
+    constant = make_optimizer(rc.FinetuneStep(learning_rate=1e-3)).get_config()["learning_rate"]
+    assert constant == pytest.approx(1e-3)

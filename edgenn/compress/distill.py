@@ -12,7 +12,7 @@ from .._tf import tf, tf_keras
 from ..errors import UsageError
 from ..recipe import DistillStep
 from .registry import StepContext, StepResult, register
-from .train import fit, make_optimizer, output_is_probability
+from .train import fit, make_optimizer, output_is_probability, schedule
 
 _WIDTH_KEYS = ("filters", "units")
 
@@ -101,7 +101,8 @@ def distill(model, config: DistillStep, ctx: StepContext) -> StepResult:
     student = _load_student(config.student, teacher, ctx)
     teacher.trainable = False
     distiller = make_distiller(teacher, student, config.alpha, config.temperature)
-    distiller.compile(optimizer=make_optimizer(config))
+    total = schedule(len(ctx.splits.x_train), config, ctx.epochs_scale)[2]
+    distiller.compile(optimizer=make_optimizer(config, total))
     history = fit(distiller, ctx.splits, config, ctx, "distilling", compile_model=False)
     return StepResult(student, {
         "student": config.student,

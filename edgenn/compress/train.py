@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .._tf import tf, tf_keras
-from ..recipe import Optimizer, Training
+from ..recipe import LRSchedule, Optimizer, Training
 
 
 def output_is_probability(model) -> bool:
@@ -28,13 +28,19 @@ def output_is_probability(model) -> bool:
     return name == "softmax"
 
 
-def make_optimizer(config: Training):
+def make_optimizer(config: Training, total_steps: int | None = None):
+    """The step's optimizer; with ``lr_schedule: cosine`` the rate decays to 0 over total_steps."""
     tfk = tf_keras()
+    lr = config.learning_rate
+    if config.lr_schedule is LRSchedule.cosine:
+        if not total_steps:
+            raise ValueError("a cosine learning-rate schedule needs the step's total steps")
+        lr = tfk.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
     return {
         Optimizer.adam: lambda lr: tfk.optimizers.Adam(lr),
         Optimizer.sgd: lambda lr: tfk.optimizers.SGD(lr, momentum=0.9),
         Optimizer.rmsprop: lambda lr: tfk.optimizers.RMSprop(lr),
-    }[config.optimizer](config.learning_rate)
+    }[config.optimizer](lr)
 
 
 def loss_for(model, task: str):
@@ -78,10 +84,10 @@ def fit(model, splits, config: Training, ctx, description: str, callbacks=(), co
     """Compile (unless asked not to) and train ``model`` on the train split; returns history."""
     tensorflow = tf()
     tensorflow.keras.utils.set_random_seed(ctx.seed)
-    if compile_model:
-        model.compile(optimizer=make_optimizer(config), loss=loss_for(model, ctx.task),
-                      metrics=["accuracy"] if ctx.task == "classification" else ["mae"])
     epochs, steps, total = schedule(len(splits.x_train), config, ctx.epochs_scale)
+    if compile_model:
+        model.compile(optimizer=make_optimizer(config, total), loss=loss_for(model, ctx.task),
+                      metrics=["accuracy"] if ctx.task == "classification" else ["mae"])
     cbs = list(callbacks)
     close = None
     if ctx.progress is not None:
