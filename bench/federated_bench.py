@@ -54,6 +54,11 @@ SWEEP = {
     **{f"fedavgm-lr{lr}-m{m}": {"strategy": "fedavgm", "server_lr": lr, "server_momentum": m}
        for lr in (1.0, 1.5) for m in (0.6, 0.8)},
     **{f"fedyogi-eta{eta}": {"strategy": "fedyogi", "server_lr": eta} for eta in (0.006, 0.015)},
+    # the adaptivity tau (Flower's default 1e-3): eta * m / (sqrt(v) + tau)
+    **{f"fedyogi-eta{eta}-tau{tau}": {"strategy": "fedyogi", "server_lr": eta, "server_tau": tau}
+       for eta, tau in ((0.01, 0.01), (0.03, 0.01), (0.1, 0.01), (0.003, 1e-4), (0.01, 1e-4),
+                        (0.001, 1e-4), (0.001, 1e-5), (0.003, 1e-5), (0.006, 1e-5), (0.01, 1e-5),
+                        (0.003, 1e-6), (0.015, 1e-5), (0.02, 1e-5))},
 }
 
 

@@ -115,7 +115,10 @@ def test_server_settings_resolve_the_defaults_that_ran():
 
     assert server_settings(_cfg()) == {"strategy": "fedavg"}
     assert server_settings(_cfg(strategy="fedadam")) == {
-        "strategy": "fedadam", "server_lr": SERVER_LR[_cfg(strategy="fedadam").strategy]}
+        "strategy": "fedadam", "server_lr": SERVER_LR[_cfg(strategy="fedadam").strategy],
+        "server_tau": 1e-3}
+    assert server_settings(_cfg(strategy="fedyogi"))["server_tau"] == 1e-5
+    assert server_settings(_cfg(strategy="fedyogi", server_tau=0.01))["server_tau"] == 0.01
     assert server_settings(_cfg(strategy="fedyogi", server_lr=0.5))["server_lr"] == 0.5
     assert server_settings(_cfg(strategy="fedavgm", server_momentum=0.3)) == {
         "strategy": "fedavgm", "server_lr": 1.0, "server_momentum": 0.3}

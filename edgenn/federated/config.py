@@ -56,6 +56,9 @@ class SimulationConfig(Strict):
     server_lr: float | None = Field(
         None, gt=0, description="default: 1.0 fedavgm, 0.03 fedadam, 0.01 fedyogi, 0.1 fedadagrad")
     server_momentum: float = Field(0.7, ge=0, lt=1, description="fedavgm's server momentum")
+    server_tau: float | None = Field(
+        None, gt=0, description="fedadam/fedyogi/fedadagrad adaptivity, eta * m / (sqrt(v) + tau); "
+        "default: 1e-5 fedyogi, 1e-3 (Flower's) fedadam/fedadagrad")
     client_runtime: ClientRuntime = ClientRuntime.tflite
     compression: Any = "none"
     failure_rate: float = Field(0.0, ge=0, lt=1, description="chance a sampled client fails")
