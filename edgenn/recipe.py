@@ -112,6 +112,13 @@ class Training(Strict):
     scope: Scope = Field(default_factory=Scope)
 
 
+class SelfDistill(Strict):
+    """While a step trains, also match the input model's softened outputs (it is the teacher)."""
+
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the label loss; 1 - alpha on the teacher")
+
+
 class PruneStep(Training):
     target_sparsity: float = Field(0.5, gt=0, lt=1)
     initial_sparsity: float = Field(0.0, ge=0, lt=1)
@@ -122,6 +129,8 @@ class PruneStep(Training):
     structure: str | None = Field(None, description="m-by-n sparsity such as '2:4'")
     block_size: list[int] | None = Field(
         None, description="[rows, cols] blocks pruned together in Dense kernels (tfmot block sparsity)")
+    distill: SelfDistill | None = Field(
+        None, description="distil from the unpruned input model while pruning (classification)")
 
     @model_validator(mode="after")
     def _check(self):

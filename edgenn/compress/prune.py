@@ -74,12 +74,17 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
     wrapped_model, wrapped = apply_to_layers(model, config.scope, wants, wrap)
     if not wrapped:
         raise _nothing_in_scope("prune", model)
-    fit(wrapped_model, ctx.splits, config, ctx, "pruning",
-        callbacks=[sparsity.UpdatePruningStep()])
+    if config.distill is None:
+        fit(wrapped_model, ctx.splits, config, ctx, "pruning",
+            callbacks=[sparsity.UpdatePruningStep()])
+    else:
+        _fit_distilled(model, wrapped_model, config, ctx, sparsity.UpdatePruningStep())
     stripped = sparsity.strip_pruning(wrapped_model)
     per_layer = {name: s for name, s in kernel_sparsity(stripped).items() if name in wrapped}
     details = {"pruned_layers": wrapped, "sparsity": per_layer,
                "target_sparsity": config.target_sparsity, "end_step": end, "frequency": frequency}
+    if config.distill is not None:
+        details["distilled_from_input"] = config.distill.model_dump()
     if config.block_size:
         details["block_size"] = config.block_size
         details["block_pruned_layers"] = blocked
@@ -90,6 +95,32 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
     notes = [f"not {config.structure}-pruned (input channels not a multiple of "
               f"{m_by_n[1]}): {', '.join(skipped)}"] if skipped else []
     return StepResult(stripped, details, notes)
+
+
+def _fit_distilled(teacher, student, config: PruneStep, ctx: StepContext, update_step) -> None:
+    """Prune ``student`` while it learns from the labels and from ``teacher``, the input model.
+
+    The same loss as the distill step. The pruning wrappers sit inside the distiller, where
+    tfmot's UpdatePruningStep finds them (it walks nested models).
+    """
+    from ..errors import UsageError
+    from .distill import make_distiller
+    from .train import make_optimizer
+
+    if ctx.task != "classification":
+        raise UsageError("prune.distill needs a classification model (metric accuracy)",
+                         "remove prune.distill or set evaluate.metric: accuracy")
+    was_trainable = teacher.trainable
+    teacher.trainable = False
+    try:
+        distiller = make_distiller(teacher, student, config.distill.alpha,
+                                   config.distill.temperature)
+        total = schedule(len(ctx.splits.x_train), config, ctx.epochs_scale)[2]
+        distiller.compile(optimizer=make_optimizer(config, total))
+        fit(distiller, ctx.splits, config, ctx, "pruning (distilled)", callbacks=[update_step],
+            compile_model=False)
+    finally:
+        teacher.trainable = was_trainable
 
 
 def check_m_by_n(layer, m_by_n: tuple[int, int]) -> bool:
