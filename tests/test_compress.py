@@ -209,11 +209,7 @@ def test_qat_folds_batch_norm_into_the_conv_before_it():
 
 
 def test_prune_while_distilling_from_the_input_model(tmp_path):
-    """The pruning schedule runs inside the distiller and the student keeps the teacher's skill.
-
-    A small MLP without BatchNorm: a teacher's inference-mode outputs must be worth imitating,
-    which a BN network whose moving statistics lag its weights (the 12-epoch digits demo) is not.
-    """
+    """The pruning schedule runs inside the distiller and the student keeps the teacher's skill."""
     from edgenn._tf import tf_keras
     from edgenn.data import load
 
@@ -239,3 +235,25 @@ def test_prune_while_distilling_from_the_input_model(tmp_path):
     assert all(s >= 0.59 for s in details["sparsity"].values()), details["sparsity"]
     base, final = doc["metrics"]["baseline"]["accuracy"], doc["metrics"]["final"]["accuracy"]
     assert base > 0.9 and final >= base - 0.03, (final, base)
+
+
+def test_batch_norm_adaptation_fixes_stale_statistics_on_a_copy():
+    """A BN model whose moving statistics are stale: the adapted copy normalises with the data's
+    own statistics; the original is left alone."""
+    from edgenn._tf import tf_keras
+    from edgenn.compress.prune import adapt_batch_norm
+
+    tfk = tf_keras()
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(512, 4)).astype("float32")
+    inp = tfk.layers.Input((4,))
+    out = tfk.layers.Dropout(0.5)(tfk.layers.BatchNormalization(name="bn")(inp))
+    model = tfk.Model(inp, out)  # fresh BN: moving mean 0, variance 1 (stale for this data)
+    adapted = adapt_batch_norm(model, x, seed=0, batches=20, batch_size=64)
+    bn, original = adapted.get_layer("bn"), model.get_layer("bn")
+    assert np.allclose(bn.moving_mean.numpy(), x.mean(0), atol=0.3)
+    assert np.allclose(bn.moving_variance.numpy(), x.var(0), rtol=0.25)
+    assert np.allclose(original.moving_mean.numpy(), 0.0)  # the input model is untouched
+    assert bn.momentum == original.momentum == 0.99
+    assert adapted.layers[-1].rate == 0.5
+    y = adapted(x, training=False).numpy()
+    assert abs(float(y.mean())) < 0.2 and abs(float(y.std()) - 1) < 0.2
