@@ -241,7 +241,7 @@ def test_batch_norm_adaptation_fixes_stale_statistics_on_a_copy():
     """A BN model whose moving statistics are stale: the adapted copy normalises with the data's
     own statistics; the original is left alone."""
     from edgenn._tf import tf_keras
-    from edgenn.compress.prune import adapt_batch_norm
+    from edgenn.compress.train import adapt_batch_norm
 
     tfk = tf_keras()
     x = np.random.default_rng(0).normal(3.0, 2.0, size=(512, 4)).astype("float32")

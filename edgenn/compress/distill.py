@@ -12,7 +12,7 @@ from .._tf import tf, tf_keras
 from ..errors import UsageError
 from ..recipe import DistillStep
 from .registry import StepContext, StepResult, register
-from .train import fit, make_optimizer, output_is_probability, schedule
+from .train import adapt_batch_norm, fit, make_optimizer, output_is_probability, schedule
 
 _WIDTH_KEYS = ("filters", "units")
 
@@ -97,8 +97,9 @@ def distill(model, config: DistillStep, ctx: StepContext) -> StepResult:
     if ctx.task != "classification":
         raise UsageError("distillation needs a classification model (metric accuracy)",
                          "remove the distill step or set evaluate.metric: accuracy")
-    teacher = model
-    student = _load_student(config.student, teacher, ctx)
+    # A copy of the input model with re-estimated BatchNorm statistics (see adapt_batch_norm).
+    teacher = adapt_batch_norm(model, ctx.splits.x_train, seed=ctx.seed)
+    student = _load_student(config.student, model, ctx)
     teacher.trainable = False
     distiller = make_distiller(teacher, student, config.alpha, config.temperature)
     total = schedule(len(ctx.splits.x_train), config, ctx.epochs_scale)[2]

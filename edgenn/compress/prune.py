@@ -7,7 +7,7 @@ import numpy as np
 from ..recipe import PruneStep, Schedule
 from .registry import StepContext, StepResult, register
 from .scope import apply_to_layers
-from .train import fit, schedule
+from .train import adapt_batch_norm, fit, schedule
 
 
 def kernel_sparsity(model) -> dict[str, float]:
@@ -122,46 +122,6 @@ def _fit_distilled(teacher, student, config: PruneStep, ctx: StepContext, update
             compile_model=False)
     finally:
         teacher.trainable = was_trainable
-
-
-def adapt_batch_norm(model, x: np.ndarray, seed: int, batches: int = 100, batch_size: int = 64):
-    """A copy of ``model`` whose BatchNormalization statistics are re-estimated on ``x``.
-
-    A teacher's inference-mode outputs are the distillation target. If its moving statistics
-    lag its weights (a model stopped early), those outputs are worse than what the network
-    computes and a student chasing them collapses (a 12-epoch digits CNN: 81% pruned without
-    distillation, 40% with). The moving statistics are replaced by the plain average of
-    ``batches`` training batches' statistics, dropout off; a converged model barely changes.
-    Returns ``model`` itself when it has no BatchNormalization.
-    """
-    from .._tf import tf_keras
-
-    bns = [layer for layer in model.layers
-           if type(layer).__name__ in ("BatchNormalization", "SyncBatchNormalization")]
-    if not bns:
-        return model
-    tfk = tf_keras()
-    copy = tfk.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    bns = [layer for layer in copy.layers
-           if type(layer).__name__ in ("BatchNormalization", "SyncBatchNormalization")]
-    drops = [layer for layer in copy.layers if isinstance(layer, tfk.layers.Dropout)]
-    saved = [(layer, layer.momentum) for layer in bns] + [(layer, layer.rate) for layer in drops]
-    for layer in drops:
-        layer.rate = 0.0
-    rng = np.random.default_rng(seed)
-    try:
-        for k in range(batches):  # momentum k/(k+1): the running mean of the batches so far
-            for layer in bns:
-                layer.momentum = k / (k + 1)
-            copy(x[rng.choice(len(x), size=min(batch_size, len(x)), replace=False)], training=True)
-    finally:
-        for layer, value in saved:
-            if layer in bns:
-                layer.momentum = value
-            else:
-                layer.rate = value
-    return copy
 
 
 def check_m_by_n(layer, m_by_n: tuple[int, int]) -> bool:

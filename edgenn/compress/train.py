@@ -100,3 +100,41 @@ def fit(model, splits, config: Training, ctx, description: str, callbacks=(), co
         if close is not None:
             close()
     return history.history
+
+
+def adapt_batch_norm(model, x: np.ndarray, seed: int, batches: int = 100, batch_size: int = 64):
+    """A copy of ``model`` whose BatchNormalization statistics are re-estimated on ``x``.
+
+    A teacher's inference-mode outputs are the distillation target. If its moving statistics
+    lag its weights (a model stopped early), those outputs are worse than what the network
+    computes and a student chasing them collapses (a 12-epoch digits CNN: 81% pruned without
+    distillation, 40% with). The moving statistics are replaced by the plain average of
+    ``batches`` training batches' statistics, dropout off; a converged model barely changes.
+    Returns ``model`` itself when it has no BatchNormalization.
+    """
+    bns = [layer for layer in model.layers
+           if type(layer).__name__ in ("BatchNormalization", "SyncBatchNormalization")]
+    if not bns:
+        return model
+    tfk = tf_keras()
+    copy = tfk.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    bns = [layer for layer in copy.layers
+           if type(layer).__name__ in ("BatchNormalization", "SyncBatchNormalization")]
+    drops = [layer for layer in copy.layers if isinstance(layer, tfk.layers.Dropout)]
+    saved = [(layer, layer.momentum) for layer in bns] + [(layer, layer.rate) for layer in drops]
+    for layer in drops:
+        layer.rate = 0.0
+    rng = np.random.default_rng(seed)
+    try:
+        for k in range(batches):  # momentum k/(k+1): the running mean of the batches so far
+            for layer in bns:
+                layer.momentum = k / (k + 1)
+            copy(x[rng.choice(len(x), size=min(batch_size, len(x)), replace=False)], training=True)
+    finally:
+        for layer, value in saved:
+            if layer in bns:
+                layer.momentum = value
+            else:
+                layer.rate = value
+    return copy
