@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .._tf import tf, tf_keras
 from ..errors import UsageError
-from ..recipe import DistillStep
+from ..recipe import DistillStep, Training
 from .registry import StepContext, StepResult, register
 from .train import adapt_batch_norm, fit, make_optimizer, output_is_probability, schedule
 
@@ -92,24 +92,39 @@ def make_distiller(teacher, student, alpha: float, temperature: float):
     return Distiller()
 
 
+def fit_distilled(teacher, student, config: Training, ctx: StepContext, alpha: float,
+                  temperature: float, description: str, callbacks=()) -> dict:
+    """Train ``student`` on the labels and on ``teacher``'s softened outputs; returns history.
+
+    The teacher is a copy of ``teacher`` with re-estimated BatchNorm statistics (see
+    adapt_batch_norm), frozen while the student trains; ``teacher`` itself is left as it was.
+    """
+    teacher = adapt_batch_norm(teacher, ctx.splits.x_train, seed=ctx.seed)
+    was_trainable = teacher.trainable
+    teacher.trainable = False
+    try:
+        distiller = make_distiller(teacher, student, alpha, temperature)
+        total = schedule(len(ctx.splits.x_train), config, ctx.epochs_scale)[2]
+        distiller.compile(optimizer=make_optimizer(config, total))
+        return fit(distiller, ctx.splits, config, ctx, description, callbacks=callbacks,
+                   compile_model=False)
+    finally:
+        teacher.trainable = was_trainable
+
+
 @register("distill")
 def distill(model, config: DistillStep, ctx: StepContext) -> StepResult:
     if ctx.task != "classification":
         raise UsageError("distillation needs a classification model (metric accuracy)",
                          "remove the distill step or set evaluate.metric: accuracy")
-    # A copy of the input model with re-estimated BatchNorm statistics (see adapt_batch_norm).
-    teacher = adapt_batch_norm(model, ctx.splits.x_train, seed=ctx.seed)
     student = _load_student(config.student, model, ctx)
-    teacher.trainable = False
-    distiller = make_distiller(teacher, student, config.alpha, config.temperature)
-    total = schedule(len(ctx.splits.x_train), config, ctx.epochs_scale)[2]
-    distiller.compile(optimizer=make_optimizer(config, total))
-    history = fit(distiller, ctx.splits, config, ctx, "distilling", compile_model=False)
+    history = fit_distilled(model, student, config, ctx, config.alpha, config.temperature,
+                            "distilling")
     return StepResult(student, {
         "student": config.student,
-        "teacher_params": int(teacher.count_params()),
+        "teacher_params": int(model.count_params()),
         "student_params": int(student.count_params()),
-        "param_ratio": round(student.count_params() / teacher.count_params(), 4),
+        "param_ratio": round(student.count_params() / model.count_params(), 4),
         "temperature": config.temperature, "alpha": config.alpha,
         "final_loss": float(history["loss"][-1]),
     })

@@ -7,7 +7,7 @@ import numpy as np
 from ..recipe import PruneStep, Schedule
 from .registry import StepContext, StepResult, register
 from .scope import apply_to_layers
-from .train import adapt_batch_norm, fit, schedule
+from .train import fit, schedule
 
 
 def kernel_sparsity(model) -> dict[str, float]:
@@ -100,28 +100,17 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
 def _fit_distilled(teacher, student, config: PruneStep, ctx: StepContext, update_step) -> None:
     """Prune ``student`` while it learns from the labels and from ``teacher``, the input model.
 
-    The same loss as the distill step. The pruning wrappers sit inside the distiller, where
+    The distill step's loss and teacher. The pruning wrappers sit inside the distiller, where
     tfmot's UpdatePruningStep finds them (it walks nested models).
     """
     from ..errors import UsageError
-    from .distill import make_distiller
-    from .train import make_optimizer
+    from .distill import fit_distilled
 
     if ctx.task != "classification":
         raise UsageError("prune.distill needs a classification model (metric accuracy)",
                          "remove prune.distill or set evaluate.metric: accuracy")
-    teacher = adapt_batch_norm(teacher, ctx.splits.x_train, seed=ctx.seed)
-    was_trainable = teacher.trainable
-    teacher.trainable = False
-    try:
-        distiller = make_distiller(teacher, student, config.distill.alpha,
-                                   config.distill.temperature)
-        total = schedule(len(ctx.splits.x_train), config, ctx.epochs_scale)[2]
-        distiller.compile(optimizer=make_optimizer(config, total))
-        fit(distiller, ctx.splits, config, ctx, "pruning (distilled)", callbacks=[update_step],
-            compile_model=False)
-    finally:
-        teacher.trainable = was_trainable
+    fit_distilled(teacher, student, config, ctx, config.distill.alpha, config.distill.temperature,
+                  "pruning (distilled)", callbacks=[update_step])
 
 
 def check_m_by_n(layer, m_by_n: tuple[int, int]) -> bool:

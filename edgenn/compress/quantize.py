@@ -6,7 +6,7 @@ from ..recipe import QuantizeStep
 from .prune import _nothing_in_scope
 from .registry import StepContext, StepResult, register
 from .scope import apply_to_layers, in_scope
-from .train import fit
+from .train import fit, is_batch_norm
 
 
 def _scheme(preserve: set[str]):
@@ -29,7 +29,7 @@ _FOLDS_AFTER = {"Conv2D", "DepthwiseConv2D", "Dense"}
 
 
 def _folds_into(layer, config: QuantizeStep, registry) -> bool:
-    if type(layer).__name__ not in ("BatchNormalization", "SyncBatchNormalization"):
+    if not is_batch_norm(layer):
         return False
     inbound = [n for n in layer.inbound_nodes if n.inbound_layers]
     if len(inbound) != 1 or isinstance(inbound[0].inbound_layers, list):

@@ -102,6 +102,10 @@ def fit(model, splits, config: Training, ctx, description: str, callbacks=(), co
     return history.history
 
 
+def is_batch_norm(layer) -> bool:
+    return type(layer).__name__ in ("BatchNormalization", "SyncBatchNormalization")
+
+
 def adapt_batch_norm(model, x: np.ndarray, seed: int, batches: int = 100, batch_size: int = 64):
     """A copy of ``model`` whose BatchNormalization statistics are re-estimated on ``x``.
 
@@ -112,17 +116,14 @@ def adapt_batch_norm(model, x: np.ndarray, seed: int, batches: int = 100, batch_
     ``batches`` training batches' statistics, dropout off; a converged model barely changes.
     Returns ``model`` itself when it has no BatchNormalization.
     """
-    bns = [layer for layer in model.layers
-           if type(layer).__name__ in ("BatchNormalization", "SyncBatchNormalization")]
-    if not bns:
+    if not any(is_batch_norm(layer) for layer in model.layers):
         return model
     tfk = tf_keras()
     copy = tfk.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    bns = [layer for layer in copy.layers
-           if type(layer).__name__ in ("BatchNormalization", "SyncBatchNormalization")]
+    bns = [layer for layer in copy.layers if is_batch_norm(layer)]
     drops = [layer for layer in copy.layers if isinstance(layer, tfk.layers.Dropout)]
-    saved = [(layer, layer.momentum) for layer in bns] + [(layer, layer.rate) for layer in drops]
+    momenta, rates = [layer.momentum for layer in bns], [layer.rate for layer in drops]
     for layer in drops:
         layer.rate = 0.0
     rng = np.random.default_rng(seed)
@@ -132,9 +133,8 @@ def adapt_batch_norm(model, x: np.ndarray, seed: int, batches: int = 100, batch_
                 layer.momentum = k / (k + 1)
             copy(x[rng.choice(len(x), size=min(batch_size, len(x)), replace=False)], training=True)
     finally:
-        for layer, value in saved:
-            if layer in bns:
-                layer.momentum = value
-            else:
-                layer.rate = value
+        for layer, momentum in zip(bns, momenta):
+            layer.momentum = momentum
+        for layer, rate in zip(drops, rates):
+            layer.rate = rate
     return copy
