@@ -59,6 +59,13 @@ SWEEP = {
        for eta, tau in ((0.01, 0.01), (0.03, 0.01), (0.1, 0.01), (0.003, 1e-4), (0.01, 1e-4),
                         (0.001, 1e-4), (0.001, 1e-5), (0.003, 1e-5), (0.006, 1e-5), (0.01, 1e-5),
                         (0.003, 1e-6), (0.015, 1e-5), (0.02, 1e-5))},
+    # a cosine decay of the server learning rate over the rounds (server_lr_schedule)
+    **{f"fedyogi-eta{eta}-cos": {"strategy": "fedyogi", "server_lr": eta,
+                                 "server_lr_schedule": "cosine"} for eta in (0.01, 0.015, 0.02)},
+    **{f"fedadam-eta{eta}-cos": {"strategy": "fedadam", "server_lr": eta,
+                                 "server_lr_schedule": "cosine"} for eta in (0.03, 0.05)},
+    **{f"fedavgm-lr{lr}-m0.7-cos": {"strategy": "fedavgm", "server_lr": lr,
+                                    "server_lr_schedule": "cosine"} for lr in (1.0, 1.5)},
 }
 
 

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import assert_clean_error, run_cli
 
 CONFIG = """model: builtin:mlp
@@ -46,11 +48,16 @@ def test_simulate_tflite_clients(tmp_path):
 
 def test_simulate_keras_clients_and_config_errors(tmp_path):
     cfg = tmp_path / "fl.yaml"
-    cfg.write_text(CONFIG.replace("RUNTIME", "keras").replace("failure_rate: 0.25", "failure_rate: 0"))
+    cfg.write_text(CONFIG.replace("RUNTIME", "keras").replace("failure_rate: 0.25", "failure_rate: 0")
+                   .replace("strategy: fedavg", "strategy: fedyogi\nserver_lr_schedule: cosine"))
     r = run_cli("federated", "simulate", "--config", str(cfg), "-o", str(tmp_path / "k"), "--json",
                 timeout=600)
     assert r.code == 0, r.err[-2000:]
-    assert r.json()["rounds"][-1]["participants"] == 2
+    doc = r.json()
+    assert doc["rounds"][-1]["participants"] == 2
+    # cosine over 2 rounds: the full rate, then half of it
+    assert [row["server_lr"] for row in doc["rounds"]] == pytest.approx([0.01, 0.005])
+    assert doc["server"]["server_lr_schedule"] == "cosine"
     bad = tmp_path / "bad.yaml"
     bad.write_text("clients: 4\npartition: {dirichlet: -1}\nstrategy: fedfoo\nturbo: 1\n")
     e = run_cli("federated", "simulate", "--config", str(bad), "-o", str(tmp_path / "b"))

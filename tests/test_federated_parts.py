@@ -116,10 +116,27 @@ def test_server_settings_resolve_the_defaults_that_ran():
     assert server_settings(_cfg()) == {"strategy": "fedavg"}
     assert server_settings(_cfg(strategy="fedadam")) == {
         "strategy": "fedadam", "server_lr": SERVER_LR[_cfg(strategy="fedadam").strategy],
-        "server_tau": 1e-3}
+        "server_tau": 1e-3, "server_lr_schedule": "constant"}
     assert server_settings(_cfg(strategy="fedyogi"))["server_tau"] == 1e-5
     assert server_settings(_cfg(strategy="fedyogi", server_tau=0.01))["server_tau"] == 0.01
     assert server_settings(_cfg(strategy="fedyogi", server_lr=0.5))["server_lr"] == 0.5
     assert server_settings(_cfg(strategy="fedavgm", server_momentum=0.3)) == {
-        "strategy": "fedavgm", "server_lr": 1.0, "server_momentum": 0.3}
+        "strategy": "fedavgm", "server_lr": 1.0, "server_momentum": 0.3,
+        "server_lr_schedule": "constant"}
     assert server_settings(_cfg(strategy="fedprox", mu=0.2)) == {"strategy": "fedprox", "mu": 0.2}
+
+
+def test_server_lr_schedule():
+    from edgenn.federated.simulate import server_lr_at, server_settings
+
+    cosine = server_settings(_cfg(strategy="fedyogi", server_lr=0.02, server_lr_schedule="cosine"))
+    rates = [server_lr_at(cosine, r, 4) for r in (1, 2, 3, 4)]
+    assert rates[0] == 0.02 and rates[2] == pytest.approx(0.01)  # halfway: half the rate
+    assert rates == sorted(rates, reverse=True) and rates[-1] > 0
+    constant = server_settings(_cfg(strategy="fedavgm"))
+    assert [server_lr_at(constant, r, 4) for r in (1, 4)] == [1.0, 1.0]
+    assert server_lr_at(server_settings(_cfg()), 1, 4) is None  # fedavg has no server rate
+    with pytest.raises(ValueError, match="fedavg has none"):
+        _cfg(strategy="fedavg", server_lr_schedule="cosine")
+    with pytest.raises(ValueError, match="server_lr_schedule"):
+        _cfg(strategy="fedyogi", server_lr_schedule="linear")

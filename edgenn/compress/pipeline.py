@@ -38,8 +38,12 @@ def _versions() -> dict:
 
 def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: str | Path, *,
         seed: int = 0, epochs_scale: float = 1.0, allow_unsafe: bool = False,
-        custom_objects_file: str | None = None, progress=None, log=lambda msg: None) -> Report:
+        custom_objects_file: str | None = None, progress=None, log=lambda msg: None,
+        split_seed: int | None = None) -> Report:
     """Apply ``recipe`` to the model and write the artifacts and reports into ``out_dir``.
+
+    ``seed`` seeds the train/val split and training; ``split_seed``, when given, seeds the split
+    alone (to vary training while keeping the split a model was trained on).
 
     Everything is written to a staging folder first and moved into ``out_dir`` only when the
     run completes, so an interrupted run leaves no half-written artifact.
@@ -72,7 +76,7 @@ def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: 
                         custom_objects_file=custom_objects_file)
     model = loaded.tf_keras_model
     task = "regression" if recipe.evaluate.metric in (Metric.mse, Metric.mae) else "classification"
-    data_spec = replace(data_spec, seed=seed, task=task,
+    data_spec = replace(data_spec, seed=seed if split_seed is None else split_seed, task=task,
                         calibration_samples=max(e.calibration_samples for e in recipe.export))
     log(f"loading data {data_spec.source} ...")
     splits = load(data_spec)
@@ -90,7 +94,8 @@ def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: 
         report.model["bridge_max_abs_diff"] = loaded.bridge.max_abs_diff
     report.recipe = {"name": recipe.name, "path": str(recipe_path),
                      "sha256": sha256(recipe_path)}
-    report.data = {**splits.summary(), "seed": seed, "evaluated_on": recipe.evaluate.split.value}
+    report.data = {**splits.summary(), "seed": seed, "split_seed": data_spec.seed,
+                   "evaluated_on": recipe.evaluate.split.value}
     baseline = metrics(keras_predict(model, x_eval), y_eval, task)
     report.metrics = {"metric": metric, "baseline": baseline}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..yamlio import Strict
 
@@ -59,6 +59,10 @@ class SimulationConfig(Strict):
     server_tau: float | None = Field(
         None, gt=0, description="fedadam/fedyogi/fedadagrad adaptivity, eta * m / (sqrt(v) + tau); "
         "default: 1e-5 fedyogi, 1e-3 (Flower's) fedadam/fedadagrad")
+    server_lr_schedule: str = Field(
+        "constant", pattern="^(constant|cosine)$",
+        description="cosine: the server learning rate of round r is server_lr * (1 + cos(pi * "
+        "(r - 1) / rounds)) / 2 (fedavgm, fedadam, fedyogi, fedadagrad)")
     client_runtime: ClientRuntime = ClientRuntime.tflite
     compression: Any = "none"
     failure_rate: float = Field(0.0, ge=0, lt=1, description="chance a sampled client fails")
@@ -75,6 +79,15 @@ class SimulationConfig(Strict):
     centralized_reference: bool = Field(
         True, description="also train centrally for the same sample passes, for reference")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _server_schedule(self):
+        if self.server_lr_schedule != "constant" and self.strategy in (Strategy.fedavg,
+                                                                       Strategy.fedprox):
+            raise ValueError(f"server_lr_schedule {self.server_lr_schedule} needs a strategy with "
+                             f"a server learning rate (fedavgm, fedadam, fedyogi, fedadagrad); "
+                             f"{self.strategy.value} has none")
+        return self
 
     @field_validator("devices")
     @classmethod

@@ -7,6 +7,7 @@ its Ray backend runs the ClientApps (the same run goes to a Ray cluster with --r
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict
@@ -127,6 +128,13 @@ def _strategy(cfg: SimulationConfig, log: dict, node_order: dict, say=lambda m: 
             })
             if not ok:
                 return None, None  # nobody in time: the global model stays as it was
+            rate = server_lr_at(settings, server_round, cfg.rounds)
+            if rate is not None:
+                log[server_round]["server_lr"] = rate
+                attr = "server_learning_rate" if cfg.strategy is Strategy.fedavgm else "eta"
+                if not hasattr(self, attr):  # a Flower release renamed it: fail, do not ignore
+                    raise RuntimeError(f"{cls.__name__} has no attribute {attr} to schedule")
+                setattr(self, attr, rate)
             arrays, metrics = super().aggregate_train(server_round, ok)
             if arrays is not None:  # FedOpt's server update computes in float64; ship float32
                 from flwr.app import ArrayRecord
@@ -158,7 +166,19 @@ def server_settings(cfg: SimulationConfig) -> dict:
         out["server_tau"] = cfg.server_tau if cfg.server_tau is not None else SERVER_TAU[cfg.strategy]
     if cfg.strategy is Strategy.fedprox:
         out["mu"] = cfg.mu
+    if cfg.strategy in SERVER_LR:
+        out["server_lr_schedule"] = cfg.server_lr_schedule
     return out
+
+
+def server_lr_at(settings: dict, server_round: int, rounds: int) -> float | None:
+    """The server learning rate of a round (1-based) under the schedule; None without one."""
+    if "server_lr" not in settings:
+        return None
+    eta = settings["server_lr"]
+    if settings.get("server_lr_schedule") == "cosine":
+        return eta * (1 + math.cos(math.pi * (server_round - 1) / rounds)) / 2
+    return eta
 
 
 def simulate(cfg: SimulationConfig, out: Path, ray_address: str | None = None,
@@ -280,7 +300,8 @@ def simulate(cfg: SimulationConfig, out: Path, ray_address: str | None = None,
                         "samples_trained": p.get("samples_trained", 0),
                         "client_seconds_per_epoch": p.get("client_seconds_per_epoch"),
                         "client_accuracy_mean": p.get("client_accuracy_mean"),
-                        "client_accuracy_worst_decile": p.get("client_accuracy_worst_decile")})
+                        "client_accuracy_worst_decile": p.get("client_accuracy_worst_decile"),
+                        **({"server_lr": p["server_lr"]} if "server_lr" in p else {})})
     seconds = round(time.perf_counter() - started, 2)
     reference = None
     if cfg.centralized_reference:
