@@ -34,6 +34,8 @@ VARIANTS = {
     "fedavgm": {"strategy": "fedavgm"},
     "fedadam": {"strategy": "fedadam"},
     "fedyogi": {"strategy": "fedyogi"},
+    # the shipped recipes/federated/fashion-mnist-fedyogi.yaml, chosen on validation (3 seeds)
+    "fedyogi-cosine": {"strategy": "fedyogi", "server_lr": 0.02, "server_lr_schedule": "cosine"},
     "fedadagrad": {"strategy": "fedadagrad"},
     "fedavg-int8": {"compression": "int8"},
     "fedavg-topk10": {"compression": {"topk": 0.1}},
@@ -61,7 +63,7 @@ SWEEP = {
                         (0.003, 1e-6), (0.015, 1e-5), (0.02, 1e-5))},
     # a cosine decay of the server learning rate over the rounds (server_lr_schedule)
     **{f"fedyogi-eta{eta}-cos": {"strategy": "fedyogi", "server_lr": eta,
-                                 "server_lr_schedule": "cosine"} for eta in (0.01, 0.015, 0.02)},
+                                 "server_lr_schedule": "cosine"} for eta in (0.01, 0.015, 0.02, 0.03, 0.04)},
     **{f"fedadam-eta{eta}-cos": {"strategy": "fedadam", "server_lr": eta,
                                  "server_lr_schedule": "cosine"} for eta in (0.03, 0.05)},
     **{f"fedavgm-lr{lr}-m0.7-cos": {"strategy": "fedavgm", "server_lr": lr,
