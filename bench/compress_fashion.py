@@ -29,8 +29,13 @@ def main() -> int:
     parser.add_argument("--teacher-epochs", type=int, default=5)
     parser.add_argument("--teacher-decay-epochs", type=int, default=0,
                         help="then this many more epochs at a tenth of the learning rate")
+    parser.add_argument("--teacher-width", type=float, default=2.0,
+                        help="the reference CNN's width multiplier (2.0: conv 32/64)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "compress"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="seed of the train/val split (default: --seed); keep the teacher's "
+                             "split when a copied teacher is scored on validation")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--reuse-teacher", action="store_true",
                         help="Use the teacher.keras already in --out instead of training one.")
@@ -41,7 +46,7 @@ def main() -> int:
     from edgenn.data import DataSpec, load, match_model
     from edgenn.models.reference import reference_cnn, train
 
-    spec = DataSpec("fashion-mnist", seed=args.seed)
+    spec = DataSpec("fashion-mnist", seed=args.seed if args.data_seed is None else args.data_seed)
     splits = load(spec)
     splits = match_model(splits, (None, 28, 28, 1), 10)
     teacher_path = out / "teacher.keras"
@@ -53,7 +58,7 @@ def main() -> int:
         return run_recipes(args, out, spec, splits, teacher_path, results)
     t0 = time.perf_counter()
     # 32/64 conv filters and a 256-unit dense layer: a common Fashion-MNIST CNN (~0.8 M params).
-    model = reference_cnn((28, 28, 1), 10, width=2.0, seed=args.seed, fc_units=128,
+    model = reference_cnn((28, 28, 1), 10, width=args.teacher_width, seed=args.seed, fc_units=128,
                           name="fashion_cnn")
     train(model, splits, args.teacher_epochs, batch_size=128, seed=args.seed)
     if args.teacher_decay_epochs:  # a step decay: Adam 1e-3 plateaus near 91% on this model
@@ -62,7 +67,7 @@ def main() -> int:
     model.save(teacher_path)
     results = {"teacher": {"path": str(teacher_path), "params": int(model.count_params()),
                            "train_seconds": round(time.perf_counter() - t0, 1),
-                           "epochs": args.teacher_epochs,
+                           "epochs": args.teacher_epochs, "width": args.teacher_width,
                            "decay_epochs": args.teacher_decay_epochs}}
     print(f"teacher: {results['teacher']}", flush=True)
     return run_recipes(args, out, spec, splits, teacher_path, results)
@@ -77,7 +82,7 @@ def run_recipes(args, out, spec, splits, teacher_path, results) -> int:
         recipe_path = rc.resolve(item)
         name = rc.load(item).name
         report = run(str(teacher_path), rc.load(item), recipe_path, spec, out / name,
-                     seed=args.seed, log=lambda m: print(m, flush=True))
+                     seed=args.seed, split_seed=spec.seed, log=lambda m: print(m, flush=True))
         tfl = [a for a in report.artifacts if a["format"] == "tflite"][0]
         base = report.metrics["baseline"]["accuracy"]
         final = report.metrics["final"]["accuracy"]
@@ -91,13 +96,27 @@ def run_recipes(args, out, spec, splits, teacher_path, results) -> int:
                "steps": [{"name": s["name"], "accuracy": s["metrics"]["accuracy"],
                           "details": s["details"]} for s in report.steps],
                "seconds": round(time.perf_counter() - t0, 1)}
-        if name.startswith("distill"):
-            row["distill_baseline"] = student_without_teacher(teacher_path, rc.load(item), splits,
-                                                              args.seed)
+        recipe = rc.load(item)
+        if recipe.steps and recipe.steps[0].technique == "distill":
+            row["distill_baseline"] = student_alone_cached(teacher_path, recipe, splits,
+                                                           args.seed, results)
+            row["distill_gain_pt"] = round(
+                (row["steps"][0]["accuracy"] - row["distill_baseline"]["accuracy"]) * 100, 3)
         results[name] = row
         print(f"{name}: {json.dumps(row)}", flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=2))
     return 0
+
+
+def student_alone_cached(teacher_path: Path, recipe, splits, seed: int, results: dict) -> dict:
+    """student_without_teacher, reused across recipes that share its schedule and split."""
+    step = recipe.steps[0].config
+    key = (f"student_alone:{step.student}:e{step.epochs}:lr{step.learning_rate}:"
+           f"{step.lr_schedule.value}:{step.optimizer.value}:b{step.batch_size}:"
+           f"{recipe.evaluate.split.value}:seed{seed}")
+    if key not in results:
+        results[key] = student_without_teacher(teacher_path, recipe, splits, seed)
+    return results[key]
 
 
 def student_without_teacher(teacher_path: Path, recipe, splits, seed: int) -> dict:
@@ -113,8 +132,11 @@ def student_without_teacher(teacher_path: Path, recipe, splits, seed: int) -> di
     student = width_student(teacher, float(step.student.split("=")[1]))
     t0 = time.perf_counter()
     fit(student, splits, step, StepContext(splits=splits, seed=seed), "student alone")
-    acc = classification_metrics(keras_predict(student, splits.x_test), splits.y_test)["accuracy"]
-    return {"accuracy": acc, "params": int(student.count_params()),
+    x, y = ((splits.x_test, splits.y_test) if recipe.evaluate.split.value == "test"
+            else (splits.x_val, splits.y_val))
+    acc = classification_metrics(keras_predict(student, x), y)["accuracy"]
+    return {"accuracy": acc, "split": recipe.evaluate.split.value,
+            "params": int(student.count_params()),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
