@@ -257,3 +257,17 @@ def test_batch_norm_adaptation_fixes_stale_statistics_on_a_copy():
     assert adapted.layers[-1].rate == 0.5
     y = adapted(x, training=False).numpy()
     assert abs(float(y.mean())) < 0.2 and abs(float(y.std()) - 1) < 0.2
+
+
+def test_split_seed_keeps_the_split_while_the_seed_changes(digits_model, tmp_path):
+    recipe = tmp_path / "val.yaml"
+    recipe.write_text("name: val-float\nsteps: []\nexport: {format: tflite, quantization: float32}\n"
+                      "evaluate: {split: val}\n")
+    docs = {}
+    for label, kwargs in {"s0": {"seed": 0}, "s1": {"seed": 1},
+                          "s1-split0": {"seed": 1, "split_seed": 0}}.items():
+        _run(digits_model, recipe, tmp_path / label, **kwargs)
+        docs[label] = json.loads((tmp_path / label / "report.json").read_text())
+    val = {k: d["metrics"]["baseline"]["accuracy"] for k, d in docs.items()}
+    assert val["s1-split0"] == val["s0"] != val["s1"], val  # the same 10% of train held out
+    assert docs["s1-split0"]["data"]["seed"] == 1 and docs["s1-split0"]["data"]["split_seed"] == 0
