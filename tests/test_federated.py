@@ -153,3 +153,39 @@ def test_fedavg_agrees_with_a_plain_numpy_replay(tmp_path):
     accs = [row["numpy"] for row in result["rounds"]]
     assert len(accs) == 3 and accs[-1] > 0.5, result  # the replay itself learns
     assert result["max_round_gap"] <= 0.01, result  # at most 3 of the 360 test images differ
+
+
+def test_ray_address_runs_on_an_existing_cluster(tmp_path):
+    """--ray-address: a real Ray head started here; the run's driver registers in its session."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    ray = str(Path(sys.executable).with_name("ray"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # Ray's socket paths must stay short
+    cfg = tmp_path / "fl.yaml"
+    cfg.write_text(CONFIG.replace("RUNTIME", "tflite").replace("failure_rate: 0.25", "failure_rate: 0"))
+    # nothing listens yet: a one-line error at once, not Ray's endless retries
+    e = run_cli("federated", "simulate", "--config", str(cfg), "-o", str(tmp_path / "none"),
+                "--ray-address", f"127.0.0.1:{port}", timeout=120)
+    assert_clean_error(e, 2, "no Ray cluster answers", "ray start --head")
+    assert not (tmp_path / "none").exists()
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2",
+                    "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        r = run_cli("federated", "simulate", "--config", str(cfg), "-o", str(tmp_path / "out"),
+                    "--ray-address", f"127.0.0.1:{port}", "--json", timeout=600)
+        assert r.code == 0, r.err[-2000:]
+        assert len(r.json()["rounds"]) == 2
+        drivers = list(Path(temp).glob("session_*/logs/python-core-driver-*.log"))
+        assert drivers, "the run did not attach to the cluster started here"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -181,9 +181,33 @@ def server_lr_at(settings: dict, server_round: int, rounds: int) -> float | None
     return eta
 
 
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when --ray-address names no reachable Ray head (Ray itself retries for ever).
+
+    ``auto``, ``local`` and ``ray://`` (Ray Client) addresses are left to Ray.
+    """
+    import socket
+
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray-address {address!r} is not HOST:PORT",
+                         "pass the head's address as `ray start --head` prints it, e.g. "
+                         "10.0.0.5:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"no Ray cluster answers at {address} ({exc.strerror or exc})",
+                         "start one with `ray start --head --port PORT`, or fix --ray-address"
+                         ) from None
+
+
 def simulate(cfg: SimulationConfig, out: Path, ray_address: str | None = None,
              log=lambda m: None) -> dict:
     """Run the simulation and write history.json, the global models, report.md and a plot."""
+    if ray_address:
+        check_ray_address(ray_address)
     from flwr.app import ArrayRecord, Context, MetricRecord
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
