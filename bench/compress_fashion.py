@@ -1,6 +1,8 @@
 """Issue 3's bar: compression recipes on Fashion-MNIST with a reference CNN this script trains.
 
-Usage: python bench/compress_fashion.py [--teacher-epochs 5] [--out bench/out/compress]
+Usage: python bench/compress_fashion.py [--teacher-epochs 5] [--teacher-decay-epochs 3]
+       [--teacher-width 2] [--out bench/out/compress] [--recipes A,B] [--reuse-teacher]
+       [--seed N] [--data-seed N]
 
 Bars: int8-ptq >= 3.9x smaller than the float32 .tflite and <= 0.5 pt drop; int8-qat <= 0.2 pt
 drop; prune-80-int8 gzip >= 12x smaller than the float32 .tflite gzipped and <= 1.0 pt drop;
