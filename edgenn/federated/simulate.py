@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .config import SimulationConfig, Strategy
+from .config import SERVER_LR, SERVER_TAU, SimulationConfig, Strategy
 
 
 def _builtin_mlp(sample_shape, classes: int):
@@ -143,16 +143,6 @@ def _strategy(cfg: SimulationConfig, log: dict, node_order: dict, say=lambda m: 
             return arrays, metrics
 
     return Counting(**common, **extra)
-
-
-# Server learning rates when the config gives none, chosen with `bench/federated_bench.py
-# --sweep` on the validation split (held out from the clients), never on test: see
-# bench/RESULTS.md. FedAvgM's momentum default (0.7) came from the same sweep.
-SERVER_LR = {Strategy.fedavgm: 1.0, Strategy.fedadam: 0.03, Strategy.fedyogi: 0.01,
-             Strategy.fedadagrad: 0.1}
-# The adaptive strategies' tau, from the same sweep for fedyogi (1e-5 beat Flower's 1e-3 by 1.5
-# pt on validation); fedadam and fedadagrad keep Flower's default.
-SERVER_TAU = {Strategy.fedadam: 1e-3, Strategy.fedyogi: 1e-5, Strategy.fedadagrad: 1e-3}
 
 
 def server_settings(cfg: SimulationConfig) -> dict:
