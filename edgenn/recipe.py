@@ -168,6 +168,9 @@ class QuantizeStep(Training):
     preserve: list[str] | None = Field(
         None, description="'prune' and/or 'cluster'; default: whatever earlier steps did"
     )
+    freeze_batch_norm: bool = Field(
+        False, description="run BatchNormalization in inference mode with its statistics and "
+                           "scale fixed, so QAT trains the graph the int8 model computes")
 
     @model_validator(mode="after")
     def _check(self):

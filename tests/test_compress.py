@@ -178,15 +178,11 @@ def test_recipe_exports_onnx_too(digits_model, tmp_path):
         _run(digits_model, bad, tmp_path / "out2")
 
 
-def test_qat_folds_batch_norm_into_the_conv_before_it():
-    """No fake-quant between a linear Conv2D and its BatchNormalization, as in the int8 TFLite
-    (the converter folds them); a BN after a non-linear conv stays outside QAT."""
+def _conv_bn_model():
+    """conv_a -> bn_a -> relu_a (a foldable block), conv_b(relu) -> bn_b (not foldable), dense."""
     from edgenn._tf import tf_keras
-    from edgenn.compress.quantize import quantize
-    from edgenn.compress.registry import StepContext
-    from edgenn.data import load, match_model
-    from edgenn.recipe import QuantizeStep
 
+    tf_keras().utils.set_random_seed(0)
     L = tf_keras().layers
     x = inp = L.Input((8, 8, 1))
     x = L.Conv2D(4, 3, name="conv_a")(x)
@@ -195,10 +191,23 @@ def test_qat_folds_batch_norm_into_the_conv_before_it():
     x = L.Conv2D(4, 3, activation="relu", name="conv_b")(x)
     x = L.BatchNormalization(name="bn_b")(x)
     x = L.Flatten()(x)
-    model = tf_keras().Model(inp, L.Dense(10, activation="softmax", name="out")(x))
-    splits = match_model(load(DataSpec("digits", limit=64)), model.input_shape, 10)
-    res = quantize(model, QuantizeStep(epochs=1, learning_rate=1e-5),
-                   StepContext(splits=splits, seed=0))
+    return tf_keras().Model(inp, L.Dense(10, activation="softmax", name="out")(x))
+
+
+def _qat(model, limit=64, **config):
+    from edgenn.compress.quantize import quantize
+    from edgenn.compress.registry import StepContext
+    from edgenn.data import load, match_model
+    from edgenn.recipe import QuantizeStep
+
+    splits = match_model(load(DataSpec("digits", limit=limit)), model.input_shape, 10)
+    return quantize(model, QuantizeStep(**config), StepContext(splits=splits, seed=0))
+
+
+def test_qat_folds_batch_norm_into_the_conv_before_it():
+    """No fake-quant between a linear Conv2D and its BatchNormalization, as in the int8 TFLite
+    (the converter folds them); a BN after a non-linear conv stays outside QAT."""
+    res = _qat(_conv_bn_model(), epochs=1, learning_rate=1e-5)
     assert "bn_a" in res.details["quantized_layers"]
     assert "bn_b" not in res.details["quantized_layers"]
     assert any("bn_b (BatchNormalization)" in n for n in res.notes)
@@ -206,6 +215,32 @@ def test_qat_folds_batch_norm_into_the_conv_before_it():
     conv_a_act = wrappers["conv_a"].layer.activation
     assert type(getattr(conv_a_act, "activation", conv_a_act)).__name__ == "NoOpActivation"
     assert type(wrappers["bn_a"].quantize_config).__name__ == "NoOpQuantizeConfig"
+
+
+def _bn_state(model):
+    found = {}
+    for module in model.submodules:
+        if type(module).__name__ == "BatchNormalization":
+            found[module.name] = [w.numpy().copy() for w in module.weights]
+    return found
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_qat_freeze_batch_norm_keeps_statistics_and_scale(freeze):
+    """freeze_batch_norm: both BNs (wrapped or not) keep gamma, beta and moving statistics while
+    the convs train; without it the statistics move (the contrast shows the check can fail)."""
+    model = _conv_bn_model()
+    before = _bn_state(model)
+    kernel = model.get_layer("conv_a").kernel.numpy().copy()
+    res = _qat(model, limit=256, epochs=1, learning_rate=1e-2, freeze_batch_norm=freeze)
+    after = _bn_state(res.model)
+    assert set(after) == {"bn_a", "bn_b"}
+    unchanged = {name: all(np.array_equal(a, b) for a, b in zip(before[name], after[name]))
+                 for name in before}
+    assert unchanged == {"bn_a": freeze, "bn_b": freeze}
+    assert res.details.get("frozen_batch_norm") == (["bn_a", "bn_b"] if freeze else None)
+    trained = next(w for w in res.model.weights if "conv_a" in w.name and w.shape == kernel.shape)
+    assert not np.array_equal(trained.numpy(), kernel)  # the weights did train
 
 
 def test_prune_while_distilling_from_the_input_model(tmp_path):

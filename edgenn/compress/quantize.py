@@ -66,11 +66,45 @@ def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
     annotated, wrapped = apply_to_layers(model, config.scope, wants, qk.quantize_annotate_layer)
     if not wrapped:
         raise _nothing_in_scope("quantize", model)
+    frozen = _freeze_batch_norm(annotated) if config.freeze_batch_norm else []
     with qk.quantize_scope():
         qat_model = qk.quantize_apply(annotated, _scheme(preserve))
+    if frozen:
+        _check_frozen(qat_model, frozen)
     fit(qat_model, ctx.splits, config, ctx, "quantization-aware training")
     notes = []
     if skipped:
         notes.append("not quantization-aware (no tfmot support, stays float until export): "
                       + ", ".join(skipped))
-    return StepResult(qat_model, {"quantized_layers": wrapped, "preserve": sorted(preserve)}, notes)
+    details = {"quantized_layers": wrapped, "preserve": sorted(preserve)}
+    if config.freeze_batch_norm:
+        details["frozen_batch_norm"] = sorted(frozen)
+    return StepResult(qat_model, details, notes)
+
+
+def _freeze_batch_norm(model) -> list[str]:
+    """Make every BatchNormalization run in inference mode during QAT; returns their names.
+
+    In training mode a BN normalises with each batch's statistics while the int8 model folds
+    the moving statistics into the conv, so the fake-quant ranges learn a tensor the int8
+    model never computes, and the moving statistics drift with the fine-tuning batches. A
+    non-trainable tf_keras BN uses its moving statistics even when called with training=True.
+    This runs on the annotated model, before ``quantize_apply``: QuantizeWrapperV2 copies its
+    layer's trainable weights when it is built, so freezing the layer afterwards would leave
+    gamma and beta training.
+    """
+    frozen = []
+    for module in model.submodules:  # also a BN inside an annotation or a nested model
+        if is_batch_norm(module) and module.name not in frozen:
+            module.trainable = False
+            frozen.append(module.name)
+    return frozen
+
+
+def _check_frozen(qat_model, frozen: list[str]) -> None:
+    trainable = {id(w) for w in qat_model.trainable_weights}
+    for module in qat_model.submodules:
+        if is_batch_norm(module) and module.name in frozen:
+            if module.trainable or any(id(w) in trainable for w in module.weights):
+                raise RuntimeError(f"freeze_batch_norm: {module.name} is still trainable after "
+                                   "quantize_apply (a tfmot change?)")
