@@ -239,6 +239,8 @@ def test_qat_freeze_batch_norm_keeps_statistics_and_scale(freeze):
                  for name in before}
     assert unchanged == {"bn_a": freeze, "bn_b": freeze}
     assert res.details.get("frozen_batch_norm") == (["bn_a", "bn_b"] if freeze else None)
+    assert all(m.trainable for m in res.model.submodules
+               if type(m).__name__ == "BatchNormalization")  # frozen for the step only
     trained = next(w for w in res.model.weights if "conv_a" in w.name and w.shape == kernel.shape)
     assert not np.array_equal(trained.numpy(), kernel)  # the weights did train
 

@@ -72,6 +72,9 @@ def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
     if frozen:
         _check_frozen(qat_model, frozen)
     fit(qat_model, ctx.splits, config, ctx, "quantization-aware training")
+    for module in qat_model.submodules:  # frozen for this step only: a later step may train them
+        if is_batch_norm(module) and module.name in frozen:
+            module.trainable = True
     notes = []
     if skipped:
         notes.append("not quantization-aware (no tfmot support, stays float until export): "
