@@ -85,6 +85,8 @@ def test_builtin_recipe(digits_model, tmp_path, name):
         expected = ["cluster", "prune"] if "cluster" in steps else []
         assert steps["quantize"]["details"]["preserve"] == expected
         assert {"bn1", "bn2"} <= set(steps["quantize"]["details"]["quantized_layers"])
+        if name == "int8-qat":  # the shipped QAT recipe trains with BatchNormalization frozen
+            assert steps["quantize"]["details"]["frozen_batch_norm"] == ["bn1", "bn2"]
     if "distill" in steps:
         details = steps["distill"]["details"]
         assert details["param_ratio"] <= 0.25
