@@ -117,6 +117,8 @@ def student_alone_cached(teacher_path: Path, recipe, splits, seed: int, results:
     key = (f"student_alone:{step.student}:e{step.epochs}:lr{step.learning_rate}:"
            f"{step.lr_schedule.value}:{step.optimizer.value}:b{step.batch_size}:"
            f"{recipe.evaluate.split.value}:seed{seed}")
+    if step.augment is not None:  # the student alone trains on the same augmented batches
+        key += f":aug-flip{int(step.augment.horizontal_flip)}-shift{step.augment.shift}"
     if key not in results:
         results[key] = student_without_teacher(teacher_path, recipe, splits, seed)
     return results[key]

@@ -100,6 +100,18 @@ class Scope(Strict):
     exclude: LayerSelector = Field(default_factory=LayerSelector)
 
 
+class Augment(Strict):
+    """Random changes to each training image (NHWC input), drawn afresh every epoch.
+
+    In a distill step the teacher sees the same changed image as the student, so it labels
+    inputs the dataset does not hold ("consistent teaching").
+    """
+
+    horizontal_flip: bool = Field(False, description="mirror half the images left to right")
+    shift: int = Field(0, ge=0, description="translate by up to this many pixels each way "
+                                             "(zero padding, then a random crop)")
+
+
 class Training(Strict):
     """How a step that trains does it."""
 
@@ -109,6 +121,7 @@ class Training(Strict):
     learning_rate: float = Field(1e-4, gt=0)
     lr_schedule: LRSchedule = Field(
         LRSchedule.constant, description="'cosine' decays the learning rate to 0 over the step")
+    augment: Augment | None = Field(None, description="image augmentation of the training batches")
     scope: Scope = Field(default_factory=Scope)
 
 

@@ -310,3 +310,76 @@ def test_split_seed_keeps_the_split_while_the_seed_changes(digits_model, tmp_pat
     val = {k: d["metrics"]["baseline"]["accuracy"] for k, d in docs.items()}
     assert val["s1-split0"] == val["s0"] != val["s1"], val  # the same 10% of train held out
     assert docs["s1-split0"]["data"]["seed"] == 1 and docs["s1-split0"]["data"]["split_seed"] == 0
+
+
+def _augmented(x, seed, **augment):
+    from edgenn.compress.train import dataset
+    from edgenn.recipe import Augment
+
+    ds = dataset(x, np.arange(len(x)), 4, seed, Augment(**augment))
+    return [(img, int(i)) for xb, yb in ds.take(10) for img, i in zip(xb.numpy(), yb.numpy())]
+
+
+def test_augment_flips_and_shifts_each_image_and_is_seeded():
+    """Every augmented image is its own original, mirrored or not and shifted by at most the
+    configured pixels (zero fill); a seed gives the same stream, another seed another one."""
+    x = np.random.default_rng(0).uniform(0.1, 1.0, size=(8, 6, 6, 1)).astype("float32")
+
+    def variants(img, k):
+        padded = np.pad(img, [(k, k), (k, k), (0, 0)])
+        for flipped in (False, True):
+            for dy in range(2 * k + 1):
+                for dx in range(2 * k + 1):
+                    out = padded[dy:dy + 6, dx:dx + 6]
+                    yield (flipped, dy - k, dx - k), (out[:, ::-1] if flipped else out)
+
+    seen = set()
+    for img, i in _augmented(x, 0, horizontal_flip=True, shift=1):
+        match = [key for key, v in variants(x[i], 1) if np.array_equal(v, img)]
+        assert match, f"image {i} is not a flip/shift of its original"
+        seen.add(match[0])
+    assert {flip for flip, _, _ in seen} == {False, True}
+    assert any(dy or dx for _, dy, dx in seen)
+    same, other = _augmented(x, 0, shift=2), _augmented(x, 0, shift=2)
+    assert all(np.array_equal(a, b) and i == j for (a, i), (b, j) in zip(same, other))
+    third = _augmented(x, 1, shift=2)
+    assert any(not np.array_equal(a, b) for (a, _), (b, _) in zip(same, third))
+    # shift alone never mirrors: with shift 0 and no flip the images come back unchanged
+    assert all(np.array_equal(img, x[i]) for img, i in _augmented(x, 0))
+
+
+def test_augment_refuses_data_that_is_not_images():
+    from edgenn.compress.train import dataset
+    from edgenn.errors import UsageError
+    from edgenn.recipe import Augment
+
+    with pytest.raises(UsageError, match="augment needs image input"):
+        dataset(np.zeros((8, 5), "float32"), np.zeros(8), 4, 0, Augment(shift=1))
+
+
+def test_finetune_with_augment_runs_through_the_pipeline(digits_model, tmp_path):
+    recipe = tmp_path / "aug.yaml"
+    recipe.write_text("name: ft-aug\nsteps:\n  - finetune: {epochs: 1, augment: {shift: 1}}\n"
+                      "export: {format: tflite, quantization: float32}\n")
+    report = _run(digits_model, recipe, tmp_path / "out")
+    assert report.steps[0]["name"] == "finetune"
+    assert report.metrics["final"]["accuracy"] > 0.5
+
+
+def test_augment_on_a_model_without_image_input_fails_before_training(tmp_path):
+    from edgenn._tf import tf_keras
+
+    tfk = tf_keras()
+    inp = tfk.layers.Input((5,))
+    model = tfk.Model(inp, tfk.layers.Dense(3, activation="softmax")(inp))
+    model.save(tmp_path / "mlp.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(60, 5)).astype("float32"),
+             y=rng.integers(0, 3, 60))
+    recipe = tmp_path / "aug.yaml"
+    recipe.write_text("name: ft-aug\nsteps:\n  - finetune: {epochs: 1, augment: {shift: 1}}\n"
+                      "export: {format: tflite, quantization: float32}\n")
+    r = run_cli("compress", str(tmp_path / "mlp.keras"), "-r", str(recipe), "--data",
+                str(tmp_path / "d.npz"), "-o", str(tmp_path / "out"))
+    assert_clean_error(r, 2, "augment needs image input", "remove the step's augment key")
+    assert not (tmp_path / "out").exists()

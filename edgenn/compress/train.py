@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .._tf import tf, tf_keras
+from ..errors import UsageError
 from ..recipe import LRSchedule, Optimizer, Training
 
 
@@ -59,12 +60,36 @@ def schedule(n_samples: int, config: Training, epochs_scale: float) -> tuple[int
     return epochs, steps, steps * epochs
 
 
-def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
-    """A shuffled, repeating tf.data pipeline (deterministic for a seed)."""
+def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment=None):
+    """A shuffled, repeating tf.data pipeline (deterministic for a seed).
+
+    ``augment`` (recipe.Augment) flips and shifts each image with stateless random ops whose
+    seeds come from a seeded stream, so an augmented run is as reproducible as a plain one.
+    """
     tensorflow = tf()
     ds = tensorflow.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
+    if augment is not None and (augment.horizontal_flip or augment.shift):
+        if x.ndim != 4:
+            raise UsageError(f"augment needs image input (N, H, W, C) but the training data has "
+                             f"shape {x.shape}", "remove the step's augment key")
+        seeds = tensorflow.data.Dataset.random(seed=seed).batch(4)
+        ds = tensorflow.data.Dataset.zip((ds, seeds)).map(
+            lambda xy, s: (_augment_image(xy[0], s, augment), xy[1]),
+            num_parallel_calls=tensorflow.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size).prefetch(2)
+
+
+def _augment_image(image, seeds, augment):
+    tensorflow = tf()
+    if augment.horizontal_flip:
+        image = tensorflow.image.stateless_random_flip_left_right(image, seed=seeds[:2])
+    if augment.shift:
+        k = augment.shift
+        padded = tensorflow.pad(image, [[k, k], [k, k], [0, 0]])
+        image = tensorflow.image.stateless_random_crop(padded, tensorflow.shape(image),
+                                                       seed=seeds[2:])
+    return image
 
 
 class ProgressCallback:
@@ -94,7 +119,8 @@ def fit(model, splits, config: Training, ctx, description: str, callbacks=(), co
         advance, close = ctx.progress(description, total)
         cbs.append(ProgressCallback(advance))
     try:
-        history = model.fit(dataset(splits.x_train, splits.y_train, config.batch_size, ctx.seed),
+        history = model.fit(dataset(splits.x_train, splits.y_train, config.batch_size, ctx.seed,
+                                    config.augment),
                             epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=cbs)
     finally:
         if close is not None:
