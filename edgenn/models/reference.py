@@ -5,6 +5,8 @@ Keras 3 is what users have today, so the demo goes through the same bridge their
 
 from __future__ import annotations
 
+import math
+
 from .._tf import keras3
 
 
@@ -36,8 +38,12 @@ def reference_cnn(input_shape: tuple, num_classes: int, width: float = 1.0, name
 
 
 def train(model, splits, epochs: int, batch_size: int = 64, learning_rate: float = 1e-3,
-          seed: int = 0, on_epoch=None):
-    """Train a Keras 3 classifier on prepared splits; return the history dict."""
+          seed: int = 0, on_epoch=None, augment=None):
+    """Train a Keras 3 classifier on prepared splits; return the history dict.
+
+    ``augment`` (recipe.Augment) flips/shifts the training images with compress's seeded
+    pipeline; without it the arrays are fed as they are.
+    """
     keras = keras3()
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
@@ -46,7 +52,15 @@ def train(model, splits, epochs: int, batch_size: int = 64, learning_rate: float
     if on_epoch is not None:
         callbacks.append(keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: on_epoch(epoch, logs or {})))
-    history = model.fit(splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
-                        epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks,
-                        shuffle=True)
+    if augment is None:
+        history = model.fit(splits.x_train, splits.y_train, epochs=epochs, batch_size=batch_size,
+                            validation_data=(splits.x_val, splits.y_val), verbose=0,
+                            callbacks=callbacks, shuffle=True)
+    else:
+        from ..compress.train import dataset
+
+        history = model.fit(dataset(splits.x_train, splits.y_train, batch_size, seed, augment),
+                            steps_per_epoch=math.ceil(len(splits.x_train) / batch_size),
+                            epochs=epochs, validation_data=(splits.x_val, splits.y_val),
+                            verbose=0, callbacks=callbacks, shuffle=False)  # ds shuffles
     return history.history
