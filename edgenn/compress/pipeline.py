@@ -17,6 +17,7 @@ from ..evaluate import keras_predict, metrics, tflite_predict, worst_class_drop
 from ..recipe import Metric, Recipe, Split
 from ..report import Constraint, Report
 from .registry import StepContext, get
+from .train import check_augment
 
 
 def gzip_size(data: bytes) -> int:
@@ -82,11 +83,9 @@ def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: 
     splits = load(data_spec)
     classes = int(model.output_shape[-1]) if task == "classification" else None
     splits = match_model(splits, model.input_shape, classes)
-    augmented = [step.technique for step in recipe.steps
-                 if getattr(step.config, "augment", None) is not None]
-    if augmented and splits.x_train.ndim != 4:  # before any step trains, not in the middle
-        raise UsageError(f"the {augmented[0]} step's augment needs image input (N, H, W, C) but "
-                         f"the model takes {model.input_shape}", "remove the step's augment key")
+    for step in recipe.steps:  # before any step trains, not in the middle
+        check_augment(getattr(step.config, "augment", None), splits.x_train.shape,
+                      f"the {step.technique}")
     x_eval, y_eval = ((splits.x_test, splits.y_test) if recipe.evaluate.split is Split.test
                       else (splits.x_val, splits.y_val))
     metric = recipe.evaluate.metric.value

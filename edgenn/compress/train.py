@@ -69,15 +69,22 @@ def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment=No
     tensorflow = tf()
     ds = tensorflow.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
-    if augment is not None and (augment.horizontal_flip or augment.shift):
-        if x.ndim != 4:
-            raise UsageError(f"augment needs image input (N, H, W, C) but the training data has "
-                             f"shape {x.shape}", "remove the step's augment key")
+    if check_augment(augment, x.shape):
         seeds = tensorflow.data.Dataset.random(seed=seed).batch(4)
         ds = tensorflow.data.Dataset.zip((ds, seeds)).map(
             lambda xy, s: (_augment_image(xy[0], s, augment), xy[1]),
             num_parallel_calls=tensorflow.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size).prefetch(2)
+
+
+def check_augment(augment, shape: tuple, step: str = "a training") -> bool:
+    """Whether ``augment`` changes anything; raises UsageError if it would on non-image data."""
+    if augment is None or not (augment.horizontal_flip or augment.shift):
+        return False
+    if len(shape) != 4:
+        raise UsageError(f"{step} step's augment needs image input (N, H, W, C) but the "
+                         f"training data has shape {tuple(shape)}", "remove the step's augment key")
+    return True
 
 
 def _augment_image(image, seeds, augment):

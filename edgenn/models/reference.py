@@ -53,14 +53,12 @@ def train(model, splits, epochs: int, batch_size: int = 64, learning_rate: float
         callbacks.append(keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: on_epoch(epoch, logs or {})))
     if augment is None:
-        history = model.fit(splits.x_train, splits.y_train, epochs=epochs, batch_size=batch_size,
-                            validation_data=(splits.x_val, splits.y_val), verbose=0,
-                            callbacks=callbacks, shuffle=True)
-    else:
+        data = dict(x=splits.x_train, y=splits.y_train, batch_size=batch_size, shuffle=True)
+    else:  # compress's seeded pipeline, which shuffles and repeats itself
         from ..compress.train import dataset
 
-        history = model.fit(dataset(splits.x_train, splits.y_train, batch_size, seed, augment),
-                            steps_per_epoch=math.ceil(len(splits.x_train) / batch_size),
-                            epochs=epochs, validation_data=(splits.x_val, splits.y_val),
-                            verbose=0, callbacks=callbacks, shuffle=False)  # ds shuffles
+        data = dict(x=dataset(splits.x_train, splits.y_train, batch_size, seed, augment),
+                    steps_per_epoch=math.ceil(len(splits.x_train) / batch_size), shuffle=False)
+    history = model.fit(**data, epochs=epochs, validation_data=(splits.x_val, splits.y_val),
+                        verbose=0, callbacks=callbacks)
     return history.history
