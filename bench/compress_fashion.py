@@ -55,6 +55,10 @@ def main() -> int:
                              "results.json gives the teacher's record")
     args = parser.parse_args()
     out = Path(args.out)
+    teacher_path = Path(args.teacher) if args.teacher else out / "teacher.keras"
+    reuse = args.reuse_teacher or args.teacher is not None
+    if reuse and not teacher_path.is_file():  # before the data is loaded
+        parser.error(f"the teacher {teacher_path} does not exist")
     out.mkdir(parents=True, exist_ok=True)
 
     from edgenn.data import DataSpec, load, match_model
@@ -63,16 +67,11 @@ def main() -> int:
     spec = DataSpec("fashion-mnist", seed=args.seed if args.data_seed is None else args.data_seed)
     splits = load(spec)
     splits = match_model(splits, (None, 28, 28, 1), 10)
-    teacher_path = out / "teacher.keras"
-    results_path = out / "results.json"
-    if args.reuse_teacher or args.teacher:
-        if args.teacher:
-            teacher_path = Path(args.teacher)
-        if not teacher_path.is_file():
-            parser.error(f"the teacher {teacher_path} does not exist")
+    if reuse:
+        results_path = out / "results.json"
         results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-        own = teacher_path.parent / "results.json"
-        if "teacher" not in results and own.is_file():
+        own = teacher_path.parent / "results.json"  # another folder's teacher: its record
+        if "teacher" not in results and own != results_path and own.is_file():
             results["teacher"] = json.loads(own.read_text()).get("teacher")
         return run_recipes(args, out, spec, splits, teacher_path, results)
     t0 = time.perf_counter()
