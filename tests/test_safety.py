@@ -36,4 +36,8 @@ def test_custom_object_refused_then_registered(models):
 def test_custom_objects_file_must_be_python(models, tmp_path):
     r = run_cli("inspect", str(models / "tfk_custom.keras"), "--custom-objects",
                 str(tmp_path / "nothing.txt"))
+    assert_clean_error(r, 2, "--custom-objects file not found")
+    text = tmp_path / "layers.txt"
+    text.write_text("x = 1")
+    r = run_cli("inspect", str(models / "tfk_custom.keras"), "--custom-objects", str(text))
     assert_clean_error(r, 2, "--custom-objects must be a .py file")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputFileError
 from .formats import FormatInfo, ModelFormat
 
 
@@ -38,14 +39,24 @@ def describe_keras(info: FormatInfo, *, allow_unsafe: bool = False,
     return doc
 
 
-def describe_savedmodel(info: FormatInfo) -> dict:
+def describe_savedmodel(info: FormatInfo, *, allow_unsafe: bool = False) -> dict:
     """Signatures and variables of a SavedModel that has no Keras metadata."""
     import numpy as np
 
     from .._tf import tf
+    from .graphscan import check_savedmodel, read_savedmodel
 
     tensorflow = tf()
-    loaded = tensorflow.saved_model.load(str(info.path))
+    if allow_unsafe:
+        read_savedmodel(info.path)
+    else:
+        check_savedmodel(info.path)
+    try:
+        loaded = tensorflow.saved_model.load(str(info.path))
+    except Exception as err:  # TensorFlow raises many kinds for a broken model
+        text = " ".join(str(err).split())[:200]
+        raise InputFileError(f"{info.path} could not be loaded as a SavedModel "
+                             f"({type(err).__name__}: {text})", "save or copy the model again") from None
     signatures = []
     for key, fn in loaded.signatures.items():
         _, kwargs = fn.structured_input_signature

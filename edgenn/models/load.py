@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .._tf import keras3, tf, tf_keras
 from ..errors import InputFileError, UsageError
 from .formats import FormatInfo, ModelFormat, detect
-from .safety import check_config, load_custom_objects
+from .safety import check_config, keras_names, load_custom_objects
 
 
 @dataclass
@@ -47,6 +46,10 @@ def load_keras(path: str | Path, *, allow_unsafe: bool = False,
         raise UsageError(f"{info.path} is a {info.format.value} model, not a Keras model",
                          "this command needs the Keras model (.keras, .h5 or SavedModel)")
     if info.format is ModelFormat.savedmodel and not info.has_keras_metadata:
+        if not allow_unsafe:
+            from .graphscan import check_savedmodel
+
+            check_savedmodel(info.path)
         raise UsageError(
             f"{info.path} is a SavedModel without Keras metadata (exported with model.export or "
             "tf.saved_model.save), so it cannot be trained or compressed as a Keras model",
@@ -68,7 +71,7 @@ def load_keras(path: str | Path, *, allow_unsafe: bool = False,
 def _load_keras3(info: FormatInfo, custom: dict, allow_unsafe: bool):
     keras = keras3()
     if not allow_unsafe:
-        check_config(info.config, info.path, _known_classes(keras), custom)
+        check_config(info.config, info.path, keras_names("keras3"), custom)
     try:
         return keras.saving.load_model(str(info.path), compile=False, safe_mode=not allow_unsafe,
                                        custom_objects=custom or None)
@@ -81,9 +84,12 @@ def _load_tf_keras(info: FormatInfo, custom: dict, allow_unsafe: bool):
     if not allow_unsafe:
         config = info.config
         if info.format is ModelFormat.savedmodel:
+            from .graphscan import check_savedmodel
+
             config = _savedmodel_keras_config(info.path)
+            check_savedmodel(info.path)
         if config is not None:
-            check_config(config, info.path, _known_classes(tfk), custom)
+            check_config(config, info.path, keras_names("tf_keras"), custom)
     kwargs = {"compile": False, "custom_objects": custom or None}
     if info.format is ModelFormat.keras_zip:
         kwargs["safe_mode"] = not allow_unsafe
@@ -93,32 +99,26 @@ def _load_tf_keras(info: FormatInfo, custom: dict, allow_unsafe: bool):
         raise _load_error(info, err) from None
 
 
-def _known_classes(keras_module) -> set[str]:
-    names = {n for n in dir(keras_module.layers) if not n.startswith("_")}
-    return names | {"Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda"}
+def _savedmodel_keras_config(path: Path) -> dict:
+    """Every Keras object stored in a tf_keras SavedModel's keras_metadata.pb, as one document.
 
-
-def _savedmodel_keras_config(path: Path) -> dict | None:
-    """The Keras model config stored in a tf_keras SavedModel's keras_metadata.pb."""
+    tf_keras revives each node from its own metadata, so all of them are checked, not only the
+    root's config.
+    """
     tf()
     from tf_keras.protobuf import saved_metadata_pb2
+
+    from .formats import parse_config
 
     meta = saved_metadata_pb2.SavedMetadata()
     try:
         meta.ParseFromString((path / "keras_metadata.pb").read_bytes())
     except Exception as err:
-        raise InputFileError(f"{path}/keras_metadata.pb is corrupt ({err})",
+        raise InputFileError(f"{path}/keras_metadata.pb is corrupt ({type(err).__name__})",
                              "save the model again") from None
-    layers = []
-    for node in meta.nodes:
-        try:
-            data = json.loads(node.metadata)
-        except json.JSONDecodeError:
-            continue
-        if node.node_path == "root":
-            return data
-        layers.append(data)
-    return {"class_name": "Model", "config": {"layers": layers}}
+    nodes = [parse_config(node.metadata, f"{path}/keras_metadata.pb node {node.node_path}")
+             for node in meta.nodes if node.metadata]
+    return {"saved_model_nodes": nodes}
 
 
 def _load_error(info: FormatInfo, err: Exception) -> InputFileError:

@@ -1,9 +1,12 @@
-"""Refuse model files that would run code when loaded, before any loader touches them.
+"""Refuse model files that would run code, write files or read files when loaded.
 
-Keras can rebuild Python functions from a model file (Lambda layers carry marshalled
-bytecode) and import classes named in it. edgenn reads the config as plain JSON first and
-refuses anything that is not a built-in Keras object, unless the user passes --allow-unsafe
-or registers the class with --custom-objects.
+Keras rebuilds a model by looking up every name in its config and calling what it finds:
+layer classes' ``from_config``, activations, initializers and, in tf_keras, TensorFlow API
+functions behind op layers, which it calls eagerly when their inputs are constants. edgenn reads
+the config as plain JSON first and checks every object in it, wherever it sits (layers, nested
+and wrapped models, inbound-node arguments, build and compile configs), against allowlists of
+names that compute and do nothing else (``allowlist.py``). Anything else is refused unless the
+user passes --allow-unsafe or registers the class with --custom-objects.
 """
 
 from __future__ import annotations
@@ -11,38 +14,109 @@ from __future__ import annotations
 import importlib.util
 import inspect
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from ..errors import InputFileError, UnsafeModelError
+from . import allowlist as al
 
-# Built-in layers whose configs hold no code. TFOpLambda/SlicingOpLambda name TensorFlow ops
-# (e.g. "math.add") that tf_keras looks up by name: no code is deserialised.
-_CODE_CARRIERS = {"Lambda"}
+MAX_CONFIG_DEPTH = 200  # Keras configs nest ~30 deep; Keras's own loader recurses on depth
 _KERAS_MODULE_PREFIXES = ("keras", "tf_keras")
+_UNSAFE_HINT = "if you trust this file, rerun with --allow-unsafe"
+_CUSTOM_HINT = ("register it with --custom-objects FILE.py, or rerun with --allow-unsafe if you "
+                "trust the file")
 
 
-def iter_objects(node, path: str = "model") -> Iterator[tuple[str, dict]]:
-    """Yield (where, object) for every serialised object (a dict with class_name)."""
-    if isinstance(node, dict):
-        if "class_name" in node:
-            cfg = node.get("config")
-            name = node.get("name") or (cfg.get("name") if isinstance(cfg, dict) else None)
-            where = f"{path}/{name}" if name else path
-            yield where, node
-        else:
-            where = path
-        for key, value in node.items():
-            if key in ("inbound_nodes", "build_config", "compile_config"):
-                continue
-            yield from iter_objects(value, where)
-    elif isinstance(node, list):
-        for item in node:
-            yield from iter_objects(item, path)
+@dataclass(frozen=True)
+class KerasNames:
+    """The names a Keras may build from a config: classes, functions and lookup strings."""
+
+    classes: frozenset[str]
+    functions: frozenset[str]
+    lookup: frozenset[str]  # lower-case names a string-valued activation/initializer may take
+    flavour: str  # "keras3" or "tf_keras"
 
 
-def check_config(config: dict, source: Path, known_layers: set[str],
+@lru_cache(maxsize=2)
+def keras_names(flavour: str) -> KerasNames:
+    """Collect the built-in names of Keras 3 (``keras3``) or tf_keras (``tf_keras``)."""
+    from .._tf import keras3, tf_keras
+
+    k = keras3() if flavour == "keras3" else tf_keras()
+    class_modules = [k.layers, k.initializers, k.regularizers, k.constraints, k.losses, k.metrics,
+                     k.optimizers, k.optimizers.schedules]
+    class_modules.append(k.dtype_policies if flavour == "keras3" else k.mixed_precision)
+    classes = {name for mod in class_modules for name, obj in vars(mod).items()
+               if inspect.isclass(obj) and not name.startswith("_")}
+    classes |= {"Functional", "Sequential", "Model"} | _application_layers(k)
+    if flavour == "tf_keras":
+        classes |= al.TF_KERAS_OP_LAYERS
+    functions = {name for mod in (k.activations, k.losses, k.metrics)
+                 for name, obj in vars(mod).items()
+                 if callable(obj) and not inspect.isclass(obj) and not name.startswith("_")
+                 and name not in ("get", "serialize", "deserialize")}
+    lookup = {n.lower() for n in functions | classes} | {_snake(n) for n in classes}
+    return KerasNames(frozenset(classes), frozenset(functions), frozenset(lookup), flavour)
+
+
+def _application_layers(k) -> set[str]:
+    """Layer classes that Keras's own applications define (ConvNeXt's LayerScale)."""
+    import sys
+
+    _ = k.applications  # imports every application module
+    prefix = f"{k.__name__}.src.applications."
+    layer = k.layers.Layer
+    return {name for mod_name, mod in list(sys.modules.items()) if mod_name.startswith(prefix)
+            for name, obj in vars(mod).items()
+            if inspect.isclass(obj) and issubclass(obj, layer) and obj.__module__ == mod_name}
+
+
+def _snake(name: str) -> str:
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and (not name[i - 1].isupper() or
+                                   (i + 1 < len(name) and name[i + 1].islower())):
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+def walk(config, max_depth: int = MAX_CONFIG_DEPTH) -> Iterator[tuple[str, str | None, object]]:
+    """Yield (where, key, node) for every dict and list in ``config``, without recursion.
+
+    Raises InputFileError past ``max_depth`` levels (a legitimate config is far shallower, and
+    Keras's own loader would hit Python's recursion limit).
+    """
+    stack: list[tuple[object, str, str | None, int]] = [(config, "", None, 0)]
+    while stack:
+        node, where, key, depth = stack.pop()
+        if depth > max_depth:
+            raise InputFileError(f"the model config nests deeper than {max_depth} levels",
+                                 "this is not a config Keras writes; save the model again")
+        if isinstance(node, dict):
+            name = _object_name(node)
+            here = (f"{where}/{name}" if where else name) if name and "class_name" in node else where
+            yield here, key, node
+            for k, value in node.items():
+                if isinstance(value, (dict, list, tuple)):
+                    stack.append((value, here, str(k), depth + 1))
+        elif isinstance(node, (list, tuple)):
+            yield where, key, node
+            for value in node:
+                if isinstance(value, (dict, list, tuple)):
+                    stack.append((value, where, key, depth + 1))
+
+
+def _object_name(obj: dict) -> str | None:
+    cfg = obj.get("config")
+    name = obj.get("name") or (cfg.get("name") if isinstance(cfg, dict) else None)
+    return name if isinstance(name, str) else None
+
+
+def check_config(config, source: Path, names: KerasNames,
                  custom_objects: dict | None = None) -> None:
-    """Raise UnsafeModelError if loading ``config`` would run code or import unknown classes.
+    """Raise UnsafeModelError if loading ``config`` could run code or touch files.
 
     Parameters
     ----------
@@ -50,51 +124,129 @@ def check_config(config: dict, source: Path, known_layers: set[str],
         The model config as stored in the file (Keras 3 or tf_keras layout).
     source
         The model file, for the message.
-    known_layers
-        Class names of the built-in layers and models of the Keras that will load the file.
+    names
+        The built-in names of the Keras that will load the file (``keras_names``).
     custom_objects
-        Classes the user registered with --custom-objects; they are allowed.
+        Classes and functions the user registered with --custom-objects; they are allowed.
     """
     custom = set(custom_objects or {})
-    for where, obj in iter_objects(config):
-        cls = obj.get("class_name")
-        if not isinstance(cls, str):
+    for where, _key, node in walk(config):
+        if not isinstance(node, dict):
             continue
-        registered = obj.get("registered_name")
-        module = obj.get("module")
-        if cls in custom or (registered and registered in custom):
+        _check_callable_strings(node, where, source, names, custom)
+        if "class_name" not in node:
             continue
-        cfg = obj.get("config")
-        lambda_fn = isinstance(cfg, dict) and cfg.get("function_type") == "lambda"
-        if cls in _CODE_CARRIERS or cls == "__lambda__" or lambda_fn:
-            raise UnsafeModelError(
-                f"{source}: layer {where} is a {cls} layer, whose Python code would run when the "
-                "model loads; edgenn refused it",
-                "if you trust this file, rerun with --allow-unsafe",
-            )
-        custom_marker = registered not in (None, cls) and not str(registered).startswith("keras")
-        foreign_module = module is not None and not str(module).startswith(_KERAS_MODULE_PREFIXES)
-        if custom_marker or foreign_module:
-            raise UnsafeModelError(
-                f"{source}: {where} is a custom object {registered or cls!r} "
-                f"(module {module!r}) that edgenn does not know; loading it could run code",
-                "register it with --custom-objects FILE.py, or rerun with --allow-unsafe if you "
-                "trust the file",
-            )
-        if _is_layer_entry(obj) and cls not in known_layers:
-            raise UnsafeModelError(
-                f"{source}: layer {where} has unknown class {cls!r}",
-                "register it with --custom-objects FILE.py, or rerun with --allow-unsafe if you "
-                "trust the file",
-            )
+        _check_object(node, where, source, names, custom)
+        nodes = node.get("inbound_nodes")
+        if isinstance(nodes, list):
+            for inbound in nodes:
+                if not _references_a_tensor(inbound):
+                    raise UnsafeModelError(
+                        f"{source}: layer {where} is called on constants only, so Keras would run "
+                        "it while loading; a saved model never holds such a call", _UNSAFE_HINT)
 
 
-def _is_layer_entry(obj: dict) -> bool:
-    # Layers (and nested models) are the entries of a model's "layers" list: they carry a
-    # config with a "name", and usually "inbound_nodes" or "trainable".
+def _check_object(obj: dict, where: str, source: Path, names: KerasNames, custom: set) -> None:
+    cls = obj.get("class_name")
     cfg = obj.get("config")
-    return isinstance(cfg, dict) and "name" in cfg and ("trainable" in cfg or "inbound_nodes" in obj
-                                                         or obj.get("class_name") == "InputLayer")
+    if not isinstance(cls, str):
+        raise UnsafeModelError(f"{source}: {where} has a class_name that is not a name ({cls!r})",
+                               _UNSAFE_HINT)
+    registered = obj.get("registered_name")
+    module = obj.get("module")
+    if cls in custom or (isinstance(registered, str) and registered in custom) or (
+            cls == "function" and isinstance(cfg, str) and cfg in custom):
+        return
+    if cls == "__lambda__" or (isinstance(cfg, dict) and cfg.get("function_type") == "lambda"):
+        raise UnsafeModelError(f"{source}: {where} is a Python lambda, whose code would run when "
+                               "the model loads; edgenn refused it", _UNSAFE_HINT)
+    if cls in al.DATA_MARKERS:
+        return
+    if cls in ("__typespec__", "TypeSpec"):
+        spec = obj.get("spec_name") or obj.get("type_spec")
+        if spec not in al.SAFE_TYPE_SPECS:
+            raise UnsafeModelError(f"{source}: {where} names the type spec {spec!r}, which edgenn "
+                                   "does not know", _CUSTOM_HINT)
+        return
+    # tf_keras writes TensorFlow initializers with their TF module and looks them up by class
+    # name alone; Keras 3 imports only modules under keras.
+    prefixes = _KERAS_MODULE_PREFIXES + (("tensorflow.",) if names.flavour == "tf_keras" else ())
+    foreign = module is not None and not (
+        str(module).startswith(prefixes) or (module == "builtins" and cls == "function"))
+    custom_marker = registered not in (None, cls) and not str(registered).startswith("keras")
+    if foreign or custom_marker:
+        raise UnsafeModelError(
+            f"{source}: {where} is a custom object {registered or cls!r} (module {module!r}) that "
+            "edgenn does not know; loading it could run code", _CUSTOM_HINT)
+    if cls == "function":
+        if not (isinstance(cfg, str) and cfg in names.functions):
+            raise UnsafeModelError(f"{source}: {where} names the function {cfg!r}, which is not a "
+                                   "built-in Keras activation, loss or metric", _CUSTOM_HINT)
+        return
+    if cls in al.CODE_LAYERS:
+        raise UnsafeModelError(f"{source}: layer {where} is a {cls} layer: {al.CODE_LAYERS[cls]}; "
+                               "edgenn refused it", _UNSAFE_HINT)
+    if cls not in names.classes:
+        raise UnsafeModelError(f"{source}: {where} has unknown class {cls!r}", _CUSTOM_HINT)
+    if isinstance(cfg, dict):
+        _check_layer_config(cls, cfg, where, source)
+
+
+def _check_layer_config(cls: str, cfg: dict, where: str, source: Path) -> None:
+    """Layers whose config names something they call or read."""
+    problem = None
+    if cls in ("TFOpLambda", "SlicingOpLambda"):
+        fn = cfg.get("function")
+        if not (isinstance(fn, str) and al.tf_function_allowed(fn)):
+            problem = (f"calls the TensorFlow function {fn!r}, which is not on edgenn's list of "
+                       "pure tensor math")
+    elif cls == "TensorFlowOpLayer":
+        op = (cfg.get("node_def") or {}).get("op") if isinstance(cfg.get("node_def"), dict) else None
+        problem = f"builds the raw TensorFlow op {op!r} from the config"
+    elif cls == "ClassMethod":
+        owner, method = cfg.get("cls_symbol"), cfg.get("method_name")
+        prefixes = al.CLASS_METHODS.get(owner, ()) if isinstance(owner, str) else ()
+        if not (isinstance(method, str) and method.startswith(prefixes) and prefixes):
+            problem = f"calls {owner!r}.{method!r}, which is not a composite-tensor constructor"
+    elif cls in ("InstanceMethod", "InstanceProperty"):
+        attr = cfg.get("attr_name")
+        if attr not in al.TENSOR_ATTRIBUTES:
+            problem = f"reads the attribute {attr!r} of its input, which is not a tensor attribute"
+    elif cls in al.VOCABULARY_LAYERS and isinstance(cfg.get("vocabulary"), str):
+        problem = f"reads its vocabulary from the file {cfg['vocabulary']!r} named in the config"
+    if problem:
+        raise UnsafeModelError(f"{source}: layer {where} ({cls}) {problem}; edgenn refused it",
+                               _UNSAFE_HINT)
+
+
+def _check_callable_strings(node: dict, where: str, source: Path, names: KerasNames,
+                            custom: set) -> None:
+    """String values of keys like ``activation`` or ``kernel_initializer`` name built-ins only."""
+    for key, value in node.items():
+        if not (isinstance(value, str) and isinstance(key, str)):
+            continue
+        if key == "activation" or key.endswith(al.CALLABLE_KEY_SUFFIXES):
+            if value.lower() not in names.lookup and value not in custom:
+                raise UnsafeModelError(
+                    f"{source}: {where}: {key} names {value!r}, which is not a built-in Keras "
+                    "function or class", _CUSTOM_HINT)
+
+
+def _references_a_tensor(node) -> bool:
+    """Whether an inbound node reads another layer's output (both Keras node layouts)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "__keras_tensor__":
+                return True
+            stack.extend(v for v in item.values() if isinstance(v, (dict, list, tuple)))
+        elif isinstance(item, (list, tuple)):
+            if (len(item) >= 3 and isinstance(item[0], str) and item[0] != "_CONSTANT_VALUE"
+                    and isinstance(item[1], int) and isinstance(item[2], int)):
+                return True
+            stack.extend(v for v in item if isinstance(v, (dict, list, tuple)))
+    return False
 
 
 def load_custom_objects(path: str | Path | None) -> dict:
@@ -106,6 +258,8 @@ def load_custom_objects(path: str | Path | None) -> dict:
     if path is None:
         return {}
     p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"--custom-objects file not found: {path}", "check the path")
     if not p.is_file() or p.suffix != ".py":
         raise InputFileError(f"--custom-objects must be a .py file; received {path}",
                              "pass the Python file that defines your layers")

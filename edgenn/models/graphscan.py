@@ -1,0 +1,131 @@
+"""Read a SavedModel's graphs as data and refuse ops that would write files or run Python.
+
+Loading a SavedModel runs graph code: initializer functions of tables and resources, the init
+op, the restore function; converting or evaluating it runs its signatures. Every op in every
+graph and function is checked before TensorFlow loads anything: a registered stateless op only
+computes (except the few in ``allowlist.STATELESS_BUT_UNSAFE``), a stateful op must be on
+``allowlist.STATEFUL_OPS``, and the checkpoint-writing ops are allowed only inside the
+SavedModel's own save function, when nothing that runs at load or inference reaches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import InputFileError, UnsafeModelError
+from . import allowlist as al
+
+_HINT = "if you trust this model, rerun with --allow-unsafe"
+
+
+def read_savedmodel(path: Path):
+    """Parse ``saved_model.pb``; InputFileError for a missing, empty or corrupt one."""
+    from .._tf import tf
+
+    tf()
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = path / "saved_model.pb"
+    if not pb.is_file():
+        raise InputFileError(f"{path} has no saved_model.pb (a text saved_model.pbtxt is not "
+                             "supported)", "save the model again with tf.saved_model.save")
+    data = pb.read_bytes()
+    if not data:
+        raise InputFileError(f"{pb} is empty (0 bytes)", "save or copy the model again")
+    sm = saved_model_pb2.SavedModel()
+    try:
+        sm.ParseFromString(data)
+    except (DecodeError, RuntimeWarning, ValueError) as err:
+        raise InputFileError(f"{pb} is not a valid SavedModel protobuf ({type(err).__name__})",
+                             "save or copy the model again") from None
+    if not sm.meta_graphs:
+        raise InputFileError(f"{pb} holds no graph", "save the model again")
+    return sm
+
+
+@lru_cache(maxsize=1)
+def _registry() -> dict[str, bool]:
+    """Every op this TensorFlow knows, mapped to whether it is stateful."""
+    from tensorflow.core.framework import op_def_pb2
+    from tensorflow.python.client import pywrap_tf_session as c_api
+
+    ops = op_def_pb2.OpList()
+    buf = c_api.TF_GetAllOpList()
+    try:
+        ops.ParseFromString(c_api.TF_GetBuffer(buf))
+    finally:
+        c_api.TF_DeleteBuffer(buf)
+    return {op.name: bool(op.is_stateful) for op in ops.op}
+
+
+def op_problem(op: str, functions: Iterable[str] = (), allow_save: bool = False) -> str | None:
+    """Why ``op`` may not run, or None when it only computes."""
+    if op in functions:
+        return None  # a call to a function of the same graph; its body is checked on its own
+    registry = _registry()
+    if op in al.PYTHON_OPS:
+        return "runs a Python function"
+    if op in al.SAVE_OPS:
+        return None if allow_save else "writes checkpoint files"
+    if op not in registry:
+        return "is not an op this TensorFlow knows (a custom op library would have to be loaded)"
+    if op in al.STATELESS_BUT_UNSAFE:
+        return "reads files or writes debug dumps"
+    if registry[op] and op not in al.STATEFUL_OPS:
+        return "has side effects outside the model (files, network, queues or logs)"
+    return None
+
+
+def _called(node) -> set[str]:
+    """Names of the functions a NodeDef calls (op name or function-valued attributes)."""
+    out = {node.op}
+    for attr in node.attr.values():
+        if attr.HasField("func"):
+            out.add(attr.func.name)
+        if attr.HasField("list"):
+            out.update(f.name for f in attr.list.func)
+    return out
+
+
+def check_savedmodel(path: Path) -> None:
+    """Raise UnsafeModelError for an op that would write files or run Python; parse errors -> 2."""
+    sm = read_savedmodel(path)
+    for meta in sm.meta_graphs:
+        graph = meta.graph_def
+        library = {f.signature.name: f for f in graph.library.function}
+        save_node = meta.saver_def.save_tensor_name.split(":")[0] if meta.HasField("saver_def") else ""
+        save_roots, other_roots = set(), set(meta.object_graph_def.concrete_functions)
+        other_roots |= {g.gradient_func for g in graph.library.gradient}
+        for node in graph.node:
+            (save_roots if node.name == save_node else other_roots).update(_called(node) & set(library))
+        reached = _reach(other_roots, library)
+        save_only = _reach(save_roots, library) - reached
+        for node in graph.node:
+            problem = op_problem(node.op, library)
+            if problem:
+                raise _refusal(path, node.op, node.name, "graph", problem)
+        for name, fn in library.items():
+            for node in fn.node_def:
+                problem = op_problem(node.op, library, allow_save=name in save_only)
+                if problem:
+                    raise _refusal(path, node.op, node.name, f"function {name}", problem)
+
+
+def _reach(roots: set[str], library: dict) -> set[str]:
+    seen, stack = set(), [r for r in roots if r in library]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in library[name].node_def:
+            stack.extend(c for c in _called(node) if c in library and c not in seen)
+    return seen
+
+
+def _refusal(path: Path, op: str, node: str, where: str, problem: str) -> UnsafeModelError:
+    return UnsafeModelError(f"{path}: op {op} ({node!r} in {where}) {problem}; edgenn will not "
+                            "load a model that does this", _HINT)
