@@ -100,6 +100,11 @@ def load(spec: DataSpec) -> Splits:
     val_idx, train_idx = order[:n_val], order[n_val:]
     if spec.limit:
         train_idx = train_idx[: spec.limit]
+    if len(train_idx) == 0 or len(val_idx) == 0 or len(xt) == 0:
+        total = len(x) + (0 if raw.x_test is None else len(raw.x_test))
+        raise DataError(f"{raw.source} has {total} sample{'s' * (total != 1)}, too few to split into "
+                        "training, validation and test sets", "use at least 3 samples (in practice "
+                        "hundreds), or a .npz with x_train/y_train and x_test/y_test")
     calib_idx = train_idx[: spec.calibration_samples]
     prep = _Preprocessor(spec, raw)
     splits = Splits(
@@ -190,6 +195,12 @@ class _Preprocessor:
             x = _set_channels(x, spec.channels)
         if spec.resize is not None:
             x = resize_bilinear(x, spec.resize)
+        channels = x.shape[-1] if x.ndim == 4 else 1
+        for flag, values in (("--mean", spec.mean), ("--std", spec.std)):
+            if values is not None and len(values) not in (1, channels):
+                raise DataError(f"{flag} has {len(values)} values but the data has {channels} "
+                                f"channel{'s' * (channels != 1)} (samples of shape {list(x.shape[1:])})",
+                                f"give {flag} one value, or one per channel ({channels})")
         if spec.mean is not None:
             x = x - np.asarray(spec.mean, dtype=np.float32)
         if spec.std is not None:

@@ -6,13 +6,16 @@ plus class names and the natural value range of x (for scaling). No TensorFlow h
 
 from __future__ import annotations
 
-import gzip
+import math
 import struct
+import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .. import limits
 from ..errors import DataError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -79,6 +82,7 @@ def _digits() -> RawData:
 
 def read_npz(path: Path) -> RawData:
     """Arrays named x/y, or x_train/y_train with optional x_test/y_test."""
+    check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -103,17 +107,43 @@ def read_npz(path: Path) -> RawData:
                     "rename the arrays when saving: numpy.savez(path, x=..., y=...)")
 
 
+def check_npz(path: Path) -> None:
+    """Bound an .npz before numpy reads it: member names and sizes, and each array's header."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = limits.check_zip(path, zf, ".npz archive")
+            declared = 0
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                              (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if reader is None:
+                        raise ValueError(f"unsupported .npy format version {version}")
+                    shape, _, dtype = reader(fh)
+                declared += math.prod(shape) * dtype.itemsize
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        raise DataError(f"{path} is not a readable .npz file ({type(err).__name__}: "
+                        f"{' '.join(str(err).split())[:120]})", "write it again with numpy.savez") from None
+    limits.check_unpacked(path, declared, "the .npz arrays")
+
+
 def _value_max(x: np.ndarray) -> float | None:
     return 255.0 if x.dtype == np.uint8 else None
 
 
 def read_idx(path: Path) -> np.ndarray:
     """One IDX file (MNIST layout), gzip-compressed or raw."""
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as fh:
-            data = fh.read()
-    except (OSError, EOFError) as err:
+        if path.suffix == ".gz":
+            data = limits.read_gzip(path, "IDX file")
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path} cannot be read ({err})", "download or copy it again") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number)",
@@ -124,7 +154,8 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path} is truncated (header cut short)", "download or copy it again")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(_IDX_DTYPES[data[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize
+    limits.check_unpacked(path, expected, "the IDX header")
     if len(data) - header < expected:
         raise DataError(f"{path} is truncated ({len(data) - header} of {expected} data bytes)",
                         "download or copy it again")
@@ -177,7 +208,11 @@ def read_image_folder(folder: Path) -> RawData:
         files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
         for f in files:
             try:
-                with Image.open(f) as img:
+                with warnings.catch_warnings():
+                    # Pillow warns past MAX_IMAGE_PIXELS and refuses at twice that: refuse at once.
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    img = Image.open(f)
+                with img:
                     img.load()
                     if mode is None:
                         mode = "L" if img.mode in ("L", "1", "I;16") else "RGB"
@@ -188,7 +223,10 @@ def read_image_folder(folder: Path) -> RawData:
                         img = img.resize(size, Image.BILINEAR)
                     images.append(np.asarray(img, dtype=np.uint8))
                     labels.append(label)
-            except OSError as err:
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+                raise DataError(f"{f} declares a huge image ({err})",
+                                "remove it, or shrink it: edgenn trains on small images") from None
+            except (OSError, ValueError, SyntaxError) as err:
                 raise DataError(f"{f} is not a readable image ({err})",
                                 "remove or replace the file") from None
     if not images:

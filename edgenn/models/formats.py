@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from .. import limits
 from ..errors import InputFileError, MissingDependencyError
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -81,11 +82,14 @@ def detect(path: str | Path) -> FormatInfo:
 
 
 def _detect_savedmodel(p: Path) -> FormatInfo:
-    if not ((p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file()):
+    pb = p / "saved_model.pb"
+    if not (pb.is_file() or (p / "saved_model.pbtxt").is_file()):
         raise InputFileError(
             f"{p} is a directory but not a SavedModel (no saved_model.pb inside)",
             f"pass a SavedModel folder or a model file: {SUPPORTED}",
         )
+    if pb.is_file() and pb.stat().st_size == 0:
+        raise InputFileError(f"{pb} is empty (0 bytes)", "save or copy the model again")
     info = FormatInfo(p, ModelFormat.savedmodel)
     meta = p / "keras_metadata.pb"
     if meta.is_file() and meta.stat().st_size > 0:
@@ -94,26 +98,57 @@ def _detect_savedmodel(p: Path) -> FormatInfo:
     return info
 
 
+def parse_config(raw: bytes | str, where: str) -> dict:
+    """A Keras config from JSON, with its size and nesting bounded."""
+    if len(raw) > limits.MAX_CONFIG_BYTES:
+        raise InputFileError(f"{where} is {len(raw):,} bytes; a Keras config is far smaller "
+                             f"(edgenn reads at most {limits.MAX_CONFIG_BYTES:,})",
+                             "this is not a config Keras writes; save the model again")
+    try:
+        config = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputFileError(f"{where} is not valid JSON ({err})", "save the model again") from None
+    except RecursionError:
+        raise InputFileError(f"{where} nests too deeply to read",
+                             "this is not a config Keras writes; save the model again") from None
+    if not isinstance(config, dict):
+        raise InputFileError(f"{where} is not a Keras model config (a JSON {type(config).__name__})",
+                             "save the model again")
+    return config
+
+
 def _detect_keras_zip(p: Path) -> FormatInfo:
     try:
         with zipfile.ZipFile(p) as zf:
+            limits.check_zip(p, zf, ".keras archive")
             names = set(zf.namelist())
             if "config.json" not in names:
                 raise InputFileError(
                     f"{p} is a zip archive without config.json, not a Keras .keras file",
                     "save the model with model.save('model.keras')",
                 )
-            config = json.loads(zf.read("config.json"))
-            meta = json.loads(zf.read("metadata.json")) if "metadata.json" in names else {}
-            weights = [n for n in names if n.endswith(".weights.h5") or n.endswith(".weights.npz")]
+            size = zf.getinfo("config.json").file_size
+            if size > limits.MAX_CONFIG_BYTES:
+                raise InputFileError(f"{p}: config.json is {size:,} bytes; a Keras config is far "
+                                     f"smaller (edgenn reads at most {limits.MAX_CONFIG_BYTES:,})",
+                                     "this is not a config Keras writes; save the model again")
+            config = parse_config(zf.read("config.json"), f"{p}: config.json")
+            meta = {}
+            if "metadata.json" in names and zf.getinfo("metadata.json").file_size < 1 << 20:
+                meta = parse_config(zf.read("metadata.json"), f"{p}: metadata.json")
+            weights = sorted(n for n in names
+                             if n.endswith(".weights.h5") or n.endswith(".weights.npz"))
             bad = zf.testzip()
+            if not bad:
+                for name in weights:
+                    _check_weights_member(p, zf, name)
     except zipfile.BadZipFile as err:
         raise InputFileError(
             f"{p} is a truncated or corrupt .keras archive ({err})", "save or copy the model again"
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputFileError(f"{p}: config.json is not valid JSON ({err})",
-                             "save the model again") from None
+    except (OSError, EOFError, ValueError, NotImplementedError) as err:  # zlib, bad offsets
+        raise InputFileError(f"{p} is a truncated or corrupt .keras archive ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())[:120]})", "save or copy the model again") from None
     if bad is not None:
         raise InputFileError(f"{p} is corrupt: member {bad} fails its CRC check",
                              "save or copy the model again")
@@ -123,6 +158,17 @@ def _detect_keras_zip(p: Path) -> FormatInfo:
     return FormatInfo(p, ModelFormat.keras_zip, keras_version=version, config=config)
 
 
+def _check_weights_member(p: Path, zf: zipfile.ZipFile, name: str) -> None:
+    """The weights file inside a .keras archive: its own declared sizes are bounded too."""
+    packed = p.stat().st_size
+    with zf.open(name) as member:
+        if name.endswith(".npz"):
+            with zipfile.ZipFile(member) as inner:
+                limits.check_zip(p, inner, f"weights file {name}")
+        else:
+            limits.check_h5(p, member, f"weights file {name}", packed)
+
+
 def _detect_h5(p: Path) -> FormatInfo:
     try:
         import h5py
@@ -130,11 +176,12 @@ def _detect_h5(p: Path) -> FormatInfo:
         raise MissingDependencyError(
             "reading .h5 models needs h5py", "install the TensorFlow extra: pip install 'edgenn[tf]'"
         ) from None
+    limits.check_h5(p, p, "HDF5 file")
     try:
         with h5py.File(p, "r") as f:
             raw = f.attrs.get("model_config")
             version = f.attrs.get("keras_version")
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as err:
         raise InputFileError(
             f"{p} is a truncated or corrupt HDF5 file ({' '.join(str(err).split())[:160]})",
             "save or copy the model again",
@@ -144,15 +191,11 @@ def _detect_h5(p: Path) -> FormatInfo:
             f"{p} holds weights only (no model config)",
             "save the whole model with model.save('model.keras') or model.save('model.h5')",
         )
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
+    if not isinstance(raw, (bytes, str)):
+        raise InputFileError(f"{p}: the model config attribute is not text", "save the model again")
     if isinstance(version, bytes):
-        version = version.decode("utf-8")
-    try:
-        config = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise InputFileError(f"{p}: the model config is not valid JSON ({err})",
-                             "save the model again") from None
+        version = version.decode("utf-8", "replace")
+    config = parse_config(raw, f"{p}: the model config")
     return FormatInfo(p, ModelFormat.h5, keras_version=str(version or _guess_version(config)),
                       config=config)
 

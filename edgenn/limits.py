@@ -1,0 +1,139 @@
+"""Bounds on what a user's file can make edgenn allocate, checked before anything is unpacked.
+
+A compressed container (a ``.keras`` or ``.npz`` zip, a gzip IDX file, chunked HDF5 datasets)
+declares how large its contents are. edgenn reads those declarations first and refuses a file
+that would unpack to more than ``max(100 x its size on disk, 256 MiB)``: model weights barely
+compress, so only a crafted file ("archive bomb") goes past that. ``--max-unpacked-mb N`` sets
+the bound to N MiB instead, for a trusted file that really is that large.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from .errors import InputFileError
+
+MIB = 1 << 20
+RATIO = 100  # unpacked bytes per byte on disk that a legitimate model or dataset stays under
+FLOOR = 256 * MIB  # small files may always unpack to this much
+MAX_MEMBERS = 10_000  # archive members (a .keras has 3, a .npz one per array)
+MAX_CONFIG_BYTES = 32 * MIB  # a Keras config.json (ConvNeXtXLarge's is about 1 MB)
+FLAG = "--max-unpacked-mb"
+
+_max_unpacked: contextvars.ContextVar[int | None] = contextvars.ContextVar("max_unpacked", default=None)
+
+
+@contextlib.contextmanager
+def max_unpacked(mb: int | None):
+    """Within the block, files may unpack to ``mb`` MiB (None: the proportional default)."""
+    token = _max_unpacked.set(None if mb is None else int(mb) * MIB)
+    try:
+        yield
+    finally:
+        _max_unpacked.reset(token)
+
+
+def set_max_unpacked(mb: int | None) -> None:
+    """Set the bound for the rest of this process (the CLI's --max-unpacked-mb)."""
+    _max_unpacked.set(None if mb is None else int(mb) * MIB)
+
+
+def allowed(packed: int) -> int:
+    """Bytes a file of ``packed`` bytes on disk may unpack to."""
+    explicit = _max_unpacked.get()
+    return explicit if explicit is not None else max(RATIO * packed, FLOOR)
+
+
+def check_unpacked(path: Path, declared: int, what: str, packed: int | None = None) -> None:
+    """Refuse ``path`` when its contents declare more than ``allowed`` bytes."""
+    packed = path.stat().st_size if packed is None else packed
+    limit = allowed(packed)
+    if declared > limit:
+        raise InputFileError(
+            f"{path}: {what} declares {_size(declared)} unpacked from {_size(packed)} on disk, "
+            f"over edgenn's limit of {_size(limit)} (an archive bomb, or a very large model)",
+            f"if you trust the file, raise the limit with {FLAG} {declared // MIB + 1}")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", MIB), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def check_zip(path: Path, zf: zipfile.ZipFile, what: str) -> list[zipfile.ZipInfo]:
+    """Check a zip's member list: count, names that escape, duplicates, declared sizes."""
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise InputFileError(f"{path}: the {what} has {len(infos):,} members (limit {MAX_MEMBERS:,})",
+                             "this is not a file Keras or numpy writes; save it again")
+    seen = set()
+    for info in infos:
+        name = info.filename
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise InputFileError(f"{path}: the {what} has a member {name!r} that points outside the "
+                                 "archive", "this is not a file Keras or numpy writes; do not use it")
+        if name in seen:
+            raise InputFileError(f"{path}: the {what} has two members named {name!r}",
+                                 "this is not a file Keras or numpy writes; save it again")
+        seen.add(name)
+    check_unpacked(path, sum(i.file_size for i in infos), f"the {what}")
+    return infos
+
+
+def check_h5(path: Path, source, what: str, packed: int | None = None) -> None:
+    """Sum the declared sizes of an HDF5 file's datasets; refuse external or virtual storage.
+
+    ``source`` is a path or a seekable file object (an HDF5 member of a .keras archive).
+    """
+    import h5py
+
+    declared = 0
+    problems: list[str] = []
+
+    def visit(name, obj):
+        nonlocal declared
+        if isinstance(obj, h5py.Dataset):
+            if obj.external:
+                problems.append(f"dataset {name} keeps its data in outside files {obj.external}")
+            elif obj.is_virtual:
+                problems.append(f"dataset {name} maps data from other files")
+            declared += int(obj.size or 0) * obj.dtype.itemsize
+        if isinstance(obj, h5py.Group):
+            for key in obj:
+                link = obj.get(key, getlink=True)
+                if isinstance(link, h5py.ExternalLink):
+                    problems.append(f"{name}/{key} links to the outside file {link.filename!r}")
+
+    try:
+        with h5py.File(source, "r") as f:
+            visit("/", f)
+            f.visititems(visit)
+    except (OSError, KeyError, ValueError, RuntimeError) as err:
+        raise InputFileError(f"{path}: the {what} is truncated or corrupt HDF5 "
+                             f"({' '.join(str(err).split())[:160]})",
+                             "save or copy the model again") from None
+    if problems:
+        raise InputFileError(f"{path}: the {what} {problems[0]}; edgenn reads no file a model "
+                             "names", "save the model again with model.save()")
+    check_unpacked(path, declared, f"the {what}", packed)
+
+
+def read_gzip(path: Path, what: str) -> bytes:
+    """Decompress a gzip file, refusing it once the output passes ``allowed``."""
+    import gzip
+
+    limit = allowed(path.stat().st_size)
+    with gzip.open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise InputFileError(
+            f"{path}: the {what} unpacks to more than {_size(limit)} from "
+            f"{_size(path.stat().st_size)} on disk (an archive bomb, or a very large file)",
+            f"if you trust the file, raise the limit with {FLAG}")
+    return data
