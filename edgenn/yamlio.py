@@ -46,25 +46,110 @@ def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dic
     return out
 
 
+# Bounds on a config file: recipes and device profiles are a few KB with a few hundred nodes.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000  # counted with every alias expanded, as a consumer would walk them
+MAX_YAML_DEPTH = 64
+
+
 def read_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
-    """Parse a YAML file safely; return the data and a key-path -> line map."""
+    """Parse a YAML file safely and within bounds; return the data and a key-path -> line map.
+
+    Aliases are expanded only in the count: a file whose aliases would expand past
+    ``MAX_YAML_NODES`` nodes ("billion laughs") or nest past ``MAX_YAML_DEPTH`` is refused
+    before any of it is built, and so is a recursive alias.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path} is {size:,} bytes; edgenn reads config files up to "
+                              f"{MAX_YAML_BYTES:,} bytes", "a recipe or profile is a few KB")
+        with path.open("rb") as fh:
+            text = fh.read(MAX_YAML_BYTES + 1).decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"file not found: {path}") from None
+        raise ConfigError(f"file not found: {path}", "check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a YAML file", "pass the YAML file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read {path}: {err}") from None
+    _check_flow_depth(text, path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(err, "problem", None) or str(err)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: the YAML nests too deeply to read",
+                          f"a config nests at most {MAX_YAML_DEPTH} levels") from None
     if node is None:
         raise ConfigError(f"{path} is empty", "write a YAML mapping (see recipes/README.md)")
+    _check_expansion(node, path)
+    try:
+        data = yaml.SafeLoader("").construct_document(node)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {getattr(err, 'problem', None) or err}") from None
     return data, _line_map(node)
+
+
+def _check_flow_depth(text: str, path: Path) -> None:
+    """Refuse deeply nested brackets before the (recursive) YAML composer meets them."""
+    depth = 0
+    quote = None
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(f"{path}: the YAML nests deeper than {MAX_YAML_DEPTH} levels",
+                                  "a recipe or profile is only a few levels deep")
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "\n":
+            quote = None
+
+
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    """Count nodes and depth with aliases expanded, in time linear in the file."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            kids = _children(node)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            open_nodes.discard(key)
+            if size[key] > MAX_YAML_NODES:
+                raise ConfigError(f"{path}: its aliases expand to more than {MAX_YAML_NODES:,} "
+                                  "values (a YAML alias bomb?)", "write the values out instead")
+            if depth[key] > MAX_YAML_DEPTH:
+                raise ConfigError(f"{path}: the YAML nests deeper than {MAX_YAML_DEPTH} levels",
+                                  "a recipe or profile is only a few levels deep")
+            continue
+        if key in size:
+            continue
+        if key in open_nodes:
+            raise ConfigError(f"{path}: a YAML alias refers to itself", "remove the recursive alias")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in _children(node) if id(k) not in size)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def format_errors(

@@ -7,8 +7,9 @@ from pathlib import Path
 import yaml
 
 from ..artifacts import write_text
-from ..devices import builtin_devices, load
+from ..devices import DeviceProfile, builtin_devices
 from ..errors import UsageError
+from ..yamlio import read_yaml, validate
 from .estimate import tflite_costs
 
 
@@ -36,13 +37,14 @@ def calibrate_device(device: str | None, results: list[dict]) -> dict:
     if not rates:
         raise UsageError("--calibrate needs at least one single-precision .tflite result",
                          "profile a float32 and/or an int8 .tflite model")
-    data = yaml.safe_load(path.read_text())
+    data, lines = read_yaml(path)
+    validate(DeviceProfile, data, lines, str(path), "device profile")  # valid before the update
     throughput = data.setdefault("throughput", {})
     measured = {}
     for dtype, values in rates.items():
         measured[f"{dtype}_gmacs"] = round(sum(values) / len(values), 3)
         throughput[f"{dtype}_gmacs"] = measured[f"{dtype}_gmacs"]
     throughput["source"] = "measured"
+    validate(DeviceProfile, data, {}, str(path), "device profile")  # and after, before writing
     write_text(path, yaml.safe_dump(data, sort_keys=False))
-    load(str(path))  # still a valid profile
     return {"device_file": str(path), "throughput": measured}
