@@ -29,6 +29,28 @@ def refuse_overwrite(output: Path, *inputs: str | Path | None) -> None:
                              "input", "choose another output path")
 
 
+def check_writable(final: str | Path) -> None:
+    """Refuse an output file whose folder is missing or cannot be written, before any work."""
+    final = Path(final)
+    if final.is_dir():
+        raise UsageError(f"the output {final} is a folder", "name a file")
+    parent = final.parent
+    if not parent.is_dir():
+        raise UsageError(f"the folder of the output {final} does not exist", f"create {parent} first")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", dir=parent)
+    except OSError as err:
+        raise _unwritable(final, err) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def _unwritable(path: Path, err: OSError) -> UsageError:
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    return UsageError(f"cannot write {path}: {reason}",
+                      "choose an output on a writable file system with free space")
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path, suffix: str | None = None):
     """Yield a temporary path beside ``final``; rename it into place only if the block succeeds.
@@ -36,9 +58,12 @@ def atomic_path(final: str | Path, suffix: str | None = None):
     An interrupted or failed write leaves nothing at ``final`` (and no temporary behind).
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or "".join(final.suffixes),
-                               dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or "".join(final.suffixes),
+                                   dir=final.parent)
+    except OSError as err:
+        raise _unwritable(final, err) from None
     os.close(fd)
     os.unlink(tmp)  # writers create the file (or folder) themselves
     tmp_path = Path(tmp)

@@ -130,7 +130,7 @@ def test_failed_run_leaves_nothing(digits_model, tmp_path, monkeypatch):
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         _run(digits_model, "prune-80-int8", out, epochs_scale=0.1)
-    assert list(out.iterdir()) == []  # not even the .keras the steps produced
+    assert list(tmp_path.iterdir()) == []  # no folder, no staging, not even the .keras of the steps
 
 
 def test_cli_compress_json_and_constraint_exit_4(digits_model, tmp_path):
@@ -150,7 +150,7 @@ def test_cli_compress_errors(digits_model, tmp_path):
     no_data = run_cli("compress", str(digits_model), "-r", "int8-ptq", "-o", str(tmp_path / "o"))
     assert_clean_error(no_data, 2, "needs data", "--data")
     same = run_cli("compress", str(digits_model), "-r", "int8-ptq", "--data", "digits",
-                   "-o", str(digits_model.parent))
+                   "-o", str(digits_model.parent), "--overwrite")
     assert_clean_error(same, 2, "never overwrites an input")
     bad = run_cli("compress", str(digits_model), "-r", "int7", "--data", "digits",
                   "-o", str(tmp_path / "o"))

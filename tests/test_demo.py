@@ -17,7 +17,8 @@ def test_demo_default_trains_saves_and_inspects(tmp_path):
     assert doc["inspect"]["flavour"] == "keras3"
     assert doc["inspect"]["bridge"]["max_abs_diff"] <= 1e-5
     assert json.loads((out / "demo.json").read_text())["test_accuracy"] == doc["test_accuracy"]
-    assert sorted(p.name for p in out.iterdir()) == ["demo.json", "int8-ptq", "model.keras"]
+    assert sorted(p.name for p in out.iterdir()) == [".edgenn-run.json", "demo.json", "int8-ptq",
+                                                    "model.keras"]
     compressed = doc["compress"]
     assert compressed["recipe"] == "int8-ptq" and compressed["constraints_met"] is True
     assert (out / "int8-ptq" / "model.tflite").stat().st_size == compressed["bytes"]

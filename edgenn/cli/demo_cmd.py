@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .data_options import data_options, make_spec
+from .model_options import limit_option, overwrite_option
 from .output import common_options, console, emit, guarded_stdout, info, progress
 
 
@@ -19,10 +20,12 @@ from .output import common_options, console, emit, guarded_stdout, info, progres
               help="The compression recipe the demo applies after training.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="edgenn-demo",
               show_default=True, help="Folder for the model and the report.")
+@limit_option
+@overwrite_option
 @common_options
 @guarded_stdout
 def demo_cmd(data, seed, scale, mean, std, resize, channels, limit, epochs, recipe_name,
-             output) -> None:
+             output, overwrite) -> None:
     """Train a small reference CNN (Keras 3), inspect it, compress it with a recipe.
 
     With no arguments it uses scikit-learn's digits and takes a few seconds; --data
@@ -30,20 +33,16 @@ def demo_cmd(data, seed, scale, mean, std, resize, channels, limit, epochs, reci
     and Keras 3 -> tf_keras bridge, then compressed (int8-ptq by default) and the .tflite is
     evaluated by LiteRT. As edgenn grows, so does the demo (convert, verify, profile).
     """
-    import json
-
     from .. import recipe as rc
-    from ..artifacts import atomic_path, write_text
-    from ..compress.pipeline import run as compress
     from ..data import load, match_model
-    from ..models.describe import describe_keras
-    from ..models.formats import detect
     from ..models.reference import reference_cnn, train
+    from ..outdir import OutputDir
 
     spec = make_spec(data, seed, scale, mean, std, resize, channels, limit)
     recipe_path = rc.resolve(recipe_name)
     recipe = rc.load(str(recipe_path))
     out = Path(output)
+    OutputDir(out, "demo", overwrite=overwrite).check()  # before the training, not after
     started = time.perf_counter()
     info(f"loading {spec.source} ...")
     splits = load(spec)
@@ -64,33 +63,17 @@ def demo_cmd(data, seed, scale, mean, std, resize, channels, limit, epochs, reci
                         on_epoch=lambda e, logs: bar.update(task, advance=1))
     _, test_acc = model.evaluate(splits.x_test, splits.y_test, verbose=0)
 
-    out.mkdir(parents=True, exist_ok=True)
+    outdir = OutputDir(out, "demo", overwrite=overwrite)
+    staging = outdir.open()
+    try:
+        document, described, report = _write(model, staging, out, recipe, recipe_path, spec, seed,
+                                             splits, epochs, history, test_acc, started)
+    except BaseException:
+        outdir.abort()
+        raise
+    outdir.commit()
     model_path = out / "model.keras"
-    with atomic_path(model_path) as tmp:
-        model.save(tmp)
-    described = describe_keras(detect(model_path))
-    info(f"compressing with {recipe.name} ...")
-    report = compress(str(model_path), recipe, recipe_path, spec, out / recipe.name, seed=seed)
-    tflite = next(a for a in report.artifacts if a["format"] == "tflite")
-    document = {
-        "data": splits.summary(),
-        "epochs": epochs,
-        "train_accuracy": float(history["accuracy"][-1]),
-        "val_accuracy": float(history["val_accuracy"][-1]),
-        "test_accuracy": float(test_acc),
-        "model": str(model_path),
-        "inspect": described,
-        "compress": {"recipe": recipe.name, "report": str(out / recipe.name / "report.json"),
-                     "tflite": tflite["path"], "bytes": tflite["bytes"],
-                     "x_smaller_than_float32": tflite["x_smaller_than_float32"],
-                     "accuracy": report.metrics["final"]["accuracy"],
-                     "constraints_met": report.exit_code == 0},
-        "seconds": round(time.perf_counter() - started, 2),
-        "next": [f"edgenn inspect {tflite['path']}",
-                 f"edgenn compress {model_path} --recipe prune-80-int8 --data {spec.source} "
-                 f"-o {out / 'prune-80-int8'}"],
-    }
-    write_text(out / "demo.json", json.dumps(document, indent=2))
+    described["path"] = str(model_path)
 
     def human():
         con = console()
@@ -112,3 +95,44 @@ def demo_cmd(data, seed, scale, mean, std, resize, channels, limit, epochs, reci
             con.print(f"next: {line}")
 
     emit(document, human)
+
+
+def _write(model, staging, out, recipe, recipe_path, spec, seed, splits, epochs, history, test_acc,
+           started):
+    """The demo's files, written into its staging folder; paths in them name ``out``."""
+    import json
+
+    from ..artifacts import write_text
+    from ..compress.pipeline import run as compress
+    from ..models.describe import describe_keras
+    from ..models.formats import detect
+
+    model_path = staging / "model.keras"
+    model.save(model_path)
+    described = describe_keras(detect(model_path))
+    info(f"compressing with {recipe.name} ...")
+    report = compress(str(model_path), recipe, recipe_path, spec, staging / recipe.name, seed=seed)
+    model_path = out / "model.keras"
+    tflite = dict(next(a for a in report.artifacts if a["format"] == "tflite"))
+    tflite["path"] = str(out / recipe.name / Path(tflite["path"]).name)
+    document = {
+        "data": splits.summary(),
+        "epochs": epochs,
+        "train_accuracy": float(history["accuracy"][-1]),
+        "val_accuracy": float(history["val_accuracy"][-1]),
+        "test_accuracy": float(test_acc),
+        "model": str(model_path),
+        "inspect": described,
+        "compress": {"recipe": recipe.name, "report": str(out / recipe.name / "report.json"),
+                     "tflite": tflite["path"], "bytes": tflite["bytes"],
+                     "x_smaller_than_float32": tflite["x_smaller_than_float32"],
+                     "accuracy": report.metrics["final"]["accuracy"],
+                     "constraints_met": report.exit_code == 0},
+        "seconds": round(time.perf_counter() - started, 2),
+        "next": [f"edgenn inspect {tflite['path']}",
+                 f"edgenn compress {model_path} --recipe prune-80-int8 --data {spec.source} "
+                 f"-o {out / 'prune-80-int8'}"],
+    }
+    write_text(staging / "demo.json", json.dumps(document, indent=2))
+    return document, described, report
+

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +11,7 @@ from .. import __version__
 from ..artifacts import refuse_overwrite, sha256
 from ..errors import UsageError
 from ..evaluate import keras_predict, metrics, tflite_predict, worst_class_drop
+from ..outdir import OutputDir
 from ..recipe import Metric, Recipe, Split
 from ..report import Constraint, Report
 from .registry import StepContext, get
@@ -40,15 +38,31 @@ def _versions() -> dict:
 def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: str | Path, *,
         seed: int = 0, epochs_scale: float = 1.0, allow_unsafe: bool = False,
         custom_objects_file: str | None = None, progress=None, log=lambda msg: None,
-        split_seed: int | None = None) -> Report:
+        split_seed: int | None = None, overwrite: bool = False) -> Report:
     """Apply ``recipe`` to the model and write the artifacts and reports into ``out_dir``.
 
     ``seed`` seeds the train/val split and training; ``split_seed``, when given, seeds the split
     alone (to vary training while keeping the split a model was trained on).
 
-    Everything is written to a staging folder first and moved into ``out_dir`` only when the
-    run completes, so an interrupted run leaves no half-written artifact.
+    ``out_dir`` must be new, empty or a finished compress run (else ``overwrite``). Everything is
+    written to a locked staging folder beside it and moved into place only when the run
+    completes, so a failed, interrupted or killed run leaves nothing, and a second run into the
+    same folder is refused while the first is writing.
     """
+    outdir = OutputDir(out_dir, "compress", overwrite=overwrite)
+    outdir.check()
+    try:
+        return _run(model_path, recipe, recipe_path, data_spec, outdir, Path(out_dir),
+                    seed=seed, epochs_scale=epochs_scale, allow_unsafe=allow_unsafe,
+                    custom_objects_file=custom_objects_file, progress=progress, log=log,
+                    split_seed=split_seed)
+    except BaseException:
+        outdir.abort()
+        raise
+
+
+def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Path, *, seed,
+         epochs_scale, allow_unsafe, custom_objects_file, progress, log, split_seed) -> Report:
     from ..data import load, match_model
     from ..models.load import load_keras
     from ..models.safety import load_custom_objects
@@ -57,9 +71,6 @@ def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: 
     if data_spec is None:
         raise UsageError("compress needs data to train, calibrate and evaluate on",
                          "pass --data (digits, fashion-mnist, a .npz, an IDX or image folder)")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"the output {out} exists and is not a folder", "pass a folder with -o")
     name = Path(model_path).stem if Path(model_path).suffix else Path(model_path).name
     planned = [out / f"{name}.keras"] + [out / _artifact_name(name, e, len(recipe.export))
                                          for e in recipe.export]
@@ -71,6 +82,7 @@ def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: 
 
             quant = "none" if export.quantization.value == "float32" else export.quantization.value
             resolve_quantization("onnx", export.target.value, quant)  # refuses what ONNX cannot do
+    staging = outdir.open()
 
     log(f"loading {model_path} ...")
     loaded = load_keras(model_path, allow_unsafe=allow_unsafe,
@@ -125,44 +137,38 @@ def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: 
             "seconds": round(time.perf_counter() - t0, 2), "params": int(model.count_params()),
         })
 
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".edgenn-staging-", dir=out))
-    try:
-        if recipe.steps:
-            keras_path = staging / f"{name}.keras"
-            model.save(keras_path)
-            report.artifacts.append(_artifact(keras_path, out, "keras"))
-        for export in recipe.export:
-            log(f"exporting {export.format.value} ({export.quantization.value}) ...")
-            path = staging / _artifact_name(name, export, len(recipe.export))
-            if export.format.value == "onnx":
-                report.artifacts.append(_export_onnx(model, export, splits, path, out, x_eval,
-                                                     y_eval, task))
-                continue
-            blob = to_tflite(model, export.quantization, export.io, splits.x_calib,
-                             export.calibration_samples)
-            path.write_bytes(blob)
-            entry = _artifact(path, out, "tflite", blob)
-            entry.update({"quantization": export.quantization.value, "io": export.io.value,
-                          "target": export.target.value,
-                          "x_smaller_than_float32": round(len(reference) / len(blob), 3),
-                          "gzip_x_smaller_than_float32": round(
-                              report.reference["float32_tflite_gzip_bytes"] / entry["gzip_bytes"], 3)})
-            entry["metrics"] = metrics(tflite_predict(blob, x_eval), y_eval, task)
-            report.artifacts.append(entry)
-        final = report.artifacts[-len(recipe.export)]["metrics"]
-        report.metrics["final"] = final
-        report.metrics["evaluated_by"] = "LiteRT interpreter (ai-edge-litert) on the .tflite"
-        if task == "classification":
-            report.metrics["worst_class"] = worst_class_drop(baseline, final)
-        report.constraints = _check(recipe, report, task)
-        report.seconds = round(time.perf_counter() - started, 2)
-        (staging / "report.json").write_text(report.to_json())
-        (staging / "report.md").write_text(report.to_markdown())
-        for item in staging.iterdir():
-            os.replace(item, out / item.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if recipe.steps:
+        keras_path = staging / f"{name}.keras"
+        model.save(keras_path)
+        report.artifacts.append(_artifact(keras_path, out, "keras"))
+    for export in recipe.export:
+        log(f"exporting {export.format.value} ({export.quantization.value}) ...")
+        path = staging / _artifact_name(name, export, len(recipe.export))
+        if export.format.value == "onnx":
+            report.artifacts.append(_export_onnx(model, export, splits, path, out, x_eval,
+                                                 y_eval, task))
+            continue
+        blob = to_tflite(model, export.quantization, export.io, splits.x_calib,
+                         export.calibration_samples)
+        path.write_bytes(blob)
+        entry = _artifact(path, out, "tflite", blob)
+        entry.update({"quantization": export.quantization.value, "io": export.io.value,
+                      "target": export.target.value,
+                      "x_smaller_than_float32": round(len(reference) / len(blob), 3),
+                      "gzip_x_smaller_than_float32": round(
+                          report.reference["float32_tflite_gzip_bytes"] / entry["gzip_bytes"], 3)})
+        entry["metrics"] = metrics(tflite_predict(blob, x_eval), y_eval, task)
+        report.artifacts.append(entry)
+    final = report.artifacts[-len(recipe.export)]["metrics"]
+    report.metrics["final"] = final
+    report.metrics["evaluated_by"] = "LiteRT interpreter (ai-edge-litert) on the .tflite"
+    if task == "classification":
+        report.metrics["worst_class"] = worst_class_drop(baseline, final)
+    report.constraints = _check(recipe, report, task)
+    report.seconds = round(time.perf_counter() - started, 2)
+    (staging / "report.json").write_text(report.to_json())
+    (staging / "report.md").write_text(report.to_markdown())
+    outdir.commit()
     return report
 
 

@@ -194,10 +194,33 @@ def check_ray_address(address: str, timeout: float = 5.0) -> None:
 
 
 def simulate(cfg: SimulationConfig, out: Path, ray_address: str | None = None,
-             log=lambda m: None) -> dict:
-    """Run the simulation and write history.json, the global models, report.md and a plot."""
+             log=lambda m: None, overwrite: bool = False, allow_unsafe: bool = False,
+             custom_objects_file: str | None = None) -> dict:
+    """Run the simulation and write history.json, the global models, report.md and a plot.
+
+    ``out`` is written through a locked staging folder (``edgenn.outdir``): it must be new, empty
+    or a finished simulation (else ``overwrite``), and a failed run leaves nothing in it.
+    """
+    from ..outdir import OutputDir
+    from . import fleet as fleet_mod
+
+    outdir = OutputDir(out, "federated simulate", overwrite=overwrite)
+    outdir.check()
     if ray_address:
         check_ray_address(ray_address)
+    fleet_mod.plan(cfg, 0)  # unknown device profiles fail before any work
+    staging = outdir.open()
+    try:
+        document = _simulate(cfg, staging, ray_address, log, allow_unsafe, custom_objects_file)
+    except BaseException:
+        outdir.abort()
+        raise
+    outdir.commit()
+    return document
+
+
+def _simulate(cfg: SimulationConfig, out: Path, ray_address: str | None, log, allow_unsafe: bool,
+              custom_objects_file: str | None) -> dict:
     from flwr.app import ArrayRecord, Context, MetricRecord
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
@@ -210,8 +233,6 @@ def simulate(cfg: SimulationConfig, out: Path, ray_address: str | None = None,
     from .clients import make_client_app
     from .trainable import export_trainable
 
-    fleet_mod.plan(cfg, 0)  # unknown device profiles fail before any work
-    out.mkdir(parents=True, exist_ok=True)
     splits = load(DataSpec(cfg.data, seed=cfg.seed))
     classes = splits.num_classes
     if cfg.model == "builtin:mlp":
@@ -220,7 +241,8 @@ def simulate(cfg: SimulationConfig, out: Path, ray_address: str | None = None,
         tf_keras().utils.set_random_seed(cfg.seed)
         model = _builtin_mlp(splits.sample_shape, classes)
     else:
-        model = load_keras(cfg.model).tf_keras_model
+        model = load_keras(cfg.model, allow_unsafe=allow_unsafe,
+                           custom_objects_file=custom_objects_file).tf_keras_model
     if cfg.clients > len(splits.x_train):
         raise UsageError(f"{cfg.clients} clients but only {len(splits.x_train)} training samples",
                          "lower clients")
