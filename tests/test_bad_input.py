@@ -47,7 +47,9 @@ def test_bad_model_file(bad, name, message):
     before = sorted(p.name for p in bad.iterdir())
     r = run_cli("inspect", str(bad / name), "--json", cwd=bad)
     assert_clean_error(r, 2, message)
-    assert r.out == ""  # no half document on stdout
+    # stdout holds one JSON document: the error, nothing half-written
+    assert r.json() == {"error": {"exit_code": 2, "type": r.json()["error"]["type"],
+                                  "message": r.err.strip()[len("error: "):]}}
     assert sorted(p.name for p in bad.iterdir()) == before
 
 
@@ -63,7 +65,7 @@ def test_corrupt_weights_inside_valid_archive(models, tmp_path):
                 data = data[: len(data) // 3]
             zout.writestr(item, data)
     r = run_cli("inspect", str(dst))
-    assert_clean_error(r, 2, "could not be loaded")
+    assert_clean_error(r, 2, "weights file model.weights.h5", "corrupt")
 
 
 def test_output_never_written_over_input(tmp_path, models):

@@ -55,16 +55,39 @@ def test_profile_human_table(models):
     assert "p50 ms" in r.out and "fastest (p50)" in r.out
 
 
-def test_crash_is_an_error_for_that_model_only(models, tmp_path):
+def _with_unknown_custom_op(src, dst):
+    """A well-formed .tflite whose first op is a custom op no runtime has: it parses, then fails."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(src.read_bytes(), 0)
+    code = model.operatorCodes[0]
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = "EdgennNoSuchOp"
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    dst.write_bytes(builder.Output())
+    return dst
+
+
+def test_runtime_failure_is_an_error_for_that_model_only(models, tmp_path):
+    failing = _with_unknown_custom_op(models / "tfk_cnn.tflite", tmp_path / "custom.tflite")
+    r = run_cli("profile", str(models / "tfk_cnn.tflite"), str(failing), "--runs", "5", "--json")
+    assert r.code == 3, r.err
+    doc = r.json()  # one document: the results and the error together
+    assert "latency_ms" in doc["results"][0]
+    assert "EdgennNoSuchOp" in doc["results"][1]["error"]
+    assert doc["error"]["exit_code"] == 3
+    assert "custom.tflite" in r.err and "Traceback" not in r.err
+
+
+def test_corrupt_model_refused_before_profiling(models, tmp_path):
     broken = tmp_path / "broken.tflite"
     data = (models / "tfk_cnn.tflite").read_bytes()
     broken.write_bytes(data[:8] + b"\xff" * (len(data) - 8))  # valid header, garbage tables
-    r = run_cli("profile", str(models / "tfk_cnn.tflite"), str(broken), "--runs", "5", "--json")
-    assert r.code == 3, r.err
-    doc = r.json()
-    assert "latency_ms" in doc["results"][0]
-    assert "error" in doc["results"][1]
-    assert "broken.tflite" in r.err and "Traceback" not in r.err
+    r = run_cli("profile", str(models / "tfk_cnn.tflite"), str(broken), "--runs", "5")
+    assert_clean_error(r, 2, "broken.tflite", "truncated or corrupt")
+    assert r.out == ""  # nothing was measured: the inputs are checked first
 
 
 def test_memory_limit_and_timeout_become_errors(models):

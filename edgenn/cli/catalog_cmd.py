@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import click
 
-from .output import common_options, console, emit, info
+from .output import common_options, console, emit, emit_failure, info
 
 
 def catalog_group(name: str, help_text: str, catalog: Callable, columns: list[str],
@@ -74,10 +74,11 @@ def catalog_group(name: str, help_text: str, catalog: Callable, columns: list[st
                 for p in r["problems"]:
                     click.echo(p, err=True)
 
-        emit({"results": results}, human)
         if failed:
-            raise ConfigError(f"{len(failed)} of {len(files)} {cat.kind} file(s) invalid: "
-                              f"{', '.join(failed)}")
+            first = next(r["problems"][0] for r in results if not r["valid"])
+            more = f" ({len(failed)} of {len(files)} files invalid)" if len(files) > 1 else ""
+            emit_failure({"results": results}, human, ConfigError(f"invalid {cat.kind}: {first}{more}"))
+        emit({"results": results}, human)
 
     validate_cmd.__doc__ = "Validate files; every problem is reported with its key path and line."
     return group

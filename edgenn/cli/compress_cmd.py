@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from .data_options import data_options, make_spec
-from .output import STATE, common_options, console, emit, guarded_stdout, info
+from .model_options import model_options, overwrite_option
+from .output import STATE, common_options, console, emit, emit_failure, guarded_stdout, info
 
 
 def _progress_hook(bar):
@@ -27,13 +28,12 @@ def _progress_hook(bar):
               help="Output folder for the .tflite, .keras and report.{json,md}.")
 @click.option("--epochs-scale", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Multiply every training step's epochs (e.g. 0.1 to try).")
-@click.option("--allow-unsafe", is_flag=True, help="Let Keras run code stored in the model.")
-@click.option("--custom-objects", type=click.Path(), default=None,
-              help="A Python file whose classes/functions are registered for loading.")
+@model_options
+@overwrite_option
 @common_options
 @guarded_stdout
 def compress_cmd(model, recipe_name, data, seed, scale, mean, std, resize, channels, limit, output,
-                 epochs_scale, allow_unsafe, custom_objects) -> None:
+                 epochs_scale, allow_unsafe, custom_objects, overwrite) -> None:
     """Apply a compression recipe to MODEL, export .tflite and report what it cost.
 
     Accuracy is measured on the input model, after every step (Keras), and on each exported
@@ -51,16 +51,16 @@ def compress_cmd(model, recipe_name, data, seed, scale, mean, std, resize, chann
     with progress("compress") as bar:
         report = run(model, recipe, recipe_path, spec, output, seed=seed,
                      epochs_scale=epochs_scale, allow_unsafe=allow_unsafe,
-                     custom_objects_file=custom_objects,
+                     custom_objects_file=custom_objects, overwrite=overwrite,
                      progress=None if (STATE.quiet or STATE.json) else _progress_hook(bar),
                      log=info)
-    emit(report.to_dict(), lambda: _human(report, output))
     failed = [c for c in report.constraints if not c.ok]
     if failed:
-        raise ConstraintError(
+        emit_failure(report.to_dict(), lambda: _human(report, output), ConstraintError(
             "recipe constraint not met: " + "; ".join(
                 f"{c.name} {c.value:g}{c.unit} > {c.limit:g}{c.unit}" for c in failed),
-            f"see {output}/report.md; relax the constraint or change the recipe")
+            f"see {output}/report.md; relax the constraint or change the recipe"))
+    emit(report.to_dict(), lambda: _human(report, output))
 
 
 def _human(report, output) -> None:

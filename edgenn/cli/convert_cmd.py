@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from .data_options import data_options, make_spec
-from .output import common_options, console, emit, guarded_stdout, info
+from .model_options import model_options
+from .output import common_options, console, emit, emit_failure, guarded_stdout, info
 
 TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
 
@@ -38,8 +39,7 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
               help="With --trainable: the static training batch.")
 @click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.0,
               show_default=True, help="With --trainable: SGD momentum written into the model.")
-@click.option("--allow-unsafe", is_flag=True, help="Let Keras run code stored in the model.")
-@click.option("--custom-objects", type=click.Path(), default=None)
+@model_options
 @common_options
 @guarded_stdout
 def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, resize, channels,
@@ -65,7 +65,7 @@ def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, r
     except ConversionError as err:
         failed = getattr(err, "report", None)
         if failed is not None:
-            emit(failed, lambda: _human_convert(failed))
+            emit_failure(failed, lambda: _human_convert(failed), err)
         raise
     emit(report, lambda: _human_convert(report))
 
@@ -74,11 +74,11 @@ def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, r
 @click.argument("model", type=click.Path())
 @click.option("--target", type=TARGET, required=True)
 @data_options()
-@click.option("--allow-unsafe", is_flag=True, help="Let Keras run code stored in the model.")
+@model_options
 @common_options
 @guarded_stdout
 def check_cmd(model, target, data, seed, scale, mean, std, resize, channels, limit,
-              allow_unsafe) -> None:
+              allow_unsafe, custom_objects) -> None:
     """Pre-flight alone: which ops of MODEL the target can run, and where mapping stops.
 
     A .tflite is analysed as it is (no TensorFlow needed). A Keras model is first converted
@@ -105,7 +105,8 @@ def check_cmd(model, target, data, seed, scale, mean, std, resize, channels, lim
         with tempfile.TemporaryDirectory(prefix="edgenn-check-") as tmp:
             path = Path(tmp) / "model.tflite"
             report = convert(model, str(path), to="tflite", target=target, data_spec=spec,
-                             allow_unsafe=allow_unsafe, threshold=0.0, log=info)
+                             allow_unsafe=allow_unsafe, custom_objects_file=custom_objects,
+                             threshold=0.0, log=info)
             result = report["preflight"]
             result["converted_with"] = {k: report[k] for k in ("quantization", "io")}
     emit(result, lambda: _human_check(result))

@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import click
 
-from .output import common_options, console, emit
+from .output import common_options, console, emit, emit_failure, warn
 
 
 @click.command("estimate")
 @click.argument("model", type=click.Path())
 @click.option("--device", required=True, help="A device profile (name or YAML).")
 @click.option("--accelerator", default=None, help="Override the device's default accelerator.")
+@click.option("--strict", is_flag=True,
+              help="Exit 4 when the estimate exceeds the device's memory or limits (default: warn).")
 @common_options
-def estimate_cmd(model, device, accelerator) -> None:
+def estimate_cmd(model, device, accelerator, strict) -> None:
     """Estimate latency and RAM of a .tflite MODEL on a device you do not have (no TensorFlow).
 
     An estimate, not a measurement: MACs per op over the profile's sustained throughput per
     dtype, and the tensor arena's peak plus the weights for RAM. Measure with `edgenn profile`.
     """
     from .. import devices as dv
+    from ..errors import ConstraintError
     from ..models.formats import detect
     from ..profile.estimate import estimate
+    from ..profile.run import check_accelerator
 
+    if accelerator:
+        check_accelerator(accelerator)
     info = detect(model)
-    result = estimate(info.path, dv.load(device), accelerator)
+    profile = dv.load(device)
+    result = estimate(info.path, profile, accelerator)
 
     def human():
         con = console()
@@ -35,4 +42,13 @@ def estimate_cmd(model, device, accelerator) -> None:
                   f"{result['weight_bytes']:,} B")
         con.print(f"  method: {result['method']}")
 
+    over = [c for c in result["device_checks"] if not c["ok"]]
+    if over and strict:
+        emit_failure(result, human, ConstraintError(
+            f"{len(over)} device limit(s) exceeded on {profile.name} (estimate): "
+            + "; ".join(f"{c['name']} {c['value']:,g} > {c['limit']:,g}" for c in over),
+            "pick a smaller model or another device, or drop --strict"))
     emit(result, human)
+    for c in over:
+        warn(f"{result['model']}: estimated {c['name']} {c['value']:,g} exceeds {profile.name}'s "
+             f"{c['limit']:,g}; the model will not fit as it is")

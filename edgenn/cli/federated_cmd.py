@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from .model_options import model_options, overwrite_option
 from .output import common_options, console, emit, guarded_stdout, info
 
 
@@ -19,16 +20,19 @@ def federated_group() -> None:
               help="The simulation YAML (see recipes/federated/).")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
 @click.option("--ray-address", default=None, help="Run on an existing Ray cluster.")
+@model_options
+@overwrite_option
 @common_options
 @guarded_stdout
-def simulate_cmd(config_path, output, ray_address) -> None:
+def simulate_cmd(config_path, output, ray_address, allow_unsafe, custom_objects, overwrite) -> None:
     """Run a fleet of simulated devices that train the deployed .tflite (or the Keras model)."""
     from ..federated.config import SimulationConfig
     from ..federated.simulate import simulate
     from ..yamlio import load_model_file
 
     cfg = load_model_file(SimulationConfig, Path(config_path), "federated config")
-    doc = simulate(cfg, Path(output), ray_address=ray_address, log=info)
+    doc = simulate(cfg, Path(output), ray_address=ray_address, log=info, overwrite=overwrite,
+                   allow_unsafe=allow_unsafe, custom_objects_file=custom_objects)
 
     def human():
         con = console()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .model_options import model_options
 from .output import common_options, console, emit, guarded_stdout
 
 
@@ -21,10 +22,7 @@ def _fmt_bytes(n: int) -> str:
 
 @click.command("inspect")
 @click.argument("model", type=click.Path())
-@click.option("--allow-unsafe", is_flag=True,
-              help="Let Keras run code stored in the model (Lambda layers, unknown objects).")
-@click.option("--custom-objects", type=click.Path(), default=None,
-              help="A Python file whose classes/functions are registered for loading.")
+@model_options
 @click.option("--no-bridge", is_flag=True,
               help="For a Keras 3 model, skip building and checking the tf_keras copy.")
 @common_options
@@ -54,7 +52,7 @@ def inspect_cmd(model: str, allow_unsafe: bool, custom_objects: str | None, no_b
     if info.format is ModelFormat.savedmodel and not info.has_keras_metadata:
         from ..models.describe import describe_savedmodel
 
-        doc = describe_savedmodel(info)
+        doc = describe_savedmodel(info, allow_unsafe=allow_unsafe)
         emit(doc, lambda: _human_artifact(doc))
         return
     from ..models.describe import describe_keras

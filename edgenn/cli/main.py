@@ -5,7 +5,9 @@ This module is the one place where errors become messages and exit codes.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import json
 import os
 import sys
 
@@ -57,26 +59,80 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EdgennError as err:
-            if STATE.debug:
-                raise
-            click.secho(f"error: {err.one_line()}", err=True, fg="red")
-            ctx.exit(err.exit_code)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            fail(ctx, err.exit_code, err.one_line(), type(err).__name__,
+                 getattr(err, "document", None), traceback=STATE.debug)
+        except click.exceptions.Exit:
             raise
+        except click.ClickException as err:  # bad flags and arguments of a sub-command
+            fail(ctx, err.exit_code, _usage_line(err), "UsageError")
+        except click.exceptions.Abort:
+            fail(ctx, 130, "interrupted", "Interrupted")
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
+            fail(ctx, 130, "interrupted", "Interrupted")
+        except OSError as err:
+            if err.errno not in _ENVIRONMENT_ERRNOS:
+                _internal(ctx, err)
+            name = f" {err.filename}" if err.filename else ""
+            fail(ctx, 2, f"cannot write{name}: {os.strerror(err.errno)}: choose an output on a "
+                 "writable file system with free space", "UsageError", traceback=STATE.debug)
+        except MemoryError:
+            fail(ctx, 3, "ran out of memory: use a smaller model or dataset (--limit), or a machine "
+                 "with more memory", "ResourceError", traceback=STATE.debug)
         except Exception as err:  # the last resort: one line, the traceback behind --debug
-            if STATE.debug:
-                raise
-            text = " ".join(str(err).split())[:300]
-            click.secho(
-                f"error: internal error ({type(err).__name__}: {text}); "
-                "rerun with --debug for the traceback and report it",
-                err=True,
-                fg="red",
-            )
-            ctx.exit(1)
+            _internal(ctx, err)
+
+    def main(self, args=None, prog_name=None, **extra):
+        """Run the CLI; usage errors of the group itself are one line too."""
+        args = list(sys.argv[1:] if args is None else args)
+        if "--json" in args:
+            STATE.json = True
+        try:
+            code = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as err:
+            click.echo(err.format_message())
+            code = 0
+        except click.ClickException as err:
+            code = _print_failure(err.exit_code, _usage_line(err), "UsageError", None)
+        except click.exceptions.Abort:
+            code = _print_failure(130, "interrupted", "Interrupted", None)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+# Errors of the machine, not of edgenn: a read-only or full disk, a denied path.
+_ENVIRONMENT_ERRNOS = {errno.EROFS, errno.EACCES, errno.ENOSPC, errno.EDQUOT, errno.EPERM}
+
+
+def _usage_line(err: click.ClickException) -> str:
+    ctx = getattr(err, "ctx", None)
+    command = ctx.command_path if ctx is not None else "edgenn"
+    return f"{err.format_message().rstrip('.')}: see `{command} --help`"
+
+
+def _print_failure(code: int, message: str, kind: str, document: dict | None) -> int:
+    """The one error line on stderr and, with --json, one document on stdout."""
+    click.secho(f"error: {message}", err=True, fg="red")
+    if STATE.json:
+        doc = dict(document or {})
+        doc["error"] = {"exit_code": code, "type": kind, "message": message}
+        click.echo(json.dumps(doc, indent=2, default=str))
+    return code
+
+
+def fail(ctx: click.Context, code: int, message: str, kind: str, document: dict | None = None,
+         traceback: bool = False):
+    """Report a failure the way every command does, then exit with ``code``."""
+    if traceback:
+        import traceback as tb
+
+        tb.print_exc()
+    _print_failure(code, message, kind, document)
+    ctx.exit(code)
+
+
+def _internal(ctx: click.Context, err: Exception):
+    text = " ".join(str(err).split())[:300]
+    fail(ctx, 1, f"internal error ({type(err).__name__}: {text}); rerun with --debug for the "
+         "traceback and report it", "InternalError", traceback=STATE.debug)
 
 
 def _debug_flag(ctx: click.Context, _param, value: bool) -> bool:
@@ -97,8 +153,9 @@ def cli() -> None:
     still agrees with the original, and profile it where it will run.
     Every command takes --json, --quiet and --debug.
 
-    Exit codes: 0 ok, 2 bad input or usage, 3 conversion or runtime failure,
-    4 a recipe or device constraint not met.
+    Exit codes: 0 ok, 1 internal error (a bug: please report it), 2 bad input or usage,
+    3 conversion or runtime failure, 4 a recipe or device constraint not met. With --json a
+    failure prints {"error": {"exit_code", "type", "message"}} on stdout.
     """
 
 

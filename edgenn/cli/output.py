@@ -100,6 +100,19 @@ def emit(document: dict, human) -> None:
             human()
 
 
+def emit_failure(document: dict, human, error: Exception):
+    """Raise ``error`` after showing a partial result.
+
+    People see the result rendered; with --json it travels inside the one error document, so
+    stdout never holds two documents.
+    """
+    if STATE.json:
+        error.document = document
+    else:
+        emit(document, human)
+    raise error
+
+
 _REAL_STDOUT: list = []
 
 
@@ -165,8 +178,23 @@ def progress(description: str, total: int | None = None):
         TimeElapsedColumn,
     )
 
+    class LazyProgress(Progress):
+        """Starts drawing at the first task, so a run that fails first prints nothing."""
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            if self.live.is_started:
+                self.stop()
+
+        def add_task(self, *args, **kwargs):
+            if not self.live.is_started:
+                self.start()
+            return super().add_task(*args, **kwargs)
+
     disabled = STATE.quiet or STATE.json
-    bar = Progress(
+    bar = LazyProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .output import common_options, console, emit, guarded_stdout, warn
+from .output import common_options, console, emit, emit_failure, guarded_stdout, warn
 
 
 def _cpus(ctx, param, value):
@@ -58,9 +58,16 @@ def profile_cmd(models, device, host, identity, known_hosts, remote_python, runt
     Each model runs in its own child process (or on the --host device) with a timeout and a
     memory limit; a crash is an error for that model (exit 3) and the others still report.
     """
-    from ..errors import ConstraintError, InputFileError, RuntimeFailure
+    from ..errors import ConstraintError, RuntimeFailure
     from ..profile.isolate import run_local
-    from ..profile.run import check_device, pick_accelerator, pick_runtime
+    from ..profile.run import (
+        check_accelerator,
+        check_cpus,
+        check_device,
+        check_model_file,
+        pick_accelerator,
+        pick_runtime,
+    )
 
     profile = None
     if device:
@@ -76,18 +83,24 @@ def profile_cmd(models, device, host, identity, known_hosts, remote_python, runt
         from ..errors import UsageError
 
         raise UsageError("--runs and --duration exclude each other", "pass one of them")
+    if accelerator:
+        check_accelerator(accelerator)
+    if cpus is not None and remote is None:
+        check_cpus(cpus)
+    if plot:
+        from ..artifacts import check_writable
+
+        check_writable(Path(plot))
+    paths = [Path(name) for name in models]
+    for path in paths:
+        check_model_file(path)
     if cpus is None and threads and remote is None:
         import os
 
         allowed = sorted(os.sched_getaffinity(0))
         cpus = allowed[-threads:] if threads < len(allowed) else None
     results = []
-    for name in models:
-        path = Path(name)
-        if not path.is_file():
-            raise InputFileError(f"model not found: {name}", "check the path")
-        if path.stat().st_size == 0:
-            raise InputFileError(f"{name} is empty (0 bytes)", "pass a .tflite or .onnx file")
+    for name, path in zip(models, paths):
         rt = pick_runtime(path, runtime, profile)
         accel = pick_accelerator(rt, accelerator, profile)
         config = {"model": str(path.resolve()), "runtime": rt, "accelerator": accel,
@@ -127,21 +140,24 @@ def profile_cmd(models, device, host, identity, known_hosts, remote_python, runt
                 "fastest": fastest}
     if calibrate:
         document["calibration"] = calibration
-    emit(document, lambda: _human(results, fastest))
     failed = [r for r in results if "error" in r]
     over = [(r["model"], c) for r in ok for c in r.get("device_checks", []) if not c["ok"]]
+    human = lambda: _human(results, fastest)  # noqa: E731
+    if failed:
+        emit_failure(document, human, RuntimeFailure(
+            "; ".join(f"{r['model']}: {r['error']}" for r in failed),
+            failed[0].get("hint") or ("the other models' results were reported" if len(results) > 1
+                                      else "check the model with `edgenn inspect`, or rerun with "
+                                      "--debug for the runtime's own log")))
+    if over and strict:
+        emit_failure(document, human, ConstraintError(
+            f"{len(over)} device limit(s) exceeded on {profile.name}",
+            "pick a smaller model or another device, or drop --strict"))
+    emit(document, human)
     for model, c in over:
         warn(f"{model}: {c['name']} {c['value']:g} exceeds the device limit {c['limit']:g}")
     for msg in unstable:
         warn(msg)
-    if failed:
-        raise RuntimeFailure(
-            "; ".join(f"{r['model']}: {r['error']}" for r in failed),
-            failed[0].get("hint") or ("the other models' results were reported" if len(results) > 1
-                                      else "see the error above"))
-    if over and strict:
-        raise ConstraintError(f"{len(over)} device limit(s) exceeded on {profile.name}",
-                              "pick a smaller model or another device, or drop --strict")
 
 
 def _human(results, fastest) -> None:

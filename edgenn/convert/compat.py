@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..runtime.tflite_info import _names, _s, _schema, op_name, read_model
+from ..runtime.tflite_info import _names, _s, _schema, op_name, parse_guard, read_model
 
 
 @dataclass
@@ -72,6 +72,11 @@ def _options(op, schema, opcode_name: str) -> dict:
 
 def read_ops(path: str | Path) -> tuple[list[OpView], dict]:
     """The main subgraph's ops in execution order, and facts about the model."""
+    with parse_guard(path):
+        return _read_ops(path)
+
+
+def _read_ops(path: str | Path) -> tuple[list[OpView], dict]:
     schema = _schema()
     model, buf = read_model(path)
     types = _names(schema.TensorType)

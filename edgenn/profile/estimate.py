@@ -10,14 +10,18 @@ the last op that reads them; the largest sum of live tensors, plus the weights.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import UsageError
 
 _BYTES = {"float32": 4, "float16": 2, "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8,
           "bool": 1}
+
+
+def _nbytes(t) -> int:
+    # A dynamic dimension (-1) counts as 1: the batch of one an edge device runs.
+    return math.prod(max(int(d), 1) for d in (t.shape or [1])) * _BYTES.get(t.dtype, 4)
 
 
 def tflite_costs(path: str | Path) -> dict:
@@ -28,7 +32,7 @@ def tflite_costs(path: str | Path) -> dict:
     macs: dict[str, int] = {}
     for op in ops:
         n = 0
-        out = int(np.prod(op.outputs[0].shape)) if op.outputs and op.outputs[0].shape else 0
+        out = math.prod(max(d, 1) for d in op.outputs[0].shape) if op.outputs and op.outputs[0].shape else 0
         weights = op.inputs[1].shape if len(op.inputs) > 1 else []
         if op.name == "CONV_2D" and len(weights) == 4:
             n = out * weights[1] * weights[2] * weights[3]
@@ -38,29 +42,29 @@ def tflite_costs(path: str | Path) -> dict:
             n = out * weights[1]
         elif op.name == "TRANSPOSE_CONV" and len(op.inputs) > 2:
             w = op.inputs[1].shape
-            n = int(np.prod(op.inputs[2].shape)) * w[1] * w[2] * w[0] if len(w) == 4 else 0
+            n = math.prod(op.inputs[2].shape) * w[1] * w[2] * w[0] if len(w) == 4 else 0
         elif op.name == "BATCH_MATMUL" and op.inputs[0].shape:
             n = out * op.inputs[0].shape[-1]
         if n:
             dtype = "int8" if op.inputs[0].dtype in ("int8", "uint8") else "float32"
             macs[dtype] = macs.get(dtype, 0) + int(n)
 
-    # Liveness of activations: first writer to last reader, in execution order.
+    # Liveness of activations: first writer to last reader, in execution order; the peak of the
+    # live sum, swept over start and end events (linear in tensors, whatever the op count).
     first, last, size = {}, {}, {}
     for op in ops:
         for t in op.outputs + op.inputs:
             if t.constant:
                 continue
-            nbytes = int(np.prod(t.shape or [1])) * _BYTES.get(t.dtype, 4)
-            size[t.name] = nbytes
+            size[t.name] = _nbytes(t)
             first.setdefault(t.name, op.index)
             last[t.name] = op.index
-    peak = 0
-    for i in range(len(ops)):
-        live = sum(size[n] for n in size if first[n] <= i <= last[n])
+    events = sorted([(first[n], 0, size[n]) for n in size] + [(last[n] + 1, -1, -size[n]) for n in size])
+    peak = live = 0
+    for _, _, delta in events:
+        live += delta
         peak = max(peak, live)
-    weight_bytes = sum(int(np.prod(t.shape or [1])) * _BYTES.get(t.dtype, 4)
-                       for op in ops for t in op.inputs if t.constant)
+    weight_bytes = sum(_nbytes(t) for op in ops for t in op.inputs if t.constant)
     return {"macs": macs, "arena_bytes": peak, "weight_bytes": weight_bytes,
             "model_bytes": facts["bytes"]}
 
@@ -89,10 +93,26 @@ def estimate(path: str | Path, device, accelerator: str | None = None) -> dict:
                          "add throughput.<dtype>_gmacs to its profile, or measure with "
                          "`edgenn profile --calibrate` on the device")
     ram_mb = (costs["arena_bytes"] + costs["weight_bytes"]) / 2**20
+    checks = device_checks(device, ram_mb, costs["model_bytes"])
     return {"model": str(p), "device": device.name, "accelerator": accel, "estimate": True,
             "method": "MACs / sustained GMAC/s per dtype; RAM = tensor-arena peak + weights",
             "throughput_source": t.source, "macs": costs["macs"],
             "latency_ms": round(sum(parts.values()), 4),
             "latency_ms_by_dtype": {k: round(v, 4) for k, v in parts.items()},
             "ram_mb": round(ram_mb, 3), "arena_bytes": costs["arena_bytes"],
-            "weight_bytes": costs["weight_bytes"], "model_bytes": costs["model_bytes"]}
+            "weight_bytes": costs["weight_bytes"], "model_bytes": costs["model_bytes"],
+            "device_checks": checks}
+
+
+def device_checks(device, ram_mb: float, model_bytes: int) -> list[dict]:
+    """The estimate against the device: its memory, and the limits its profile sets."""
+    c = device.constraints
+    checks = [{"name": "memory_mb", "limit": device.memory_mb, "value": round(ram_mb, 3),
+               "ok": ram_mb <= device.memory_mb}]
+    if c.max_ram_mb is not None:
+        checks.append({"name": "max_ram_mb", "limit": c.max_ram_mb, "value": round(ram_mb, 3),
+                       "ok": ram_mb <= c.max_ram_mb})
+    if c.max_model_bytes is not None:
+        checks.append({"name": "max_model_bytes", "limit": c.max_model_bytes, "value": model_bytes,
+                       "ok": model_bytes <= c.max_model_bytes})
+    return checks

@@ -35,8 +35,51 @@ def pick_runtime(model: Path, requested: str, device=None) -> str:
     return preferred
 
 
+ACCELERATORS = ("cpu", "xnnpack", "gpu", "edgetpu", "nnapi")
+
+
+def check_accelerator(requested: str) -> str:
+    """Refuse an accelerator name that is none of the known ones or delegate:PATH / ep:NAME."""
+    kind, _, rest = requested.partition(":")
+    if requested in ACCELERATORS or (kind in ("delegate", "ep") and rest.strip()):
+        return requested
+    raise UsageError(f"unknown accelerator {requested!r}",
+                     f"use one of {', '.join(ACCELERATORS)}, delegate:PATH or ep:NAME")
+
+
+def check_cpus(cpus: list[int]) -> list[int]:
+    """Refuse CPU numbers this process may not run on (before a child fails to pin itself)."""
+    import os
+
+    allowed = sorted(os.sched_getaffinity(0))
+    bad = [c for c in cpus if c not in allowed]
+    if bad:
+        raise UsageError(f"--cpus {','.join(map(str, cpus))}: CPU {bad[0]} is not available here",
+                         f"use CPUs from {','.join(map(str, allowed))}")
+    return cpus
+
+
+def check_model_file(path: Path) -> None:
+    """Refuse a missing, empty, truncated or corrupt model before a runtime is started on it."""
+    from ..errors import InputFileError
+
+    if not path.is_file():
+        raise InputFileError(f"model not found: {path}", "check the path")
+    if path.stat().st_size == 0:
+        raise InputFileError(f"{path} is empty (0 bytes)", "pass a .tflite or .onnx file")
+    if path.suffix.lower() == ".tflite":
+        from ..runtime.tflite_info import describe
+
+        describe(path)  # parses every table: a corrupt file is one line, exit 2
+    elif path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is not None:
+        from ..models.formats import detect
+
+        detect(path)
+
+
 def pick_accelerator(runtime: str, requested: str | None, device=None) -> str:
     if requested:
+        check_accelerator(requested)
         if runtime == "onnxruntime" and requested in ("xnnpack", "gpu", "edgetpu"):
             raise UsageError(f"accelerator {requested} is a LiteRT option; ONNX Runtime takes ep:NAME",
                              "e.g. --accelerator ep:CUDAExecutionProvider")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections import Counter
 from pathlib import Path
@@ -29,20 +30,39 @@ def _s(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else (value or "")
 
 
+# What the generated flatbuffer readers raise on a corrupt buffer: offsets past the end
+# (struct.error, IndexError), numbers of the wrong type ("bad number ... for type uint32"),
+# vectors that do not fit (ValueError, MemoryError), tables that are not there (AttributeError).
+_PARSE_ERRORS = (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError,
+                 OverflowError, AttributeError, KeyError, MemoryError, RecursionError)
+
+
+@contextlib.contextmanager
+def parse_guard(path):
+    """Turn any failure while walking a flatbuffer into one InputFileError naming the file."""
+    try:
+        yield
+    except InputFileError:
+        raise
+    except _PARSE_ERRORS as err:
+        raise InputFileError(f"{path} is a truncated or corrupt .tflite file ({type(err).__name__})",
+                             "convert or copy the model again") from None
+
+
 def read_model(path: str | Path):
     """Parse a .tflite file; raise InputFileError for a truncated or corrupt one."""
     schema = _schema()
     p = Path(path)
-    buf = p.read_bytes()
+    try:
+        buf = p.read_bytes()
+    except IsADirectoryError:
+        raise InputFileError(f"{p} is a directory, not a .tflite file", "pass the .tflite file") from None
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise InputFileError(f"{p} is not a TFLite flatbuffer (no TFL3 identifier)",
                              "convert the model again")
-    try:
+    with parse_guard(p):
         model = schema.Model.GetRootAs(buf, 0)
         _touch_everything(model, len(buf))
-    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as err:
-        raise InputFileError(f"{p} is a truncated or corrupt .tflite file ({type(err).__name__})",
-                             "convert or copy the model again") from None
     return model, buf
 
 
@@ -97,8 +117,12 @@ def _tensor_info(sg, index: int, type_names: dict[int, str]) -> dict:
 
 def describe(path: str | Path) -> dict:
     """A JSON-able description of a .tflite model."""
+    with parse_guard(path):
+        return _describe(Path(path))
+
+
+def _describe(p: Path) -> dict:
     schema = _schema()
-    p = Path(path)
     model, buf = read_model(p)
     type_names = _names(schema.TensorType)
     ops: Counter = Counter()

@@ -1,0 +1,45 @@
+"""Flags shared by every command that loads a user's model or data files."""
+
+from __future__ import annotations
+
+import click
+
+
+def _set_limit(ctx, param, value):
+    if value is not None:
+        from ..limits import set_max_unpacked
+
+        set_max_unpacked(value)
+    return value
+
+
+def limit_option(func):
+    """--max-unpacked-mb: how far a compressed model or dataset file may unpack."""
+    return click.option(
+        "--max-unpacked-mb", type=click.IntRange(min=1), default=None, expose_value=False,
+        callback=_set_limit,
+        help="Let a .keras/.h5/.npz/.gz file unpack to this many MiB (default: 100x its size "
+             "on disk, at least 256 MiB; more is refused as an archive bomb).")(func)
+
+
+def model_options(func):
+    """--allow-unsafe, --custom-objects and --max-unpacked-mb; the command receives the first two."""
+    func = limit_option(func)
+    func = click.option(
+        "--custom-objects", type=click.Path(), default=None,
+        help="A Python file whose classes/functions are registered for loading (it runs).")(func)
+    func = click.option(
+        "--allow-unsafe", is_flag=True,
+        help="Load a model whose file would run code or touch files (Lambda layers, unknown "
+             "objects, op layers outside pure tensor math, SavedModel ops with side effects). "
+             "Only for files you trust.")(func)
+    return func
+
+
+def overwrite_option(func):
+    """--overwrite for commands that write an output folder."""
+    return click.option(
+        "--overwrite", is_flag=True,
+        help="Write into an output folder that holds other files, replacing those with the "
+             "same names (a folder from an earlier run of the same command is always replaced)."
+    )(func)
