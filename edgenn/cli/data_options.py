@@ -67,7 +67,8 @@ def make_spec(data, seed, scale, mean, std, resize, channels, limit):
     """A DataSpec from the flags, or None when --data was not given."""
     if data is None:
         return None
-    from ..data import DataSpec
+    from ..data import DataSpec, check
 
+    check(data)
     return DataSpec(source=data, seed=seed, scale=scale, mean=mean, std=std, resize=resize,
                     channels=int(channels) if channels else None, limit=limit)

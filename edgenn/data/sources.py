@@ -68,6 +68,41 @@ def read(source: str) -> RawData:
     return read_image_folder(p)
 
 
+def check(source: str) -> None:
+    """Check a dataset cheaply, before any model is loaded.
+
+    It exists, and its files' declared sizes are within bounds, so a bad --data fails in a
+    second rather than after a model load.
+    """
+    if source in BUILTINS:
+        if source == "fashion-mnist" and not FASHION_MNIST_DIR.is_dir():
+            read(source)  # raises the install hint
+        return
+    p = Path(source)
+    if not p.exists():
+        read(source)  # raises "dataset not found"
+    if p.is_file() and p.suffix.lower() == ".npz":
+        check_npz(p)
+    elif p.is_dir():
+        for f in _idx_files(p).values():
+            _check_idx_header(f)
+
+
+def _check_idx_header(path: Path) -> None:
+    import gzip
+
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
+            head = fh.read(4 + 4 * 255)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path} cannot be read ({err})", "download or copy it again") from None
+    if len(head) < 4 or head[2] not in _IDX_DTYPES or len(head) < 4 + 4 * head[3]:
+        return  # read_idx names the problem
+    dims = struct.unpack(f">{head[3]}I", head[4:4 + 4 * head[3]])
+    limits.check_unpacked(path, math.prod(dims) * np.dtype(_IDX_DTYPES[head[2]]).itemsize,
+                          "the IDX header")
+
+
 def _digits() -> RawData:
     try:
         from sklearn.datasets import load_digits

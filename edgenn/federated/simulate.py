@@ -209,6 +209,9 @@ def simulate(cfg: SimulationConfig, out: Path, ray_address: str | None = None,
     if ray_address:
         check_ray_address(ray_address)
     fleet_mod.plan(cfg, 0)  # unknown device profiles fail before any work
+    from ..data import check
+
+    check(cfg.data)
     staging = outdir.open()
     try:
         document = _simulate(cfg, staging, ray_address, log, allow_unsafe, custom_objects_file)
