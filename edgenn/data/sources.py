@@ -161,7 +161,8 @@ def check_npz(path: Path) -> None:
                         raise ValueError(f"unsupported .npy format version {version}")
                     shape, _, dtype = reader(fh)
                 declared += math.prod(shape) * dtype.itemsize
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+            NotImplementedError, RuntimeError, zlib.error) as err:
         raise DataError(f"{path} is not a readable .npz file ({type(err).__name__}: "
                         f"{' '.join(str(err).split())[:120]})", "write it again with numpy.savez") from None
     limits.check_unpacked(path, declared, "the .npz arrays")

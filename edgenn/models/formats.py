@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -146,7 +147,8 @@ def _detect_keras_zip(p: Path) -> FormatInfo:
         raise InputFileError(
             f"{p} is a truncated or corrupt .keras archive ({err})", "save or copy the model again"
         ) from None
-    except (OSError, EOFError, ValueError, NotImplementedError) as err:  # zlib, bad offsets
+    except (OSError, EOFError, ValueError, NotImplementedError, RuntimeError,  # zlib, offsets,
+            zipfile.LargeZipFile, zlib.error) as err:  # encrypted members
         raise InputFileError(f"{p} is a truncated or corrupt .keras archive ({type(err).__name__}: "
                              f"{' '.join(str(err).split())[:120]})", "save or copy the model again") from None
     if bad is not None:

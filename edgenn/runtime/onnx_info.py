@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -29,6 +30,14 @@ def describe(path: str | Path) -> dict:
     except Exception as err:
         raise InputFileError(f"{p} is not a valid ONNX model ({type(err).__name__})",
                              "export it again") from None
+    try:
+        return _describe(p, model, helper)
+    except (KeyError, ValueError, TypeError, OverflowError, IndexError, AttributeError) as err:
+        raise InputFileError(f"{p} is not a valid ONNX model ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())[:100]})", "export it again") from None
+
+
+def _describe(p: Path, model, helper) -> dict:
     graph = model.graph
     ops = Counter(n.op_type if not n.domain or n.domain == "ai.onnx" else f"{n.domain}.{n.op_type}"
                   for n in graph.node)
@@ -37,7 +46,7 @@ def describe(path: str | Path) -> dict:
     params = 0
     for init in graph.initializer:
         dtype = helper.tensor_dtype_to_np_dtype(init.data_type)
-        count = int(np.prod(init.dims)) if init.dims else 1
+        count = math.prod(int(d) for d in init.dims) if init.dims else 1
         params += count
         init_bytes[np.dtype(dtype).name] += count * np.dtype(dtype).itemsize
 

@@ -366,6 +366,15 @@ def bomb_cases(c: Corpus, k3_base: Path) -> None:
     liar = zip_with(c.out / "zip_slip.keras", [("metadata.json", meta), ("config.json", config),
                                                ("../../evil.txt", b"x")])
     c.case("zip_slip/inspect", ["inspect", liar], needle="outside the archive")
+    locked = c.out / "encrypted.keras"
+    shutil.copy(k3_base, locked)
+    _mark_encrypted(locked)
+    c.case("zip_encrypted/inspect", ["inspect", locked])
+    npz_locked = c.out / "encrypted.npz"
+    np.savez(npz_locked, x=np.zeros((30, 8, 8, 1), np.float32), y=np.zeros(30, np.int64))
+    _mark_encrypted(npz_locked)
+    c.case("npz_encrypted/convert", ["convert", k3_base, "--to", "tflite", "--quantize", "int8",
+                                     "--data", npz_locked, "-o", c.out / "outputs" / "enc.tflite"])
 
     # HDF5 whose chunked dataset is never written: a tiny file that reads as 1.5 GiB of zeros.
     h5 = c.out / "bomb_fill.h5"
@@ -423,6 +432,17 @@ def bomb_cases(c: Corpus, k3_base: Path) -> None:
         path = edit_keras_zip(k3_base, c.out / f"{name}.keras", lambda cfg: None)
         _replace_member(path, "config.json", text.encode())
         c.case(f"{name}/inspect", ["inspect", path], needle="nest")
+
+
+def _mark_encrypted(path: Path) -> None:
+    """Set the 'encrypted' bit of every member, as a password-protected zip would have."""
+    data = bytearray(path.read_bytes())
+    for sig, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        pos = data.find(sig)
+        while pos != -1:
+            data[pos + flag_at] |= 1
+            pos = data.find(sig, pos + 4)
+    path.write_bytes(bytes(data))
 
 
 def _npy_bytes(arr) -> bytes:
@@ -534,6 +554,26 @@ def onnx_cases(c: Corpus) -> None:
     onnx.save(helper.make_model(graph), path)
     c.case("onnx_external_escape/profile", ["profile", path, "--runs", "3"], expect=(2, 3))
     c.case("onnx_external_escape/inspect", ["inspect", path], expect=(0, 2))
+    good = helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["h"]), helper.make_node("MatMul", ["h", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [4, 4], [0.5] * 16)]))
+    blob = good.SerializeToString()
+    rng = random.Random(SEED + 1)
+    for i in range(16):
+        data = bytearray(blob)
+        for _ in range(rng.randrange(1, 12)):
+            pos = rng.randrange(len(data))
+            data[pos] = rng.randrange(256)
+        if i % 4 == 3:
+            data = data[: rng.randrange(2, len(data))]
+        fuzz = c.out / f"fuzz_onnx_{i:02d}.onnx"
+        fuzz.write_bytes(bytes(data))
+        c.case(f"fuzz_onnx_{i:02d}/inspect", ["inspect", fuzz, "--json"], expect=(0, 2))
+        if i % 4 == 0:
+            c.case(f"fuzz_onnx_{i:02d}/profile", ["profile", fuzz, "--runs", "3", "--warmup", "0"],
+                   expect=(0, 2, 3))
 
 
 # --- bad arguments and outputs ---------------------------------------------------------------------
