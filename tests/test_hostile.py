@@ -126,3 +126,15 @@ def test_bombs_end_fast_in_little_memory(corpus, case):
     assert proc.returncode == 2, proc.stderr
     assert seconds < 30.0, seconds
     assert peak_mb < 500, peak_mb
+
+
+@pytest.mark.parametrize("case", ["oplambda_write_file/compress", "sm_write/convert",
+                                  "too_many_clients/federated", "oplambda_savedmodel/check"])
+def test_fresh_process_prints_only_the_error(corpus, case):
+    """In a fresh process (TensorFlow's start-up logs and all), stderr holds the error line only."""
+    spec = next(c for c in json.loads((corpus / "cases.json").read_text()) if c["name"] == case)
+    proc = subprocess.run([sys.executable, "-c", "from edgenn.cli.main import main; main()",
+                           *spec["args"], "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr

@@ -224,6 +224,9 @@ def simulate(cfg: SimulationConfig, out: Path, ray_address: str | None = None,
 
 def _simulate(cfg: SimulationConfig, out: Path, ray_address: str | None, log, allow_unsafe: bool,
               custom_objects_file: str | None) -> dict:
+    from .._tf import tf
+
+    tf()  # Flower's simulation imports TensorFlow; import it here, where its start-up logs are hidden
     from flwr.app import ArrayRecord, Context, MetricRecord
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
