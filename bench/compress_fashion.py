@@ -107,7 +107,8 @@ def run_recipes(args, out, spec, splits, teacher_path, results) -> int:
         name = rc.load(item).name
         report = run(str(teacher_path), rc.load(item), recipe_path, spec, out / name,
                      seed=args.seed, split_seed=spec.seed, log=lambda m: print(m, flush=True))
-        tfl = [a for a in report.artifacts if a["format"] == "tflite"][0]
+        doc = report.to_dict()
+        tfl = [a for a in doc["artifacts"] if a["format"] == "tflite"][0]
         base = report.metrics["baseline"]["accuracy"]
         final = report.metrics["final"]["accuracy"]
         row = {"baseline_accuracy": base, "final_accuracy": final,
@@ -117,8 +118,8 @@ def run_recipes(args, out, spec, splits, teacher_path, results) -> int:
                "float32_gzip_bytes": report.reference["float32_tflite_gzip_bytes"],
                "x_smaller": tfl["x_smaller_than_float32"],
                "gzip_x_smaller": tfl["gzip_x_smaller_than_float32"],
-               "steps": [{"name": s["name"], "accuracy": s["metrics"]["accuracy"],
-                          "details": s["details"]} for s in report.steps],
+               "steps": [{"name": s.name, "accuracy": s.metrics["accuracy"],
+                          "details": s.details} for s in report.steps],
                "seconds": round(time.perf_counter() - t0, 1)}
         recipe = rc.load(item)
         if recipe.steps and recipe.steps[0].technique == "distill":
@@ -147,8 +148,8 @@ def student_alone_cached(teacher_path: Path, recipe, splits, seed: int, results:
 
 def student_without_teacher(teacher_path: Path, recipe, splits, seed: int) -> dict:
     """The distill step's student, trained on labels alone with the same schedule."""
-    from edgenn.compress.distill import width_student
-    from edgenn.compress.registry import StepContext
+    from edgenn.compress.distiller import width_student
+    from edgenn.compress.step import StepContext
     from edgenn.compress.train import fit
     from edgenn.evaluate import classification_metrics, keras_predict
     from edgenn.models.load import load_keras

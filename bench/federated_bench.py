@@ -81,7 +81,7 @@ def run(name: str, overrides: dict, seed: int, out: Path, validation: bool) -> d
         extra.update(evaluate_on="validation", centralized_reference=False)
     cfg = SimulationConfig.model_validate({**base, **overrides, **extra})
     t0 = time.perf_counter()
-    doc = simulate(cfg, out / f"{name}-s{seed}")
+    doc = simulate(cfg, out / f"{name}-s{seed}").to_dict()
     rounds = doc["rounds"]
     per_epoch = [r["client_seconds_per_epoch"] for r in rounds if r["client_seconds_per_epoch"]]
     ref = doc.get("centralized_reference") or {}

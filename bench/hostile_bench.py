@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,15 +23,21 @@ CASES = ["bomb_keras/inspect", "bomb_keras/convert", "bomb_fill_h5/inspect", "bo
          "yaml_deep/recipe", "zip_slip/inspect"]
 
 
-def run(args: list[str], rss_file: Path) -> tuple[int, float, float]:
-    code = ("import atexit, resource\n"
-            f"atexit.register(lambda: open({str(rss_file)!r}, 'w').write("
-            "str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
-            "from edgenn.cli.main import main\nmain()")
-    started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=120)
-    return proc.returncode, time.monotonic() - started, int(rss_file.read_text()) / 1024
+# The CLI runs as the child of a small launcher, whose RUSAGE_CHILDREN is that child's peak (a
+# child's ru_maxrss would include a big parent's pages, inherited by fork, surviving exec).
+LAUNCHER = """
+import resource, subprocess, sys, time
+t0 = time.monotonic()
+proc = subprocess.run([sys.executable, "-c", "from edgenn.cli.main import main; main()",
+                       *sys.argv[1:]], capture_output=True)
+print(proc.returncode, time.monotonic() - t0, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def run(args: list[str], _unused: Path) -> tuple[int, float, float]:
+    out = subprocess.run([sys.executable, "-c", LAUNCHER, *args], capture_output=True, text=True,
+                         timeout=120).stdout.split()
+    return int(out[0]), float(out[1]), int(out[2]) / 1024
 
 
 def main() -> None:

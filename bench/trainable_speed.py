@@ -28,8 +28,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from edgenn._tf import tf_keras
+    from edgenn.convert.trainable import export_trainable
     from edgenn.data import DataSpec, load
-    from edgenn.federated.trainable import export_trainable
     from edgenn.runtime.trainable import TrainableRunner
 
     tfk = tf_keras()

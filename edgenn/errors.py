@@ -73,3 +73,11 @@ class ConstraintError(EdgennError):
     """A recipe or device constraint was not met (exit 4)."""
 
     exit_code = 4
+
+
+class ResultFailure(EdgennError):
+    """A command ran and its result says it failed (its exit code comes from the result)."""
+
+    def __init__(self, exit_code: int, message: str, hint: str | None = None):
+        self.exit_code = exit_code
+        super().__init__(message, hint)

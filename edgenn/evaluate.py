@@ -54,3 +54,12 @@ def tflite_predict(model: bytes | str, x: np.ndarray) -> np.ndarray:
     from .runtime.litert import TFLiteRunner
 
     return TFLiteRunner(model).predict(x)[0]
+
+
+def predict_file(path, x: np.ndarray) -> np.ndarray:
+    """The first output of an exported file, run by its own runtime (LiteRT or ONNX Runtime)."""
+    if str(path).endswith(".onnx"):
+        from .runtime.onnx_runner import ONNXRunner
+
+        return ONNXRunner(path).predict(x)[0]
+    return tflite_predict(str(path), x)

@@ -13,6 +13,7 @@ from enum import Enum
 from pydantic import Field, model_validator
 
 from .builtin import Catalog
+from .data.prepare import DEFAULT_CALIBRATION_SAMPLES
 from .yamlio import Strict, load_model_file  # noqa: F401 (re-exported)
 
 
@@ -255,13 +256,15 @@ class Step(Strict):
 class Export(Strict):
     format: ExportFormat = ExportFormat.tflite
     quantization: Quantization = Quantization.float32
-    io: IOType = IOType.float32
+    io: IOType | None = Field(
+        None, description="input/output type of an int8 model; default: int8 for the Edge TPU, "
+                          "float32 elsewhere")
     target: Target = Target.cpu
-    calibration_samples: int = Field(200, gt=0)
+    calibration_samples: int = Field(DEFAULT_CALIBRATION_SAMPLES, gt=0)
 
     @model_validator(mode="after")
     def _check(self):
-        if self.io is not IOType.float32 and self.quantization is not Quantization.int8:
+        if self.io not in (None, IOType.float32) and self.quantization is not Quantization.int8:
             raise ValueError(
                 f"io {self.io.value} needs quantization int8; received quantization "
                 f"{self.quantization.value}"

@@ -1,4 +1,4 @@
-"""The result of a pipeline run: renders itself as JSON or Markdown and decides the exit code."""
+"""The result of a compress run: renders itself as JSON or Markdown and decides the exit code."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 
-@dataclass
+@dataclass(frozen=True)
 class Constraint:
     name: str
     limit: float
@@ -14,17 +14,53 @@ class Constraint:
     ok: bool
     unit: str = ""
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What one recipe step did and what the model measured after it (Keras)."""
+
+    name: str
+    index: int
+    metrics: dict
+    details: dict
+    notes: tuple[str, ...]
+    seconds: float
+    params: int
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["notes"] = list(self.notes)
+        return out
+
+
+@dataclass(frozen=True)
+class KerasFile:
+    """The compressed model in Keras form, as the run saved it."""
+
+    path: str
+    bytes: int
+    gzip_bytes: int
+    sha256: str
+    format: str = "keras"
+    metrics: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
 
 @dataclass
 class Report:
-    """What each stage did and measured."""
+    """What each stage of a compress run did and measured."""
 
     command: str
     model: dict = field(default_factory=dict)
     recipe: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
-    steps: list[dict] = field(default_factory=list)
-    artifacts: list[dict] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+    artifacts: list = field(default_factory=list)  # KerasFile and convert.export.Artifact
     metrics: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)
     constraints: list[Constraint] = field(default_factory=list)
@@ -37,10 +73,36 @@ class Report:
         """4 when a constraint is not met, else 0."""
         return 4 if any(not c.ok for c in self.constraints) else 0
 
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["exit_code"] = self.exit_code
+    @property
+    def failure(self) -> str | None:
+        failed = [c for c in self.constraints if not c.ok]
+        if not failed:
+            return None
+        return ("recipe constraint not met: " + "; ".join(
+            f"{c.name} {c.value:g}{c.unit} > {c.limit:g}{c.unit}" for c in failed)
+            + ": relax the constraint or change the recipe (report.md has the figures)")
+
+    @property
+    def exported(self) -> list:
+        """The exported artifacts (TFLite and ONNX), in recipe order."""
+        return [a for a in self.artifacts if a.format in ("tflite", "onnx")]
+
+    def artifact_dict(self, artifact) -> dict:
+        out = artifact.to_dict()
+        ref = self.reference
+        if artifact.format == "tflite" and ref:
+            out["x_smaller_than_float32"] = round(ref["float32_tflite_bytes"] / artifact.bytes, 3)
+            out["gzip_x_smaller_than_float32"] = round(
+                ref["float32_tflite_gzip_bytes"] / artifact.gzip_bytes, 3)
         return out
+
+    def to_dict(self) -> dict:
+        return {"command": self.command, "model": self.model, "recipe": self.recipe,
+                "data": self.data, "steps": [s.to_dict() for s in self.steps],
+                "artifacts": [self.artifact_dict(a) for a in self.artifacts],
+                "metrics": self.metrics, "reference": self.reference,
+                "constraints": [c.to_dict() for c in self.constraints], "notes": self.notes,
+                "versions": self.versions, "seconds": self.seconds, "exit_code": self.exit_code}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
@@ -60,32 +122,40 @@ class Report:
         lines += ["## Metrics", "", f"| stage | {metric} |", "|---|---|",
                   f"| input model (Keras) | {_fmt(base.get(metric))} |"]
         for step in self.steps:
-            lines.append(f"| after {step['name']} (Keras) | {_fmt(step['metrics'].get(metric))} |")
-        for art in self.artifacts:
-            if art.get("metrics"):
-                lines.append(f"| {art['path'].split('/')[-1]} (LiteRT) | "
-                             f"{_fmt(art['metrics'].get(metric))} |")
+            lines.append(f"| after {step.name} (Keras) | {_fmt(step.metrics.get(metric))} |")
+        for art in self.exported:
+            if art.metrics:
+                runtime = "LiteRT" if art.format == "tflite" else "ONNX Runtime"
+                lines.append(f"| {art.path.split('/')[-1]} ({runtime}) | "
+                             f"{_fmt(art.metrics.get(metric))} |")
         if final and metric == "accuracy" and base:
             lines += ["", f"Accuracy change: {(final['accuracy'] - base['accuracy']) * 100:+.2f} pt"]
             worst = self.metrics.get("worst_class")
             if worst:
                 lines.append(f"Worst class: {worst['class']} ({-worst['drop_pt']:+.2f} pt)")
-        lines += ["", "## Artifacts", "", "| file | format | bytes | gzip bytes | sha256 |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "## Artifacts", "", "| file | format | target | bytes | gzip bytes | sha256 |",
+                  "|---|---|---|---|---|---|"]
         for art in self.artifacts:
-            lines.append(f"| {art['path'].split('/')[-1]} | {art['format']} | {art['bytes']:,} | "
-                         f"{art.get('gzip_bytes', 0):,} | `{art['sha256'][:12]}` |")
+            target = getattr(getattr(art, "spec", None), "target", None)
+            lines.append(f"| {art.path.split('/')[-1]} | {art.format} | "
+                         f"{target.value if target else '-'} | {art.bytes:,} | "
+                         f"{art.gzip_bytes:,} | `{art.sha256[:12]}` |")
         if self.reference:
             lines += ["", f"Reference float32 .tflite of the input model: "
                           f"{self.reference['float32_tflite_bytes']:,} bytes "
                           f"({self.reference['float32_tflite_gzip_bytes']:,} gzipped)."]
+        for art in self.exported:
+            if getattr(art, "preflight", None) is not None:
+                lines += ["", art.preflight.to_markdown().rstrip()]
+            if getattr(art, "compiler", None) is not None:
+                lines += ["", f"- {art.compiler.summary()}"]
         if self.steps:
             lines += ["", "## Steps", ""]
             for step in self.steps:
-                lines.append(f"### {step['name']} ({step['seconds']:.1f} s)")
-                for key, value in step.get("details", {}).items():
-                    lines.append(f"- {key}: {value}")
-                for note in step.get("notes", []):
+                lines.append(f"### {step.name} ({step.seconds:.1f} s)")
+                for key, value in step.details.items():
+                    lines.append(f"- {key}: {_fmt_detail(value)}")
+                for note in step.notes:
                     lines.append(f"- note: {note}")
                 lines.append("")
         if self.constraints:
@@ -104,4 +174,18 @@ def _fmt(value) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4f}"
+    return str(value)
+
+
+def _fmt_detail(value) -> str:
+    """A step detail for people: long lists of layer names are counted, not dumped."""
+    if isinstance(value, list) and len(value) > 6:
+        shown = ", ".join(str(v) for v in value[:5])
+        return f"{len(value)} ({shown}, ...)"
+    if isinstance(value, dict) and len(value) > 6:
+        items = list(value.items())
+        shown = ", ".join(f"{k}: {_fmt(v)}" for k, v in items[:5])
+        return f"{len(value)} entries ({shown}, ...)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
     return str(value)

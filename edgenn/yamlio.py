@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typing
-from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,11 +22,6 @@ class Strict(BaseModel):
     @classmethod
     def valid_keys(cls) -> list[str]:
         return sorted((f.alias or name) for name, f in cls.model_fields.items())
-
-
-def enum_values(enum: type[Enum]) -> str:
-    """The allowed values of a str enum, for error messages."""
-    return ", ".join(str(m.value) for m in enum)
 
 
 def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:

@@ -27,76 +27,142 @@ def _tflite_doc(path):
     return describe(path)
 
 
-REQUIRED = ("artifacts", "metrics", "steps")
+# What each shipped recipe must do on the digits CNN at SCALE of its epochs: the accuracy bound
+# (accuracy the .tflite may lose against the input model) and the facts its steps must show.
+# Every recipe has a bound; a recipe added to recipes/ without a row fails. The training recipes'
+# bounds are wide because a third of their epochs on this small, briefly trained model cannot
+# recover what pruning and a half-width student lose (measured: prune-80 -0.22, 2:4 -0.10,
+# distill -0.24 to -0.39, so distillation runs all its epochs here); they still catch a collapse
+# (chance is 0.10). bench/compress_fashion.py measures the real drops on a converged model.
+EXPECT = {
+    "int8-ptq": {"max_drop": 0.03, "int8": True},
+    "float16": {"max_drop": 0.005, "float16": True},
+    "dynamic-range": {"max_drop": 0.01, "dynamic": True},
+    "int8-qat": {"max_drop": 0.03, "int8": True, "qat_preserve": [], "frozen_bn": ["bn1", "bn2"]},
+    "cluster-16-int8": {"max_drop": 0.03, "int8": True, "clusters": True},
+    "prune-80-int8": {"max_drop": 0.32, "int8": True, "pruned": ["conv1", "conv2", "fc", "logits"],
+                      "block_pruned": ["fc", "logits"], "min_gzip_ratio": 2.5},
+    "prune-2of4-int8": {"max_drop": 0.20, "int8": True, "pruned": ["conv2", "fc", "logits"],
+                        "m_by_n": True},
+    "prune-cluster-qat-int8": {"max_drop": 0.32, "int8": True, "qat_preserve": ["cluster", "prune"],
+                               "clusters": True, "pruned": ["conv1", "conv2", "fc", "logits"],
+                               "unsaved": True},
+    "distill-half-int8": {"max_drop": 0.15, "int8": True, "max_param_ratio": 0.25, "scale": 1.0},
+}
 
 
-@pytest.mark.parametrize("name", sorted(rc.builtin_recipes()))
+def test_every_shipped_recipe_has_expectations():
+    assert sorted(EXPECT) == sorted(rc.builtin_recipes())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECT))
 def test_builtin_recipe(digits_model, tmp_path, name):
-    report = _run(digits_model, name, tmp_path)
+    expect = EXPECT[name]
+    _run(digits_model, name, tmp_path, epochs_scale=expect.get("scale", SCALE))
     doc = json.loads((tmp_path / "report.json").read_text())
-    for key in REQUIRED:
-        assert key in doc
-    assert doc["metrics"]["baseline"]["accuracy"] > 0.8
     assert (tmp_path / "report.md").read_text().startswith(f"# edgenn compress: {name}")
+    assert doc["metrics"]["baseline"]["accuracy"] > 0.8
     tflite = [a for a in doc["artifacts"] if a["format"] == "tflite"]
     assert len(tflite) == 1 and Path(tflite[0]["path"]).is_file()
     for art in doc["artifacts"]:
         assert {"path", "format", "bytes", "gzip_bytes", "sha256"} <= set(art)
         assert Path(art["path"]).stat().st_size == art["bytes"]
-    assert (tmp_path / "model.keras").exists() == bool(report.recipe and rc.load(name).steps)
-    info = _tflite_doc(tflite[0]["path"])
-    final = doc["metrics"]["final"]["accuracy"]
-    base = doc["metrics"]["baseline"]["accuracy"]
-    steps = {s["name"]: s for s in doc["steps"]}
-    quant = rc.load(name).export[0].quantization.value
+    saved = [a for a in doc["artifacts"] if a["format"] == "keras"]
+    assert len(saved) == (bool(rc.load(name).steps) and not expect.get("unsaved"))
+    if saved:  # QAT models are saved as .h5, which tf_keras can reload
+        assert Path(saved[0]["path"]).name == ("model.h5" if "qat_preserve" in expect else "model.keras")
+    if expect.get("unsaved"):  # said so, rather than shipping a file that cannot load
+        assert any("does not load back" in n for n in doc["notes"])
+    final, base = doc["metrics"]["final"]["accuracy"], doc["metrics"]["baseline"]["accuracy"]
+    assert final >= base - expect["max_drop"], (final, base)
 
-    if quant == "float16":
-        assert "float16" in info["tensor_dtypes"] and abs(final - base) <= 0.005
-    if quant == "dynamic":
+    info = _tflite_doc(tflite[0]["path"])
+    if expect.get("float16"):
+        assert "float16" in info["tensor_dtypes"]
+    if expect.get("dynamic"):
         assert "int8" in info["weight_bytes"] and info["inputs"][0]["dtype"] == "float32"
-        assert abs(final - base) <= 0.01
-    if quant == "int8":
+    if expect.get("int8"):
         # Full integer: only the float io tensors around QUANTIZE/DEQUANTIZE are float32.
         assert info["tensor_dtypes"].get("float32", 0) == 2, info["tensor_dtypes"]
         assert info["ops"]["QUANTIZE"] == 1 and info["ops"]["DEQUANTIZE"] == 1
         assert "float32" not in info["weight_bytes"]
         assert tflite[0]["x_smaller_than_float32"] > 3.0
-    if name in ("int8-ptq", "float16", "dynamic-range", "int8-qat", "cluster-16-int8"):
-        assert final >= base - 0.03, (final, base)
-    if "prune" in steps:
+    if "min_gzip_ratio" in expect:
+        assert tflite[0]["gzip_x_smaller_than_float32"] > expect["min_gzip_ratio"]
+
+    steps = {s["name"]: s for s in doc["steps"]}
+    if "pruned" in expect:
         details = steps["prune"]["details"]
-        target = details["target_sparsity"]
-        if "m_by_n_ok" in details:  # the 1-channel stem cannot hold 2:4 blocks
-            assert details["pruned_layers"] == ["conv2", "fc", "logits"]
-            assert "conv1 (1 input channels)" in steps["prune"]["notes"][0]
-        else:
-            assert details["pruned_layers"] == ["conv1", "conv2", "fc", "logits"]
-        assert all(s >= target - 0.01 for s in details["sparsity"].values()), details
-        if "m_by_n_ok" in details:
-            assert all(details["m_by_n_ok"].values()), details
-    if name == "prune-80-int8":
-        assert tflite[0]["gzip_x_smaller_than_float32"] > 2.5
-        assert steps["prune"]["details"]["block_pruned_layers"] == ["fc", "logits"]
-    if "cluster" in steps:
+        assert details["pruned_layers"] == expect["pruned"]
+        assert all(s >= details["target_sparsity"] - 0.01 for s in details["sparsity"].values())
+    if "block_pruned" in expect:
+        assert steps["prune"]["details"]["block_pruned_layers"] == expect["block_pruned"]
+    if expect.get("m_by_n"):  # the 1-channel stem cannot hold 2:4 blocks
+        assert "conv1 (1 input channels)" in steps["prune"]["notes"][0]
+        assert all(steps["prune"]["details"]["m_by_n_ok"].values())
+    if expect.get("clusters"):
         details = steps["cluster"]["details"]
         # Clustered kernels hold at most `clusters` values (a pruned zero may be one more).
         assert all(n <= details["clusters"] + 1 for n in details["unique_weights"].values())
-    if "quantize" in steps:
-        expected = ["cluster", "prune"] if "cluster" in steps else []
-        assert steps["quantize"]["details"]["preserve"] == expected
+    if "qat_preserve" in expect:
+        assert steps["quantize"]["details"]["preserve"] == expect["qat_preserve"]
         assert {"bn1", "bn2"} <= set(steps["quantize"]["details"]["quantized_layers"])
-        if name == "int8-qat":  # the shipped QAT recipe trains with BatchNormalization frozen
-            assert steps["quantize"]["details"]["frozen_batch_norm"] == ["bn1", "bn2"]
-    if "distill" in steps:
+    if "frozen_bn" in expect:
+        assert steps["quantize"]["details"]["frozen_batch_norm"] == expect["frozen_bn"]
+    if "max_param_ratio" in expect:
         details = steps["distill"]["details"]
-        assert details["param_ratio"] <= 0.25
+        assert details["param_ratio"] <= expect["max_param_ratio"]
         assert details["student_params"] < details["teacher_params"]
+
+    # One road: `convert` of the same model with the recipe's export settings writes the same bytes.
+    if saved or not rc.load(name).steps:
+        source = saved[0]["path"] if saved else digits_model
+        same = _convert_like(source, rc.load(name).export[0], tmp_path / "converted.tflite")
+        assert same.artifact.sha256 == tflite[0]["sha256"]
+
+
+def _convert_like(model, export, out):
+    """`edgenn convert` with a recipe export's settings, on the data compress used."""
+    from edgenn.convert.export import ExportSpec
+    from edgenn.convert.run import convert
+
+    spec = ExportSpec.from_recipe(export)
+    return convert(str(model), str(out), spec,
+                   data_spec=DataSpec("digits", calibration_samples=spec.calibration_samples))
+
+
+@pytest.mark.parametrize("export", [
+    "{quantization: int8, target: edgetpu}",
+    "{quantization: float16, target: gpu}",
+    "{format: onnx, quantization: int8}",
+])
+def test_recipe_export_and_convert_are_one_road(digits_model, tmp_path, export):
+    """Each target through a recipe writes what `convert` writes, pre-flight and all."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\nexport: {export}\n")
+    report = _run(digits_model, recipe, tmp_path / "out")
+    art = report.exported[0]
+    same = _convert_like(digits_model, rc.load(str(recipe)).export[0],
+                         tmp_path / f"converted.{art.format}")
+    assert same.artifact.sha256 == art.sha256
+    assert same.artifact.spec == art.spec
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())["artifacts"][0]
+    if art.spec.target.value == "edgetpu":
+        info = _tflite_doc(art.path)
+        assert info["inputs"][0]["dtype"] == "int8" and info["outputs"][0]["dtype"] == "int8"
+        assert info["inputs"][0]["shape"][0] == 1  # a static batch of 1 for the compiler
+        assert doc["io"] == "int8" and doc["preflight"]["target"] == "edgetpu"
+        assert doc["preflight"]["parameter_memory"]["fits"] is True
+        assert "edgetpu_compiler" in doc["compiler"]["message"]  # not installed here: said so
+        assert "Pre-flight for edgetpu" in (tmp_path / "out" / "report.md").read_text()
+    if art.spec.target.value == "gpu":
+        assert doc["preflight"]["target"] == "gpu" and "gpu_runtime" in doc
 
 
 def test_ptq_is_byte_deterministic(digits_model, tmp_path):
     a = _run(digits_model, "int8-ptq", tmp_path / "a")
     b = _run(digits_model, "int8-ptq", tmp_path / "b")
-    assert a.artifacts[0]["sha256"] == b.artifacts[0]["sha256"]
+    assert a.artifacts[0].sha256 == b.artifacts[0].sha256
 
 
 def test_int8_uint8_io_and_multi_export(digits_model, tmp_path):
@@ -104,14 +170,14 @@ def test_int8_uint8_io_and_multi_export(digits_model, tmp_path):
     recipe.write_text("name: io\nexport:\n  - {quantization: int8, io: uint8}\n"
                       "  - {quantization: int16x8}\n")
     report = _run(digits_model, recipe, tmp_path / "out")
-    names = sorted(Path(a["path"]).name for a in report.artifacts)
+    names = sorted(Path(a.path).name for a in report.artifacts)
     assert names == ["model-int16x8.tflite", "model-int8-uint8io.tflite"]
     uint8 = _tflite_doc(tmp_path / "out" / "model-int8-uint8io.tflite")
     assert uint8["inputs"][0]["dtype"] == "uint8" and uint8["outputs"][0]["dtype"] == "uint8"
     int16 = _tflite_doc(tmp_path / "out" / "model-int16x8.tflite")
     assert "int16" in int16["tensor_dtypes"]
     for art in report.artifacts:
-        assert art["metrics"]["accuracy"] >= report.metrics["baseline"]["accuracy"] - 0.05
+        assert art.metrics["accuracy"] >= report.metrics["baseline"]["accuracy"] - 0.05
 
 
 def test_failed_run_leaves_nothing(digits_model, tmp_path, monkeypatch):
@@ -168,12 +234,12 @@ def test_recipe_exports_onnx_too(digits_model, tmp_path):
     recipe.write_text("name: both\nexport:\n  - {format: tflite, quantization: int8}\n"
                       "  - {format: onnx, quantization: int8}\n")
     report = _run(digits_model, recipe, tmp_path / "out")
-    by_format = {a["format"]: a for a in report.artifacts}
-    assert Path(by_format["onnx"]["path"]).name == "model-int8.onnx"
-    assert by_format["onnx"]["onnx_quantization"]["mode"] == "static QDQ"
+    by_format = {a.format: a for a in report.artifacts}
+    assert Path(by_format["onnx"].path).name == "model-int8.onnx"
+    assert by_format["onnx"].onnx_quantization.mode == "static QDQ"
     base = report.metrics["baseline"]["accuracy"]
-    assert by_format["onnx"]["metrics"]["accuracy"] >= base - 0.02
-    assert report.metrics["final"] == by_format["tflite"]["metrics"]
+    assert by_format["onnx"].metrics["accuracy"] >= base - 0.02
+    assert report.metrics["final"] == by_format["tflite"].metrics
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nexport: {format: onnx, quantization: float16}\n")
     with pytest.raises(Exception, match="--to onnx supports"):
@@ -197,8 +263,8 @@ def _conv_bn_model():
 
 
 def _qat(model, limit=64, **config):
-    from edgenn.compress.quantize import quantize
-    from edgenn.compress.registry import StepContext
+    from edgenn.compress.step import StepContext
+    from edgenn.compress.techniques.quantize import quantize
     from edgenn.data import load, match_model
     from edgenn.recipe import QuantizeStep
 
@@ -313,7 +379,7 @@ def test_split_seed_keeps_the_split_while_the_seed_changes(digits_model, tmp_pat
 
 
 def _augmented(x, seed, **augment):
-    from edgenn.compress.train import dataset
+    from edgenn.data.augment import dataset
     from edgenn.recipe import Augment
 
     ds = dataset(x, np.arange(len(x)), 4, seed, Augment(**augment))
@@ -349,7 +415,7 @@ def test_augment_flips_and_shifts_each_image_and_is_seeded():
 
 
 def test_augment_refuses_data_that_is_not_images():
-    from edgenn.compress.train import dataset
+    from edgenn.data.augment import dataset
     from edgenn.errors import UsageError
     from edgenn.recipe import Augment
 
@@ -362,7 +428,7 @@ def test_finetune_with_augment_runs_through_the_pipeline(digits_model, tmp_path)
     recipe.write_text("name: ft-aug\nsteps:\n  - finetune: {epochs: 1, augment: {shift: 1}}\n"
                       "export: {format: tflite, quantization: float32}\n")
     report = _run(digits_model, recipe, tmp_path / "out")
-    assert report.steps[0]["name"] == "finetune"
+    assert report.steps[0].name == "finetune"
     assert report.metrics["final"]["accuracy"] > 0.5
 
 

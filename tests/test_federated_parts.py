@@ -111,11 +111,11 @@ def test_fleet_config_errors():
 
 
 def test_server_settings_resolve_the_defaults_that_ran():
-    from edgenn.federated.simulate import SERVER_LR, server_settings
+    from edgenn.federated.strategies import STRATEGIES, server_settings
 
     assert server_settings(_cfg()) == {"strategy": "fedavg"}
     assert server_settings(_cfg(strategy="fedadam")) == {
-        "strategy": "fedadam", "server_lr": SERVER_LR[_cfg(strategy="fedadam").strategy],
+        "strategy": "fedadam", "server_lr": STRATEGIES[_cfg(strategy="fedadam").strategy].server_lr,
         "server_tau": 1e-3, "server_lr_schedule": "constant"}
     assert server_settings(_cfg(strategy="fedyogi"))["server_tau"] == 1e-5
     assert server_settings(_cfg(strategy="fedyogi", server_tau=0.01))["server_tau"] == 0.01
@@ -127,7 +127,7 @@ def test_server_settings_resolve_the_defaults_that_ran():
 
 
 def test_server_lr_schedule():
-    from edgenn.federated.simulate import server_lr_at, server_settings
+    from edgenn.federated.strategies import server_lr_at, server_settings
 
     cosine = server_settings(_cfg(strategy="fedyogi", server_lr=0.02, server_lr_schedule="cosine"))
     rates = [server_lr_at(cosine, r, 4) for r in (1, 2, 3, 4)]

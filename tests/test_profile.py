@@ -37,15 +37,18 @@ def test_profile_tflite_and_onnx_side_by_side(models, tmp_path):
 
 
 def test_unstable_timing_is_a_warning_that_says_what_to_do():
-    from edgenn.profile.run import stability
+    from dataclasses import replace
 
-    lat = {"p50": 3.29, "p99": 9.8, "max": 41.0}
-    noisy = {"model": "m.tflite", "cv": 0.167, "runs": 100, "latency_ms": lat}
-    msg = stability(noisy)
+    from edgenn.profile.result import Latency, Measurement
+
+    lat = Latency(mean=4.0, std=0.7, min=3.0, p50=3.29, p90=5.0, p95=6.0, p99=9.8, max=41.0)
+    noisy = Measurement("m.tflite", "litert", "xnnpack", 1, 1000, 1.0, 1.0, None, 100, lat, 0.167,
+                        250.0, 50.0, 1.0, 49.0)
+    msg = noisy.stability_warning()
     assert msg.startswith("m.tflite: unstable timing, CV 16.7% over 100 runs (p50 3.290 ms")
     assert "--cpus" in msg and "\n" not in msg
-    assert stability({**noisy, "cv": 0.05}) is None  # the bar is inclusive
-    assert stability({**noisy, "runs": 5}) is None  # too few runs to judge
+    assert replace(noisy, cv=0.05).stability_warning() is None  # the bar is inclusive
+    assert replace(noisy, runs=5).stability_warning() is None  # too few runs to judge
 
 
 def test_profile_human_table(models):
@@ -122,11 +125,17 @@ def test_compiled_model_path_runs_on_cpu(models):
     import numpy as np
 
     from edgenn.profile.agent import LiteRTCompiled
+    from edgenn.runtime.litert import TFLiteRunner
 
     runner = LiteRTCompiled({"model": str(models / "tfk_cnn.tflite")}, "cpu")
     (shape, dtype), = runner.input_specs()
-    runner.set_inputs([np.zeros(shape, dtype)])
+    x = np.random.default_rng(0).random(shape).astype(dtype)
+    runner.set_inputs([x])
     runner.run()
+    reference = TFLiteRunner(models / "tfk_cnn.tflite").predict(x)[0]
+    got = np.asarray(runner.outputs_buf[0].read(reference.size, np.float32)).reshape(reference.shape)
+    assert np.abs(reference).max() > 0  # a real answer, not zeros
+    np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-6)
 
 
 def test_missing_accelerators_say_so(models):
@@ -209,3 +218,23 @@ def test_calibrate_writes_measured_throughput(models, tmp_path):
     assert written["int8_gmacs"] > 0
     builtin = run_cli("profile", str(models / "tfk_cnn.tflite"), "--device", "host", "--calibrate")
     assert_clean_error(builtin, 2, "device YAML file of yours")
+
+
+def test_device_profile_transport_fills_in_the_ssh_details(tmp_path):
+    """`profile --device D` reaches D as its profile says; --host overrides what it names."""
+    from edgenn import devices as dv
+    from edgenn.profile.run import remote_for
+
+    pi = dv.load("raspberry-pi-4")  # transport: {type: ssh, user: pi, port: 22}, no host
+    assert remote_for(None, pi) is None  # nowhere to go: the command warns and measures here
+    r = remote_for("10.0.0.5", pi)
+    assert (r.user, r.address, r.port) == ("pi", "10.0.0.5", 22)
+    r = remote_for("bob@10.0.0.5:2200", pi)
+    assert (r.user, r.address, r.port) == ("bob", "10.0.0.5", 2200)
+    own = tmp_path / "my-pi.yaml"
+    own.write_text((ROOT / "devices" / "raspberry-pi-4.yaml").read_text().replace(
+        "transport: {type: ssh, user: pi, port: 22}",
+        "transport: {type: ssh, user: pi, port: 2222, host: pi.local}"))
+    r = remote_for(None, dv.load(str(own)))
+    assert (r.user, r.address, r.port) == ("pi", "pi.local", 2222)
+    assert remote_for(None, dv.load("host")) is None

@@ -125,3 +125,11 @@ def test_cosine_lr_schedule_decays_to_zero_over_the_step():
     assert float(lr(100)) == pytest.approx(0.0, abs=1e-9)
     constant = make_optimizer(rc.FinetuneStep(learning_rate=1e-3)).get_config()["learning_rate"]
     assert constant == pytest.approx(1e-3)
+
+
+def test_recipe_step_keys_are_the_registered_techniques():
+    """A recipe key with no technique, or a technique no recipe can name, is caught here."""
+    from edgenn.compress.registry import names
+    from edgenn.recipe import Step
+
+    assert sorted(Step.model_fields) == names()

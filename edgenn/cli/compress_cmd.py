@@ -6,7 +6,7 @@ import click
 
 from .data_options import data_options, make_spec
 from .model_options import model_options, overwrite_option
-from .output import STATE, common_options, console, emit, emit_failure, guarded_stdout, info
+from .output import STATE, common_options, console, finish, guarded_stdout, info
 
 
 def _progress_hook(bar):
@@ -41,7 +41,6 @@ def compress_cmd(model, recipe_name, data, seed, scale, mean, std, resize, chann
     """
     from .. import recipe as rc
     from ..compress.pipeline import run
-    from ..errors import ConstraintError
 
     recipe_path = rc.resolve(recipe_name)
     recipe = rc.load(str(recipe_path))
@@ -54,13 +53,7 @@ def compress_cmd(model, recipe_name, data, seed, scale, mean, std, resize, chann
                      custom_objects_file=custom_objects, overwrite=overwrite,
                      progress=None if (STATE.quiet or STATE.json) else _progress_hook(bar),
                      log=info)
-    failed = [c for c in report.constraints if not c.ok]
-    if failed:
-        emit_failure(report.to_dict(), lambda: _human(report, output), ConstraintError(
-            "recipe constraint not met: " + "; ".join(
-                f"{c.name} {c.value:g}{c.unit} > {c.limit:g}{c.unit}" for c in failed),
-            f"see {output}/report.md; relax the constraint or change the recipe"))
-    emit(report.to_dict(), lambda: _human(report, output))
+    finish(report, lambda: _human(report, output))
 
 
 def _human(report, output) -> None:
@@ -68,17 +61,25 @@ def _human(report, output) -> None:
     metric = report.metrics["metric"]
     base = report.metrics["baseline"][metric]
     final = report.metrics["final"][metric]
+    first = report.exported[0]
+    runtime = "LiteRT" if first.format == "tflite" else "ONNX Runtime"
     con.print(f"{report.recipe['name']}: {metric} {base:.4f} (input, Keras) -> {final:.4f} "
-              f"(.tflite on LiteRT)" + (f", {100 * (final - base):+.2f} pt" if metric == "accuracy" else ""))
+              f"(.{first.format} on {runtime})"
+              + (f", {100 * (final - base):+.2f} pt" if metric == "accuracy" else ""))
     for step in report.steps:
-        con.print(f"  after {step['name']}: {step['metrics'].get(metric, float('nan')):.4f} "
-                  f"({step['seconds']:.1f} s)")
-    ref = report.reference["float32_tflite_bytes"]
+        con.print(f"  after {step.name}: {step.metrics.get(metric, float('nan')):.4f} "
+                  f"({step.seconds:.1f} s)")
     for art in report.artifacts:
+        entry = report.artifact_dict(art)
         extra = ""
-        if art["format"] == "tflite":
-            extra = f", {ref / art['bytes']:.2f}x smaller than float32 ({art['gzip_bytes']:,} gzipped)"
-        con.print(f"  wrote {art['path']} ({art['bytes']:,} bytes{extra})")
+        if "x_smaller_than_float32" in entry:
+            extra = (f", {entry['x_smaller_than_float32']:.2f}x smaller than float32 "
+                     f"({art.gzip_bytes:,} gzipped)")
+        con.print(f"  wrote {art.path} ({art.bytes:,} bytes{extra})")
+        if getattr(art, "preflight", None) is not None and art.spec.target.value != "cpu":
+            con.print(f"    pre-flight: {art.preflight.summary()}")
+        if getattr(art, "compiler", None) is not None:
+            con.print(f"    {art.compiler.summary()}")
     for c in report.constraints:
         con.print(f"  constraint {c.name}: {c.value:g}{c.unit} vs {c.limit:g}{c.unit}: "
                   f"{'met' if c.ok else 'NOT MET'}")

@@ -6,7 +6,7 @@ import click
 
 from .data_options import data_options, make_spec
 from .model_options import model_options
-from .output import common_options, console, emit, emit_failure, guarded_stdout, info
+from .output import common_options, console, finish, guarded_stdout, info
 
 TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
 
@@ -25,6 +25,8 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
 @click.option("--calibration", type=click.Choice(["minmax", "entropy", "percentile"]),
               default="minmax", show_default=True, help="ONNX static-quantization calibration.")
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=None,
+              help="Training samples that calibrate int8/int16x8 quantization (default 200).")
 @click.option("--samples", type=click.IntRange(min=1), default=500, show_default=True,
               help="Samples for the fidelity check.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
@@ -43,31 +45,31 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
 @common_options
 @guarded_stdout
 def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, resize, channels,
-                limit, output, opset, calibration, samples, threshold, explain, allow_flex,
-                trainable, train_layers, batch_size, momentum, allow_unsafe, custom_objects) -> None:
+                limit, output, opset, calibration, calibration_samples, samples, threshold, explain,
+                allow_flex, trainable, train_layers, batch_size, momentum, allow_unsafe,
+                custom_objects) -> None:
     """Convert a Keras MODEL to TFLite or ONNX for a target and prove it still agrees.
 
     The converted artifact is run (LiteRT or ONNX Runtime) on data (or random inputs) and
     compared with the Keras model: top-1 agreement, max/mean |difference|, cosine and SNR.
     Below the threshold the command exits 3. The target's pre-flight names ops it cannot run.
     """
+    from ..convert.export import DEFAULT_CALIBRATION_SAMPLES, ExportSpec
     from ..convert.run import convert
-    from ..errors import ConversionError
 
-    spec = make_spec(data, seed, scale, mean, std, resize, channels, limit)
-    try:
-        report = convert(model, output, to=to, target=target, quantize=quantize, data_spec=spec,
-                         io=io, opset=opset, calibration=calibration, samples=samples,
-                         threshold=threshold, allow_flex=allow_flex, allow_unsafe=allow_unsafe,
-                         custom_objects_file=custom_objects, explain=explain, trainable=trainable,
-                         train_layers=train_layers, batch_size=batch_size, momentum=momentum,
-                         log=info)
-    except ConversionError as err:
-        failed = getattr(err, "report", None)
-        if failed is not None:
-            emit_failure(failed, lambda: _human_convert(failed), err)
-        raise
-    emit(report, lambda: _human_convert(report))
+    count = calibration_samples or DEFAULT_CALIBRATION_SAMPLES
+    spec = ExportSpec.resolve(to, target, quantize, io, calibration_samples=count, opset=opset,
+                              calibration=calibration, allow_flex=allow_flex)
+    if trainable and (quantize not in ("auto", "none") or target != "cpu" or to != "tflite"):
+        from ..errors import UsageError
+
+        raise UsageError("--trainable exports a float32 TFLite model for the CPU",
+                         "use --to tflite --target cpu without --quantize")
+    data_spec = make_spec(data, seed, scale, mean, std, resize, channels, limit, calibration=count)
+    result = convert(model, output, spec, data_spec=data_spec, samples=samples, threshold=threshold,
+                     allow_unsafe=allow_unsafe, custom_objects_file=custom_objects, explain=explain,
+                     trainable=(train_layers, batch_size, momentum) if trainable else None, log=info)
+    finish(result, lambda: _human_convert(result))
 
 
 @click.command("check")
@@ -84,75 +86,60 @@ def check_cmd(model, target, data, seed, scale, mean, std, resize, channels, lim
     A .tflite is analysed as it is (no TensorFlow needed). A Keras model is first converted
     the way `convert --target` would (int8 for edgetpu, calibrated on --data), then analysed.
     """
-    import tempfile
-    from pathlib import Path
+    from ..convert.run import check
 
-    from ..convert.run import preflight
-    from ..models.formats import ModelFormat, detect
-
-    fmt = detect(model)
-    if fmt.format is ModelFormat.tflite:
-        result = preflight(fmt.path, target)
-    elif fmt.format is ModelFormat.onnx:
-        from ..errors import UsageError
-
-        raise UsageError("check analyses .tflite files and Keras models",
-                         "check the Keras model, or convert it to .tflite first")
-    else:
-        from ..convert.run import convert
-
-        spec = make_spec(data, seed, scale, mean, std, resize, channels, limit)
-        with tempfile.TemporaryDirectory(prefix="edgenn-check-") as tmp:
-            path = Path(tmp) / "model.tflite"
-            report = convert(model, str(path), to="tflite", target=target, data_spec=spec,
-                             allow_unsafe=allow_unsafe, custom_objects_file=custom_objects,
-                             threshold=0.0, log=info)
-            result = report["preflight"]
-            result["converted_with"] = {k: report[k] for k in ("quantization", "io")}
-    emit(result, lambda: _human_check(result))
+    spec = make_spec(data, seed, scale, mean, std, resize, channels, limit)
+    result = check(model, target, data_spec=spec, allow_unsafe=allow_unsafe,
+                   custom_objects_file=custom_objects, log=info)
+    finish(result, lambda: _human_check(result))
 
 
-def _human_check(result: dict) -> None:
+def _human_check(result) -> None:
     con = console()
-    con.print(f"{result['model']}: {result['mapped']}/{result['ops']} ops run on "
-              f"{result['target']}" + (" (the whole graph)" if result["whole_graph_maps"] else ""))
-    first = result.get("first_unsupported")
+    pre = result.preflight
+    con.print(f"{pre.model}: {pre.summary()}")
+    if result.converted_with:
+        c = result.converted_with
+        con.print(f"  converted as `convert --target {pre.target}` would: {c['quantization']}, "
+                  f"{c['io']} io")
+    _human_preflight(pre)
+    if result.compiler is not None:
+        con.print(f"  {result.compiler.summary()}")
+
+
+def _human_preflight(pre) -> None:
+    con = console()
+    first = pre.first_unsupported
     if first:
-        con.print(f"mapping stops at op {first['index']} {first['op']} (Keras layer "
-                  f"{first['layer']!r}): {first['problem']}; the {first['runs_on_cpu']} ops from "
-                  "there on run on the CPU")
-    for p in result["problems"]:
-        con.print(f"  - op {p.get('index', '-')} {p['op']} (layer {p['layer']!r}): {p['problem']}")
+        con.print(f"  mapping stops at op {first.index} {first.op} (Keras layer {first.layer!r}): "
+                  f"{first.problem}; the {first.runs_on_cpu} ops from there on run on the CPU")
+    for p in pre.problems:
+        where = f"op {p.index} " if p.index >= 0 else ""
+        con.print(f"  - {where}{p.op} (layer {p.layer!r}): {p.problem}")
+    if pre.parameter_memory is not None:
+        con.print(f"  {pre.parameter_memory.note}")
 
 
-def _human_convert(report: dict) -> None:
+def _human_convert(result) -> None:
     con = console()
-    con.print(f"wrote {report['output']} ({report.get('bytes', 0):,} bytes, {report['to']} "
-              f"{report['quantization']} for {report['target']})")
-    fid = report.get("fidelity")
-    if fid:
-        for o in fid["outputs"]:
-            agree = o.get("top1_agreement")
-            con.print(f"  fidelity on {fid['samples']} samples ({fid['data']}): "
-                      + (f"top-1 agreement {agree:.4f}, " if agree is not None else "")
-                      + f"max |diff| {o['max_abs_diff']:.3g}, mean |diff| {o['mean_abs_diff']:.3g}, "
-                      f"cosine {o['cosine']:.5f}, SNR {o['snr_db']} dB")
-        con.print(f"  {'passed' if fid['passed'] else 'FAILED'} (threshold {fid['threshold']})")
-    if report.get("onnx_quantization"):
-        q = report["onnx_quantization"]
-        con.print(f"  ONNX Runtime quantization: {q}")
-    pre = report.get("preflight")
-    if pre:
-        _human_check(pre)
-    if report.get("compiler"):
-        c = report["compiler"]
-        text = c.get("message") or f"mapped {c.get('mapped')} of {c.get('total')} ops"
-        con.print(f"  edgetpu_compiler: {text}")
-    if report.get("gpu_runtime"):
-        con.print(f"  GPU runtime: {report['gpu_runtime']['message']}")
-    if report.get("explain", {}).get("layers"):
-        ex = report["explain"]
-        con.print(f"  layers whose quantization error grows most: {', '.join(ex['worst']) or 'none'}")
-        for row in ex["layers"]:
-            con.print(f"    {row['layer']:<20} {row['class']:<22} rel. error {row['relative_error']:.4f}"
-                      f" ({row['growth']:+.4f})")
+    a, fid = result.artifact, result.fidelity
+    con.print(f"wrote {a.path} ({a.bytes:,} bytes, {a.format} {a.spec.quantization.value} for "
+              f"{a.spec.target.value})")
+    for o in fid.outputs:
+        con.print(f"  fidelity on {fid.samples} samples ({fid.data}): {o.summary()}")
+    con.print(f"  {'passed' if fid.passed else 'FAILED'} (threshold {fid.threshold})")
+    if a.onnx_quantization is not None:
+        con.print(f"  ONNX Runtime quantization: {a.onnx_quantization.summary()}")
+    if a.preflight is not None:
+        con.print(f"  pre-flight: {a.preflight.summary()}")
+        _human_preflight(a.preflight)
+    if a.compiler is not None:
+        con.print(f"  {a.compiler.summary()}")
+    if a.gpu_runtime is not None:
+        con.print(f"  GPU runtime: {a.gpu_runtime.message}")
+    ex = result.explain
+    if ex is not None and ex.layers:
+        con.print(f"  layers whose quantization error grows most: {', '.join(ex.worst) or 'none'}")
+        for row in ex.layers:
+            con.print(f"    {row.layer:<20} {row.cls:<22} rel. error {row.relative_error:.4f}"
+                      f" ({row.growth:+.4f})")

@@ -63,12 +63,13 @@ def data_options(default: str | None = None):
     return decorate
 
 
-def make_spec(data, seed, scale, mean, std, resize, channels, limit):
+def make_spec(data, seed, scale, mean, std, resize, channels, limit, calibration: int | None = None):
     """A DataSpec from the flags, or None when --data was not given."""
     if data is None:
         return None
     from ..data import DataSpec, check
 
     check(data)
+    extra = {"calibration_samples": calibration} if calibration else {}
     return DataSpec(source=data, seed=seed, scale=scale, mean=mean, std=std, resize=resize,
-                    channels=int(channels) if channels else None, limit=limit)
+                    channels=int(channels) if channels else None, limit=limit, **extra)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .output import common_options, console, emit, emit_failure, warn
+from .output import common_options, console, finish, warn
 
 
 @click.command("estimate")
@@ -21,7 +21,6 @@ def estimate_cmd(model, device, accelerator, strict) -> None:
     dtype, and the tensor arena's peak plus the weights for RAM. Measure with `edgenn profile`.
     """
     from .. import devices as dv
-    from ..errors import ConstraintError
     from ..models.formats import detect
     from ..profile.estimate import estimate
     from ..profile.run import check_accelerator
@@ -30,25 +29,18 @@ def estimate_cmd(model, device, accelerator, strict) -> None:
         check_accelerator(accelerator)
     info = detect(model)
     profile = dv.load(device)
-    result = estimate(info.path, profile, accelerator)
+    result = estimate(info.path, profile, accelerator, strict=strict)
 
     def human():
         con = console()
-        macs = ", ".join(f"{v:,} {k}" for k, v in result["macs"].items())
-        con.print(f"ESTIMATE for {result['model']} on {result['device']} ({result['accelerator']}, "
-                  f"throughput {result['throughput_source']}): {result['latency_ms']:.3f} ms per "
-                  f"inference, {result['ram_mb']:.2f} MB RAM")
-        con.print(f"  MACs: {macs}; arena {result['arena_bytes']:,} B + weights "
-                  f"{result['weight_bytes']:,} B")
-        con.print(f"  method: {result['method']}")
+        macs = ", ".join(f"{v:,} {k}" for k, v in result.macs.items())
+        con.print(f"ESTIMATE for {result.model} on {result.device} ({result.accelerator}, "
+                  f"throughput {result.throughput_source}): {result.latency_ms:.3f} ms per "
+                  f"inference, {result.ram_mb:.2f} MB RAM")
+        con.print(f"  MACs: {macs}; arena {result.arena_bytes:,} B + weights "
+                  f"{result.weight_bytes:,} B")
+        con.print(f"  method: {result.method}")
 
-    over = [c for c in result["device_checks"] if not c["ok"]]
-    if over and strict:
-        emit_failure(result, human, ConstraintError(
-            f"{len(over)} device limit(s) exceeded on {profile.name} (estimate): "
-            + "; ".join(f"{c['name']} {c['value']:,g} > {c['limit']:,g}" for c in over),
-            "pick a smaller model or another device, or drop --strict"))
-    emit(result, human)
-    for c in over:
-        warn(f"{result['model']}: estimated {c['name']} {c['value']:,g} exceeds {profile.name}'s "
-             f"{c['limit']:,g}; the model will not fit as it is")
+    finish(result, human)
+    for message in result.warnings:
+        warn(message)

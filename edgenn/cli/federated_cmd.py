@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .model_options import model_options, overwrite_option
-from .output import common_options, console, emit, guarded_stdout, info
+from .output import common_options, console, finish, guarded_stdout, info
 
 
 @click.group("federated")
@@ -31,14 +31,14 @@ def simulate_cmd(config_path, output, ray_address, allow_unsafe, custom_objects,
     from ..yamlio import load_model_file
 
     cfg = load_model_file(SimulationConfig, Path(config_path), "federated config")
-    doc = simulate(cfg, Path(output), ray_address=ray_address, log=info, overwrite=overwrite,
-                   allow_unsafe=allow_unsafe, custom_objects_file=custom_objects)
+    result = simulate(cfg, Path(output), ray_address=ray_address, log=info, overwrite=overwrite,
+                      allow_unsafe=allow_unsafe, custom_objects_file=custom_objects)
 
     def human():
         con = console()
-        last = doc["rounds"][-1]
-        con.print(f"{len(doc['rounds'])} rounds in {doc['seconds']} s: global accuracy "
-                  f"{doc['initial_accuracy']:.4f} -> {last['accuracy']:.4f}; wrote {output}/"
+        last = result.rounds[-1]
+        con.print(f"{len(result.rounds)} rounds in {result.seconds} s: global accuracy "
+                  f"{result.initial_accuracy:.4f} -> {last.accuracy:.4f}; wrote {output}/"
                   "history.json, global.keras, global.tflite, trainable.tflite, report.md")
 
-    emit(doc, human)
+    finish(result, human)

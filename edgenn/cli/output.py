@@ -113,6 +113,16 @@ def emit_failure(document: dict, human, error: Exception):
     raise error
 
 
+def finish(result, human) -> None:
+    """Print a command's typed result and end as its ``exit_code`` says (the one place)."""
+    if result.exit_code == 0:
+        emit(result.to_dict(), human)
+        return
+    from ..errors import ResultFailure
+
+    emit_failure(result.to_dict(), human, ResultFailure(result.exit_code, result.failure))
+
+
 _REAL_STDOUT: list = []
 
 

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import gzip
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from .. import __version__
 from ..artifacts import refuse_overwrite, sha256
+from ..convert.export import ExportSpec, export, gzip_size, tflite_bytes
+from ..data.augment import check_augment
 from ..errors import UsageError
-from ..evaluate import keras_predict, metrics, tflite_predict, worst_class_drop
+from ..evaluate import keras_predict, metrics, predict_file, worst_class_drop
 from ..outdir import OutputDir
 from ..recipe import Metric, Recipe, Split
-from ..report import Constraint, Report
-from .registry import StepContext, get
-from .train import check_augment
-
-
-def gzip_size(data: bytes) -> int:
-    """Bytes after gzip -9 (mtime fixed, so the figure is reproducible)."""
-    return len(gzip.compress(data, compresslevel=9, mtime=0))
+from ..report import Constraint, KerasFile, Report, StepRecord
+from .registry import get
+from .step import StepContext
 
 
 def _versions() -> dict:
@@ -72,16 +68,11 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
         raise UsageError("compress needs data to train, calibrate and evaluate on",
                          "pass --data (digits, fashion-mnist, a .npz, an IDX or image folder)")
     name = Path(model_path).stem if Path(model_path).suffix else Path(model_path).name
-    planned = [out / f"{name}.keras"] + [out / _artifact_name(name, e, len(recipe.export))
-                                         for e in recipe.export]
+    specs = [ExportSpec.from_recipe(e) for e in recipe.export]  # refuses what a target cannot do
+    planned = [out / f"{name}.keras", out / f"{name}.h5"] + [out / _artifact_name(name, s, len(specs))
+                                                             for s in specs]
     for path in planned:
         refuse_overwrite(path, model_path)
-    for export in recipe.export:
-        if export.format.value == "onnx":
-            from ..convert.run import resolve_quantization
-
-            quant = "none" if export.quantization.value == "float32" else export.quantization.value
-            resolve_quantization("onnx", export.target.value, quant)  # refuses what ONNX cannot do
     staging = outdir.open()
 
     log(f"loading {model_path} ...")
@@ -90,7 +81,7 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     model = loaded.tf_keras_model
     task = "regression" if recipe.evaluate.metric in (Metric.mse, Metric.mae) else "classification"
     data_spec = replace(data_spec, seed=seed if split_seed is None else split_seed, task=task,
-                        calibration_samples=max(e.calibration_samples for e in recipe.export))
+                        calibration_samples=max(s.calibration_samples for s in specs))
     log(f"loading data {data_spec.source} ...")
     splits = load(data_spec)
     classes = int(model.output_shape[-1]) if task == "classification" else None
@@ -115,9 +106,7 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     baseline = metrics(keras_predict(model, x_eval), y_eval, task)
     report.metrics = {"metric": metric, "baseline": baseline}
 
-    from ..convert.tflite import to_tflite
-
-    reference = to_tflite(model)
+    reference = tflite_bytes(model, ExportSpec())
     report.reference = {"float32_tflite_bytes": len(reference),
                         "float32_tflite_gzip_bytes": gzip_size(reference)}
 
@@ -130,38 +119,28 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
         result = get(step.technique)(model, step.config, ctx)
         model = result.model
         ctx.done.append(step.technique)
-        report.steps.append({
-            "name": step.technique, "index": index,
-            "metrics": metrics(keras_predict(model, x_eval), y_eval, task),
-            "details": result.details, "notes": result.notes,
-            "seconds": round(time.perf_counter() - t0, 2), "params": int(model.count_params()),
-        })
+        report.steps.append(StepRecord(
+            step.technique, index, metrics(keras_predict(model, x_eval), y_eval, task),
+            result.details, tuple(result.notes), round(time.perf_counter() - t0, 2),
+            int(model.count_params())))
 
     if recipe.steps:
-        keras_path = staging / f"{name}.keras"
-        model.save(keras_path)
-        report.artifacts.append(_artifact(keras_path, out, "keras"))
-    for export in recipe.export:
-        log(f"exporting {export.format.value} ({export.quantization.value}) ...")
-        path = staging / _artifact_name(name, export, len(recipe.export))
-        if export.format.value == "onnx":
-            report.artifacts.append(_export_onnx(model, export, splits, path, out, x_eval,
-                                                 y_eval, task))
-            continue
-        blob = to_tflite(model, export.quantization, export.io, splits.x_calib,
-                         export.calibration_samples)
-        path.write_bytes(blob)
-        entry = _artifact(path, out, "tflite", blob)
-        entry.update({"quantization": export.quantization.value, "io": export.io.value,
-                      "target": export.target.value,
-                      "x_smaller_than_float32": round(len(reference) / len(blob), 3),
-                      "gzip_x_smaller_than_float32": round(
-                          report.reference["float32_tflite_gzip_bytes"] / entry["gzip_bytes"], 3)})
-        entry["metrics"] = metrics(tflite_predict(blob, x_eval), y_eval, task)
-        report.artifacts.append(entry)
-    final = report.artifacts[-len(recipe.export)]["metrics"]
+        saved = save_keras(model, staging / f"{name}{keras_suffix(model)}", report.notes)
+        if saved is not None:
+            data = saved.read_bytes()
+            report.artifacts.append(KerasFile(str(out / saved.name), len(data), gzip_size(data),
+                                              sha256(saved)))
+    provenance = {"source": Path(model_path).name, "source_sha256": report.model["sha256"],
+                  "recipe": recipe.name, "recipe_sha256": report.recipe["sha256"]}
+    for spec in specs:
+        path = staging / _artifact_name(name, spec, len(specs))
+        artifact = export(model, spec, path, splits.x_calib, provenance=provenance, log=log)
+        scores = metrics(predict_file(path, x_eval), y_eval, task)
+        report.artifacts.append(replace(artifact, path=str(out / path.name), metrics=scores))
+    final = report.exported[0].metrics
     report.metrics["final"] = final
-    report.metrics["evaluated_by"] = "LiteRT interpreter (ai-edge-litert) on the .tflite"
+    report.metrics["evaluated_by"] = ("the exported file, run by LiteRT (.tflite) or ONNX Runtime "
+                                      "(.onnx); final = the first export")
     if task == "classification":
         report.metrics["worst_class"] = worst_class_drop(baseline, final)
     report.constraints = _check(recipe, report, task)
@@ -172,51 +151,54 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     return report
 
 
-def _artifact_name(name: str, export, count: int) -> str:
-    ext = export.format.value
+def save_keras(model, path: Path, notes: list[str]) -> Path | None:
+    """Save the compressed Keras model, and keep the file only if it loads back.
+
+    tfmot cannot reload every model it builds: QAT that preserves clustering or sparsity
+    serializes its wrappers as plain 8-bit configs, and the reloaded wrappers expect fewer
+    weights than were saved. Such a file would only fail later, so it is not shipped.
+    """
+    from ..models.load import load_keras
+
+    model.save(path)
+    try:
+        load_keras(path, bridge=False)
+    except Exception as err:  # noqa: BLE001 - any failure to reload means the same to a user
+        path.unlink()
+        reason = " ".join(str(err).split())[:160]
+        notes.append(f"the compressed Keras model is not saved: it does not load back ({reason}); "
+                     "the exported file is the artifact")
+        return None
+    return path
+
+
+def keras_suffix(model) -> str:
+    """The file type the compressed Keras model is saved as: .keras, or .h5 for QAT wrappers.
+
+    tf_keras cannot reload a QAT model from .keras (its QuantizeLayer comes back with fewer
+    variables than it saved); .h5 round-trips it.
+    """
+    quantized = any(type(layer).__name__.startswith("Quantize") for layer in model.layers)
+    return ".h5" if quantized else ".keras"
+
+
+def _artifact_name(name: str, spec: ExportSpec, count: int) -> str:
+    ext = spec.format.value
     if count == 1:
         return f"{name}.{ext}"
-    suffix = export.quantization.value + (f"-{export.io.value}io" if export.io.value != "float32" else "")
+    suffix = spec.quantization.value + (f"-{spec.io.value}io" if spec.io.value != "float32" else "")
     return f"{name}-{suffix}.{ext}"
-
-
-def _export_onnx(model, export, splits, path: Path, out: Path, x_eval, y_eval, task) -> dict:
-    """ONNX export (and ONNX Runtime quantization for the target), evaluated by ONNX Runtime."""
-    import onnx
-
-    from ..convert.onnx import add_metadata, quantize, to_onnx
-    from ..runtime.onnx_runner import ONNXRunner
-
-    proto = to_onnx(model)
-    info = None
-    if export.quantization.value in ("int8", "dynamic"):
-        proto, info = quantize(proto, export.quantization.value, export.target.value,
-                               splits.x_calib, samples=export.calibration_samples)
-    add_metadata(proto, {"edgenn.version": __version__, "edgenn.quantization":
-                         export.quantization.value, "edgenn.target": export.target.value})
-    onnx.save(proto, path)
-    entry = _artifact(path, out, "onnx")
-    entry.update({"quantization": export.quantization.value, "target": export.target.value,
-                  "onnx_quantization": info})
-    entry["metrics"] = metrics(ONNXRunner(path).predict(x_eval)[0], y_eval, task)
-    return entry
-
-
-def _artifact(path: Path, out: Path, fmt: str, blob: bytes | None = None) -> dict:
-    data = blob if blob is not None else path.read_bytes()
-    return {"path": str(out / path.name), "format": fmt, "bytes": len(data),
-            "gzip_bytes": gzip_size(data), "sha256": sha256(path)}
 
 
 def _check(recipe: Recipe, report: Report, task: str) -> list[Constraint]:
     c = recipe.constraints
-    exported = [a for a in report.artifacts if a["format"] in ("tflite", "onnx")]
+    exported = report.exported
     checks = []
     if c.max_bytes is not None:
-        value = max(a["bytes"] for a in exported)
+        value = max(a.bytes for a in exported)
         checks.append(Constraint("max_bytes", c.max_bytes, value, value <= c.max_bytes, " B"))
     if c.max_gzip_bytes is not None:
-        value = max(a["gzip_bytes"] for a in exported)
+        value = max(a.gzip_bytes for a in exported)
         checks.append(Constraint("max_gzip_bytes", c.max_gzip_bytes, value,
                                  value <= c.max_gzip_bytes, " B"))
     if c.max_accuracy_drop is not None and task == "classification":

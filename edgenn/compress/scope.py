@@ -43,3 +43,12 @@ def apply_to_layers(model, scope: Scope, wants, wrap):
 
     new = tfk.models.clone_model(model, clone_function=clone)
     return new, wrapped
+
+
+def nothing_in_scope(step: str, model):
+    """The error for a step whose scope selects no layer it can work on."""
+    from ..errors import UsageError
+
+    classes = sorted({type(layer).__name__ for layer in model.layers})
+    return UsageError(f"the {step} step's scope selects no layer it can {step}",
+                      f"widen scope.include (the model has: {', '.join(classes)})")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .._tf import tf, tf_keras
-from ..errors import UsageError
+from ..data.augment import dataset
 from ..recipe import LRSchedule, Optimizer, Training
 
 
@@ -58,45 +58,6 @@ def schedule(n_samples: int, config: Training, epochs_scale: float) -> tuple[int
     epochs = max(1, math.ceil(total / per_epoch))
     steps = math.ceil(total / epochs)
     return epochs, steps, steps * epochs
-
-
-def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment=None):
-    """A shuffled, repeating tf.data pipeline (deterministic for a seed).
-
-    ``augment`` (recipe.Augment) flips and shifts each image with stateless random ops whose
-    seeds come from a seeded stream, so an augmented run is as reproducible as a plain one.
-    """
-    tensorflow = tf()
-    ds = tensorflow.data.Dataset.from_tensor_slices((x, y))
-    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
-    if check_augment(augment, x.shape):
-        seeds = tensorflow.data.Dataset.random(seed=seed).batch(4)
-        ds = tensorflow.data.Dataset.zip((ds, seeds)).map(
-            lambda xy, s: (_augment_image(xy[0], s, augment), xy[1]),
-            num_parallel_calls=tensorflow.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size).prefetch(2)
-
-
-def check_augment(augment, shape: tuple, step: str = "a training") -> bool:
-    """Whether ``augment`` changes anything; raises UsageError if it would on non-image data."""
-    if augment is None or not (augment.horizontal_flip or augment.shift):
-        return False
-    if len(shape) != 4:
-        raise UsageError(f"{step} step's augment needs image input (N, H, W, C) but the "
-                         f"training data has shape {tuple(shape)}", "remove the step's augment key")
-    return True
-
-
-def _augment_image(image, seeds, augment):
-    tensorflow = tf()
-    if augment.horizontal_flip:
-        image = tensorflow.image.stateless_random_flip_left_right(image, seed=seeds[:2])
-    if augment.shift:
-        k = augment.shift
-        padded = tensorflow.pad(image, [[k, k], [k, k], [0, 0]])
-        image = tensorflow.image.stateless_random_crop(padded, tensorflow.shape(image),
-                                                       seed=seeds[2:])
-    return image
 
 
 class ProgressCallback:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from ..runtime.tflite_info import describe
 from .compat import read_ops
+from .preflight import OpCheck, Preflight
 
 
-def analyse(path: str | Path) -> dict:
+def analyse(path: str | Path) -> Preflight:
     """Ops the stock LiteRT CPU runtime cannot run (Select TF ops need the Flex delegate)."""
     info = describe(path)
     ops, _ = read_ops(path)
@@ -21,10 +22,8 @@ def analyse(path: str | Path) -> dict:
             problem = f"{op.name} is a custom op: the runtime needs its kernel registered"
         dynamic = [t for t in op.outputs if any(d < 0 for d in t.signature[1:])]
         note = "dynamic shape (XNNPACK re-plans on resize)" if dynamic else None
-        rows.append({"index": op.index, "op": op.name, "layer": op.layer, "maps": problem is None,
-                     "problem": problem, "note": note})
-    problems = [r for r in rows if r["problem"]]
-    return {"target": "cpu", "model": str(path), "ops": len(rows),
-            "mapped": sum(r["maps"] for r in rows), "whole_graph_maps": not problems,
-            "problems": problems, "flex_ops": info["flex_ops"], "custom_ops": info["custom_ops"],
-            "per_op": rows}
+        rows.append(OpCheck(op.index, op.name, op.layer, problem is None, problem, note))
+    problems = tuple(r for r in rows if r.problem)
+    return Preflight("cpu", str(path), len(rows), sum(r.maps for r in rows), not problems,
+                     problems, tuple(rows), flex_ops=tuple(info["flex_ops"]),
+                     custom_ops=tuple(info["custom_ops"]))

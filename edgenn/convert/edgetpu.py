@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .compat import OpView, read_ops
+from .preflight import FirstUnsupported, OpCheck, ParameterMemory, Preflight
 
 # op -> limitation text checked by _op_problem (None: no extra limit beyond int8 tensors)
 SUPPORTED = {
@@ -65,36 +67,57 @@ def _op_problem(op: OpView) -> str | None:
     return None
 
 
-def analyse(path: str | Path) -> dict:
-    """Predict which ops map to the Edge TPU and where mapping stops."""
+# The Edge TPU caches parameters in on-chip SRAM (about 8 MB); a model whose parameters do not
+# fit streams the rest from the host on every inference (Coral's "parameter data caching").
+ON_CHIP_BYTES = 8 * 2**20
+
+
+def analyse(path: str | Path) -> Preflight:
+    """Predict which ops map to the Edge TPU, where mapping stops, and on-chip memory use."""
     ops, facts = read_ops(path)
     rows, first_stop = [], None
     for op in ops:
         problem = _op_problem(op)
         if problem and first_stop is None and op.name not in ("QUANTIZE", "DEQUANTIZE"):
             first_stop = op
-        maps = problem is None and first_stop is None
-        rows.append({"index": op.index, "op": op.name, "layer": op.layer,
-                     "maps": maps, "problem": problem})
+        rows.append(OpCheck(op.index, op.name, op.layer, problem is None and first_stop is None,
+                            problem))
     io_ops = {"QUANTIZE", "DEQUANTIZE"}
-    compute = [r for r in rows if r["op"] not in io_ops]
-    mapped = sum(r["maps"] for r in compute)
-    result = {
-        "target": "edgetpu", "model": str(path), "ops": len(compute), "mapped": mapped,
-        "whole_graph_maps": first_stop is None and facts["subgraphs"] == 1,
-        "first_unsupported": None, "problems": [r for r in rows if r["problem"]],
-        "per_op": rows,
-    }
+    compute = [r for r in rows if r.op not in io_ops]
+    problems = [r for r in rows if r.problem]
     if facts["subgraphs"] > 1:
-        result["problems"].append({"op": "-", "layer": "-", "maps": False,
-                                   "problem": "more than one subgraph: the compiler maps only the first"})
+        problems.append(OpCheck(-1, "-", "-", False,
+                                "more than one subgraph: the compiler maps only the first"))
+    first = None
     if first_stop is not None:
-        result["first_unsupported"] = {
-            "index": first_stop.index, "op": first_stop.name, "layer": first_stop.layer,
-            "problem": _op_problem(first_stop),
-            "runs_on_cpu": len([r for r in compute if r["index"] >= first_stop.index]),
-        }
-    return result
+        first = FirstUnsupported(first_stop.index, first_stop.name, first_stop.layer,
+                                 _op_problem(first_stop),
+                                 len([r for r in compute if r.index >= first_stop.index]))
+    return Preflight("edgetpu", str(path), len(compute), sum(r.maps for r in compute),
+                     first_stop is None and facts["subgraphs"] == 1, tuple(problems), tuple(rows),
+                     first_unsupported=first, parameter_memory=parameter_memory(ops))
+
+
+def parameter_memory(ops: list[OpView]) -> ParameterMemory:
+    """Parameter bytes of the mapped graph against the Edge TPU's on-chip memory."""
+    seen, total = set(), 0
+    for op in ops:
+        for t in op.inputs:
+            if t.constant and t.name not in seen:
+                seen.add(t.name)
+                size = {"int8": 1, "uint8": 1, "int16": 2, "float16": 2}.get(t.dtype, 4)
+                count = 1
+                for d in t.shape:
+                    count *= max(int(d), 1)
+                total += count * size
+    mb, limit = total / 2**20, ON_CHIP_BYTES / 2**20
+    if total <= ON_CHIP_BYTES:
+        note = f"parameters {mb:.2f} MB fit in the Edge TPU's ~{limit:.0f} MB of on-chip memory"
+    else:
+        note = (f"parameters {mb:.2f} MB exceed the Edge TPU's ~{limit:.0f} MB of on-chip memory: "
+                f"about {mb - limit:.2f} MB stream from the host on every inference, which slows "
+                "it; prune, cluster or use a smaller model to fit")
+    return ParameterMemory(total, ON_CHIP_BYTES, total <= ON_CHIP_BYTES, note)
 
 
 def compiler() -> str | None:
@@ -126,16 +149,40 @@ def parse_compiler_log(text: str) -> dict:
     return {"ops": rows, "mapped": mapped, "total": total}
 
 
-def compile_model(path: Path, out_dir: Path, timeout: float = 600) -> dict:
+@dataclass(frozen=True)
+class CompilerRun:
+    """What edgetpu_compiler did, or why it did not run."""
+
+    ran: bool
+    message: str | None = None
+    returncode: int | None = None
+    log: str = ""
+    ops: tuple[dict, ...] = ()
+    mapped: int | None = None
+    total: int | None = None
+    output: str | None = None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["ops"] = list(out["ops"])
+        return out
+
+    def summary(self) -> str:
+        if not self.ran:
+            return self.message or "edgetpu_compiler did not run"
+        return f"edgetpu_compiler mapped {self.mapped} of {self.total} ops (exit {self.returncode})"
+
+
+def compile_model(path: Path, out_dir: Path, timeout: float = 600) -> CompilerRun:
     """Run edgetpu_compiler on ``path``; write <name>_edgetpu.tflite into ``out_dir``."""
     exe = compiler()
     if exe is None:
-        return {"ran": False, "message": NOT_FOUND}
+        return CompilerRun(False, NOT_FOUND)
     proc = subprocess.run([exe, "-s", "-o", str(out_dir), str(path)], capture_output=True,
                           text=True, timeout=timeout)
     log = proc.stdout + proc.stderr
-    result = {"ran": True, "returncode": proc.returncode, "log": log[-4000:],
-              **parse_compiler_log(log)}
+    parsed = parse_compiler_log(log)
     compiled = out_dir / f"{path.stem}_edgetpu.tflite"
-    result["output"] = str(compiled) if compiled.is_file() else None
-    return result
+    return CompilerRun(True, None, proc.returncode, log[-4000:], tuple(parsed["ops"]),
+                       parsed["mapped"], parsed["total"],
+                       str(compiled) if compiled.is_file() else None)

@@ -8,12 +8,43 @@ quantization loses accuracy: candidates to keep in float.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .._tf import tf_keras
 from ..quiet import quiet_stderr
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """The int8 model's error at one Keras layer's output, and how much that layer added."""
+
+    layer: str
+    cls: str
+    relative_error: float
+    growth: float
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "class": self.cls, "relative_error": self.relative_error,
+                "growth": self.growth}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Where an int8 model loses accuracy, layer by layer."""
+
+    samples: int
+    layers: tuple[LayerError, ...]
+    worst: tuple[str, ...]
+    skipped: str | None = None
+
+    def to_dict(self) -> dict:
+        if self.skipped:
+            return {"skipped": self.skipped}
+        return {"samples": self.samples, "layers": [r.to_dict() for r in self.layers],
+                "worst": list(self.worst)}
 
 
 def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
@@ -23,7 +54,7 @@ def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
     return (value.astype(np.float32) - zero) * scale
 
 
-def explain_tflite(model, path: Path, x: np.ndarray) -> dict:
+def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
     """Per-layer relative error (||keras - tflite|| / ||keras||) in model order."""
     from ai_edge_litert.interpreter import Interpreter
 
@@ -87,10 +118,8 @@ def explain_tflite(model, path: Path, x: np.ndarray) -> dict:
         got = _dequantize(entry["value"], entry["detail"]).astype(np.float64).ravel()
         norm = np.linalg.norm(ref)
         rel = float(np.linalg.norm(ref - got) / norm) if norm > 0 else 0.0
-        rows.append({"layer": name, "class": type(model.get_layer(name)).__name__,
-                     "relative_error": round(rel, 5), "growth": round(rel - previous, 5)})
+        rows.append(LayerError(name, type(model.get_layer(name)).__name__, round(rel, 5),
+                               round(rel - previous, 5)))
         previous = rel
-    worst = sorted(rows, key=lambda r: r["growth"], reverse=True)[:3]
-    return {"samples": int(len(samples)), "layers": rows,
-            "worst": [r["layer"] for r in worst if r["growth"] > 0],
-            "hint": "exclude the worst layers from quantization (a recipe scope) or keep them float"}
+    worst = sorted(rows, key=lambda r: r.growth, reverse=True)[:3]
+    return Explanation(int(len(samples)), tuple(rows), tuple(r.layer for r in worst if r.growth > 0))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .compat import read_ops
+from .preflight import OpCheck, Preflight
 
 SUPPORTED = {
     "ABS", "ADD", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CONCATENATION", "CONV_2D", "COS",
@@ -23,7 +24,7 @@ SUPPORTED = {
 _FLOAT = {"float32", "float16"}
 
 
-def analyse(path: str | Path) -> dict:
+def analyse(path: str | Path) -> Preflight:
     """Flag ops the GPU accelerator will not run, with the Keras layer they came from."""
     ops, facts = read_ops(path)
     rows = []
@@ -37,9 +38,7 @@ def analyse(path: str | Path) -> dict:
             if odd and op.name not in ("QUANTIZE", "DEQUANTIZE", "CAST"):
                 problem = (f"{op.name} computes in {', '.join(sorted(odd))}; the GPU path runs "
                            "float32/float16 (export float16 for the GPU)")
-        rows.append({"index": op.index, "op": op.name, "layer": op.layer, "maps": problem is None,
-                     "problem": problem})
-    problems = [r for r in rows if r["problem"]]
-    return {"target": "gpu", "model": str(path), "ops": len(rows),
-            "mapped": sum(r["maps"] for r in rows), "whole_graph_maps": not problems,
-            "problems": problems, "per_op": rows}
+        rows.append(OpCheck(op.index, op.name, op.layer, problem is None, problem))
+    problems = tuple(r for r in rows if r.problem)
+    return Preflight("gpu", str(path), len(rows), sum(r.maps for r in rows), not problems,
+                     problems, tuple(rows))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,9 @@ def to_onnx(model, opset: int = 17):
                                      "pip install 'edgenn[tf,onnx]'") from None
     if not 7 <= opset <= 21:
         raise UsageError(f"opset must be between 7 and 21; received {opset}", "use --opset 17")
+    from .tflite import fresh_copy
+
+    model = fresh_copy(model)  # a trace does not depend on earlier ones (see fresh_copy)
     signature = [tensorflow.TensorSpec((None, *t.shape[1:]), t.dtype, name=f"input_{i}")
                  for i, t in enumerate(model.inputs)]
     try:
@@ -72,6 +76,7 @@ def to_onnx(model, opset: int = 17):
     except Exception as err:
         raise ConversionError(f"tf2onnx could not convert the model: {' '.join(str(err).split())[:400]}",
                               "try another --opset, or report the layer to edgenn") from None
+    canonical_names(proto)
     try:
         onnx.checker.check_model(proto)
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True)
@@ -79,6 +84,64 @@ def to_onnx(model, opset: int = 17):
         raise ConversionError(f"the exported ONNX model fails onnx's checker: {err}",
                               "try another --opset") from None
     return proto
+
+
+@dataclass(frozen=True)
+class OnnxQuantization:
+    """What ONNX Runtime's quantizer was asked to do."""
+
+    mode: str  # "dynamic" or "static QDQ"
+    weights: str
+    activations: str
+    per_channel: bool = True
+    reduce_range: bool = False
+    calibration: str | None = None
+    samples: int | None = None
+    why: str = ""
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    def summary(self) -> str:
+        extra = f", {self.calibration} calibration on {self.samples} samples" if self.calibration else ""
+        reduce = ", reduced range" if self.reduce_range else ""
+        channel = "per-channel " if self.per_channel else ""
+        return (f"{self.mode}: {channel}{self.weights} weights, {self.activations} activations"
+                f"{reduce}{extra}" + (f" ({self.why})" if self.why else ""))
+
+
+_COUNTER = re.compile(r"__(\d+)")
+
+
+def canonical_names(proto) -> None:
+    """Renumber the ``__N`` suffixes tf2onnx gives the nodes it adds, in order of appearance.
+
+    tf2onnx draws N from a process-wide counter, so the same model exported twice in one
+    process (compress exports several files) got different names, and different bytes.
+    Every occurrence of a number maps to the same new number, so names stay unique and every
+    reference to a tensor still finds it.
+    """
+    graph = proto.graph
+    numbers: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        return _COUNTER.sub(lambda m: "__" + numbers.setdefault(m.group(1), str(len(numbers) + 1)),
+                            name)
+
+    for node in graph.node:
+        node.name = rename(node.name)
+        node.input[:] = [rename(n) for n in node.input]
+        node.output[:] = [rename(n) for n in node.output]
+    for group in (graph.initializer, graph.value_info, graph.input, graph.output):
+        for item in group:
+            item.name = rename(item.name)
+    for group in (graph.value_info, graph.input, graph.output):  # symbolic dims: "unk__N"
+        for item in group:
+            for dim in item.type.tensor_type.shape.dim:
+                if dim.HasField("dim_param"):
+                    dim.dim_param = rename(dim.dim_param)
 
 
 class _Reader:
@@ -103,7 +166,7 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
              method: str = "minmax", samples: int = 200):
     """Quantize an ONNX model: "dynamic" (int8 weights) or "int8" (static QDQ, calibrated).
 
-    Returns (quantized ModelProto, a dict describing what was done).
+    Returns (quantized ModelProto, an OnnxQuantization describing what was done).
     """
     import onnx
     from onnxruntime.quantization import (
@@ -133,7 +196,7 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
         if mode == "dynamic":
             with quiet_stderr():
                 quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True)
-            info = {"mode": "dynamic", "weights": "int8 per-channel", "activations": "float (dynamic)"}
+            info = OnnxQuantization("dynamic", "int8", "float (quantized on the fly)")
         elif mode == "int8":
             if x_calib is None or not len(x_calib):
                 raise UsageError("static int8 ONNX quantization needs calibration data", "pass --data")
@@ -145,10 +208,9 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
                     per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
                     activation_type=types[scheme.activation], weight_type=types[scheme.weight],
                     calibrate_method=methods[method])
-            info = {"mode": "static QDQ", "activations": scheme.activation, "weights": scheme.weight,
-                    "per_channel": scheme.per_channel, "reduce_range": scheme.reduce_range,
-                    "calibration": method, "samples": int(min(samples, len(x_calib))),
-                    "why": scheme.why}
+            info = OnnxQuantization("static QDQ", scheme.weight, scheme.activation,
+                                    scheme.per_channel, scheme.reduce_range, method,
+                                    int(min(samples, len(x_calib))), scheme.why)
         else:
             raise UsageError(f"ONNX quantization {mode!r} is not supported",
                              "use --quantize none, dynamic or int8 with --to onnx")

@@ -1,64 +1,133 @@
-"""`edgenn convert`: one exporter for every target, then pre-flight and fidelity checks."""
+"""`edgenn convert` and `edgenn check`: the exporter, then the proof that the artifact agrees.
+
+``convert`` loads a model, exports it through ``export.export`` and runs the artifact (LiteRT or
+ONNX Runtime) against the Keras model; ``check`` exports in memory and reports the target's
+pre-flight alone. Both return typed results whose ``exit_code`` the CLI obeys.
+"""
 
 from __future__ import annotations
 
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__
-from ..artifacts import atomic_path, refuse_overwrite, sha256
-from ..errors import ConversionError, UsageError
-from ..fidelity import DEFAULT_THRESHOLDS, compare_outputs, verdict
-from ..recipe import IOType, Quantization
-
-TARGETS = ("cpu", "gpu", "edgetpu")
-
-
-def resolve_quantization(to: str, target: str, quantize: str) -> Quantization:
-    """The quantization a target gets when the user says "auto", and what it refuses."""
-    if quantize == "auto":
-        quantize = {"cpu": "none", "gpu": "float16" if to == "tflite" else "none",
-                    "edgetpu": "int8"}[target]
-    q = Quantization.float32 if quantize == "none" else Quantization(quantize)
-    if target == "edgetpu" and (to != "tflite" or q is not Quantization.int8):
-        raise UsageError(f"the Edge TPU runs full-integer int8 TFLite only; received --to {to} "
-                         f"--quantize {quantize}", "use --to tflite --quantize int8 (or auto)")
-    if to == "onnx" and q in (Quantization.float16, Quantization.int16x8):
-        raise UsageError(f"--to onnx supports --quantize none, dynamic or int8; received {quantize}",
-                         "use --quantize int8 (static QDQ) or dynamic")
-    return q
+from ..artifacts import refuse_overwrite, sha256
+from ..errors import UsageError
+from ..fidelity import DEFAULT_THRESHOLDS, Fidelity, judge
+from ..recipe import ExportFormat
+from .export import EXECUTION_PROVIDERS, Artifact, ExportSpec, export
 
 
-def convert(model_path: str, output: str, *, to: str, target: str, quantize: str = "auto",
-            data_spec=None, io: str = "auto", opset: int = 17, calibration: str = "minmax",
-            samples: int = 500, threshold: float | None = None, allow_flex: bool = False,
-            allow_unsafe: bool = False, custom_objects_file: str | None = None,
-            explain: bool = False, trainable: bool = False, train_layers: str = "all",
-            batch_size: int = 32, momentum: float = 0.0, log=lambda m: None) -> dict:
-    """Convert a Keras model, write the artifact atomically, and check it. Returns the report.
+@dataclass(frozen=True)
+class TrainableExport:
+    """The on-device training export's settings and the signatures it carries."""
 
-    Raises ConversionError (exit 3) when fidelity falls below the threshold; the artifact is
-    written first so it can be inspected.
-    """
+    train_layers: str
+    batch_size: int
+    momentum: float
+    signatures: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"trainable": True, "train_layers": self.train_layers, "batch_size": self.batch_size,
+                "momentum": self.momentum, "signatures": list(self.signatures)}
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What `convert` made and how closely it agrees with the source model."""
+
+    model: str
+    artifact: Artifact
+    fidelity: Fidelity
+    bridge_max_abs_diff: float | None = None
+    explain: object | None = None  # explain.Explanation
+    trainable: TrainableExport | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """3 when the artifact disagrees with its source past the threshold, else 0."""
+        return 0 if self.fidelity.passed else 3
+
+    @property
+    def failure(self) -> str | None:
+        if self.fidelity.passed:
+            return None
+        f = self.fidelity
+        advice = "set --threshold if this agreement is enough"
+        if self.explain is None and self.artifact.spec.needs_calibration:
+            advice = "rerun with --explain to find the layers that lose accuracy, or " + advice
+        elif self.explain is not None and getattr(self.explain, "worst", None):
+            advice = (f"the layers that lose most are {', '.join(self.explain.worst)}: keep them in "
+                      "float (a recipe scope) or quantize less, or " + advice)
+        return (f"fidelity check failed: top-1 agreement {f.top1_agreement:.4f} < {f.threshold} on "
+                f"{f.samples} samples ({f.data}); {self.artifact.path} was written for inspection: "
+                f"{advice}")
+
+    def to_dict(self) -> dict:
+        a = self.artifact
+        out = {"model": self.model, "output": a.path, "to": a.format, "target": a.spec.target.value,
+               "quantization": a.spec.quantization.value, "io": a.spec.io.value, "edgenn": __version__,
+               **{k: v for k, v in a.to_dict().items() if k not in ("path", "format", "quantization",
+                                                                    "io", "target")},
+               "fidelity": self.fidelity.to_dict()}
+        if a.format == "onnx":
+            out["opset"] = a.spec.opset
+            out["execution_providers"] = EXECUTION_PROVIDERS.get(a.spec.target.value, [])
+        if self.bridge_max_abs_diff is not None:
+            out["bridge_max_abs_diff"] = self.bridge_max_abs_diff
+        if self.explain is not None:
+            out["explain"] = self.explain.to_dict()
+        if self.trainable is not None:
+            out.update(self.trainable.to_dict())
+        return out
+
+    def to_markdown(self) -> str:
+        a, f = self.artifact, self.fidelity
+        lines = [f"# edgenn convert: {Path(self.model).name} -> {Path(a.path).name}", "",
+                 f"- {a.format} {a.spec.quantization.value} for {a.spec.target.value}, "
+                 f"{a.bytes:,} bytes ({a.gzip_bytes:,} gzipped), sha256 `{a.sha256[:12]}`",
+                 f"- fidelity on {f.samples} samples ({f.data}): "
+                 + "; ".join(o.summary() for o in f.outputs)
+                 + f" - {'passed' if f.passed else 'FAILED'} (threshold {f.threshold})"]
+        if a.preflight is not None:
+            lines += ["", a.preflight.to_markdown()]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """`check`: a target's pre-flight, and how the Keras model was converted to get it."""
+
+    preflight: object  # preflight.Preflight
+    converted_with: dict | None = None  # quantization and io, when a Keras model was converted
+    compiler: object | None = None  # edgetpu.CompilerRun
+
+    exit_code = 0
+    failure = None
+
+    def to_dict(self) -> dict:
+        out = self.preflight.to_dict()
+        if self.converted_with is not None:
+            out["converted_with"] = self.converted_with
+        if self.compiler is not None:
+            out["compiler"] = self.compiler.to_dict()
+        return out
+
+    def to_markdown(self) -> str:
+        return self.preflight.to_markdown()
+
+
+def load_for_export(model_path: str, data_spec, allow_unsafe: bool, custom_objects_file,
+                    log=lambda m: None):
+    """The Keras model (tf_keras form) and its prepared splits, or None without --data."""
     from ..data import load, match_model
-    from ..evaluate import keras_predict
-    from ..models.bridge import random_inputs
     from ..models.load import load_keras
 
-    out = Path(output)
-    suffix = ".tflite" if to == "tflite" else ".onnx"
-    if out.suffix != suffix:
-        raise UsageError(f"--to {to} writes a {suffix} file; received -o {output}",
-                         f"name the output *{suffix}")
-    refuse_overwrite(out, model_path)
-    if trainable and (to != "tflite" or quantize not in ("auto", "none") or target != "cpu"):
-        raise UsageError("--trainable exports a float32 TFLite model for the CPU",
-                         "use --to tflite --target cpu without --quantize")
-    q = resolve_quantization(to, target, quantize)
-    io_type = IOType("int8" if target == "edgetpu" else "float32") if io == "auto" else IOType(io)
-
     log(f"loading {model_path} ...")
-    loaded = load_keras(model_path, allow_unsafe=allow_unsafe,
-                        custom_objects_file=custom_objects_file)
+    loaded = load_keras(model_path, allow_unsafe=allow_unsafe, custom_objects_file=custom_objects_file)
     model = loaded.tf_keras_model
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UsageError(f"convert handles single-input, single-output models; {model_path} has "
@@ -67,129 +136,129 @@ def convert(model_path: str, output: str, *, to: str, target: str, quantize: str
     splits = None
     if data_spec is not None:
         splits = match_model(load(data_spec), model.input_shape, None)
-    needs_calibration = q in (Quantization.int8, Quantization.int16x8)
-    if needs_calibration and splits is None:
-        raise UsageError(f"{q.value} quantization calibrates on real data", "pass --data")
-    x_calib = splits.x_calib if splits is not None else None
+    return loaded, model, splits
+
+
+def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, samples: int = 500,
+            threshold: float | None = None, allow_unsafe: bool = False,
+            custom_objects_file: str | None = None, explain: bool = False, trainable=None,
+            log=lambda m: None) -> ConvertResult:
+    """Convert a Keras model as ``spec`` asks, write it to ``output``, and check it.
+
+    ``trainable`` (``(train_layers, batch_size, momentum)``) exports the on-device training
+    model instead. The artifact is written before the fidelity check, so a failing one can be
+    inspected; the result's ``exit_code`` is 3 then.
+    """
+    from ..evaluate import keras_predict
+    from ..models.bridge import random_inputs
+
+    out = Path(output)
+    if out.suffix != spec.suffix:
+        raise UsageError(f"--to {spec.format.value} writes a {spec.suffix} file; received -o {output}",
+                         f"name the output *{spec.suffix}")
+    refuse_overwrite(out, model_path)
+    if trainable is not None and (spec.format is not ExportFormat.tflite or spec.target.value != "cpu"
+                                  or spec.quantization.value != "float32"):
+        raise UsageError("--trainable exports a float32 TFLite model for the CPU",
+                         "use --to tflite --target cpu without --quantize")
+    loaded, model, splits = load_for_export(model_path, data_spec, allow_unsafe, custom_objects_file, log)
+    if spec.needs_calibration and splits is None:
+        raise UsageError(f"{spec.quantization.value} quantization calibrates on real data", "pass --data")
     if splits is not None:
         x_check, source = splits.x_test[:samples], f"{data_spec.source} test split"
     else:
-        x_check = random_inputs(model, seed=0, batch=min(samples, 64))[0]
-        source = "random inputs"
+        x_check, source = random_inputs(model, seed=0, batch=min(samples, 64))[0], "random inputs"
+    provenance = _provenance(model_path)
+    x_calib = splits.x_calib if splits is not None else None
+    bridge = loaded.bridge.max_abs_diff if loaded.bridge is not None else None
 
-    report = {"model": str(model_path), "output": str(out), "to": to, "target": target,
-              "quantization": q.value, "io": io_type.value, "edgenn": __version__}
-    if loaded.bridge is not None:
-        report["bridge_max_abs_diff"] = loaded.bridge.max_abs_diff
-    if trainable:
-        from ..federated.trainable import export_trainable
-        from ..runtime.tflite_info import describe
-        from ..runtime.trainable import TrainableRunner
-
-        log(f"exporting a trainable TFLite model (train layers: {train_layers}) ...")
-        blob = export_trainable(model, batch_size, train_layers, momentum)
-        with atomic_path(out) as tmp:
-            tmp.write_bytes(blob)
-        info = describe(out)
-        report.update({"trainable": True, "train_layers": train_layers, "batch_size": batch_size,
-                       "momentum": momentum, "signatures": [s["key"] for s in info["signatures"]],
-                       "flex_ops": info["flex_ops"], "ops": info["ops"]})
-        candidate = [TrainableRunner(out).predict(x_check)]
-    elif to == "tflite":
-        _export_tflite(model, out, q, io_type, x_calib, allow_flex, target, report, log)
-        from ..runtime.litert import TFLiteRunner
-
-        candidate = TFLiteRunner(out).predict(x_check)
+    if trainable is not None:
+        artifact, candidate, info = _export_trainable(model, spec, out, trainable, provenance,
+                                                      x_check, log)
     else:
-        _export_onnx(model, out, q, target, x_calib, opset, calibration, model_path, report, log)
+        artifact = export(model, spec, out, x_calib, provenance=provenance, log=log)
+        candidate, info = _run(artifact, x_check), None
+    limit = threshold if threshold is not None else DEFAULT_THRESHOLDS[spec.quantization.value]
+    fidelity = judge([keras_predict(model, x_check)], candidate, limit, source)
+    explanation = None
+    if explain:
+        from .explain import Explanation, explain_tflite
+
+        if spec.format is ExportFormat.tflite and spec.needs_calibration:
+            explanation = explain_tflite(model, out, x_check[:64])
+        else:
+            explanation = Explanation(0, (), (), skipped="--explain compares layers of int8/int16x8 "
+                                                        "TFLite models")
+    return ConvertResult(str(model_path), artifact, fidelity, bridge, explanation, info)
+
+
+def _provenance(model_path: str) -> dict:
+    source = Path(model_path)
+    return {"source": source.name, "source_sha256": sha256(source) if source.is_file() else None}
+
+
+def _run(artifact: Artifact, x: np.ndarray) -> list[np.ndarray]:
+    if artifact.format == "onnx":
         from ..runtime.onnx_runner import ONNXRunner
 
-        candidate = ONNXRunner(out).predict(x_check)
-    report["bytes"] = out.stat().st_size
-    report["sha256"] = sha256(out)
+        return ONNXRunner(artifact.path).predict(x)
+    from ..runtime.litert import TFLiteRunner
 
-    reference = [keras_predict(model, x_check)]
-    per_output = compare_outputs(reference, candidate)
-    limit = threshold if threshold is not None else DEFAULT_THRESHOLDS[q.value]
-    passed, worst = verdict(per_output, limit)
-    report["fidelity"] = {"samples": int(len(x_check)), "data": source, "threshold": limit,
-                          "passed": passed, "top1_agreement": worst, "outputs": per_output}
-    if explain:
-        if to == "tflite" and q in (Quantization.int8, Quantization.int16x8):
-            from .explain import explain_tflite
-
-            report["explain"] = explain_tflite(model, out, x_check[:64])
-        else:
-            report["explain"] = {"skipped": "--explain compares layers of int8/int16x8 TFLite models"}
-    if not passed:
-        error = ConversionError(
-            f"fidelity check failed: top-1 agreement {worst:.4f} < {limit} on {len(x_check)} "
-            f"samples ({source}); {out} was written for inspection",
-            "try --explain to find the layers that lose accuracy, exclude them from quantization, "
-            "or set --threshold")
-        error.report = report
-        raise error
-    return report
+    return TFLiteRunner(artifact.path).predict(x)
 
 
-def _export_tflite(model, out, q, io_type, x_calib, allow_flex, target, report, log):
+def _export_trainable(model, spec, out: Path, trainable, provenance, x_check, log):
+    from ..artifacts import atomic_path
     from ..runtime.tflite_info import describe
-    from .tflite import to_tflite
+    from ..runtime.trainable import TrainableRunner
+    from .export import gzip_size
+    from .trainable import export_trainable
 
-    log(f"converting to TFLite ({q.value}) ...")
-    blob = to_tflite(model, q, io_type, x_calib, allow_flex=allow_flex,
-                     batch_size=1 if target == "edgetpu" else None)
+    train_layers, batch_size, momentum = trainable
+    log(f"exporting a trainable TFLite model (train layers: {train_layers}) ...")
+    blob = export_trainable(model, batch_size, train_layers, momentum)
     with atomic_path(out) as tmp:
         tmp.write_bytes(blob)
     info = describe(out)
-    report["ops"] = info["ops"]
-    report["flex_ops"] = info["flex_ops"]
-    report["custom_ops"] = info["custom_ops"]
-    report["preflight"] = preflight(out, target)
-    if target == "edgetpu":
-        from .edgetpu import compile_model
-
-        log("running edgetpu_compiler ...")
-        report["compiler"] = compile_model(out, out.parent)
-    if target == "gpu":
-        from ..runtime.accelerators import probe_gpu
-
-        report["gpu_runtime"] = probe_gpu(out)
+    artifact = Artifact(str(out), "tflite", len(blob), gzip_size(blob), sha256(out), spec, provenance,
+                        ops=info["ops"], flex_ops=tuple(info["flex_ops"]),
+                        custom_ops=tuple(info["custom_ops"]))
+    export_info = TrainableExport(train_layers, batch_size, momentum,
+                                  tuple(s["key"] for s in info["signatures"]))
+    return artifact, [TrainableRunner(out).predict(x_check)], export_info
 
 
-def _export_onnx(model, out, q, target, x_calib, opset, calibration, model_path, report, log):
-    import onnx
+def check(model_path: str, target: str, *, data_spec=None, allow_unsafe: bool = False,
+          custom_objects_file: str | None = None, log=lambda m: None) -> CheckResult:
+    """A target's pre-flight, of a .tflite as it is or of a Keras model converted for it.
 
-    from .onnx import add_metadata, quantize, to_onnx
+    A Keras model is converted as `convert --target` would (int8 for the Edge TPU, calibrated
+    on ``data_spec``) into a temporary file that is gone when this returns: the result names
+    the Keras model, and the compiler's report (when it ran) without its output file.
+    """
+    from ..models.formats import ModelFormat, detect
+    from .targets import preflight
 
-    log(f"converting to ONNX (opset {opset}) ...")
-    proto = to_onnx(model, opset)
-    if q is Quantization.dynamic or q is Quantization.int8:
-        log(f"quantizing with ONNX Runtime ({q.value}) ...")
-        proto, info = quantize(proto, "dynamic" if q is Quantization.dynamic else "int8", target,
-                               x_calib, calibration)
-        report["onnx_quantization"] = info
-    report["opset"] = opset
-    report["execution_providers"] = {
-        "cpu": ["CPUExecutionProvider"],
-        "gpu": ["CUDAExecutionProvider", "TensorrtExecutionProvider", "OpenVINOExecutionProvider",
-                "CoreMLExecutionProvider"]}[target] if target in ("cpu", "gpu") else []
-    source = Path(model_path)
-    add_metadata(proto, {"edgenn.version": __version__, "edgenn.source": source.name,
-                         "edgenn.source_sha256": sha256(source) if source.is_file() else "",
-                         "edgenn.quantization": q.value, "edgenn.target": target})
-    with atomic_path(out) as tmp:
-        onnx.save(proto, tmp)
+    fmt = detect(model_path)
+    if fmt.format is ModelFormat.tflite:
+        return CheckResult(preflight(fmt.path, target))
+    if fmt.format is ModelFormat.onnx:
+        raise UsageError("check analyses .tflite files and Keras models",
+                         "check the Keras model, or convert it to .tflite first")
+    spec = ExportSpec.resolve("tflite", target)
+    _, model, splits = load_for_export(model_path, data_spec, allow_unsafe, custom_objects_file, log)
+    if spec.needs_calibration and splits is None:
+        raise UsageError(f"the {target} pre-flight converts to {spec.quantization.value}, which "
+                         "calibrates on real data", "pass --data")
+    with tempfile.TemporaryDirectory(prefix="edgenn-check-") as tmp:
+        name = Path(model_path).stem or "model"
+        artifact = export(model, spec, Path(tmp) / f"{name}.tflite",
+                          splits.x_calib if splits is not None else None, log=log)
+    from dataclasses import replace
 
-
-def preflight(path: Path, target: str) -> dict:
-    """The target's static compatibility analysis of a .tflite file."""
-    if target == "edgetpu":
-        from .edgetpu import analyse
-    elif target == "gpu":
-        from .gpu import analyse
-    else:
-        from .cpu import analyse
-    return analyse(path)
-
-
+    compiler = artifact.compiler
+    if compiler is not None and compiler.output:
+        compiler = replace(compiler, output=None)
+    return CheckResult(replace(artifact.preflight, model=str(model_path)),
+                       {"quantization": spec.quantization.value, "io": spec.io.value,
+                        "converted": "in a temporary file, as `convert --target` would"}, compiler)

@@ -12,21 +12,49 @@ from ..quiet import quiet_stderr
 from ..recipe import IOType, Quantization
 
 
-def representative(x_calib: np.ndarray, samples: int):
+def representative(x_calib: np.ndarray, samples: int | None):
     """A representative-dataset generator over the first ``samples`` calibration examples."""
 
     def generate():
-        for i in range(min(samples, len(x_calib))):
+        for i in range(len(x_calib) if samples is None else min(samples, len(x_calib))):
             yield [x_calib[i:i + 1].astype(np.float32)]
 
     return generate
 
 
+def fresh_copy(model):
+    """A copy of ``model`` with new layers and the same weights, for the converter.
+
+    Converting traces the model, and the trace stays with its layers: a second conversion of
+    the same object nests the first one's call names into every tensor name, so the bytes
+    would depend on what the process converted before (compress converts a float32 reference
+    first). A fresh copy converts the same way every time. A model that cannot be copied (a
+    custom layer without get_config) is converted as it is.
+    """
+    import contextlib
+    import sys
+
+    from .._tf import tf_keras
+
+    scope = contextlib.nullcontext()
+    if "tensorflow_model_optimization" in sys.modules:  # QAT wrappers deserialize in its scope
+        import tensorflow_model_optimization as tfmot
+
+        scope = tfmot.quantization.keras.quantize_scope()
+    try:
+        with scope:
+            copy = tf_keras().models.clone_model(model)
+        copy.set_weights(model.get_weights())
+    except Exception:  # noqa: BLE001 - the original still converts, only less reproducibly
+        return model
+    return copy
+
+
 def to_tflite(model, quantization: Quantization = Quantization.float32,
               io: IOType = IOType.float32, x_calib: np.ndarray | None = None,
-              calibration_samples: int = 200, allow_flex: bool = False,
+              calibration_samples: int | None = None, allow_flex: bool = False,
               batch_size: int | None = None) -> bytes:
-    """Convert a tf_keras model to a TFLite flatbuffer.
+    """Convert a tf_keras model to a TFLite flatbuffer (``export.export`` is the public road).
 
     Parameters
     ----------
@@ -35,6 +63,8 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         integer, calibrated on ``x_calib``); int16x8 (int16 activations, int8 weights).
     io
         Input/output type of an int8 model: float32 (quantize inside), int8 or uint8.
+    calibration_samples
+        How many of ``x_calib`` calibrate (the ExportSpec's count; None: all of them).
     allow_flex
         Let the converter use Select TF (Flex) ops; without it a model that needs them fails
         with the list of ops.
@@ -42,6 +72,7 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         Fix the batch dimension (the Edge TPU needs static shapes); None keeps it dynamic.
     """
     tensorflow = tf()
+    model = fresh_copy(model)
     q = Quantization(quantization)
     io = IOType(io)
     if io is not IOType.float32 and q is not Quantization.int8:

@@ -9,6 +9,10 @@ import numpy as np
 from ..errors import DataError
 from .sources import RawData, read
 
+# Calibration inputs for post-training quantization (int8 TFLite, static ONNX), drawn from the
+# training split. The one default: recipes' exports and the exporter read it from here.
+DEFAULT_CALIBRATION_SAMPLES = 200
+
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -38,7 +42,7 @@ class DataSpec:
     seed: int = 0
     val_fraction: float = 0.1
     test_fraction: float = 0.2  # used only when the source has no test split
-    calibration_samples: int = 500
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     scale: str | float = "auto"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None

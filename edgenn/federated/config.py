@@ -8,15 +8,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from ..yamlio import Strict
-
-
-class Strategy(str, Enum):
-    fedavg = "fedavg"
-    fedavgm = "fedavgm"
-    fedprox = "fedprox"
-    fedadam = "fedadam"
-    fedyogi = "fedyogi"
-    fedadagrad = "fedadagrad"
+from .strategies import STRATEGIES, Strategy
 
 
 class ClientRuntime(str, Enum):
@@ -40,14 +32,6 @@ class DeviceShare(Strict):
     downlink_mbps: float | None = Field(None, gt=0, description="download bandwidth; none: free")
 
 
-# Server learning rates when the config gives none, chosen with `bench/federated_bench.py
-# --sweep` on the validation split (held out from the clients), never on test: see
-# bench/RESULTS.md. FedAvgM's momentum default (0.7) came from the same sweep.
-SERVER_LR = {Strategy.fedavgm: 1.0, Strategy.fedadam: 0.03, Strategy.fedyogi: 0.01,
-             Strategy.fedadagrad: 0.1}
-# The adaptive strategies' tau, from the same sweep for fedyogi (1e-5 beat Flower's 1e-3 by 1.5
-# pt on validation); fedadam and fedadagrad keep Flower's default.
-SERVER_TAU = {Strategy.fedadam: 1e-3, Strategy.fedyogi: 1e-5, Strategy.fedadagrad: 1e-3}
 
 
 class SimulationConfig(Strict):
@@ -92,9 +76,10 @@ class SimulationConfig(Strict):
 
     @model_validator(mode="after")
     def _server_schedule(self):
-        if self.server_lr_schedule != "constant" and self.strategy not in SERVER_LR:
+        rated = [s.name.value for s in STRATEGIES.values() if s.has_server_rate]
+        if self.server_lr_schedule != "constant" and not STRATEGIES[self.strategy].has_server_rate:
             raise ValueError(f"server_lr_schedule {self.server_lr_schedule} needs a strategy with "
-                             f"a server learning rate ({', '.join(s.value for s in SERVER_LR)}); "
+                             f"a server learning rate ({', '.join(rated)}); "
                              f"{self.strategy.value} has none")
         return self
 

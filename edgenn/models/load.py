@@ -90,7 +90,11 @@ def _load_tf_keras(info: FormatInfo, custom: dict, allow_unsafe: bool):
             check_savedmodel(info.path)
         if config is not None:
             check_config(config, info.path, keras_names("tf_keras"), custom)
-    kwargs = {"compile": False, "custom_objects": custom or None}
+    from .safety import tfmot_objects
+
+    # A model saved after pruning, clustering or QAT holds tfmot's wrappers (edgenn compress
+    # writes such models): they load with tfmot's classes, never with code from the file.
+    kwargs = {"compile": False, "custom_objects": {**tfmot_objects(), **custom} or None}
     if info.format is ModelFormat.keras_zip:
         kwargs["safe_mode"] = not allow_unsafe
     try:
@@ -132,11 +136,3 @@ def _load_error(info: FormatInfo, err: Exception) -> InputFileError:
         f"{info.path} ({info.label}) could not be loaded: {type(err).__name__}: {text}",
         "check that the file is complete and was saved with model.save()",
     )
-
-
-def load_any(path: str | Path, **kwargs) -> tuple[FormatInfo, LoadedModel | None]:
-    """Detect a model; load it as Keras when it is one (tflite/onnx return no Keras model)."""
-    info = detect(path)
-    if info.is_keras:
-        return info, load_keras(path, info=info, **kwargs)
-    return info, None

@@ -55,7 +55,7 @@ def train(model, splits, epochs: int, batch_size: int = 64, learning_rate: float
     if augment is None:
         data = dict(x=splits.x_train, y=splits.y_train, batch_size=batch_size, shuffle=True)
     else:  # compress's seeded pipeline, which shuffles and repeats itself
-        from ..compress.train import dataset
+        from ..data.augment import dataset
 
         data = dict(x=dataset(splits.x_train, splits.y_train, batch_size, seed, augment),
                     steps_per_epoch=math.ceil(len(splits.x_train) / batch_size), shuffle=False)

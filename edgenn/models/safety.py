@@ -51,13 +51,37 @@ def keras_names(flavour: str) -> KerasNames:
                if inspect.isclass(obj) and not name.startswith("_")}
     classes |= {"Functional", "Sequential", "Model"} | _application_layers(k)
     if flavour == "tf_keras":
-        classes |= al.TF_KERAS_OP_LAYERS
+        classes |= al.TF_KERAS_OP_LAYERS | set(tfmot_objects())
     functions = {name for mod in (k.activations, k.losses, k.metrics)
                  for name, obj in vars(mod).items()
                  if callable(obj) and not inspect.isclass(obj) and not name.startswith("_")
                  and name not in ("get", "serialize", "deserialize")}
     lookup = {n.lower() for n in functions | classes} | {_snake(n) for n in classes}
     return KerasNames(frozenset(classes), frozenset(functions), frozenset(lookup), flavour)
+
+
+@lru_cache(maxsize=1)
+def tfmot_objects() -> dict:
+    """The serializable classes of tfmot (tensorflow-model-optimization).
+
+    The wrappers, quantizers and quantize configs that a model saved after pruning,
+    clustering or QAT names: library code, like Keras's built-ins.
+
+    Empty when tensorflow-model-optimization is not installed.
+    """
+    from .._tf import tf
+
+    tf()
+    try:
+        import tensorflow_model_optimization as tfmot
+    except ImportError:
+        return {}
+    objects: dict = {}
+    for scope in (tfmot.quantization.keras.quantize_scope, tfmot.sparsity.keras.prune_scope,
+                  tfmot.clustering.keras.cluster_scope):
+        for mapping in scope().custom_objects:
+            objects.update(mapping)
+    return objects
 
 
 def _application_layers(k) -> set[str]:
@@ -170,7 +194,8 @@ def _check_object(obj: dict, where: str, source: Path, names: KerasNames, custom
         return
     # tf_keras writes TensorFlow initializers with their TF module and looks them up by class
     # name alone; Keras 3 imports only modules under keras.
-    prefixes = _KERAS_MODULE_PREFIXES + (("tensorflow.",) if names.flavour == "tf_keras" else ())
+    prefixes = _KERAS_MODULE_PREFIXES + (("tensorflow.", "tensorflow_model_optimization.")
+                                         if names.flavour == "tf_keras" else ())
     foreign = module is not None and not (
         str(module).startswith(prefixes) or (module == "builtins" and cls == "function"))
     custom_marker = registered not in (None, cls) and not str(registered).startswith("keras")

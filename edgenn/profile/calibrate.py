@@ -13,7 +13,7 @@ from ..yamlio import read_yaml, validate
 from .estimate import tflite_costs
 
 
-def calibrate_device(device: str | None, results: list[dict]) -> dict:
+def calibrate_device(device: str | None, results: list) -> dict:
     """Write sustained GMAC/s per dtype (MACs / p50 latency) into the device's YAML file.
 
     Only a device file the user names by path is written (built-in profiles are part of the
@@ -26,14 +26,14 @@ def calibrate_device(device: str | None, results: list[dict]) -> dict:
         raise UsageError(f"--calibrate needs a device YAML file of yours; received {device!r}",
                          "copy a built-in profile (edgenn devices show NAME > mine.yaml) and pass it")
     rates: dict[str, list[float]] = {}
-    for r in results:
-        if not r["model"].endswith(".tflite"):
+    for m in results:  # result.Measurement
+        if not m.model.endswith(".tflite"):
             continue
-        costs = tflite_costs(r["model"])
-        if len(costs["macs"]) != 1:
+        costs = tflite_costs(m.model)
+        if len(costs.macs) != 1:
             continue  # mixed-precision models cannot separate the two rates
-        (dtype, macs), = costs["macs"].items()
-        rates.setdefault(dtype, []).append(macs / (r["latency_ms"]["p50"] / 1000) / 1e9)
+        (dtype, macs), = costs.macs.items()
+        rates.setdefault(dtype, []).append(macs / (m.latency_ms.p50 / 1000) / 1e9)
     if not rates:
         raise UsageError("--calibrate needs at least one single-precision .tflite result",
                          "profile a float32 and/or an int8 .tflite model")

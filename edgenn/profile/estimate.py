@@ -11,6 +11,7 @@ the last op that reads them; the largest sum of live tensors, plus the weights.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import UsageError
@@ -24,7 +25,66 @@ def _nbytes(t) -> int:
     return math.prod(max(int(d), 1) for d in (t.shape or [1])) * _BYTES.get(t.dtype, 4)
 
 
-def tflite_costs(path: str | Path) -> dict:
+@dataclass(frozen=True)
+class Costs:
+    """What a .tflite graph costs: MACs per compute dtype, tensor-arena peak, weights."""
+
+    macs: dict
+    arena_bytes: int
+    weight_bytes: int
+    model_bytes: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An estimate (not a measurement) of a model's latency and RAM on a device."""
+
+    model: str
+    device: str
+    accelerator: str
+    throughput_source: str
+    macs: dict
+    latency_ms: float
+    latency_ms_by_dtype: dict
+    ram_mb: float
+    arena_bytes: int
+    weight_bytes: int
+    model_bytes: int
+    device_checks: tuple
+    strict: bool = False
+    method: str = "MACs / sustained GMAC/s per dtype; RAM = tensor-arena peak + weights"
+
+    @property
+    def over(self) -> list:
+        return [c for c in self.device_checks if not c.ok]
+
+    @property
+    def exit_code(self) -> int:
+        """4 when the estimate exceeds the device under --strict, else 0."""
+        return 4 if self.strict and self.over else 0
+
+    @property
+    def failure(self) -> str | None:
+        if not self.exit_code:
+            return None
+        return (f"{len(self.over)} device limit(s) exceeded on {self.device} (estimate): "
+                + "; ".join(f"{c.name} {c.value:,g} > {c.limit:,g}" for c in self.over)
+                + ": pick a smaller model or another device, or drop --strict")
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{self.model}: estimated {c.name} {c.value:,g} exceeds {self.device}'s "
+                f"{c.limit:,g}; the model will not fit as it is" for c in self.over]
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["device_checks"] = [c.to_dict() for c in self.device_checks]
+        out["estimate"] = True
+        del out["strict"]
+        return out
+
+
+def tflite_costs(path: str | Path) -> Costs:
     """MACs per compute dtype, the tensor-arena peak and the weight bytes of a .tflite model."""
     from ..convert.compat import read_ops
 
@@ -65,11 +125,11 @@ def tflite_costs(path: str | Path) -> dict:
         live += delta
         peak = max(peak, live)
     weight_bytes = sum(_nbytes(t) for op in ops for t in op.inputs if t.constant)
-    return {"macs": macs, "arena_bytes": peak, "weight_bytes": weight_bytes,
-            "model_bytes": facts["bytes"]}
+    return Costs(macs, peak, weight_bytes, facts["bytes"])
 
 
-def estimate(path: str | Path, device, accelerator: str | None = None) -> dict:
+def estimate(path: str | Path, device, accelerator: str | None = None,
+             strict: bool = False) -> Estimate:
     """Estimated latency (ms) and RAM (MB) of a .tflite model on ``device``."""
     p = Path(path)
     if p.suffix.lower() != ".tflite":
@@ -82,7 +142,7 @@ def estimate(path: str | Path, device, accelerator: str | None = None) -> dict:
     if accel == "gpu" and t.float16_gmacs:
         rates["float32"] = t.float16_gmacs
     parts, missing = {}, []
-    for dtype, n in costs["macs"].items():
+    for dtype, n in costs.macs.items():
         rate = rates.get(dtype)
         if not rate:
             missing.append(dtype)
@@ -92,27 +152,22 @@ def estimate(path: str | Path, device, accelerator: str | None = None) -> dict:
         raise UsageError(f"device {device.name} gives no {', '.join(missing)} throughput",
                          "add throughput.<dtype>_gmacs to its profile, or measure with "
                          "`edgenn profile --calibrate` on the device")
-    ram_mb = (costs["arena_bytes"] + costs["weight_bytes"]) / 2**20
-    checks = device_checks(device, ram_mb, costs["model_bytes"])
-    return {"model": str(p), "device": device.name, "accelerator": accel, "estimate": True,
-            "method": "MACs / sustained GMAC/s per dtype; RAM = tensor-arena peak + weights",
-            "throughput_source": t.source, "macs": costs["macs"],
-            "latency_ms": round(sum(parts.values()), 4),
-            "latency_ms_by_dtype": {k: round(v, 4) for k, v in parts.items()},
-            "ram_mb": round(ram_mb, 3), "arena_bytes": costs["arena_bytes"],
-            "weight_bytes": costs["weight_bytes"], "model_bytes": costs["model_bytes"],
-            "device_checks": checks}
+    ram_mb = (costs.arena_bytes + costs.weight_bytes) / 2**20
+    return Estimate(str(p), device.name, accel, t.source, costs.macs, round(sum(parts.values()), 4),
+                    {k: round(v, 4) for k, v in parts.items()}, round(ram_mb, 3), costs.arena_bytes,
+                    costs.weight_bytes, costs.model_bytes,
+                    device_checks(device, ram_mb, costs.model_bytes), strict)
 
 
-def device_checks(device, ram_mb: float, model_bytes: int) -> list[dict]:
+def device_checks(device, ram_mb: float, model_bytes: int) -> tuple:
     """The estimate against the device: its memory, and the limits its profile sets."""
+    from .result import DeviceCheck
+
     c = device.constraints
-    checks = [{"name": "memory_mb", "limit": device.memory_mb, "value": round(ram_mb, 3),
-               "ok": ram_mb <= device.memory_mb}]
+    checks = [DeviceCheck("memory_mb", device.memory_mb, round(ram_mb, 3), ram_mb <= device.memory_mb)]
     if c.max_ram_mb is not None:
-        checks.append({"name": "max_ram_mb", "limit": c.max_ram_mb, "value": round(ram_mb, 3),
-                       "ok": ram_mb <= c.max_ram_mb})
+        checks.append(DeviceCheck("max_ram_mb", c.max_ram_mb, round(ram_mb, 3), ram_mb <= c.max_ram_mb))
     if c.max_model_bytes is not None:
-        checks.append({"name": "max_model_bytes", "limit": c.max_model_bytes, "value": model_bytes,
-                       "ok": model_bytes <= c.max_model_bytes})
-    return checks
+        checks.append(DeviceCheck("max_model_bytes", c.max_model_bytes, model_bytes,
+                                  model_bytes <= c.max_model_bytes))
+    return tuple(checks)

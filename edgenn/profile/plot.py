@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import MissingDependencyError
 
 
-def plot_latency(results: list[dict], path: Path) -> None:
+def plot_latency(results: list, path: Path) -> None:
     try:
         import matplotlib
 
@@ -18,11 +18,11 @@ def plot_latency(results: list[dict], path: Path) -> None:
     import numpy as np
 
     fig, (hist, cdf) = plt.subplots(1, 2, figsize=(11, 4))
-    for r in results:
-        times = r.get("times_ms")
+    for r in results:  # result.Measurement
+        times = r.times_ms
         if not times:
             continue
-        label = f"{Path(r['model']).name} ({r['runtime']}/{r['accelerator']})"
+        label = f"{Path(r.model).name} ({r.runtime}/{r.accelerator})"
         hist.hist(times, bins=40, alpha=0.6, label=label)
         s = np.sort(times)
         cdf.plot(s, np.arange(1, len(s) + 1) / len(s), label=label)

@@ -7,8 +7,6 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-RUNTIMES = ("auto", "litert", "tflite-runtime", "onnxruntime")
-
 
 def pick_runtime(model: Path, requested: str, device=None) -> str:
     """The runtime for a model: by file type, the device's default, and what is installed."""
@@ -91,31 +89,98 @@ def pick_accelerator(runtime: str, requested: str | None, device=None) -> str:
     return "xnnpack"
 
 
-def check_device(result: dict, device) -> list[dict]:
+def check_device(measurement, device) -> tuple:
     """The device profile's limits against a measurement."""
+    from .result import DeviceCheck
+
     checks = []
     c = device.constraints
-    if c.max_model_bytes is not None and "model_bytes" in result:
-        checks.append({"name": "max_model_bytes", "limit": c.max_model_bytes,
-                       "value": result["model_bytes"], "ok": result["model_bytes"] <= c.max_model_bytes})
-    if c.max_ram_mb is not None and "peak_rss_mb" in result:
-        checks.append({"name": "max_ram_mb", "limit": c.max_ram_mb, "value": result["peak_rss_mb"],
-                       "ok": result["peak_rss_mb"] <= c.max_ram_mb})
-    return checks
+    if c.max_model_bytes is not None:
+        checks.append(DeviceCheck("max_model_bytes", c.max_model_bytes, measurement.model_bytes,
+                                  measurement.model_bytes <= c.max_model_bytes))
+    if c.max_ram_mb is not None:
+        checks.append(DeviceCheck("max_ram_mb", c.max_ram_mb, measurement.peak_rss_mb,
+                                  measurement.peak_rss_mb <= c.max_ram_mb))
+    return tuple(checks)
 
 
-UNSTABLE_CV = 0.05
+def pin_cpus(cpus: list[int] | None, threads: int | None, remote) -> list[int] | None:
+    """The CPUs a local measurement is pinned to: as asked, else the last ``threads`` CPUs.
 
-
-def stability(result: dict) -> str | None:
-    """A one-line warning when the timed runs spread too much to trust the mean, else None.
-
-    Latency noise on a shared or busy machine shows up as a coefficient of variation (std/mean)
-    over 5%; the p50 is then still a fair figure, the mean and std are not.
+    Pinned, the scheduler cannot move the run between cores mid-measurement (what made the
+    coefficient of variation jump on this 2-core machine); a remote device pins itself.
     """
-    cv, lat, runs = result.get("cv"), result.get("latency_ms") or {}, result.get("runs", 0)
-    if cv is None or runs < 10 or cv <= UNSTABLE_CV:
+    import os
+
+    if remote is not None:
+        return cpus
+    if cpus is not None:
+        return check_cpus(cpus)
+    if threads:
+        allowed = sorted(os.sched_getaffinity(0))
+        return allowed[-threads:] if threads < len(allowed) else None
+    return None
+
+
+def remote_for(host: str | None, device, identity=None, known_hosts=None, python="python3"):
+    """Where to measure: --host, else the device profile's ssh transport when it names a host.
+
+    A profile's ssh ``user`` and ``port`` fill in what --host leaves out.
+    """
+    from .ssh import Remote
+
+    transport = device.transport if device is not None else None
+    ssh = transport is not None and transport.type.value == "ssh"
+    if host is None and ssh and transport.host:
+        host = transport.host
+    if host is None:
         return None
-    return (f"{result['model']}: unstable timing, CV {cv:.1%} over {runs} runs (p50 "
-            f"{lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms, max {lat['max']:.3f} ms); quote the p50, "
-            "or pin with --cpus, stop other work on the machine and raise --runs")
+    kwargs = {"identity": identity, "known_hosts": known_hosts, "python": python}
+    remote = Remote.parse(host, port=transport.port if ssh else 22, **kwargs)
+    if remote.user is None and ssh and transport.user:
+        remote = Remote.parse(f"{transport.user}@{host}", port=remote.port, **kwargs)
+    return remote
+
+
+def profile_models(paths: list[Path], *, device=None, remote=None, runtime: str = "auto",
+                   accelerator: str | None = None, threads: int | None = None,
+                   cpus: list[int] | None = None, warmup: int = 10, runs: int | None = None,
+                   duration: float | None = None, timeout: float = 300,
+                   memory_limit: int | None = None, op_profile: bool = False,
+                   strict: bool = False, keep_times: bool = False):
+    """Measure each model in its own child process (or on the device), one at a time.
+
+    A model that crashes its runtime is an error for that model; the others still report.
+    """
+    from .isolate import run_local
+    from .result import Measurement, ProfileReport, ProfileRun
+
+    if runs is not None and duration is not None:
+        raise UsageError("--runs and --duration exclude each other", "pass one of them")
+    if accelerator:
+        check_accelerator(accelerator)
+    pinned = pin_cpus(cpus, threads, remote)
+    for path in paths:
+        check_model_file(path)
+    results = []
+    for path in paths:
+        rt = pick_runtime(path, runtime, device)
+        config = {"model": str(path.resolve()), "runtime": rt,
+                  "accelerator": pick_accelerator(rt, accelerator, device), "threads": threads,
+                  "warmup": warmup, "runs": runs, "duration": duration, "op_profile": op_profile,
+                  "keep_times": True}
+        if remote is not None:
+            from .ssh import run_remote
+
+            doc = run_remote(remote, config, timeout=timeout)
+        else:
+            doc = run_local(config, timeout=timeout, memory_mb=memory_limit, cpus=pinned)
+        where = {"cpus": tuple(pinned) if pinned else None, "host": doc.get("host")}
+        if "error" in doc:
+            results.append(ProfileRun(str(path), error=doc["error"], hint=doc.get("hint"), **where))
+            continue
+        m = Measurement.from_agent(doc, str(path))
+        results.append(ProfileRun(str(path), m, device=device.name if device is not None else None,
+                                  device_checks=check_device(m, device) if device is not None else (),
+                                  **where))
+    return ProfileReport(tuple(results), device.name if device is not None else None, strict)

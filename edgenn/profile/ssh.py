@@ -40,7 +40,8 @@ class Remote:
         if not m:
             raise UsageError(f"--host must look like USER@ADDRESS[:PORT]; received {spec!r}",
                              "e.g. --host pi@192.168.1.20:22")
-        port = int(m["port"]) if m["port"] else kwargs.pop("port", 22)
+        default_port = kwargs.pop("port", 22)
+        port = int(m["port"]) if m["port"] else default_port
         if not 0 < port < 65536:
             raise UsageError(f"port out of range: {port}", "use 1-65535")
         return cls(address=m["addr"].strip("[]"), user=m["user"], port=port, **kwargs)

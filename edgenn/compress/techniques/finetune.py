@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ..recipe import FinetuneStep
-from .registry import StepContext, StepResult, register
-from .train import fit
+from ...recipe import FinetuneStep
+from ..registry import register
+from ..step import StepContext, StepResult
+from ..train import fit
 
 
 @register("finetune")

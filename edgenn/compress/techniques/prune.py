@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..recipe import PruneStep, Schedule
-from .registry import StepContext, StepResult, register
-from .scope import apply_to_layers
-from .train import fit, schedule
-
-
-def kernel_sparsity(model) -> dict[str, float]:
-    """Fraction of zero weights in each layer's kernel(s)."""
-    out = {}
-    for layer in model.layers:
-        kernels = [w for w in layer.weights if "kernel" in w.name and "quantize" not in w.name]
-        if kernels:
-            values = np.concatenate([np.asarray(w).ravel() for w in kernels])
-            out[layer.name] = round(float(np.mean(values == 0)), 4)
-    return out
+from ...recipe import PruneStep, Schedule
+from ..distiller import fit_distilled
+from ..measure import kernel_sparsity
+from ..registry import register
+from ..scope import apply_to_layers, nothing_in_scope
+from ..step import StepContext, StepResult
+from ..train import fit, schedule
 
 
 @register("prune")
@@ -73,7 +65,7 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
 
     wrapped_model, wrapped = apply_to_layers(model, config.scope, wants, wrap)
     if not wrapped:
-        raise _nothing_in_scope("prune", model)
+        raise nothing_in_scope("prune", model)
     if config.distill is None:
         fit(wrapped_model, ctx.splits, config, ctx, "pruning",
             callbacks=[sparsity.UpdatePruningStep()])
@@ -103,8 +95,7 @@ def _fit_distilled(teacher, student, config: PruneStep, ctx: StepContext, update
     The distill step's loss and teacher. The pruning wrappers sit inside the distiller, where
     tfmot's UpdatePruningStep finds them (it walks nested models).
     """
-    from ..errors import UsageError
-    from .distill import fit_distilled
+    from ...errors import UsageError
 
     if ctx.task != "classification":
         raise UsageError("prune.distill needs a classification model (metric accuracy)",
@@ -123,12 +114,3 @@ def check_m_by_n(layer, m_by_n: tuple[int, int]) -> bool:
         return False
     blocks = w.reshape(w.shape[0], -1, n)
     return bool(np.all(np.count_nonzero(blocks, axis=-1) <= m))
-
-
-def _nothing_in_scope(step: str, model):
-    from ..errors import UsageError
-
-    classes = sorted({type(layer).__name__ for layer in model.layers})
-    return UsageError(f"the {step} step's scope selects no layer it can {step}",
-                      f"widen scope.include (the model has: {', '.join(classes)})")
-

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..recipe import QuantizeStep
-from .prune import _nothing_in_scope
-from .registry import StepContext, StepResult, register
-from .scope import apply_to_layers, in_scope
-from .train import fit, is_batch_norm
+from ...recipe import QuantizeStep
+from ..registry import register
+from ..scope import apply_to_layers, in_scope, nothing_in_scope
+from ..step import StepContext, StepResult
+from ..train import fit, is_batch_norm
 
 
 def _scheme(preserve: set[str]):
@@ -65,7 +65,7 @@ def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
 
     annotated, wrapped = apply_to_layers(model, config.scope, wants, qk.quantize_annotate_layer)
     if not wrapped:
-        raise _nothing_in_scope("quantize", model)
+        raise nothing_in_scope("quantize", model)
     frozen = _freeze_batch_norm(annotated) if config.freeze_batch_norm else []
     with qk.quantize_scope():
         qat_model = qk.quantize_apply(annotated, _scheme(preserve))

@@ -1,4 +1,4 @@
-"""Knowledge distillation: the incoming model teaches a smaller student.
+"""Distillation machinery shared by the distill step and prune's self-distillation.
 
 loss = alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T))
 
@@ -9,9 +9,8 @@ per sample, which softmax(. / T) cancels, so both kinds of model distil the same
 from __future__ import annotations
 
 from .._tf import tf, tf_keras
-from ..errors import UsageError
-from ..recipe import DistillStep, Training
-from .registry import StepContext, StepResult, register
+from ..recipe import Training
+from .step import StepContext
 from .train import adapt_batch_norm, fit, make_optimizer, output_is_probability, schedule
 
 _WIDTH_KEYS = ("filters", "units")
@@ -37,23 +36,6 @@ def width_student(teacher, width: float):
 
     student = tfk.models.clone_model(teacher, clone_function=clone)
     student._name = f"{teacher.name}_student"
-    return student
-
-
-def _load_student(spec: str, teacher, ctx: StepContext):
-    if spec.startswith("builtin:"):
-        width = float(spec.split("=", 1)[1])
-        return width_student(teacher, width)
-    from ..models.load import load_keras
-
-    loaded = load_keras(spec, allow_unsafe=ctx.allow_unsafe)
-    student = loaded.tf_keras_model
-    if tuple(student.input_shape[1:]) != tuple(teacher.input_shape[1:]):
-        raise UsageError(f"the student {spec} takes input {student.input_shape} but the teacher "
-                         f"takes {teacher.input_shape}", "use a student built for the same input")
-    if tuple(student.output_shape[1:]) != tuple(teacher.output_shape[1:]):
-        raise UsageError(f"the student {spec} outputs {student.output_shape} but the teacher "
-                         f"outputs {teacher.output_shape}", "use a student with the same classes")
     return student
 
 
@@ -110,21 +92,3 @@ def fit_distilled(teacher, student, config: Training, ctx: StepContext, alpha: f
                    compile_model=False)
     finally:
         teacher.trainable = was_trainable
-
-
-@register("distill")
-def distill(model, config: DistillStep, ctx: StepContext) -> StepResult:
-    if ctx.task != "classification":
-        raise UsageError("distillation needs a classification model (metric accuracy)",
-                         "remove the distill step or set evaluate.metric: accuracy")
-    student = _load_student(config.student, model, ctx)
-    history = fit_distilled(model, student, config, ctx, config.alpha, config.temperature,
-                            "distilling")
-    return StepResult(student, {
-        "student": config.student,
-        "teacher_params": int(model.count_params()),
-        "student_params": int(student.count_params()),
-        "param_ratio": round(student.count_params() / model.count_params(), 4),
-        "temperature": config.temperature, "alpha": config.alpha,
-        "final_loss": float(history["loss"][-1]),
-    })

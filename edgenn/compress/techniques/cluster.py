@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..recipe import CentroidInit, ClusterStep
-from .prune import _nothing_in_scope, kernel_sparsity
-from .registry import StepContext, StepResult, register
-from .scope import apply_to_layers
-from .train import fit
-
-
-def unique_weights(model, names) -> dict[str, int]:
-    """Number of distinct values in each named layer's kernel(s)."""
-    out = {}
-    for name in names:
-        layer = model.get_layer(name)
-        kernels = [np.asarray(w).ravel() for w in layer.weights if "kernel" in w.name]
-        if kernels:
-            out[name] = int(np.unique(np.concatenate(kernels)).size)
-    return out
+from ...recipe import CentroidInit, ClusterStep
+from ..measure import kernel_sparsity, kernels, unique_weights
+from ..registry import register
+from ..scope import apply_to_layers, nothing_in_scope
+from ..step import StepContext, StepResult
+from ..train import fit
 
 
 @register("cluster")
@@ -36,7 +24,7 @@ def cluster(model, config: ClusterStep, ctx: StepContext) -> StepResult:
     }[config.init]
 
     def wants(layer) -> bool:
-        has_kernel = any("kernel" in w.name for w in layer.weights)
+        has_kernel = bool(kernels(layer))
         return has_kernel and clustering_registry.ClusteringRegistry.supports(layer)
 
     def wrap(layer):
@@ -46,7 +34,7 @@ def cluster(model, config: ClusterStep, ctx: StepContext) -> StepResult:
 
     wrapped_model, wrapped = apply_to_layers(model, config.scope, wants, wrap)
     if not wrapped:
-        raise _nothing_in_scope("cluster", model)
+        raise nothing_in_scope("cluster", model)
     fit(wrapped_model, ctx.splits, config, ctx, "clustering")
     stripped = clustering.strip_clustering(wrapped_model)
     details = {"clustered_layers": wrapped, "clusters": config.clusters,

@@ -1,0 +1,1 @@
+"""One module per compression technique; each registers itself under its recipe key."""

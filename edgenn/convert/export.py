@@ -1,0 +1,245 @@
+"""The one road from a Keras model to an artifact: ``export(model, spec, path, x_calib)``.
+
+``compress`` (each recipe export), ``convert``, ``check`` and ``federated`` all come here, so a
+recipe with ``target: edgetpu`` gets what ``convert --target edgetpu`` gets: full-integer int8,
+int8 input and output, a static batch of 1, the pre-flight and the compiler. An ``ExportSpec``
+is the whole request (validated when built, "auto" resolved per target); an ``Artifact`` is the
+whole answer. Only spec-derived facts are written into the file (ONNX metadata), so the same
+model and spec give the same bytes whichever command asked; where the model came from is kept
+in the Artifact's provenance.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..artifacts import atomic_path, sha256
+from ..data.prepare import DEFAULT_CALIBRATION_SAMPLES
+from ..errors import UsageError
+from ..recipe import ExportFormat, IOType, Quantization, Target
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+ONNX_QUANTIZATION = (Quantization.float32, Quantization.dynamic, Quantization.int8)
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What to make of a model: format, quantization, io types, target, calibration."""
+
+    format: ExportFormat = ExportFormat.tflite
+    quantization: Quantization = Quantization.float32
+    io: IOType = IOType.float32
+    target: Target = Target.cpu
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    calibration: str = "minmax"  # ONNX Runtime's static calibration method
+    opset: int = 17
+    allow_flex: bool = False
+
+    def __post_init__(self):
+        for name, enum in (("format", ExportFormat), ("quantization", Quantization),
+                           ("io", IOType), ("target", Target)):
+            object.__setattr__(self, name, enum(getattr(self, name)))
+        q, fmt = self.quantization, self.format
+        if self.target is Target.edgetpu and (fmt is not ExportFormat.tflite or q is not Quantization.int8):
+            raise UsageError(f"the Edge TPU runs full-integer int8 TFLite only; received {fmt.value} "
+                             f"{q.value}", "use --to tflite --quantize int8 (or auto)")
+        if self.io is not IOType.float32 and (q is not Quantization.int8 or fmt is not ExportFormat.tflite):
+            raise UsageError(f"io {self.io.value} needs int8 TFLite; received {fmt.value} {q.value}",
+                             "use --quantize int8 --to tflite, or io float32")
+        if fmt is ExportFormat.onnx and q not in ONNX_QUANTIZATION:
+            raise UsageError(f"--to onnx supports --quantize none, dynamic or int8; received {q.value}",
+                             "use --quantize int8 (static QDQ) or dynamic")
+        if self.calibration not in CALIBRATION_METHODS:
+            raise UsageError(f"calibration must be one of {', '.join(CALIBRATION_METHODS)}; "
+                             f"received {self.calibration!r}", "use --calibration minmax")
+        if not 7 <= self.opset <= 21:
+            raise UsageError(f"opset must be between 7 and 21; received {self.opset}", "use --opset 17")
+        if self.calibration_samples < 1:
+            raise UsageError(f"calibration samples must be positive; received {self.calibration_samples}",
+                             "use --calibration-samples 200")
+
+    @classmethod
+    def resolve(cls, to: str = "tflite", target: str = "cpu", quantize: str = "auto",
+                io: str = "auto", **kwargs) -> ExportSpec:
+        """A spec from a command's flags: "auto" picks the target's natural choice.
+
+        auto quantization: none on the CPU, float16 for a GPU .tflite, int8 for the Edge TPU;
+        auto io: int8 for the Edge TPU, float32 elsewhere.
+        """
+        if quantize == "auto":
+            quantize = {"cpu": "float32", "gpu": "float16" if to == "tflite" else "float32",
+                        "edgetpu": "int8"}[target]
+        if quantize == "none":
+            quantize = "float32"
+        if io == "auto":
+            io = "int8" if target == "edgetpu" else "float32"
+        return cls(ExportFormat(to), Quantization(quantize), IOType(io), Target(target), **kwargs)
+
+    @classmethod
+    def from_recipe(cls, export) -> ExportSpec:
+        """The spec of a recipe's ``export`` entry (its io "auto" resolved as for a command)."""
+        return cls.resolve(export.format.value, export.target.value, export.quantization.value,
+                           export.io.value if export.io is not None else "auto",
+                           calibration_samples=export.calibration_samples)
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.quantization in (Quantization.int8, Quantization.int16x8)
+
+    @property
+    def batch_size(self) -> int | None:
+        """A static batch for targets that need one (the Edge TPU compiles fixed shapes)."""
+        return 1 if self.target is Target.edgetpu else None
+
+    @property
+    def suffix(self) -> str:
+        return f".{self.format.value}"
+
+    def to_dict(self) -> dict:
+        return {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A written model file and what is known about it."""
+
+    path: str
+    format: str
+    bytes: int
+    gzip_bytes: int
+    sha256: str
+    spec: ExportSpec
+    provenance: dict = field(default_factory=dict)
+    ops: dict | None = None
+    flex_ops: tuple[str, ...] = ()
+    custom_ops: tuple[str, ...] = ()
+    preflight: object | None = None  # convert.preflight.Preflight
+    compiler: object | None = None  # convert.edgetpu.CompilerRun
+    gpu_runtime: object | None = None  # runtime.accelerators.GpuProbe
+    onnx_quantization: object | None = None  # convert.onnx.OnnxQuantization
+    metrics: dict | None = None  # set by whoever evaluates the file (compress)
+
+    @property
+    def quantization(self) -> str:
+        return self.spec.quantization.value
+
+    def to_dict(self) -> dict:
+        out = {"path": self.path, "format": self.format, "bytes": self.bytes,
+               "gzip_bytes": self.gzip_bytes, "sha256": self.sha256,
+               "quantization": self.spec.quantization.value, "io": self.spec.io.value,
+               "target": self.spec.target.value, "spec": self.spec.to_dict(),
+               "provenance": self.provenance}
+        if self.ops is not None:
+            out.update({"ops": self.ops, "flex_ops": list(self.flex_ops),
+                        "custom_ops": list(self.custom_ops)})
+        for key in ("preflight", "compiler", "gpu_runtime", "onnx_quantization"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value.to_dict()
+        if self.metrics is not None:
+            out["metrics"] = self.metrics
+        return out
+
+    def with_metrics(self, metrics: dict) -> Artifact:
+        return replace(self, metrics=metrics)
+
+
+def gzip_size(data: bytes) -> int:
+    """Bytes after gzip -9 (mtime fixed, so the figure is reproducible)."""
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def tflite_bytes(model, spec: ExportSpec, x_calib: np.ndarray | None = None) -> bytes:
+    """The TFLite flatbuffer for ``spec`` in memory (the same conversion ``export`` writes)."""
+    from .tflite import to_tflite
+
+    if spec.format is not ExportFormat.tflite:
+        raise UsageError(f"tflite_bytes makes TFLite; the spec asks for {spec.format.value}")
+    _check_calibration(spec, x_calib)
+    return to_tflite(model, spec.quantization, spec.io, x_calib, spec.calibration_samples,
+                     allow_flex=spec.allow_flex, batch_size=spec.batch_size)
+
+
+def _check_calibration(spec: ExportSpec, x_calib) -> None:
+    if spec.needs_calibration and (x_calib is None or len(x_calib) == 0):
+        raise UsageError(f"{spec.quantization.value} quantization calibrates on real data",
+                         "pass --data (calibration samples come from its training split)")
+
+
+def export(model, spec: ExportSpec, path: str | Path, x_calib: np.ndarray | None = None, *,
+           provenance: dict | None = None, log=lambda msg: None) -> Artifact:
+    """Write ``model`` as ``spec`` asks to ``path`` (atomically) and check it for the target.
+
+    ``x_calib`` holds calibration inputs (the first ``spec.calibration_samples`` are used).
+    Returns the Artifact with the target's pre-flight (TFLite), the Edge TPU compiler's report
+    or why it did not run, the GPU probe, or the ONNX quantization performed.
+    """
+    path = Path(path)
+    if path.suffix != spec.suffix:
+        raise UsageError(f"--to {spec.format.value} writes a {spec.suffix} file; received {path}",
+                         f"name the output *{spec.suffix}")
+    _check_calibration(spec, x_calib)
+    provenance = {"edgenn": __version__, **(provenance or {})}
+    if spec.format is ExportFormat.onnx:
+        return _export_onnx(model, spec, path, x_calib, provenance, log)
+    return _export_tflite(model, spec, path, x_calib, provenance, log)
+
+
+def _export_tflite(model, spec, path: Path, x_calib, provenance, log) -> Artifact:
+    from ..runtime.tflite_info import describe
+    from .targets import preflight
+
+    log(f"converting to TFLite ({spec.quantization.value}"
+        + (f", {spec.io.value} io" if spec.io is not IOType.float32 else "")
+        + (f", batch {spec.batch_size}" if spec.batch_size else "") + ") ...")
+    blob = tflite_bytes(model, spec, x_calib)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(blob)
+    info = describe(path)
+    compiler = gpu = None
+    if spec.target is Target.edgetpu:
+        from .edgetpu import compile_model
+
+        log("running edgetpu_compiler ...")
+        compiler = compile_model(path, path.parent)
+    elif spec.target is Target.gpu:
+        from ..runtime.accelerators import probe_gpu
+
+        gpu = probe_gpu(path)
+    return Artifact(str(path), "tflite", len(blob), gzip_size(blob), sha256(path), spec, provenance,
+                    ops=info["ops"], flex_ops=tuple(info["flex_ops"]),
+                    custom_ops=tuple(info["custom_ops"]), preflight=preflight(path, spec.target.value),
+                    compiler=compiler, gpu_runtime=gpu)
+
+
+def _export_onnx(model, spec, path: Path, x_calib, provenance, log) -> Artifact:
+    import onnx
+
+    from .onnx import add_metadata, quantize, to_onnx
+
+    log(f"converting to ONNX (opset {spec.opset}) ...")
+    proto = to_onnx(model, spec.opset)
+    info = None
+    if spec.quantization in (Quantization.dynamic, Quantization.int8):
+        log(f"quantizing with ONNX Runtime ({spec.quantization.value}) ...")
+        proto, info = quantize(proto, spec.quantization.value, spec.target.value, x_calib,
+                               spec.calibration, spec.calibration_samples)
+    add_metadata(proto, {"edgenn.version": __version__, "edgenn.quantization": spec.quantization.value,
+                         "edgenn.target": spec.target.value})
+    with atomic_path(path) as tmp:
+        onnx.save(proto, tmp)
+    data = path.read_bytes()
+    return Artifact(str(path), "onnx", len(data), gzip_size(data), sha256(path), spec, provenance,
+                    onnx_quantization=info)
+
+
+EXECUTION_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "gpu": ["CUDAExecutionProvider", "TensorrtExecutionProvider", "OpenVINOExecutionProvider",
+            "CoreMLExecutionProvider"],
+}
