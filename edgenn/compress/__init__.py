@@ -1,1 +1,4 @@
-"""Compression techniques. Each registers itself by its recipe key (see ``registry``)."""
+"""Compression recipes, applied step by step (``pipeline.py``).
+
+One module per technique in ``techniques/``, each registering itself by its recipe key.
+"""

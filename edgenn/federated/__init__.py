@@ -1,1 +1,1 @@
-"""Federated learning with on-device training (issue 6): the trainable TFLite export so far."""
+"""Federated learning with on-device training, simulated on Flower's engine (``simulate.py``)."""
