@@ -80,3 +80,18 @@ def keras3():
             "pip install 'keras>=3' (it installs beside tf-keras)",
         )
     return keras
+
+
+def keras_of(model):
+    """The Keras a model belongs to: Keras 3 (``keras``) or tf_keras.
+
+    edgenn works on Keras 3 models as they are (inspect, convert, PTQ, distillation,
+    fine-tuning); only tfmot's steps need the tf_keras copy the bridge makes.
+    """
+    module = type(model).__module__
+    return tf_keras() if module.startswith("tf_keras") else keras3()
+
+
+def is_keras3(model) -> bool:
+    """Whether ``model`` is a Keras 3 object (not a tf_keras one)."""
+    return not type(model).__module__.startswith("tf_keras")

@@ -1,13 +1,57 @@
-"""How closely a converted artifact answers like its source model. Numpy only (device side)."""
+"""How closely a converted artifact answers like its source model. Numpy only (device side).
+
+What "agrees" means depends on the task. A classifier agrees when it picks the same class
+(top-1 agreement); a multi-label model when each label lands on the same side of 0.5; a model
+whose outputs are values (regression, reconstruction, embeddings, logits with no softmax) when
+its outputs are close, measured as the signal-to-noise ratio of the difference.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import Enum
 
 import numpy as np
 
+
+class Task(str, Enum):
+    auto = "auto"
+    classification = "classification"
+    multilabel = "multilabel"
+    regression = "regression"
+
+
+# Agreement a classifier's / multi-label model's artifact must reach, by quantization.
 DEFAULT_THRESHOLDS = {"float32": 0.99, "float16": 0.99, "dynamic": 0.97, "int8": 0.97,
                       "int16x8": 0.97}
+# SNR (dB) a value-output model's artifact must reach: float32 differs by rounding only; float16
+# weights keep ~3 significant digits; int8 keeps ~20-35 dB on the models measured here (an FC
+# autoencoder: 34 dB, cosine 0.9998).
+DEFAULT_MIN_SNR = {"float32": 60.0, "float16": 35.0, "dynamic": 25.0, "int8": 20.0,
+                   "int16x8": 30.0}
+
+
+def detect_task(model) -> Task:
+    """The task a Keras model's output layer suggests.
+
+    A softmax output is a classifier; a sigmoid over a few units (at most 64) a multi-label
+    model; anything else outputs values. Logits without a softmax are judged as values too:
+    pass --task classification to judge them by top-1 agreement.
+    """
+    last = model.layers[-1]
+    while hasattr(last, "layer"):  # wrappers (tfmot, TimeDistributed)
+        last = last.layer
+    name = type(last).__name__
+    activation = getattr(last, "activation", None)
+    act = getattr(activation, "__name__", None) or getattr(activation, "name", "") or ""
+    outputs = model.outputs
+    rank2 = all(len(tuple(o.shape)) == 2 for o in outputs)
+    units = int(tuple(outputs[0].shape)[-1] or 0)
+    if name == "Softmax" or act == "softmax":
+        return Task.classification if rank2 else Task.regression
+    if act == "sigmoid" and rank2 and 1 <= units <= 64:
+        return Task.multilabel
+    return Task.regression
 
 
 @dataclass(frozen=True)
@@ -20,12 +64,11 @@ class OutputFidelity:
     cosine: float
     snr_db: float
     top1_agreement: float | None = None
+    label_agreement: float | None = None  # multi-label: same side of 0.5, per label
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        if self.top1_agreement is None:
-            del out["top1_agreement"]
-        return out
+        return {k: v for k, v in asdict(self).items()
+                if not (k in ("top1_agreement", "label_agreement") and v is None)}
 
     def summary(self) -> str:
         agree = f"top-1 agreement {self.top1_agreement:.4f}, " if self.top1_agreement is not None else ""
@@ -43,11 +86,21 @@ class Fidelity:
     passed: bool
     top1_agreement: float | None
     outputs: tuple[OutputFidelity, ...]
+    task: str = "classification"
+    metric: str = "top-1 agreement"
+    value: float | None = None  # the worst output's value of ``metric``
 
     def to_dict(self) -> dict:
-        return {"samples": self.samples, "data": self.data, "threshold": self.threshold,
+        return {"samples": self.samples, "data": self.data, "task": self.task,
+                "metric": self.metric, "value": self.value, "threshold": self.threshold,
                 "passed": self.passed, "top1_agreement": self.top1_agreement,
                 "outputs": [o.to_dict() for o in self.outputs]}
+
+    def summary(self) -> str:
+        shown = "-" if self.value is None else (f"{self.value:.4f}" if self.metric != "SNR dB"
+                                                  else f"{self.value:.1f}")
+        bound = "<" if not self.passed else ">="
+        return f"{self.metric} {shown} {bound} {self.threshold:g} ({self.task})"
 
 
 def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray]) -> list[OutputFidelity]:
@@ -63,6 +116,9 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray]) ->
         signal = float(np.sum(ref ** 2))
         denom = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
         cos = np.where(denom > 0, np.sum(ref * cand, axis=1) / np.maximum(denom, 1e-30), 1.0)
+        if not (np.isfinite(ref).all() and np.isfinite(cand).all()):
+            which = "source model" if not np.isfinite(ref).all() else "artifact"
+            raise_nonfinite(which, i)
         results.append(OutputFidelity(
             output=i,
             max_abs_diff=float(np.max(np.abs(diff))) if diff.size else 0.0,
@@ -70,15 +126,44 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray]) ->
             cosine=float(np.mean(cos)),
             snr_db=float("inf") if noise == 0 else round(10 * np.log10(max(signal, 1e-30) / noise), 3),
             top1_agreement=float(np.mean(ref.argmax(1) == cand.argmax(1))) if ref.shape[1] > 1 else None,
+            label_agreement=float(np.mean((ref > 0.5) == (cand > 0.5))),
         ))
     return results
 
 
-def judge(reference: list[np.ndarray], candidate: list[np.ndarray], threshold: float,
-          data: str) -> Fidelity:
-    """Compare and decide: every output with classes must reach ``threshold`` top-1 agreement."""
+def raise_nonfinite(which: str, output: int):
+    from .errors import ConversionError
+
+    if which == "source model":
+        raise ConversionError(f"the source model outputs NaN or infinity (output {output}) on the "
+                              "check inputs, so no comparison means anything",
+                              "check the model on real data (--data), or its weights")
+    raise ConversionError(f"the artifact outputs NaN or infinity (output {output}) where the "
+                          "source model does not", "report the model to edgenn; try another "
+                          "quantization or --to onnx")
+
+
+def judge(reference: list[np.ndarray], candidate: list[np.ndarray], task: Task,
+          quantization: str, data: str, threshold: float | None = None,
+          min_snr: float | None = None) -> Fidelity:
+    """Compare and decide by the task's measure; the worst output decides.
+
+    classification: top-1 agreement >= ``threshold``; multilabel: label agreement >=
+    ``threshold``; regression: SNR >= ``min_snr`` dB. Defaults depend on the quantization.
+    """
     outputs = compare_outputs(reference, candidate)
+    task = Task(task)
     agreements = [o.top1_agreement for o in outputs if o.top1_agreement is not None]
-    worst = min(agreements) if agreements else None
-    passed = worst is None or worst >= threshold
-    return Fidelity(int(len(reference[0])), data, threshold, passed, worst, tuple(outputs))
+    worst_top1 = min(agreements) if agreements else None
+    if task is Task.classification and worst_top1 is not None:
+        metric, value = "top-1 agreement", worst_top1
+        limit = threshold if threshold is not None else DEFAULT_THRESHOLDS[quantization]
+    elif task is Task.multilabel:
+        metric, value = "label agreement", min(o.label_agreement for o in outputs)
+        limit = threshold if threshold is not None else DEFAULT_THRESHOLDS[quantization]
+    else:
+        metric, value = "SNR dB", min(o.snr_db for o in outputs)
+        limit = min_snr if min_snr is not None else DEFAULT_MIN_SNR[quantization]
+        task = Task.regression
+    return Fidelity(int(len(reference[0])), data, limit, bool(value >= limit), worst_top1,
+                    tuple(outputs), task.value, metric, float(value))

@@ -53,11 +53,14 @@ def test_sequential_stays_sequential(models):
     assert type(loaded.tf_keras_model).__name__ == "Sequential"
 
 
-def test_unsupported_layer_names_layer_class_and_fix(models):
+def test_unsupported_layer_fails_only_what_needs_the_bridge(models):
+    loaded = load_keras(models / "k3_gru.keras")  # loads: Keras 3 first
+    assert loaded.original.count_params() > 0
     with pytest.raises(BridgeError) as info:
-        load_keras(models / "k3_gru.keras")
+        loaded.as_tf_keras("the prune step")
     text = str(info.value)
-    assert "'gru'" in text and "GRU" in text and "tf_keras" in text and "supported:" in text
+    assert "the prune step" in text and "'gru'" in text and "GRU" in text
+    assert "tf_keras" in text and "supported:" in text and "distill, finetune" in text
     assert info.value.exit_code == 3
 
 
@@ -71,6 +74,8 @@ def test_divergence_names_first_layer(models):
         verify(loaded.original, copy)
 
 
-def test_no_bridge_option_keeps_original_only(models):
-    loaded = load_keras(models / "k3_residual.keras", bridge=False)
-    assert loaded.tf_keras_model is None and loaded.bridge is None
+def test_bridge_is_made_only_when_asked(models):
+    loaded = load_keras(models / "k3_residual.keras")
+    assert loaded.bridge is None  # loading does not bridge
+    loaded.as_tf_keras()
+    assert loaded.bridge is not None and loaded.bridge.relative_error <= loaded.bridge.tolerance

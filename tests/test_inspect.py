@@ -11,7 +11,7 @@ def test_keras3_residual_param_count_matches_keras(models, manifest):
     doc = r.json()
     assert doc["flavour"] == "keras3"
     assert doc["params"] == manifest["k3_residual"]["params"]
-    assert doc["bridge"]["ok"] is True and doc["bridge"]["max_abs_diff"] <= 1e-5
+    assert doc["bridge"]["ok"] is True and doc["bridge"]["relative_error"] <= 1e-4
     by_name = {layer["name"]: layer for layer in doc["layers"]}
     # Hand-computed MACs for one sample of 16x16x3:
     assert by_name["stem"]["macs"] == 16 * 16 * 8 * 3 * 3 * 3          # Conv2D 3x3, 3->8

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .data_options import data_options, make_spec
-from .model_options import model_options, overwrite_option
+from .model_options import bridge_option, model_options, overwrite_option
 from .output import STATE, common_options, console, finish, guarded_stdout, info
 
 
@@ -29,11 +29,12 @@ def _progress_hook(bar):
 @click.option("--epochs-scale", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Multiply every training step's epochs (e.g. 0.1 to try).")
 @model_options
+@bridge_option
 @overwrite_option
 @common_options
 @guarded_stdout
 def compress_cmd(model, recipe_name, data, seed, scale, mean, std, resize, channels, limit, output,
-                 epochs_scale, allow_unsafe, custom_objects, overwrite) -> None:
+                 epochs_scale, allow_unsafe, custom_objects, bridge_tolerance, overwrite) -> None:
     """Apply a compression recipe to MODEL, export .tflite and report what it cost.
 
     Accuracy is measured on the input model, after every step (Keras), and on each exported
@@ -51,6 +52,7 @@ def compress_cmd(model, recipe_name, data, seed, scale, mean, std, resize, chann
         report = run(model, recipe, recipe_path, spec, output, seed=seed,
                      epochs_scale=epochs_scale, allow_unsafe=allow_unsafe,
                      custom_objects_file=custom_objects, overwrite=overwrite,
+                     bridge_tolerance=bridge_tolerance,
                      progress=None if (STATE.quiet or STATE.json) else _progress_hook(bar),
                      log=info)
     finish(report, lambda: _human(report, output))

@@ -29,8 +29,17 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
               help="Training samples that calibrate int8/int16x8 quantization (default 200).")
 @click.option("--samples", type=click.IntRange(min=1), default=500, show_default=True,
               help="Samples for the fidelity check.")
+@click.option("--task", type=click.Choice(["auto", "classification", "multilabel", "regression"]),
+              default="auto", show_default=True,
+              help="How fidelity is judged: top-1 agreement (classification), per-label agreement "
+                   "(multilabel) or SNR (regression: values, reconstructions, embeddings). auto: "
+                   "from the output layer (softmax, a few sigmoids, anything else).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Minimum top-1 agreement (default 0.99 float/float16, 0.97 quantized).")
+              help="Minimum agreement for classification/multilabel (default 0.99 float/float16, "
+                   "0.97 quantized).")
+@click.option("--min-snr", type=float, default=None,
+              help="Minimum SNR in dB for regression (default 60 float32, 35 float16, 25 dynamic, "
+                   "20 int8, 30 int16x8).")
 @click.option("--explain", is_flag=True, help="Compare an int8 TFLite with Keras layer by layer.")
 @click.option("--allow-flex", is_flag=True, help="Allow Select TF (Flex) ops in TFLite output.")
 @click.option("--trainable", is_flag=True,
@@ -45,7 +54,8 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
 @common_options
 @guarded_stdout
 def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, resize, channels,
-                limit, output, opset, calibration, calibration_samples, samples, threshold, explain,
+                limit, output, opset, calibration, calibration_samples, samples, task, threshold,
+                min_snr, explain,
                 allow_flex, trainable, train_layers, batch_size, momentum, allow_unsafe,
                 custom_objects) -> None:
     """Convert a Keras MODEL to TFLite or ONNX for a target and prove it still agrees.
@@ -67,6 +77,7 @@ def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, r
                          "use --to tflite --target cpu without --quantize")
     data_spec = make_spec(data, seed, scale, mean, std, resize, channels, limit, calibration=count)
     result = convert(model, output, spec, data_spec=data_spec, samples=samples, threshold=threshold,
+                     min_snr=min_snr, task=task,
                      allow_unsafe=allow_unsafe, custom_objects_file=custom_objects, explain=explain,
                      trainable=(train_layers, batch_size, momentum) if trainable else None, log=info)
     finish(result, lambda: _human_convert(result))
@@ -127,7 +138,7 @@ def _human_convert(result) -> None:
               f"{a.spec.target.value})")
     for o in fid.outputs:
         con.print(f"  fidelity on {fid.samples} samples ({fid.data}): {o.summary()}")
-    con.print(f"  {'passed' if fid.passed else 'FAILED'} (threshold {fid.threshold})")
+    con.print(f"  {'passed' if fid.passed else 'FAILED'}: {fid.summary()}")
     if a.onnx_quantization is not None:
         con.print(f"  ONNX Runtime quantization: {a.onnx_quantization.summary()}")
     if a.preflight is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .model_options import model_options
+from .model_options import bridge_option, model_options
 from .output import common_options, console, emit, guarded_stdout
 
 
@@ -25,9 +25,11 @@ def _fmt_bytes(n: int) -> str:
 @model_options
 @click.option("--no-bridge", is_flag=True,
               help="For a Keras 3 model, skip building and checking the tf_keras copy.")
+@bridge_option
 @common_options
 @guarded_stdout
-def inspect_cmd(model: str, allow_unsafe: bool, custom_objects: str | None, no_bridge: bool) -> None:
+def inspect_cmd(model: str, allow_unsafe: bool, custom_objects: str | None, no_bridge: bool,
+                bridge_tolerance: float | None) -> None:
     """Facts about MODEL (.keras, .h5, SavedModel, .tflite, .onnx) before you compress it.
 
     Keras: layers with class, output shape, parameters and MACs, totals and weight bytes; for a
@@ -58,7 +60,7 @@ def inspect_cmd(model: str, allow_unsafe: bool, custom_objects: str | None, no_b
     from ..models.describe import describe_keras
 
     doc = describe_keras(info, allow_unsafe=allow_unsafe, custom_objects_file=custom_objects,
-                         bridge=not no_bridge)
+                         bridge=not no_bridge, bridge_tolerance=bridge_tolerance)
     emit(doc, lambda: _human_keras(doc))
 
 
@@ -79,10 +81,14 @@ def _human_keras(doc: dict) -> None:
               f"per sample; weights {weights}")
     bridge = doc.get("bridge")
     if bridge and bridge.get("ok"):
-        con.print(f"Keras 3 -> tf_keras bridge: ok (max |difference| {bridge['max_abs_diff']:.2e}"
-                  f" <= {bridge['tolerance']:.0e})")
+        con.print(f"Keras 3 -> tf_keras bridge: ok (relative error {bridge['relative_error']:.1e} <= "
+                  f"{bridge['tolerance']:.0e}; max |difference| {bridge['max_abs_diff']:.1e})")
     elif bridge and bridge.get("skipped"):
         con.print("Keras 3 -> tf_keras bridge: skipped (--no-bridge)")
+    elif bridge:
+        con.print(f"Keras 3 -> tf_keras bridge: not available, so prune, cluster and QAT cannot "
+                  f"run on this model ({bridge['error']}); inspect, convert, PTQ, distill and "
+                  "finetune work without it")
 
 
 def _human_artifact(doc: dict) -> None:

@@ -43,3 +43,11 @@ def overwrite_option(func):
         help="Write into an output folder that holds other files, replacing those with the "
              "same names (a folder from an earlier run of the same command is always replaced)."
     )(func)
+
+
+def bridge_option(func):
+    """--bridge-tolerance for commands that may bridge a Keras 3 model to tf_keras."""
+    return click.option(
+        "--bridge-tolerance", type=click.FloatRange(min=0, min_open=True), default=None,
+        help="Relative error the Keras 3 -> tf_keras bridge accepts (default 1e-4); only "
+             "prune, cluster and QAT need the bridge.")(func)

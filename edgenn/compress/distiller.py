@@ -8,7 +8,7 @@ per sample, which softmax(. / T) cancels, so both kinds of model distil the same
 
 from __future__ import annotations
 
-from .._tf import tf, tf_keras
+from .._tf import keras_of, tf
 from ..recipe import Training
 from .step import StepContext
 from .train import adapt_batch_norm, fit, make_optimizer, output_is_probability, schedule
@@ -21,7 +21,7 @@ def width_student(teacher, width: float):
 
     The layers that produce the model's outputs keep their width (the number of classes).
     """
-    tfk = tf_keras()
+    tfk = keras_of(teacher)
     output_layers = set(teacher.output_names)
 
     def clone(layer):
@@ -40,9 +40,9 @@ def width_student(teacher, width: float):
 
 
 def make_distiller(teacher, student, alpha: float, temperature: float):
-    """A tf_keras model whose train_step distils ``teacher`` into ``student``."""
+    """A model (in the student's Keras) whose train_step distils ``teacher`` into ``student``."""
     tensorflow = tf()
-    tfk = tf_keras()
+    tfk = keras_of(student)
     t_prob, s_prob = output_is_probability(teacher), output_is_probability(student)
 
     def logits(y, is_prob):
@@ -87,7 +87,7 @@ def fit_distilled(teacher, student, config: Training, ctx: StepContext, alpha: f
     try:
         distiller = make_distiller(teacher, student, alpha, temperature)
         total = schedule(len(ctx.splits.x_train), config, ctx.epochs_scale)[2]
-        distiller.compile(optimizer=make_optimizer(config, total))
+        distiller.compile(optimizer=make_optimizer(config, total, student))
         return fit(distiller, ctx.splits, config, ctx, description, callbacks=callbacks,
                    compile_model=False)
     finally:

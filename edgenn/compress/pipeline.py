@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import __version__
+from .._tf import is_keras3
 from ..artifacts import refuse_overwrite, sha256
 from ..convert.export import ExportSpec, export, gzip_size, tflite_bytes
 from ..data.augment import check_augment
@@ -15,7 +16,7 @@ from ..evaluate import keras_predict, metrics, predict_file, worst_class_drop
 from ..outdir import OutputDir
 from ..recipe import Metric, Recipe, Split
 from ..report import Constraint, KerasFile, Report, StepRecord
-from .registry import get
+from .registry import get, needs_tf_keras
 from .step import StepContext
 
 
@@ -34,7 +35,8 @@ def _versions() -> dict:
 def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: str | Path, *,
         seed: int = 0, epochs_scale: float = 1.0, allow_unsafe: bool = False,
         custom_objects_file: str | None = None, progress=None, log=lambda msg: None,
-        split_seed: int | None = None, overwrite: bool = False) -> Report:
+        split_seed: int | None = None, overwrite: bool = False,
+        bridge_tolerance: float | None = None) -> Report:
     """Apply ``recipe`` to the model and write the artifacts and reports into ``out_dir``.
 
     ``seed`` seeds the train/val split and training; ``split_seed``, when given, seeds the split
@@ -51,14 +53,15 @@ def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: 
         return _run(model_path, recipe, recipe_path, data_spec, outdir, Path(out_dir),
                     seed=seed, epochs_scale=epochs_scale, allow_unsafe=allow_unsafe,
                     custom_objects_file=custom_objects_file, progress=progress, log=log,
-                    split_seed=split_seed)
+                    split_seed=split_seed, bridge_tolerance=bridge_tolerance)
     except BaseException:
         outdir.abort()
         raise
 
 
 def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Path, *, seed,
-         epochs_scale, allow_unsafe, custom_objects_file, progress, log, split_seed) -> Report:
+         epochs_scale, allow_unsafe, custom_objects_file, progress, log, split_seed,
+         bridge_tolerance) -> Report:
     from ..data import load, match_model
     from ..models.load import load_keras
     from ..models.safety import load_custom_objects
@@ -77,15 +80,19 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
 
     log(f"loading {model_path} ...")
     loaded = load_keras(model_path, allow_unsafe=allow_unsafe,
-                        custom_objects_file=custom_objects_file)
-    model = loaded.tf_keras_model
+                        custom_objects_file=custom_objects_file, bridge_tolerance=bridge_tolerance)
+    model = loaded.original  # Keras 3 first: only tfmot's steps get the bridged copy
+    tfmot_steps = [s.technique for s in recipe.steps if needs_tf_keras(s.technique)]
+    if tfmot_steps and recipe.steps[0].technique in tfmot_steps:
+        loaded.as_tf_keras(f"the {tfmot_steps[0]} step")  # a bridge failure ends the run here
     task = "regression" if recipe.evaluate.metric in (Metric.mse, Metric.mae) else "classification"
     data_spec = replace(data_spec, seed=seed if split_seed is None else split_seed, task=task,
                         calibration_samples=max(s.calibration_samples for s in specs))
     log(f"loading data {data_spec.source} ...")
     splits = load(data_spec)
-    classes = int(model.output_shape[-1]) if task == "classification" else None
-    splits = match_model(splits, model.input_shape, classes)
+    in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
+    classes = int(out_shape[-1]) if task == "classification" else None
+    splits = match_model(splits, in_shape, classes)
     for step in recipe.steps:  # before any step trains, not in the middle
         check_augment(getattr(step.config, "augment", None), splits.x_train.shape,
                       f"the {step.technique}")
@@ -97,8 +104,7 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     report.model = {"path": str(model_path), "sha256": sha256(Path(model_path))
                     if Path(model_path).is_file() else None, "label": loaded.info.label,
                     "params": int(loaded.original.count_params())}
-    if loaded.bridge is not None:
-        report.model["bridge_max_abs_diff"] = loaded.bridge.max_abs_diff
+    report.model["flavour"] = loaded.flavour
     report.recipe = {"name": recipe.name, "path": str(recipe_path),
                      "sha256": sha256(recipe_path)}
     report.data = {**splits.summary(), "seed": seed, "split_seed": data_spec.seed,
@@ -116,6 +122,8 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     for index, step in enumerate(recipe.steps):
         log(f"step {index + 1}/{len(recipe.steps)}: {step.technique} ...")
         t0 = time.perf_counter()
+        if needs_tf_keras(step.technique) and is_keras3(model):
+            model = _to_tf_keras(model, loaded, step.technique, report)
         result = get(step.technique)(model, step.config, ctx)
         model = result.model
         ctx.done.append(step.technique)
@@ -151,6 +159,26 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     return report
 
 
+def _to_tf_keras(model, loaded, technique: str, report: Report):
+    """The tf_keras copy tfmot needs.
+
+    The loaded model's bridge, or a bridge of a model an earlier step made (a distilled student).
+    """
+    needed_for = f"the {technique} step"
+    if model is loaded.original:
+        copy = loaded.as_tf_keras(needed_for)
+        result = loaded.bridge
+    else:
+        from ..models.bridge import DEFAULT_TOLERANCE, bridge
+
+        result = bridge(model, loaded.custom_objects,
+                        tolerance=loaded.bridge_tolerance or DEFAULT_TOLERANCE)
+        copy = result.model
+    report.notes.append(f"bridged to tf_keras for {needed_for} (relative error "
+                        f"{result.relative_error:.1e}, max |difference| {result.max_abs_diff:.1e})")
+    return copy
+
+
 def save_keras(model, path: Path, notes: list[str]) -> Path | None:
     """Save the compressed Keras model, and keep the file only if it loads back.
 
@@ -162,7 +190,7 @@ def save_keras(model, path: Path, notes: list[str]) -> Path | None:
 
     model.save(path)
     try:
-        load_keras(path, bridge=False)
+        load_keras(path)
     except Exception as err:  # noqa: BLE001 - any failure to reload means the same to a user
         path.unlink()
         reason = " ".join(str(err).split())[:160]

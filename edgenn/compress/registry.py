@@ -11,18 +11,30 @@ import pkgutil
 from collections.abc import Callable
 
 TECHNIQUES: dict[str, Callable] = {}
+NEEDS_TF_KERAS: set[str] = set()
 
 
-def register(name: str):
-    """Register a technique under its recipe key; the function is returned unchanged."""
+def register(name: str, *, needs_tf_keras: bool = False):
+    """Register a technique under its recipe key; the function is returned unchanged.
+
+    ``needs_tf_keras``: the technique runs on tfmot, so a Keras 3 model is bridged first.
+    """
 
     def decorate(func: Callable) -> Callable:
         if name in TECHNIQUES and TECHNIQUES[name] is not func:
             raise ValueError(f"technique {name!r} is registered twice")
         TECHNIQUES[name] = func
+        if needs_tf_keras:
+            NEEDS_TF_KERAS.add(name)
         return func
 
     return decorate
+
+
+def needs_tf_keras(name: str) -> bool:
+    """Whether technique ``name`` runs on tfmot (and so on tf_keras)."""
+    _load_all()
+    return name in NEEDS_TF_KERAS
 
 
 def _load_all() -> None:

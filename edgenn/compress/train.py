@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .._tf import tf, tf_keras
+from .._tf import keras_of
 from ..data.augment import dataset
 from ..recipe import LRSchedule, Optimizer, Training
 
@@ -29,9 +29,14 @@ def output_is_probability(model) -> bool:
     return name == "softmax"
 
 
-def make_optimizer(config: Training, total_steps: int | None = None):
-    """The step's optimizer; with ``lr_schedule: cosine`` the rate decays to 0 over total_steps."""
-    tfk = tf_keras()
+def make_optimizer(config: Training, total_steps: int | None = None, model=None):
+    """The step's optimizer, in ``model``'s Keras.
+
+    With ``lr_schedule: cosine`` the rate decays to 0 over ``total_steps``.
+    """
+    from .._tf import tf_keras
+
+    tfk = keras_of(model) if model is not None else tf_keras()
     lr = config.learning_rate
     if config.lr_schedule is LRSchedule.cosine:
         if not total_steps:
@@ -45,7 +50,7 @@ def make_optimizer(config: Training, total_steps: int | None = None):
 
 
 def loss_for(model, task: str):
-    tfk = tf_keras()
+    tfk = keras_of(model)
     if task == "regression":
         return tfk.losses.MeanSquaredError()
     return tfk.losses.SparseCategoricalCrossentropy(from_logits=not output_is_probability(model))
@@ -63,8 +68,8 @@ def schedule(n_samples: int, config: Training, epochs_scale: float) -> tuple[int
 class ProgressCallback:
     """Adapts an edgenn progress hook to a Keras callback (advances once per batch)."""
 
-    def __new__(cls, advance):
-        tfk = tf_keras()
+    def __new__(cls, advance, model):
+        tfk = keras_of(model)
 
         class _Callback(tfk.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
@@ -75,17 +80,16 @@ class ProgressCallback:
 
 def fit(model, splits, config: Training, ctx, description: str, callbacks=(), compile_model=True):
     """Compile (unless asked not to) and train ``model`` on the train split; returns history."""
-    tensorflow = tf()
-    tensorflow.keras.utils.set_random_seed(ctx.seed)
+    keras_of(model).utils.set_random_seed(ctx.seed)
     epochs, steps, total = schedule(len(splits.x_train), config, ctx.epochs_scale)
     if compile_model:
-        model.compile(optimizer=make_optimizer(config, total), loss=loss_for(model, ctx.task),
+        model.compile(optimizer=make_optimizer(config, total, model), loss=loss_for(model, ctx.task),
                       metrics=["accuracy"] if ctx.task == "classification" else ["mae"])
     cbs = list(callbacks)
     close = None
     if ctx.progress is not None:
         advance, close = ctx.progress(description, total)
-        cbs.append(ProgressCallback(advance))
+        cbs.append(ProgressCallback(advance, model))
     try:
         history = model.fit(dataset(splits.x_train, splits.y_train, config.batch_size, ctx.seed,
                                     config.augment),
@@ -112,7 +116,7 @@ def adapt_batch_norm(model, x: np.ndarray, seed: int, batches: int = 100, batch_
     """
     if not any(is_batch_norm(layer) for layer in model.layers):
         return model
-    tfk = tf_keras()
+    tfk = keras_of(model)
     copy = tfk.models.clone_model(model)
     copy.set_weights(model.get_weights())
     bns = [layer for layer in copy.layers if is_batch_norm(layer)]

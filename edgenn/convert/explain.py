@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._tf import tf_keras
+from .._tf import keras_of
 from ..quiet import quiet_stderr
 
 
@@ -54,14 +54,21 @@ def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
     return (value.astype(np.float32) - zero) * scale
 
 
+def _layer_name(scope: str, layers: dict) -> str | None:
+    """The layer a tensor-name scope stands for: Keras 3 traces add "_1" to scope names."""
+    if scope in layers:
+        return scope
+    base, _, suffix = scope.rpartition("_")
+    return base if suffix.isdigit() and base in layers else None
+
+
 def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
     """Per-layer relative error (||keras - tflite|| / ||keras||) in model order."""
     from ai_edge_litert.interpreter import Interpreter
 
-    tfk = tf_keras()
     order = [layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"]
     position = {name: i for i, name in enumerate(order)}
-    probe = tfk.Model(model.inputs, [model.get_layer(n).output for n in order])
+    probe = keras_of(model).Model(model.inputs, [model.get_layer(n).output for n in order])
     keras_out = probe.predict(x, verbose=0)
     keras_out = keras_out if isinstance(keras_out, list) else [keras_out]
 
@@ -91,8 +98,8 @@ def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
             needs[name] = tokens[act]
     best: dict[str, tuple[int, dict]] = {}
     for t in interp.get_tensor_details():
-        layers = {piece.split("/")[1] for piece in t["name"].split(";")
-                  if len(piece.split("/")) >= 3 and piece.split("/")[1] in position}
+        layers = {name for piece in t["name"].split(";") if len(piece.split("/")) >= 3
+                  for name in [_layer_name(piece.split("/")[1], position)] if name}
         if not layers:
             continue
         last = max(layers, key=position.get)

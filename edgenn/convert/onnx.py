@@ -55,7 +55,10 @@ def scheme_for(target: str, machine: str | None = None) -> OnnxQuantScheme:
 
 
 def to_onnx(model, opset: int = 17):
-    """tf_keras model -> checked, shape-inferred ONNX ModelProto (input batch left dynamic)."""
+    """Keras model (Keras 3 or tf_keras) -> checked, shape-inferred ONNX ModelProto.
+
+    The input batch is left dynamic; the model is traced as a concrete function, as for TFLite.
+    """
     tensorflow = tf()
     try:
         import onnx
@@ -65,14 +68,13 @@ def to_onnx(model, opset: int = 17):
                                      "pip install 'edgenn[tf,onnx]'") from None
     if not 7 <= opset <= 21:
         raise UsageError(f"opset must be between 7 and 21; received {opset}", "use --opset 17")
-    from .tflite import fresh_copy
+    from .tflite import fresh_copy, input_specs
 
     model = fresh_copy(model)  # a trace does not depend on earlier ones (see fresh_copy)
-    signature = [tensorflow.TensorSpec((None, *t.shape[1:]), t.dtype, name=f"input_{i}")
-                 for i, t in enumerate(model.inputs)]
+    signature = input_specs(model)
     try:
         with quiet_stderr():
-            proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
+            proto = _convert_frozen(tensorflow, tf2onnx, model, signature, opset)
     except Exception as err:
         raise ConversionError(f"tf2onnx could not convert the model: {' '.join(str(err).split())[:400]}",
                               "try another --opset, or report the layer to edgenn") from None
@@ -142,6 +144,22 @@ def canonical_names(proto) -> None:
             for dim in item.type.tensor_type.shape.dim:
                 if dim.HasField("dim_param"):
                     dim.dim_param = rename(dim.dim_param)
+
+
+def _convert_frozen(tensorflow, tf2onnx, model, signature, opset: int):
+    """Trace, freeze and convert: the frozen graph holds every captured value as a constant.
+
+    tf2onnx's own from_function leaves captured tensors that are not variables (a Keras 3
+    Normalization layer's mean and variance) as graph inputs the runtime then asks for.
+    """
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    fn = tensorflow.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(*signature))
+    proto, _ = tf2onnx.convert.from_graph_def(
+        frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
+        output_names=[t.name for t in frozen.outputs], opset=opset)
+    return proto
 
 
 class _Reader:

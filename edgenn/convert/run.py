@@ -16,7 +16,7 @@ import numpy as np
 from .. import __version__
 from ..artifacts import refuse_overwrite, sha256
 from ..errors import UsageError
-from ..fidelity import DEFAULT_THRESHOLDS, Fidelity, judge
+from ..fidelity import Fidelity, Task, detect_task, judge
 from ..recipe import ExportFormat
 from .export import EXECUTION_PROVIDERS, Artifact, ExportSpec, export
 
@@ -56,15 +56,15 @@ class ConvertResult:
         if self.fidelity.passed:
             return None
         f = self.fidelity
-        advice = "set --threshold if this agreement is enough"
+        flag = "--min-snr" if f.metric == "SNR dB" else "--threshold"
+        advice = f"set {flag} if this is close enough"
         if self.explain is None and self.artifact.spec.needs_calibration:
             advice = "rerun with --explain to find the layers that lose accuracy, or " + advice
         elif self.explain is not None and getattr(self.explain, "worst", None):
             advice = (f"the layers that lose most are {', '.join(self.explain.worst)}: keep them in "
                       "float (a recipe scope) or quantize less, or " + advice)
-        return (f"fidelity check failed: top-1 agreement {f.top1_agreement:.4f} < {f.threshold} on "
-                f"{f.samples} samples ({f.data}); {self.artifact.path} was written for inspection: "
-                f"{advice}")
+        return (f"fidelity check failed: {f.summary()} on {f.samples} samples ({f.data}); "
+                f"{self.artifact.path} was written for inspection: {advice}")
 
     def to_dict(self) -> dict:
         a = self.artifact
@@ -91,7 +91,7 @@ class ConvertResult:
                  f"{a.bytes:,} bytes ({a.gzip_bytes:,} gzipped), sha256 `{a.sha256[:12]}`",
                  f"- fidelity on {f.samples} samples ({f.data}): "
                  + "; ".join(o.summary() for o in f.outputs)
-                 + f" - {'passed' if f.passed else 'FAILED'} (threshold {f.threshold})"]
+                 + f" - {'passed' if f.passed else 'FAILED'}: {f.summary()}"]
         if a.preflight is not None:
             lines += ["", a.preflight.to_markdown()]
         return "\n".join(lines) + "\n"
@@ -122,27 +122,27 @@ class CheckResult:
 
 def load_for_export(model_path: str, data_spec, allow_unsafe: bool, custom_objects_file,
                     log=lambda m: None):
-    """The Keras model (tf_keras form) and its prepared splits, or None without --data."""
+    """The Keras model (as saved: Keras 3 or tf_keras) and its prepared splits, or None."""
     from ..data import load, match_model
     from ..models.load import load_keras
 
     log(f"loading {model_path} ...")
     loaded = load_keras(model_path, allow_unsafe=allow_unsafe, custom_objects_file=custom_objects_file)
-    model = loaded.tf_keras_model
+    model = loaded.original  # Keras 3 first: converted as it is, no bridge
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UsageError(f"convert handles single-input, single-output models; {model_path} has "
                          f"{len(model.inputs)} inputs and {len(model.outputs)} outputs",
                          "export each head as its own model for now")
     splits = None
     if data_spec is not None:
-        splits = match_model(load(data_spec), model.input_shape, None)
+        splits = match_model(load(data_spec), tuple(model.inputs[0].shape), None)
     return loaded, model, splits
 
 
 def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, samples: int = 500,
-            threshold: float | None = None, allow_unsafe: bool = False,
-            custom_objects_file: str | None = None, explain: bool = False, trainable=None,
-            log=lambda m: None) -> ConvertResult:
+            threshold: float | None = None, min_snr: float | None = None, task: str = "auto",
+            allow_unsafe: bool = False, custom_objects_file: str | None = None,
+            explain: bool = False, trainable=None, log=lambda m: None) -> ConvertResult:
     """Convert a Keras model as ``spec`` asks, write it to ``output``, and check it.
 
     ``trainable`` (``(train_layers, batch_size, momentum)``) exports the on-device training
@@ -178,8 +178,9 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
     else:
         artifact = export(model, spec, out, x_calib, provenance=provenance, log=log)
         candidate, info = _run(artifact, x_check), None
-    limit = threshold if threshold is not None else DEFAULT_THRESHOLDS[spec.quantization.value]
-    fidelity = judge([keras_predict(model, x_check)], candidate, limit, source)
+    judged = detect_task(model) if Task(task) is Task.auto else Task(task)
+    fidelity = judge([keras_predict(model, x_check)], candidate, judged, spec.quantization.value,
+                     source, threshold, min_snr)
     explanation = None
     if explain:
         from .explain import Explanation, explain_tflite

@@ -25,36 +25,77 @@ def representative(x_calib: np.ndarray, samples: int | None):
 def fresh_copy(model):
     """A copy of ``model`` with new layers and the same weights, for the converter.
 
-    Converting traces the model, and the trace stays with its layers: a second conversion of
-    the same object nests the first one's call names into every tensor name, so the bytes
-    would depend on what the process converted before (compress converts a float32 reference
-    first). A fresh copy converts the same way every time. A model that cannot be copied (a
-    custom layer without get_config) is converted as it is.
+    Converting a tf_keras model traces it, and the trace stays with its layers: a second
+    conversion of the same object nests the first one's call names into every tensor name, so
+    the bytes would depend on what the process converted before (compress converts a float32
+    reference first). A fresh copy converts the same way every time. Keras 3 models need none
+    (measured: the same bytes on every conversion). A model that cannot be copied (a custom
+    layer without get_config) is converted as it is.
     """
     import contextlib
     import sys
 
-    from .._tf import tf_keras
+    from .._tf import is_keras3, keras_of
 
+    if is_keras3(model):  # Keras 3 keeps no trace on its layers: the model converts as it is
+        return model
     scope = contextlib.nullcontext()
-    if "tensorflow_model_optimization" in sys.modules:  # QAT wrappers deserialize in its scope
-        import tensorflow_model_optimization as tfmot
+    if "tensorflow_model_optimization" in sys.modules:
+        import tensorflow_model_optimization as tfmot  # QAT wrappers deserialize in its scope
 
         scope = tfmot.quantization.keras.quantize_scope()
     try:
         with scope:
-            copy = tf_keras().models.clone_model(model)
+            copy = keras_of(model).models.clone_model(model)
         copy.set_weights(model.get_weights())
     except Exception:  # noqa: BLE001 - the original still converts, only less reproducibly
         return model
     return copy
 
 
+def input_specs(model, batch_size: int | None = None):
+    """TensorSpecs of a Keras model's inputs (Keras 3 or tf_keras), batch fixed or left open."""
+    tensorflow = tf()
+    specs = []
+    for i, t in enumerate(model.inputs):
+        dtype = getattr(t.dtype, "name", t.dtype)
+        specs.append(tensorflow.TensorSpec((batch_size, *tuple(t.shape)[1:]), dtype,
+                                           name=f"input_{i}"))
+    return specs
+
+
+RECURRENT = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D",
+             "ConvLSTM3D")
+
+
+def has_recurrent(model) -> bool:
+    """Whether a recurrent layer sits anywhere in the model (nested models too)."""
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        if type(layer).__name__ in RECURRENT:
+            return True
+        stack.extend(getattr(layer, "layers", []))
+    return False
+
+
+def traced(model, batch_size: int | None = None):
+    """The model's inference call as a concrete function: what the converters take.
+
+    The same road for Keras 3 and tf_keras models (Keras 3 runs on the TensorFlow backend).
+    """
+    tensorflow = tf()
+    fn = tensorflow.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+    return fn.get_concrete_function(*input_specs(model, batch_size))
+
+
 def to_tflite(model, quantization: Quantization = Quantization.float32,
               io: IOType = IOType.float32, x_calib: np.ndarray | None = None,
               calibration_samples: int | None = None, allow_flex: bool = False,
               batch_size: int | None = None) -> bytes:
-    """Convert a tf_keras model to a TFLite flatbuffer (``export.export`` is the public road).
+    """Convert a Keras model (Keras 3 or tf_keras) to a TFLite flatbuffer.
+
+    ``export.export`` is the public road; this is the converter it calls.
 
     Parameters
     ----------
@@ -82,13 +123,16 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     if needs_data and (x_calib is None or len(x_calib) == 0):
         raise UsageError(f"{q.value} quantization needs calibration data",
                          "pass --data (a representative set is drawn from its calibration split)")
-    if batch_size is None:
-        converter = tensorflow.lite.TFLiteConverter.from_keras_model(model)
-    else:
-        specs = [tensorflow.TensorSpec((batch_size, *t.shape[1:]), t.dtype) for t in model.inputs]
-        fn = tensorflow.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
-        concrete = fn.get_concrete_function(*specs)
-        converter = tensorflow.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    from .._tf import is_keras3
+
+    if batch_size is None and has_recurrent(model):
+        # A recurrent layer traced with a dynamic batch becomes TensorList ops, which only
+        # Flex runs; with a static batch it becomes builtin ops (fused LSTM kernels in tf_keras).
+        batch_size = 1
+    # The traced function captures its variables. Handing Keras 3's model to the converter as
+    # well makes it freeze the wrong ones (every output came back NaN); tf_keras needs it.
+    converter = tensorflow.lite.TFLiteConverter.from_concrete_functions(
+        [traced(model, batch_size)], None if is_keras3(model) else model)
     ops = [tensorflow.lite.OpsSet.TFLITE_BUILTINS]
     if q is Quantization.dynamic:
         converter.optimizations = [tensorflow.lite.Optimize.DEFAULT]

@@ -15,13 +15,20 @@ def file_bytes(path: Path) -> int:
 
 
 def describe_keras(info: FormatInfo, *, allow_unsafe: bool = False,
-                   custom_objects_file: str | None = None, bridge: bool = True) -> dict:
-    """Load a Keras model safely and report its layers, parameters and MACs."""
-    from .load import load_keras
+                   custom_objects_file: str | None = None, bridge: bool = True,
+                   bridge_tolerance: float | None = None) -> dict:
+    """Load a Keras model safely and report its layers, parameters and MACs.
+
+    For a Keras 3 model, whether it bridges to tf_keras (what pruning, clustering and QAT
+    need) is a field of the answer: a model that does not bridge is still described.
+    """
+    from ..errors import BridgeError
+    from .load import TFMOT_STEPS, load_keras
     from .stats import model_stats
 
     loaded = load_keras(info.path, allow_unsafe=allow_unsafe,
-                        custom_objects_file=custom_objects_file, bridge=bridge, info=info)
+                        custom_objects_file=custom_objects_file, info=info,
+                        bridge_tolerance=bridge_tolerance)
     stats = model_stats(loaded.original)
     doc = {
         "format": info.format.value,
@@ -32,10 +39,16 @@ def describe_keras(info: FormatInfo, *, allow_unsafe: bool = False,
         "bytes": file_bytes(info.path),
         **stats.to_dict(),
     }
-    if loaded.bridge is not None:
-        doc["bridge"] = {"ok": True, **loaded.bridge.to_dict()}
-    elif info.is_keras3:
+    if info.is_keras3 and not bridge:
         doc["bridge"] = {"ok": None, "skipped": True}
+    elif info.is_keras3:
+        try:
+            loaded.as_tf_keras("inspect")
+            doc["bridge"] = {"ok": True, **loaded.bridge.to_dict()}
+        except BridgeError:
+            err = loaded.bridge_error
+            doc["bridge"] = {"ok": False, "error": err.message, "hint": err.hint,
+                             "needed_for": list(TFMOT_STEPS)}
     return doc
 
 

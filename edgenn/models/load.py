@@ -1,8 +1,13 @@
-"""Load Keras models from any supported file, safely, and hand tfmot a tf_keras model."""
+"""Load Keras models from any supported file, safely; bridge to tf_keras only when asked.
+
+Keras 3 first: a loaded Keras 3 model is used as it is for inspection, conversion, PTQ,
+distillation and fine-tuning. Only tfmot's steps (prune, cluster, QAT) need tf_keras; they ask
+``LoadedModel.as_tf_keras``, and a model the bridge cannot translate fails only them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._tf import keras3, tf, tf_keras
@@ -10,24 +15,58 @@ from ..errors import InputFileError, UsageError
 from .formats import FormatInfo, ModelFormat, detect
 from .safety import check_config, keras_names, load_custom_objects
 
+# The recipe steps that run on tfmot, and so need the tf_keras copy of a Keras 3 model.
+TFMOT_STEPS = ("prune", "cluster", "quantize")
+
 
 @dataclass
 class LoadedModel:
-    """A Keras model as loaded, and its tf_keras form for the compression stages."""
+    """A Keras model as loaded, and (made on demand) its tf_keras form for tfmot."""
 
     info: FormatInfo
     original: object  # the model in the Keras that saved it
-    tf_keras_model: object | None  # what tfmot and the exporters use
-    bridge: object | None = None  # BridgeResult when a Keras 3 model was bridged
+    custom_objects: dict = field(default_factory=dict)
+    bridge: object | None = None  # BridgeResult once a Keras 3 model has been bridged
+    bridge_error: object | None = None  # the BridgeError, when bridging failed
+    bridge_tolerance: float | None = None
 
     @property
     def flavour(self) -> str:
         return "keras3" if self.info.is_keras3 else "tf_keras"
 
+    def as_tf_keras(self, needed_for: str = "this step"):
+        """The tf_keras model tfmot works on: the model itself, or its verified bridge copy.
+
+        Raises BridgeError (exit 3) naming the layer at fault and what needs the copy.
+        """
+        if self.flavour == "tf_keras":
+            return self.original
+        from ..errors import BridgeError
+
+        if self.bridge is None and self.bridge_error is None:
+            from .bridge import DEFAULT_TOLERANCE, bridge
+
+            try:
+                self.bridge = bridge(self.original, self.custom_objects,
+                                     tolerance=self.bridge_tolerance or DEFAULT_TOLERANCE)
+            except BridgeError as err:
+                self.bridge_error = err
+        if self.bridge_error is not None:
+            err = self.bridge_error
+            raise BridgeError(f"{needed_for} runs on tensorflow-model-optimization, which needs a "
+                              f"tf_keras copy of this Keras 3 model, and {err.message}",
+                              f"{err.hint}; distill, finetune and every export work without it") from None
+        return self.bridge.model
+
+    @property
+    def tf_keras_model(self):
+        """The tf_keras form (bridging a Keras 3 model), for what only tf_keras can run."""
+        return self.as_tf_keras("this command")
+
 
 def load_keras(path: str | Path, *, allow_unsafe: bool = False,
-               custom_objects_file: str | Path | None = None, bridge: bool = True,
-               info: FormatInfo | None = None) -> LoadedModel:
+               custom_objects_file: str | Path | None = None, info: FormatInfo | None = None,
+               bridge_tolerance: float | None = None) -> LoadedModel:
     """Load a Keras model (.keras, .h5 or a tf_keras SavedModel) without running its code.
 
     Parameters
@@ -38,8 +77,8 @@ def load_keras(path: str | Path, *, allow_unsafe: bool = False,
         Let Keras rebuild Lambda layers and unknown objects (runs code from the file).
     custom_objects_file
         A Python file whose classes and functions are registered for loading.
-    bridge
-        For a Keras 3 model, also build and verify the tf_keras copy.
+    bridge_tolerance
+        The bridge's equivalence bound, when a tfmot step asks for the tf_keras copy.
     """
     info = info or detect(path)
     if info.format in (ModelFormat.tflite, ModelFormat.onnx):
@@ -57,15 +96,9 @@ def load_keras(path: str | Path, *, allow_unsafe: bool = False,
         )
     custom = load_custom_objects(custom_objects_file)
     if info.is_keras3:
-        original = _load_keras3(info, custom, allow_unsafe)
-        if not bridge:
-            return LoadedModel(info, original, None)
-        from .bridge import bridge as run_bridge
-
-        result = run_bridge(original, custom)
-        return LoadedModel(info, original, result.model, result)
-    model = _load_tf_keras(info, custom, allow_unsafe)
-    return LoadedModel(info, model, model)
+        return LoadedModel(info, _load_keras3(info, custom, allow_unsafe), custom,
+                           bridge_tolerance=bridge_tolerance)
+    return LoadedModel(info, _load_tf_keras(info, custom, allow_unsafe), custom)
 
 
 def _load_keras3(info: FormatInfo, custom: dict, allow_unsafe: bool):

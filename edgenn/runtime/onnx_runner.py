@@ -50,7 +50,12 @@ class ONNXRunner:
                 dtype = np.float32 if "float" in spec.type else np.int64 if "int64" in spec.type else None
                 chunk = x[start:start + batch_size]
                 feed[spec.name] = chunk.astype(dtype) if dtype is not None else chunk
-            result = self.session.run(None, feed)
+            try:
+                result = self.session.run(None, feed)
+            except Exception as err:  # ORT raises its own exception types
+                raise RuntimeFailure(f"ONNX Runtime could not run the model: "
+                                     f"{' '.join(str(err).split())[:300]}",
+                                     "check the model's inputs with `edgenn inspect`") from None
             if not outs:
                 outs = [[] for _ in result]
             for i, r in enumerate(result):

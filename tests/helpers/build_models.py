@@ -121,6 +121,62 @@ def keras3_models(out: Path) -> dict:
 
     # A plain SavedModel (no Keras metadata), as Keras 3's model.export writes it.
     seq.export(str(out / "k3_export_savedmodel"), verbose=False)
+
+    made.update(zoo_models(out))
+    return made
+
+
+def zoo_models(out: Path) -> dict:
+    """Real architectures nobody here wrote, small: what the Keras 3 native road must carry."""
+    import keras
+    from keras import layers
+
+    made = {}
+    keras.utils.set_random_seed(3)  # weights=None draws its initial weights: the same every run
+    rng = np.random.default_rng(1)
+    # Four classes a small network learns in a few epochs: which colour channel is brightest,
+    # or none (grey); noise on top so no two images are alike.
+    labels = rng.integers(0, 4, 400)
+    images = rng.random((400, 32, 32, 3)) * 0.6
+    for i, c in enumerate(labels):
+        if c < 3:
+            images[i, ..., c] += 0.4
+    images = (np.clip(images, 0, 1) * 255).astype("uint8")
+    np.savez(out / "rgb32.npz", x=images, y=labels)
+    # MobileNetV3's building blocks (Rescaling and Normalization stem, hard_silu, a depthwise
+    # conv, a squeeze-and-excite gate with hard_sigmoid): layers the bridge lacks. Trained for
+    # a few seconds, so its answers depend on the input and its margins are a classifier's.
+    inp = keras.Input((32, 32, 3), name="image")
+    x = layers.Rescaling(1 / 255.0, name="rescale")(inp)
+    x = layers.Normalization(mean=[0.5, 0.5, 0.5], variance=[0.08, 0.08, 0.08], name="norm")(x)
+    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("hard_silu", name="stem_act")(x)
+    y = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    y = layers.BatchNormalization(name="dw_bn")(y)
+    y = layers.Activation("hard_silu", name="dw_act")(y)
+    gate = layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(y)
+    gate = layers.Conv2D(8, 1, activation="hard_sigmoid", name="se_gate")(gate)
+    y = layers.Multiply(name="se")([y, gate])
+    x = layers.Add(name="residual")([x, y])
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    out_ = layers.Dense(4, activation="softmax", name="head")(x)
+    mnv3 = keras.Model(inp, out_, name="mnv3_blocks")
+    mnv3.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    mnv3.fit(images, labels, epochs=30, batch_size=32, verbose=0)
+    mnv3.save(out / "k3_mobilenetv3.keras")
+    made["k3_mobilenetv3"] = {"params": mnv3.count_params()}
+
+    # An FC autoencoder: 640 reconstructed values, where top-1 agreement means nothing.
+    inp = keras.Input((640,))
+    code = layers.Dense(64, activation="relu", name="encode")(inp)
+    recon = layers.Dense(640, activation="sigmoid", name="decode")(code)
+    ae = keras.Model(inp, recon, name="autoencoder")
+    randomize(ae, 7)
+    ae.save(out / "k3_autoencoder.keras")
+    np.savez(out / "ae.npz", x=rng.random((300, 640)).astype("float32"),
+             y=np.zeros(300, np.int64))
+    made["k3_autoencoder"] = {"params": ae.count_params()}
     return made
 
 

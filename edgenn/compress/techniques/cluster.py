@@ -10,7 +10,7 @@ from ..step import StepContext, StepResult
 from ..train import fit
 
 
-@register("cluster")
+@register("cluster", needs_tf_keras=True)
 def cluster(model, config: ClusterStep, ctx: StepContext) -> StepResult:
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.clustering.keras import clustering_registry

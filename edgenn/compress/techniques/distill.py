@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..._tf import is_keras3
 from ...errors import UsageError
 from ...recipe import DistillStep
 from ..distiller import fit_distilled, width_student
@@ -16,13 +17,17 @@ def _load_student(spec: str, teacher, ctx: StepContext):
     from ...models.load import load_keras
 
     loaded = load_keras(spec, allow_unsafe=ctx.allow_unsafe)
-    student = loaded.tf_keras_model
-    if tuple(student.input_shape[1:]) != tuple(teacher.input_shape[1:]):
-        raise UsageError(f"the student {spec} takes input {student.input_shape} but the teacher "
-                         f"takes {teacher.input_shape}", "use a student built for the same input")
-    if tuple(student.output_shape[1:]) != tuple(teacher.output_shape[1:]):
-        raise UsageError(f"the student {spec} outputs {student.output_shape} but the teacher "
-                         f"outputs {teacher.output_shape}", "use a student with the same classes")
+    student = loaded.original
+    if is_keras3(student) != is_keras3(teacher):  # the distiller trains in one Keras
+        student = loaded.as_tf_keras("a tf_keras teacher's student")
+    s_in, t_in = tuple(student.inputs[0].shape)[1:], tuple(teacher.inputs[0].shape)[1:]
+    s_out, t_out = tuple(student.outputs[0].shape)[1:], tuple(teacher.outputs[0].shape)[1:]
+    if s_in != t_in:
+        raise UsageError(f"the student {spec} takes input {list(s_in)} but the teacher takes "
+                         f"{list(t_in)}", "use a student built for the same input")
+    if s_out != t_out:
+        raise UsageError(f"the student {spec} outputs {list(s_out)} but the teacher outputs "
+                         f"{list(t_out)}", "use a student with the same classes")
     return student
 
 

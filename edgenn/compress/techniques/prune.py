@@ -13,7 +13,7 @@ from ..step import StepContext, StepResult
 from ..train import fit, schedule
 
 
-@register("prune")
+@register("prune", needs_tf_keras=True)
 def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry

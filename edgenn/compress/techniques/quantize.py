@@ -40,7 +40,7 @@ def _folds_into(layer, config: QuantizeStep, registry) -> bool:
             and prev.get_config().get("activation") in ("linear", None))
 
 
-@register("quantize")
+@register("quantize", needs_tf_keras=True)
 def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (

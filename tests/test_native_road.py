@@ -1,0 +1,75 @@
+"""Keras 3 first: models the bridge cannot translate still inspect, convert and take PTQ; only
+the tfmot steps need the bridge, and only they fail without it. Fidelity fits the task."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import assert_clean_error, run_cli
+
+
+def test_inspect_describes_a_model_the_bridge_cannot_translate(models):
+    r = run_cli("inspect", str(models / "k3_mobilenetv3.keras"), "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["params"] > 0 and doc["macs"] > 0
+    assert doc["bridge"]["ok"] is False and doc["bridge"]["needed_for"] == ["prune", "cluster",
+                                                                            "quantize"]
+
+
+@pytest.mark.parametrize("to,quantize,metric_floor", [
+    ("tflite", "none", 1.0), ("tflite", "int8", 0.97), ("onnx", "none", 1.0)])
+def test_convert_mobilenetv3_on_keras3(models, tmp_path, to, quantize, metric_floor):
+    out = tmp_path / f"m.{to}"
+    r = run_cli("convert", str(models / "k3_mobilenetv3.keras"), "--to", to, "--quantize", quantize,
+                "--data", str(models / "rgb32.npz"), "--scale", "none", "-o", str(out), "--json")
+    assert r.code == 0, r.err
+    fid = r.json()["fidelity"]
+    assert fid["task"] == "classification" and fid["top1_agreement"] >= metric_floor
+    assert "bridge_max_abs_diff" not in r.json()  # converted as it is, no tf_keras copy
+
+
+def test_ptq_recipe_runs_and_tfmot_step_fails_alone(models, tmp_path):
+    data = ["--data", str(models / "rgb32.npz"), "--scale", "none"]  # it rescales inside
+    ptq = run_cli("compress", str(models / "k3_mobilenetv3.keras"), "-r", "int8-ptq", *data,
+                  "-o", str(tmp_path / "ptq"), "--json")
+    assert ptq.code == 0, ptq.err
+    assert ptq.json()["model"]["flavour"] == "keras3"
+    pruned = run_cli("compress", str(models / "k3_mobilenetv3.keras"), "-r", "prune-80-int8", *data,
+                     "-o", str(tmp_path / "prune"))
+    assert_clean_error(pruned, 3, "the prune step", "tensorflow-model-optimization",
+                       "distill, finetune and every export work without it")
+    assert not (tmp_path / "prune").exists()
+
+
+def test_autoencoder_is_judged_by_snr_not_top1(models, tmp_path):
+    r = run_cli("convert", str(models / "k3_autoencoder.keras"), "--to", "tflite", "--quantize",
+                "int8", "--data", str(models / "ae.npz"), "-o", str(tmp_path / "ae.tflite"), "--json")
+    assert r.code == 0, r.err
+    fid = r.json()["fidelity"]
+    assert fid["task"] == "regression" and fid["metric"] == "SNR dB" and fid["value"] >= 20
+    assert fid["outputs"][0]["cosine"] > 0.99
+
+
+def test_recurrent_model_converts_without_flex(models, tmp_path):
+    out = tmp_path / "gru.tflite"
+    r = run_cli("convert", str(models / "k3_gru.keras"), "--to", "tflite", "-o", str(out), "--json")
+    assert r.code == 0, r.err
+    assert r.json()["flex_ops"] == [] and r.json()["fidelity"]["passed"]
+    info = run_cli("inspect", str(out), "--json", block_tf=True).json()
+    assert info["inputs"][0]["shape"][0] == 1  # a static batch keeps it to builtin ops
+
+
+def test_task_detection():
+    import keras
+
+    from edgenn.fidelity import Task, detect_task
+
+    def model(*layers):
+        return keras.Sequential([keras.Input((8,)), *layers])
+
+    assert detect_task(model(keras.layers.Dense(3, activation="softmax"))) is Task.classification
+    assert detect_task(model(keras.layers.Dense(3), keras.layers.Softmax())) is Task.classification
+    assert detect_task(model(keras.layers.Dense(5, activation="sigmoid"))) is Task.multilabel
+    assert detect_task(model(keras.layers.Dense(640, activation="sigmoid"))) is Task.regression
+    assert detect_task(model(keras.layers.Dense(16))) is Task.regression  # embeddings, logits
