@@ -88,10 +88,9 @@ def keras_of(model):
     edgenn works on Keras 3 models as they are (inspect, convert, PTQ, distillation,
     fine-tuning); only tfmot's steps need the tf_keras copy the bridge makes.
     """
-    module = type(model).__module__
-    return tf_keras() if module.startswith("tf_keras") else keras3()
+    return keras3() if is_keras3(model) else tf_keras()
 
 
 def is_keras3(model) -> bool:
-    """Whether ``model`` is a Keras 3 object (not a tf_keras one)."""
-    return not type(model).__module__.startswith("tf_keras")
+    """Whether ``model`` is a Keras 3 object (not a tf_keras one), subclasses included."""
+    return not any(cls.__module__.startswith("tf_keras") for cls in type(model).__mro__)

@@ -73,3 +73,29 @@ def test_task_detection():
     assert detect_task(model(keras.layers.Dense(5, activation="sigmoid"))) is Task.multilabel
     assert detect_task(model(keras.layers.Dense(640, activation="sigmoid"))) is Task.regression
     assert detect_task(model(keras.layers.Dense(16))) is Task.regression  # embeddings, logits
+
+
+@pytest.mark.parametrize("recipe", ["prune-80-int8", "cluster-16-int8", "int8-qat"])
+def test_tfmot_steps_on_depthwise_separable_convolutions(models, tmp_path, recipe):
+    """The core edge architecture: prune, cluster and QAT a DS-CNN (tfmot supports them)."""
+    from edgenn import recipe as rc
+    from edgenn.compress.pipeline import run
+    from edgenn.data import DataSpec
+
+    report = run(str(models / "k3_dscnn.keras"), rc.load(recipe), rc.resolve(recipe),
+                 DataSpec("digits", limit=300), tmp_path / "out", epochs_scale=0.05)
+    step = report.steps[0]
+    if recipe.startswith("prune"):
+        assert {"conv", "pw1", "pw2", "sep", "head"} <= set(step.details["pruned_layers"])
+        assert any("dw1 (DepthwiseConv2D)" in n for n in step.notes)  # said, not silently skipped
+    if recipe.startswith("cluster"):
+        assert {"dw1", "dw2", "sep"} <= set(step.details["clustered_layers"])
+    if recipe == "int8-qat":
+        assert {"dw1", "dw2", "pw1", "head"} <= set(step.details["quantized_layers"])
+        # tfmot's 8-bit registry has no SeparableConv2D: it stays float until export, and says so
+        assert any("sep (SeparableConv2D)" in n for n in step.notes)
+    art = report.exported[0]
+    assert art.spec.quantization.value == "int8" and art.metrics["samples"] > 0
+    from pathlib import Path
+
+    assert Path(art.path).is_file() and art.bytes == Path(art.path).stat().st_size

@@ -167,6 +167,25 @@ def zoo_models(out: Path) -> dict:
     mnv3.save(out / "k3_mobilenetv3.keras")
     made["k3_mobilenetv3"] = {"params": mnv3.count_params()}
 
+    # A DS-CNN keyword-spotting shape (depthwise-separable blocks) on 8x8 digits.
+    inp = keras.Input((8, 8, 1), name="mfcc")
+    x = layers.Conv2D(12, 3, padding="same", use_bias=False, name="conv")(inp)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU(name="relu")(x)
+    for i in (1, 2):
+        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{i}")(x)
+        x = layers.BatchNormalization(name=f"dw{i}_bn")(x)
+        x = layers.ReLU(name=f"dw{i}_relu")(x)
+        x = layers.Conv2D(12, 1, use_bias=False, name=f"pw{i}")(x)
+        x = layers.BatchNormalization(name=f"pw{i}_bn")(x)
+        x = layers.ReLU(name=f"pw{i}_relu")(x)
+    x = layers.SeparableConv2D(12, 3, padding="same", name="sep")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    ds = keras.Model(inp, layers.Dense(10, activation="softmax", name="head")(x), name="dscnn")
+    randomize(ds, 11)
+    ds.save(out / "k3_dscnn.keras")
+    made["k3_dscnn"] = {"params": ds.count_params()}
+
     # An FC autoencoder: 640 reconstructed values, where top-1 agreement means nothing.
     inp = keras.Input((640,))
     code = layers.Dense(64, activation="relu", name="encode")(inp)

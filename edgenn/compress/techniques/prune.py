@@ -6,7 +6,7 @@ import numpy as np
 
 from ...recipe import PruneStep, Schedule
 from ..distiller import fit_distilled
-from ..measure import kernel_sparsity
+from ..measure import kernel_sparsity, kernels
 from ..registry import register
 from ..scope import apply_to_layers, nothing_in_scope
 from ..step import StepContext, StepResult
@@ -37,19 +37,33 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
     m_by_n_classes = ("Conv2D", "Dense")
 
     skipped: list[str] = []
+    unsupported: list[str] = []
+    dense_kept: list[str] = []
 
     def wants(layer) -> bool:
+        # Only layers with a kernel (Dense, Conv, DepthwiseConv2D's depthwise_kernel,
+        # SeparableConv2D's two): tfmot also "supports" BatchNormalization, with nothing to prune.
+        found = kernels(layer)
+        if not found:
+            return False
+        if not prune_registry.PruneRegistry.supports(layer):
+            unsupported.append(f"{layer.name} ({type(layer).__name__})")
+            return False
+        weights_map = getattr(prune_registry.PruneRegistry, "_LAYERS_WEIGHTS_MAP", {})
+        if weights_map.get(type(layer)) == []:  # e.g. DepthwiseConv2D: tfmot keeps it dense
+            dense_kept.append(f"{layer.name} ({type(layer).__name__})")
+            return False
         if m_by_n:
-            kernel = getattr(layer, "kernel", None)
-            if type(layer).__name__ not in m_by_n_classes or kernel is None:
+            if type(layer).__name__ not in m_by_n_classes:
+                skipped.append(f"{layer.name} ({type(layer).__name__}: m:n blocks need a Conv2D "
+                               "or Dense kernel)")
                 return False
-            if int(kernel.shape[-2]) % m_by_n[1]:
+            channels = int(found[0].shape[-2])
+            if channels % m_by_n[1]:
                 # m-by-n blocks run along the input channels; 1-channel stems cannot be split.
-                skipped.append(f"{layer.name} ({int(kernel.shape[-2])} input channels)")
+                skipped.append(f"{layer.name} ({channels} input channels)")
                 return False
-        # Only layers with a kernel: tfmot also "supports" BatchNormalization, with nothing to prune.
-        has_kernel = any("kernel" in w.name for w in layer.weights)
-        return has_kernel and prune_registry.PruneRegistry.supports(layer)
+        return True
 
     blocked: list[str] = []
 
@@ -58,7 +72,8 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
         if m_by_n:
             kwargs["sparsity_m_by_n"] = m_by_n
         # tfmot prunes blocks only in 2-D kernels (Dense); other layers prune weight by weight.
-        if config.block_size and len(getattr(layer, "kernel", ()).shape) == 2:
+        found = kernels(layer)
+        if config.block_size and len(found) == 1 and len(found[0].shape) == 2:
             kwargs["block_size"] = tuple(config.block_size)
             blocked.append(layer.name)
         return sparsity.prune_low_magnitude(layer, **kwargs)
@@ -84,8 +99,12 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
         details["structure"] = config.structure
         details["m_by_n_ok"] = {name: check_m_by_n(stripped.get_layer(name), m_by_n)
                                 for name in wrapped}
-    notes = [f"not {config.structure}-pruned (input channels not a multiple of "
-              f"{m_by_n[1]}): {', '.join(skipped)}"] if skipped else []
+    notes = [f"not {config.structure}-pruned: {', '.join(skipped)}"] if skipped else []
+    if unsupported:
+        notes.append(f"not pruned (tfmot cannot prune the layer): {', '.join(unsupported)}")
+    if dense_kept:
+        notes.append("not pruned (tfmot prunes no weight of these layers: a depthwise kernel "
+                     f"has few, sensitive weights): {', '.join(dense_kept)}")
     return StepResult(stripped, details, notes)
 
 
