@@ -99,3 +99,24 @@ def test_tfmot_steps_on_depthwise_separable_convolutions(models, tmp_path, recip
     from pathlib import Path
 
     assert Path(art.path).is_file() and art.bytes == Path(art.path).stat().st_size
+
+
+def test_savedmodel_without_keras_metadata_converts_and_takes_ptq(models, tmp_path):
+    import numpy as np
+
+    data = tmp_path / "tab.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.random((300, 10)).astype("float32"), y=rng.integers(0, 3, 300))
+    sm = str(models / "k3_export_savedmodel")
+    for to, q in (("tflite", "int8"), ("onnx", "int8"), ("tflite", "none")):
+        r = run_cli("convert", sm, "--to", to, "--quantize", q, "--data", str(data), "-o",
+                    str(tmp_path / f"sm-{q}.{to}"), "--json")
+        assert r.code == 0, r.err
+        assert r.json()["fidelity"]["task"] == "classification"  # its outputs sum to one
+    ptq = run_cli("compress", sm, "-r", "int8-ptq", "--data", str(data), "-o", str(tmp_path / "ptq"),
+                  "--json")
+    assert ptq.code == 0, ptq.err
+    assert ptq.json()["model"]["flavour"] == "savedmodel"
+    pruned = run_cli("compress", sm, "-r", "prune-80-int8", "--data", str(data), "-o",
+                     str(tmp_path / "prune"))
+    assert_clean_error(pruned, 2, "SavedModel without Keras metadata", "PTQ-only recipe")

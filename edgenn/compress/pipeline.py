@@ -63,7 +63,7 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
          epochs_scale, allow_unsafe, custom_objects_file, progress, log, split_seed,
          bridge_tolerance) -> Report:
     from ..data import load, match_model
-    from ..models.load import load_keras
+    from ..models.load import load_model
     from ..models.safety import load_custom_objects
 
     started = time.perf_counter()
@@ -79,9 +79,14 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     staging = outdir.open()
 
     log(f"loading {model_path} ...")
-    loaded = load_keras(model_path, allow_unsafe=allow_unsafe,
+    loaded = load_model(model_path, allow_unsafe=allow_unsafe,
                         custom_objects_file=custom_objects_file, bridge_tolerance=bridge_tolerance)
     model = loaded.original  # Keras 3 first: only tfmot's steps get the bridged copy
+    if loaded.flavour == "savedmodel" and recipe.steps:
+        raise UsageError(f"recipe {recipe.name} trains the model ({recipe.steps[0].technique}), and "
+                         f"{model_path} is a SavedModel without Keras metadata (no layers to train)",
+                         "pass the Keras model it was exported from, or a PTQ-only recipe "
+                         "(int8-ptq, float16, dynamic-range)")
     tfmot_steps = [s.technique for s in recipe.steps if needs_tf_keras(s.technique)]
     if tfmot_steps and recipe.steps[0].technique in tfmot_steps:
         loaded.as_tf_keras(f"the {tfmot_steps[0]} step")  # a bridge failure ends the run here

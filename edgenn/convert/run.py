@@ -124,10 +124,10 @@ def load_for_export(model_path: str, data_spec, allow_unsafe: bool, custom_objec
                     log=lambda m: None):
     """The Keras model (as saved: Keras 3 or tf_keras) and its prepared splits, or None."""
     from ..data import load, match_model
-    from ..models.load import load_keras
+    from ..models.load import load_model
 
     log(f"loading {model_path} ...")
-    loaded = load_keras(model_path, allow_unsafe=allow_unsafe, custom_objects_file=custom_objects_file)
+    loaded = load_model(model_path, allow_unsafe=allow_unsafe, custom_objects_file=custom_objects_file)
     model = loaded.original  # Keras 3 first: converted as it is, no bridge
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UsageError(f"convert handles single-input, single-output models; {model_path} has "
@@ -178,14 +178,22 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
     else:
         artifact = export(model, spec, out, x_calib, provenance=provenance, log=log)
         candidate, info = _run(artifact, x_check), None
-    judged = detect_task(model) if Task(task) is Task.auto else Task(task)
+    judged = Task(task)
+    if judged is Task.auto:
+        if loaded.flavour == "savedmodel":  # no output layer to read: read its answers
+            judged = Task.classification if model.looks_like_probabilities(x_check) else Task.regression
+        else:
+            judged = detect_task(model)
     fidelity = judge([keras_predict(model, x_check)], candidate, judged, spec.quantization.value,
                      source, threshold, min_snr)
     explanation = None
     if explain:
         from .explain import Explanation, explain_tflite
 
-        if spec.format is ExportFormat.tflite and spec.needs_calibration:
+        if loaded.flavour == "savedmodel":
+            explanation = Explanation(0, (), (), skipped="--explain compares Keras layers; a "
+                                                        "SavedModel without Keras metadata has none")
+        elif spec.format is ExportFormat.tflite and spec.needs_calibration:
             explanation = explain_tflite(model, out, x_check[:64])
         else:
             explanation = Explanation(0, (), (), skipped="--explain compares layers of int8/int16x8 "

@@ -88,5 +88,6 @@ def describe_savedmodel(info: FormatInfo, *, allow_unsafe: bool = False) -> dict
         "bytes": file_bytes(info.path),
         "signatures": signatures,
         "params": int(sum(int(np.prod(v.shape)) for v in variables)),
-        "note": "no Keras metadata: edgenn can convert this model but cannot compress it",
+        "note": "no Keras metadata: it converts to every target and takes PTQ-only recipes; "
+                "recipes that train need the Keras model",
     }

@@ -32,6 +32,8 @@ class LoadedModel:
 
     @property
     def flavour(self) -> str:
+        if not self.info.is_keras:
+            return "savedmodel"  # a serving signature (models.signature), no Keras layers
         return "keras3" if self.info.is_keras3 else "tf_keras"
 
     def as_tf_keras(self, needed_for: str = "this step"):
@@ -43,6 +45,11 @@ class LoadedModel:
             return self.original
         from ..errors import BridgeError
 
+        if self.flavour == "savedmodel":
+            raise UsageError(f"{needed_for} trains the model, and {self.info.path} is a SavedModel "
+                             "without Keras metadata (a serving signature, no layers)",
+                             "pass the Keras model it was exported from; PTQ-only recipes and "
+                             "`edgenn convert` work on the SavedModel itself")
         if self.bridge is None and self.bridge_error is None:
             from .bridge import DEFAULT_TOLERANCE, bridge
 
@@ -99,6 +106,36 @@ def load_keras(path: str | Path, *, allow_unsafe: bool = False,
         return LoadedModel(info, _load_keras3(info, custom, allow_unsafe), custom,
                            bridge_tolerance=bridge_tolerance)
     return LoadedModel(info, _load_tf_keras(info, custom, allow_unsafe), custom)
+
+
+def load_model(path: str | Path, *, allow_unsafe: bool = False,
+               custom_objects_file: str | Path | None = None,
+               bridge_tolerance: float | None = None) -> LoadedModel:
+    """A model to export: a Keras model, or a SavedModel's serving signature.
+
+    A SavedModel without Keras metadata converts and takes PTQ-only recipes (``signature.py``);
+    its graph is checked like any model file first.
+    """
+    info = detect(path)
+    if info.format is ModelFormat.savedmodel and not info.has_keras_metadata:
+        from .graphscan import check_savedmodel, read_savedmodel
+        from .signature import SignatureModel
+
+        if allow_unsafe:
+            read_savedmodel(info.path)
+        else:
+            check_savedmodel(info.path)
+        try:
+            model = SignatureModel(info.path)
+        except UsageError:
+            raise
+        except Exception as err:  # TensorFlow raises many kinds for a broken SavedModel
+            text = " ".join(str(err).split())[:200]
+            raise InputFileError(f"{info.path} could not be loaded as a SavedModel "
+                                 f"({type(err).__name__}: {text})", "save or copy it again") from None
+        return LoadedModel(info, model)
+    return load_keras(path, allow_unsafe=allow_unsafe, custom_objects_file=custom_objects_file,
+                      info=info, bridge_tolerance=bridge_tolerance)
 
 
 def _load_keras3(info: FormatInfo, custom: dict, allow_unsafe: bool):

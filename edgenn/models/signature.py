@@ -1,0 +1,86 @@
+"""A SavedModel without Keras metadata, seen through its serving signature.
+
+What ``model.export`` and ``tf.saved_model.save`` write (and many published models are) has no
+Keras layers to train, but it converts: the exporter traces a callable with ``inputs``, and a
+signature is one. ``SignatureModel`` gives the exporter and the fidelity check what they use
+of a Keras model (inputs, outputs, a call, predict) and nothing more, so PTQ-only recipes and
+every `convert` target work on it; steps that train refuse it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Shape and dtype of one input or output, as the exporter reads them off Keras tensors."""
+
+    name: str
+    shape: tuple
+    dtype: str
+
+
+class SignatureModel:
+    """The serving signature of a SavedModel, callable like a Keras model."""
+
+    layers: list = []  # no Keras layers: nothing to scope, nothing recurrent to special-case
+
+    def __init__(self, path: Path, signature: str | None = None):
+        from .._tf import tf
+
+        tensorflow = tf()
+        self.path = Path(path)
+        self._loaded = tensorflow.saved_model.load(str(path))  # kept: it owns the variables
+        signatures = dict(self._loaded.signatures)
+        if not signatures:
+            raise UsageError(f"{path} has no serving signature to convert",
+                             "save the model with a signature (model.export, or "
+                             "tf.saved_model.save with signatures=...)")
+        key = signature or ("serving_default" if "serving_default" in signatures
+                            else sorted(signatures)[0])
+        self.key = key
+        self.fn = signatures[key]
+        _, kwargs = self.fn.structured_input_signature
+        self.input_names = sorted(kwargs)
+        self.inputs = [TensorInfo(n, tuple(kwargs[n].shape.as_list()), kwargs[n].dtype.name)
+                       for n in self.input_names]
+        outputs = self.fn.structured_outputs
+        self.output_names = sorted(outputs)
+        self.outputs = [TensorInfo(n, tuple(outputs[n].shape.as_list()), outputs[n].dtype.name)
+                        for n in self.output_names]
+        self.name = self.path.name
+
+    def __call__(self, x, training: bool = False):
+        xs = x if isinstance(x, (list, tuple)) else [x]
+        result = self.fn(**dict(zip(self.input_names, xs)))
+        outs = [result[n] for n in self.output_names]
+        return outs[0] if len(outs) == 1 else outs
+
+    def predict(self, x, batch_size: int = 256, verbose: int = 0):
+        from .._tf import tf
+
+        tensorflow = tf()
+        xs = x if isinstance(x, (list, tuple)) else [x]
+        chunks = []
+        for start in range(0, len(xs[0]), batch_size):
+            feed = [tensorflow.constant(a[start:start + batch_size]) for a in xs]
+            out = self(feed if len(feed) > 1 else feed[0])
+            chunks.append([np.asarray(o) for o in (out if isinstance(out, list) else [out])])
+        joined = [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+        return joined[0] if len(joined) == 1 else joined
+
+    def count_params(self) -> int:
+        return int(sum(int(np.prod(v.shape)) for v in getattr(self._loaded, "variables", [])))
+
+    def looks_like_probabilities(self, x: np.ndarray) -> bool:
+        """Whether the first output's rows are distributions (a classifier with a softmax)."""
+        y = np.asarray(self.predict(x[:16]))
+        y = y[0] if isinstance(y, list) else y
+        return bool(y.ndim == 2 and y.shape[1] > 1 and (y >= 0).all()
+                    and np.allclose(y.sum(1), 1, atol=1e-3))
