@@ -72,6 +72,10 @@ def to_onnx(model, opset: int = 17):
 
     model = fresh_copy(model)  # a trace does not depend on earlier ones (see fresh_copy)
     signature = input_specs(model)
+    # tf2onnx numbers the nodes it adds from a process-wide counter, and picks among equal
+    # constants by name when it folds them: start every export from the same count, so the
+    # same model gives the same bytes however many exports came before it in this process
+    tf2onnx.utils.INTERNAL_NAME = 1
     try:
         with quiet_stderr():
             proto = _convert_frozen(tensorflow, tf2onnx, model, signature, opset)

@@ -60,9 +60,9 @@ def split_head(model, train_layers: str):
                              "use relu, tanh, sigmoid or linear in hidden Dense layers")
     prefix = None
     if prefix_layers:  # anything but Flatten/Dropout before the head is frozen and traced
-        from .._tf import tf_keras
+        from .._tf import keras_of
 
-        prefix = tf_keras().Model(model.inputs, head[0].input)
+        prefix = keras_of(model).Model(model.inputs, head[0].input)
     return prefix, head
 
 
@@ -116,6 +116,10 @@ def export_trainable(model, batch_size: int = 32, train_layers: str = "all",
             self.v = [tensorflow.Variable(tensorflow.zeros_like(p)) for p in self.w + self.b]
             self.anchor = [tensorflow.Variable(tensorflow.identity(p)) for p in self.w + self.b]
             self.prefix = prefix  # tracked, so its (frozen) variables are saved with it
+            # Keras 3 wraps each tf.Variable; track the tf.Variables themselves, or the
+            # SavedModel (and so the .tflite) is written without the prefix's weights
+            self.prefix_variables = [getattr(v, "value", v) for v in prefix.weights] \
+                if prefix is not None else []
 
         def features(self, x):
             h = x
