@@ -261,6 +261,9 @@ class Export(Strict):
                           "float32 elsewhere")
     target: Target = Target.cpu
     calibration_samples: int = Field(DEFAULT_CALIBRATION_SAMPLES, gt=0)
+    fused_lstm: bool = Field(
+        True, description="LSTMs as TFLite's fused kernel (stateful: reset between sequences); "
+                          "false: a stateless WHILE loop")
 
     @model_validator(mode="after")
     def _check(self):

@@ -19,7 +19,8 @@ def _outputs(model, inputs):
     return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
 
 
-@pytest.mark.parametrize("name", ["k3_residual.keras", "k3_residual.h5", "k3_seq.keras"])
+@pytest.mark.parametrize("name", ["k3_residual.keras", "k3_residual.h5", "k3_seq.keras",
+                                  "k3_mobilenetv3.keras", "k3_rnns.keras"])
 def test_bridge_matches_keras3(models, manifest, name):
     loaded = load_keras(models / name)
     assert loaded.flavour == "keras3"
@@ -54,12 +55,12 @@ def test_sequential_stays_sequential(models):
 
 
 def test_unsupported_layer_fails_only_what_needs_the_bridge(models):
-    loaded = load_keras(models / "k3_gru.keras")  # loads: Keras 3 first
+    loaded = load_keras(models / "k3_attention.keras")  # loads: Keras 3 first
     assert loaded.original.count_params() > 0
     with pytest.raises(BridgeError) as info:
         loaded.as_tf_keras("the prune step")
     text = str(info.value)
-    assert "the prune step" in text and "'gru'" in text and "GRU" in text
+    assert "the prune step" in text and "'attn'" in text and "MultiHeadAttention" in text
     assert "tf_keras" in text and "supported:" in text and "distill, finetune" in text
     assert info.value.exit_code == 3
 

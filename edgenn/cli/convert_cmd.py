@@ -42,6 +42,9 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
                    "20 int8, 30 int16x8).")
 @click.option("--explain", is_flag=True, help="Compare an int8 TFLite with Keras layer by layer.")
 @click.option("--allow-flex", is_flag=True, help="Allow Select TF (Flex) ops in TFLite output.")
+@click.option("--lstm", type=click.Choice(["fused", "loop"]), default="fused", show_default=True,
+              help="LSTMs as TFLite's fused kernel (small and fast; it keeps state between "
+                   "invocations, so reset it between sequences) or a stateless WHILE loop.")
 @click.option("--trainable", is_flag=True,
               help="Export train/infer/get_weights/set_weights signatures (builtin ops only).")
 @click.option("--train-layers", type=click.Choice(["all", "head"]), default="all", show_default=True,
@@ -56,7 +59,7 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
 def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, resize, channels,
                 limit, output, opset, calibration, calibration_samples, samples, task, threshold,
                 min_snr, explain,
-                allow_flex, trainable, train_layers, batch_size, momentum, allow_unsafe,
+                allow_flex, lstm, trainable, train_layers, batch_size, momentum, allow_unsafe,
                 custom_objects) -> None:
     """Convert a Keras MODEL to TFLite or ONNX for a target and prove it still agrees.
 
@@ -69,7 +72,8 @@ def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, r
 
     count = calibration_samples or DEFAULT_CALIBRATION_SAMPLES
     spec = ExportSpec.resolve(to, target, quantize, io, calibration_samples=count, opset=opset,
-                              calibration=calibration, allow_flex=allow_flex)
+                              calibration=calibration, allow_flex=allow_flex,
+                              fused_lstm=lstm == "fused")
     if trainable and (quantize not in ("auto", "none") or target != "cpu" or to != "tflite"):
         from ..errors import UsageError
 
@@ -141,6 +145,8 @@ def _human_convert(result) -> None:
     con.print(f"  {'passed' if fid.passed else 'FAILED'}: {fid.summary()}")
     if a.onnx_quantization is not None:
         con.print(f"  ONNX Runtime quantization: {a.onnx_quantization.summary()}")
+    if a.usage_note:
+        con.print(f"  note: {a.usage_note}")
     if a.preflight is not None:
         con.print(f"  pre-flight: {a.preflight.summary()}")
         _human_preflight(a.preflight)

@@ -39,6 +39,7 @@ class ExportSpec:
     calibration: str = "minmax"  # ONNX Runtime's static calibration method
     opset: int = 17
     allow_flex: bool = False
+    fused_lstm: bool = True  # TFLite's fused LSTM kernel (stateful) rather than a WHILE loop
 
     def __post_init__(self):
         for name, enum in (("format", ExportFormat), ("quantization", Quantization),
@@ -85,7 +86,8 @@ class ExportSpec:
         """The spec of a recipe's ``export`` entry (its io "auto" resolved as for a command)."""
         return cls.resolve(export.format.value, export.target.value, export.quantization.value,
                            export.io.value if export.io is not None else "auto",
-                           calibration_samples=export.calibration_samples)
+                           calibration_samples=export.calibration_samples,
+                           fused_lstm=export.fused_lstm)
 
     @property
     def needs_calibration(self) -> bool:
@@ -128,6 +130,22 @@ class Artifact:
     def quantization(self) -> str:
         return self.spec.quantization.value
 
+    @property
+    def stateful_ops(self) -> tuple[str, ...]:
+        """Fused recurrent kernels, whose state persists from one invoke to the next."""
+        from ..runtime.litert import STATEFUL_OPS
+
+        return tuple(sorted(set(self.ops or {}) & STATEFUL_OPS))
+
+    @property
+    def usage_note(self) -> str | None:
+        """What an app must do to run this file right, when it is more than set, invoke, get."""
+        if not self.stateful_ops:
+            return None
+        return (f"{', '.join(self.stateful_ops)} keeps its state between invocations: call "
+                "interpreter.reset_all_variables() (TFLite Micro: Reset()) before each independent "
+                "sequence, or convert with --lstm loop for a stateless model")
+
     def to_dict(self) -> dict:
         out = {"path": self.path, "format": self.format, "bytes": self.bytes,
                "gzip_bytes": self.gzip_bytes, "sha256": self.sha256,
@@ -137,6 +155,8 @@ class Artifact:
         if self.ops is not None:
             out.update({"ops": self.ops, "flex_ops": list(self.flex_ops),
                         "custom_ops": list(self.custom_ops)})
+        if self.usage_note:
+            out.update({"stateful_ops": list(self.stateful_ops), "usage": self.usage_note})
         for key in ("preflight", "compiler", "gpu_runtime", "onnx_quantization"):
             value = getattr(self, key)
             if value is not None:
@@ -162,7 +182,8 @@ def tflite_bytes(model, spec: ExportSpec, x_calib: np.ndarray | None = None) -> 
         raise UsageError(f"tflite_bytes makes TFLite; the spec asks for {spec.format.value}")
     _check_calibration(spec, x_calib)
     return to_tflite(model, spec.quantization, spec.io, x_calib, spec.calibration_samples,
-                     allow_flex=spec.allow_flex, batch_size=spec.batch_size)
+                     allow_flex=spec.allow_flex, batch_size=spec.batch_size,
+                     fused_lstm=spec.fused_lstm)
 
 
 def _check_calibration(spec: ExportSpec, x_calib) -> None:

@@ -92,6 +92,8 @@ class ConvertResult:
                  f"- fidelity on {f.samples} samples ({f.data}): "
                  + "; ".join(o.summary() for o in f.outputs)
                  + f" - {'passed' if f.passed else 'FAILED'}: {f.summary()}"]
+        if a.usage_note:
+            lines.append(f"- note: {a.usage_note}")
         if a.preflight is not None:
             lines += ["", a.preflight.to_markdown()]
         return "\n".join(lines) + "\n"

@@ -79,6 +79,65 @@ def has_recurrent(model) -> bool:
     return False
 
 
+def _cells(model):
+    """Every recurrent layer, inside nested models and wrappers (Bidirectional, TimeDistributed)."""
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        if type(layer).__name__ in RECURRENT and type(layer).__name__ != "Bidirectional":
+            yield layer
+        stack.extend(getattr(layer, "layers", []))
+        stack.extend(x for x in (getattr(layer, "layer", None), getattr(layer, "forward_layer", None),
+                                 getattr(layer, "backward_layer", None)) if x is not None)
+
+
+def _has_lstm(model) -> bool:
+    return any(type(layer).__name__ == "LSTM" for layer in _cells(model))
+
+
+def _check_integer_recurrent(model, q: Quantization) -> None:
+    """Refuse what crashes the converter: full-integer calibration of a recurrent loop.
+
+    Only tf_keras's LSTM becomes a fused kernel; every other recurrent layer becomes a WHILE
+    loop, and calibrating a WHILE loop for int8/int16x8 kills TensorFlow 2.21's converter with
+    a segmentation fault (measured on GRU, SimpleRNN and Keras 3 LSTM loops).
+    """
+    from .._tf import is_keras3
+
+    if q not in (Quantization.int8, Quantization.int16x8):
+        return
+    fused = not is_keras3(model)
+    loops = [f"{layer.name} ({type(layer).__name__})" for layer in _cells(model)
+             if not (fused and type(layer).__name__ == "LSTM")]
+    if loops:
+        hint = ("use --quantize dynamic or float16 (weights only)"
+                + ("; an LSTM reaches the fused kernel with --lstm fused" if _has_lstm(model) else ""))
+        raise UsageError(f"{q.value} quantization of recurrent loops is not supported by the "
+                         f"TFLite converter (it crashes): {', '.join(loops[:4])}", hint)
+
+
+def for_fused_kernels(model):
+    """The model to convert so its LSTMs reach TFLite's fused LSTM kernel.
+
+    tf_keras marks its LSTM as an ``lstm`` implementation, which the converter fuses into one
+    UNIDIRECTIONAL_SEQUENCE_LSTM op (weights stored once, quantizable, fast); Keras 3's LSTM
+    becomes a WHILE loop of small ops. A Keras 3 model with an LSTM is converted through its
+    tf_keras copy when the bridge can make one (checked equal first); otherwise as it is, which
+    still needs no Flex ops.
+    """
+    from .._tf import is_keras3
+
+    if not is_keras3(model) or not _has_lstm(model):
+        return model
+    from ..errors import BridgeError
+    from ..models.bridge import bridge
+
+    try:
+        return bridge(model).model
+    except BridgeError:
+        return model
+
+
 def traced(model, batch_size: int | None = None):
     """The model's inference call as a concrete function: what the converters take.
 
@@ -92,7 +151,7 @@ def traced(model, batch_size: int | None = None):
 def to_tflite(model, quantization: Quantization = Quantization.float32,
               io: IOType = IOType.float32, x_calib: np.ndarray | None = None,
               calibration_samples: int | None = None, allow_flex: bool = False,
-              batch_size: int | None = None) -> bytes:
+              batch_size: int | None = None, fused_lstm: bool = True) -> bytes:
     """Convert a Keras model (Keras 3 or tf_keras) to a TFLite flatbuffer.
 
     ``export.export`` is the public road; this is the converter it calls.
@@ -111,10 +170,14 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         with the list of ops.
     batch_size
         Fix the batch dimension (the Edge TPU needs static shapes); None keeps it dynamic.
+    fused_lstm
+        Convert LSTMs to TFLite's fused (stateful) kernel where the bridge allows; False keeps
+        Keras 3's stateless WHILE loop. See ``for_fused_kernels``.
     """
     tensorflow = tf()
-    model = fresh_copy(model)
+    model = fresh_copy(for_fused_kernels(model) if fused_lstm else model)
     q = Quantization(quantization)
+    _check_integer_recurrent(model, q)
     io = IOType(io)
     if io is not IOType.float32 and q is not Quantization.int8:
         raise UsageError(f"io {io.value} needs int8 quantization; received {q.value}",

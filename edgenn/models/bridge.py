@@ -23,9 +23,16 @@ SUPPORTED_LAYERS = frozenset({
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Add", "Subtract", "Multiply", "Average",
     "Maximum", "Minimum", "Concatenate", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
     "Dropout", "SpatialDropout2D", "GaussianNoise", "Flatten", "Reshape", "Permute",
-    "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Rescaling", "Embedding",
+    "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Rescaling", "Embedding", "Normalization",
+    "LSTM", "GRU", "SimpleRNN", "Bidirectional", "TimeDistributed",
 })
+# Layers Keras's own applications define (keras.src.applications.*): tf_keras's applications
+# define the same ones.
+_APPLICATION_LAYERS = {"LayerScale": "convnext", "StochasticDepth": "convnext"}
 _MODELS = {"Functional", "Sequential", "Model"}
+# Layers that wrap another layer: the inner layer is translated first, by the same rules.
+_WRAPPERS = {"Bidirectional", "TimeDistributed"}
+_MERGE_LAYERS = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot"}
 
 # Keras 3 options with no tf_keras counterpart, dropped only while they hold these values
 # (which mean "off"). Any other value makes the bridge refuse the layer.
@@ -34,6 +41,7 @@ _DROPPABLE_DEFAULTS = {
     "optional": (False,), "rms_scaling": (False,), "input_axes": (None,),
     "output_axes": (None,), "sparse": (False,), "ragged": (False,), "seed": (None,),
     "synchronized": (False,), "gamma_regularizer": (None,), "mask_zero": (False,),
+    "use_cudnn": ("auto", False), "zero_output_for_mask": (False,),
 }
 _LAYER_BASE_KWARGS = {"name", "dtype", "trainable", "dynamic", "input_dim", "input_shape",
                       "batch_input_shape", "batch_size", "weights", "activity_regularizer",
@@ -76,8 +84,15 @@ def bridge(k3_model, custom_objects: dict | None = None, tolerance: float = DEFA
 
     notes: list[str] = []
     serialized = keras.saving.serialize_keras_object(k3_model)
-    tfk_model = _build_model(serialized, custom_objects or {}, notes)
-    _copy_weights(k3_model, tfk_model)
+    try:
+        tfk_model = _build_model(serialized, custom_objects or {}, notes)
+        _copy_weights(k3_model, tfk_model)
+    except BridgeError:
+        raise
+    except Exception as err:  # tf_keras refusing a translated layer: a bridge gap, not a crash
+        text = " ".join(str(err).split())[:240]
+        raise BridgeError(f"tf_keras could not rebuild the model ({type(err).__name__}: {text})",
+                          "report the model to edgenn, or save it with tf_keras") from None
     diff, rel = verify(k3_model, tfk_model, tolerance, seed)
     return BridgeResult(tfk_model, diff, rel, tolerance, notes)
 
@@ -158,10 +173,17 @@ def _build_functional(config: dict, custom_objects: dict, notes: list[str]):
         if entry["class_name"] == "InputLayer":
             tensors[(name, 0, 0)] = _make_input(entry["config"])
             continue
-        layer = _make_layer(entry, custom_objects, notes)
+        layer = None
         for node_index, node in enumerate(entry.get("inbound_nodes", [])):
             args = _resolve(node.get("args", []), tensors, name)
             kwargs = _resolve(node.get("kwargs", {}), tensors, name)
+            scalar = _scalar_merge(entry["class_name"], args, name)
+            if scalar is not None:  # a merge with a number: an affine map of one tensor
+                layer, args = scalar
+            elif layer is None:
+                layer = _make_layer(entry, custom_objects, notes)
+            if entry["class_name"] in _MERGE_LAYERS and len(args) > 1:
+                args = [list(args)]  # Keras 3 takes merge inputs as separate arguments too
             outputs = layer(*args, **kwargs)
             flat = outputs if isinstance(outputs, (list, tuple)) else [outputs]
             for tensor_index, tensor in enumerate(flat):
@@ -174,6 +196,31 @@ def _build_functional(config: dict, custom_objects: dict, notes: list[str]):
 
     return tfk.Model(inputs=pick(config["input_layers"]), outputs=pick(config["output_layers"]),
                      name=config.get("name"))
+
+
+def _scalar_merge(cls_name: str, args: list, name: str):
+    """A merge of one tensor with a Python number, as the Rescaling layer tf_keras can build.
+
+    Keras 3 merges accept numbers (MobileNetV3's hard_sigmoid multiplies by 1/6); tf_keras's
+    merge layers take tensors only.
+    """
+    if cls_name not in ("Multiply", "Add", "Subtract") or len(args) != 2:
+        return None
+    numbers = [isinstance(a, (int, float)) and not isinstance(a, bool) for a in args]
+    if numbers.count(True) != 1:
+        return None
+    c = float(args[numbers.index(True)])
+    tensor = args[numbers.index(False)]
+    rescaling = tf_keras().layers.Rescaling
+    if cls_name == "Multiply":
+        layer = rescaling(c, name=name)
+    elif cls_name == "Add":
+        layer = rescaling(1.0, offset=c, name=name)
+    elif numbers[1]:  # tensor - c
+        layer = rescaling(1.0, offset=-c, name=name)
+    else:  # c - tensor
+        layer = rescaling(-1.0, offset=c, name=name)
+    return layer, [tensor]
 
 
 def _resolve(structure, tensors: dict, layer_name: str):
@@ -207,8 +254,15 @@ def _make_layer(entry: dict, custom_objects: dict, notes: list[str]):
     where = entry.get("name") or entry["config"].get("name")
     if cls_name in _MODELS:
         return _build_model(entry, custom_objects, notes)
+    if cls_name in _WRAPPERS:
+        return _make_wrapper(entry, custom_objects, notes)
     custom = custom_objects.get(cls_name) or custom_objects.get(entry.get("registered_name") or "")
     tfk_cls = custom if _is_tf_keras_class(custom) else getattr(tfk.layers, cls_name, None)
+    if cls_name in _APPLICATION_LAYERS and not _is_tf_keras_class(custom):
+        import importlib
+
+        module = importlib.import_module(f"tf_keras.src.applications.{_APPLICATION_LAYERS[cls_name]}")
+        tfk_cls = custom = getattr(module, cls_name)
     if cls_name not in SUPPORTED_LAYERS and tfk_cls is not custom:
         raise BridgeError(
             f"layer {where!r} (class {cls_name}) has no tf_keras translation in edgenn's bridge",
@@ -217,6 +271,9 @@ def _make_layer(entry: dict, custom_objects: dict, notes: list[str]):
             f"supported: {', '.join(sorted(SUPPORTED_LAYERS))}",
         )
     config = _translate(entry["config"], where, notes)
+    for key in ("activation", "recurrent_activation"):
+        if key in config:
+            config[key] = _activation(config[key])
     config = _fit_kwargs(tfk_cls, config, where, cls_name, notes)
     try:
         return tfk_cls.from_config(config)
@@ -225,10 +282,60 @@ def _make_layer(entry: dict, custom_objects: dict, notes: list[str]):
                           f"{err}", "save the model with tf_keras or report it to edgenn") from None
 
 
+def _make_wrapper(entry: dict, custom_objects: dict, notes: list[str]):
+    """Bidirectional or TimeDistributed around a translated inner layer."""
+    tfk = tf_keras()
+    config = dict(entry["config"])
+    where = config.get("name")
+    inner = _make_layer(_unwrapped(config.pop("layer")), custom_objects, notes)
+    kwargs = {k: config[k] for k in ("name", "trainable") if k in config}
+    if entry["class_name"] == "TimeDistributed":
+        return tfk.layers.TimeDistributed(inner, **kwargs)
+    backward = config.get("backward_layer")
+    if backward is not None:
+        kwargs["backward_layer"] = _make_layer(_unwrapped(backward), custom_objects, notes)
+    if config.get("weights") is not None:
+        raise BridgeError(f"layer {where!r} (class Bidirectional) carries initial weights in its "
+                          "config", "save the model without them, or report it to edgenn")
+    return tfk.layers.Bidirectional(inner, merge_mode=config.get("merge_mode", "concat"), **kwargs)
+
+
+def _unwrapped(entry: dict) -> dict:
+    """An inner layer's entry without what its wrapper sets (tf_keras's wrapper sets it too)."""
+    entry = dict(entry, config=dict(entry["config"]))
+    entry["config"].pop("zero_output_for_mask", None)  # Bidirectional: masked steps give zeros
+    return entry
+
+
 def _is_tf_keras_class(obj) -> bool:
     if not inspect.isclass(obj):
         return False
     return issubclass(obj, tf_keras().layers.Layer)
+
+
+def _keras3_activation(name: str):
+    """The Keras 3 activation ``name`` as a function tf_keras layers accept."""
+    fn = getattr(keras3().activations, name)
+
+    def activation(x):
+        return fn(x)
+
+    activation.__name__ = name
+    return activation
+
+
+# Keras 3 activations that tf_keras lacks, or defines differently (Keras 3's hard_sigmoid is
+# relu6(x + 3) / 6; tf_keras's is clip(0.2 x + 0.5, 0, 1)): built from Keras 3's own function.
+_KERAS3_ONLY_ACTIVATIONS = {"hard_silu", "hard_swish", "hard_sigmoid", "silu", "leaky_relu",
+                            "relu6", "log_softmax", "celu", "glu", "hard_tanh", "log_sigmoid",
+                            "soft_shrink", "hard_shrink", "tanh_shrink", "squareplus",
+                            "sparse_plus", "sparse_sigmoid", "sparsemax", "threshold"}
+
+
+def _activation(name):
+    if isinstance(name, str) and name in _KERAS3_ONLY_ACTIVATIONS:
+        return _keras3_activation(name)
+    return name
 
 
 def _translate(value, where: str, notes: list[str]):
@@ -247,7 +354,7 @@ def _translate(value, where: str, notes: list[str]):
                     "bridge the float model, then quantize with an edgenn recipe",
                 )
             if cls == "function":  # a built-in activation stored as an object
-                return value["config"]
+                return _activation(value["config"])
             inner = {k: v for k, v in _translate(value["config"], where, notes).items()
                      if not (k in _DROPPABLE_DEFAULTS and v in _DROPPABLE_DEFAULTS[k])} \
                 if isinstance(value["config"], dict) else value["config"]

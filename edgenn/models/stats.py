@@ -113,14 +113,73 @@ def _spatial(shape) -> int | None:
 def layer_macs(layer) -> int | None:
     """Multiply-accumulates of one forward pass for one sample.
 
-    Counted for the layers whose cost is a matrix product (Dense, convolutions); element-wise
-    layers, pooling and normalisation count 0 (BatchNormalization folds into the convolution
-    before it on every edge runtime). Nested models sum their layers.
+    Counted for the layers whose cost is a matrix product (Dense, convolutions, recurrent cells
+    over every time step, attention's projections and score products); element-wise layers,
+    pooling and normalisation count 0 (BatchNormalization folds into the convolution before it
+    on every edge runtime). Nested models sum their layers.
     """
     if hasattr(layer, "layers") and layer.layers:
         parts = [layer_macs(sub) for sub in layer.layers]
         return None if any(p is None for p in parts) else int(sum(parts))
     cls = type(layer).__name__
+    if cls in _RECURRENT_GATES or cls == "Bidirectional":
+        return _recurrent_macs(layer)
+    if cls == "MultiHeadAttention":
+        return _attention_macs(layer)
+    if cls == "TimeDistributed":  # the inner layer's kernel, the wrapper's (time-long) shapes
+        return _matmul_macs(layer, type(layer.layer).__name__, kernel_of=layer.layer)
+    return _matmul_macs(layer, cls)
+
+
+_RECURRENT_GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
+
+
+def _recurrent_macs(layer) -> int | None:
+    """Every time step multiplies the input and the state by each gate's kernels."""
+    if type(layer).__name__ == "Bidirectional":
+        halves = [_recurrent_macs_of(sub, layer) for sub in (layer.forward_layer,
+                                                              layer.backward_layer)]
+        return None if None in halves else int(sum(halves))
+    return _recurrent_macs_of(layer, layer)
+
+
+def _recurrent_macs_of(cell_layer, shaped) -> int | None:
+    gates = _RECURRENT_GATES.get(type(cell_layer).__name__)
+    inp = _safe(lambda: _shape(shaped.input))
+    if gates is None or inp is None or len(inp) != 3 or None in inp[1:]:
+        return None
+    steps, features = int(inp[1]), int(inp[2])
+    units = int(cell_layer.units)
+    return steps * gates * units * (features + units)
+
+
+def _attention_macs(layer) -> int | None:
+    """Query, key and value projections, the two score products, and the output projection."""
+    heads = getattr(layer, "_num_heads", None) or getattr(layer, "num_heads", None)
+    key_dim = getattr(layer, "_key_dim", None) or getattr(layer, "key_dim", None)
+    value_dim = getattr(layer, "_value_dim", None) or key_dim
+    built = getattr(layer, "_build_shapes_dict", None) or {}  # Keras 3; tf_keras keeps _*_shape
+    shapes = [built.get(f"{n}_shape", getattr(layer, f"_{n}_shape", None))
+              for n in ("query", "key", "value")]
+    if not heads or not key_dim or shapes[0] is None:
+        return None
+    query = tuple(shapes[0])
+    value = tuple(shapes[2]) if shapes[2] is not None else query
+    key = tuple(shapes[1]) if shapes[1] is not None else value
+    if any(d is None for shape in (query, key, value) for d in shape[1:]):
+        return None
+    query, key, value = ([int(d) for d in shape[1:]] for shape in (query, key, value))
+    query, key, value = [None, *query], [None, *key], [None, *value]
+    tq, tk = int(np.prod(query[1:-1])), int(np.prod(key[1:-1]))
+    width = int(query[-1])
+    projections = (tq * query[-1] * heads * key_dim + tk * key[-1] * heads * key_dim
+                   + tk * value[-1] * heads * value_dim)
+    products = heads * tq * tk * (key_dim + value_dim)
+    return int(projections + products + tq * heads * value_dim * width)
+
+
+def _matmul_macs(layer, cls: str, kernel_of=None) -> int | None:
+    kernel_of = kernel_of or layer
     if cls not in _MAC_LAYERS:
         return 0
     out = _safe(lambda: _shape(layer.output))
@@ -131,23 +190,23 @@ def layer_macs(layer) -> int | None:
     if out_n is None or in_n is None:
         return None
     if cls == "Dense":
-        k = _kernel(layer)
+        k = _kernel(kernel_of)
         return out_n * k[0] if k else None
     if cls in ("Conv1D", "Conv2D", "Conv3D"):
-        k = _kernel(layer)  # (*window, in/groups, out)
+        k = _kernel(kernel_of)  # (*window, in/groups, out)
         return out_n * int(np.prod(k[:-1])) if k else None
     if cls == "DepthwiseConv2D":
-        k = _kernel(layer, "depthwise_kernel") or _kernel(layer)  # (kh, kw, in, mult)
+        k = _kernel(kernel_of, "depthwise_kernel") or _kernel(kernel_of)  # (kh, kw, in, mult)
         return out_n * int(np.prod(k[:2])) if k else None
     if cls == "SeparableConv2D":
-        dk = _kernel(layer, "depthwise_kernel")  # (kh, kw, in, mult)
-        pk = _kernel(layer, "pointwise_kernel")  # (1, 1, in*mult, out)
+        dk = _kernel(kernel_of, "depthwise_kernel")  # (kh, kw, in, mult)
+        pk = _kernel(kernel_of, "pointwise_kernel")  # (1, 1, in*mult, out)
         if not dk or not pk:
             return None
         positions = out_n // pk[-1]
         return positions * (int(np.prod(dk)) + pk[2] * pk[3])
     if cls in ("Conv2DTranspose", "Conv1DTranspose", "Conv3DTranspose"):
-        k = _kernel(layer)  # (*window, out, in)
+        k = _kernel(kernel_of)  # (*window, out, in)
         return in_n * int(np.prod(k[:-2])) * k[-2] if k else None
     return 0
 

@@ -19,6 +19,21 @@ def _interpreter_class():
     return Interpreter
 
 
+# Builtin ops that keep their state in variable tensors across invocations: TFLite's fused
+# recurrent kernels. An app must reset them between independent inputs, and so do we.
+STATEFUL_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM",
+                          "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN", "SVDF"})
+
+
+def stateful_ops(interpreter) -> list[str]:
+    """The stateful builtin ops in a loaded model (the variable tensors they own persist)."""
+    try:
+        names = {d["op_name"] for d in interpreter._get_ops_details()}
+    except Exception:  # noqa: BLE001 - an interpreter without op details: assume stateless
+        return []
+    return sorted(names & STATEFUL_OPS)
+
+
 class TFLiteRunner:
     """Feed float inputs to a .tflite model and read float outputs, whatever its io types.
 
@@ -41,6 +56,9 @@ class TFLiteRunner:
         self._batch = None
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
+        # fused LSTM/RNN kernels carry their state into the next invoke: every batch here is
+        # a set of independent samples, so the state is reset before each one
+        self.stateful = stateful_ops(self.interpreter)
 
     def _resize(self, batch: int) -> None:
         if batch == self._batch:
@@ -99,6 +117,8 @@ class TFLiteRunner:
                          for c in chunk]
             for detail, x in zip(self.inputs, chunk):
                 self.interpreter.set_tensor(detail["index"], self._quantize(x, detail))
+            if self.stateful:
+                self.interpreter.reset_all_variables()
             self.interpreter.invoke()
             for i, detail in enumerate(self.outputs):
                 y = self.interpreter.get_tensor(detail["index"])[:real]

@@ -99,10 +99,52 @@ def keras3_models(out: Path) -> dict:
     seq.save(out / "k3_seq.keras")
     made["k3_seq"] = {"params": seq.count_params()}
 
-    # A layer the bridge does not translate.
+    # A recurrent classifier: TFLite runs it with builtin ops (no Flex).
     rnn = keras.Sequential([keras.Input((6, 4)), layers.GRU(5, name="gru"), layers.Dense(2)],
                            name="rnn")
     rnn.save(out / "k3_gru.keras")
+    np.savez(out / "steps.npz", x=np.random.default_rng(5).random((120, 6, 4), dtype=np.float32),
+             y=np.zeros(120, np.int64))
+
+    # Every recurrent layer and wrapper the bridge translates, stacked.
+    inp = keras.Input((6, 4), name="steps")
+    x = layers.Bidirectional(layers.LSTM(5, return_sequences=True), name="bilstm")(inp)
+    x = layers.TimeDistributed(layers.Dense(3), name="per_step")(x)
+    x = layers.SimpleRNN(4, return_sequences=True, name="srnn")(x)
+    x = layers.Bidirectional(layers.GRU(4), backward_layer=layers.GRU(4, go_backwards=True),
+                             merge_mode="sum", name="bigru")(x)
+    rnns = keras.Model(inp, layers.Dense(2, activation="softmax", name="head")(x), name="rnns")
+    randomize(rnns, 17)
+    rnns.save(out / "k3_rnns.keras")
+    made["k3_rnns"] = {"params": rnns.count_params()}
+
+    # An LSTM classifier, trained: which of three channels rises over the sequence.
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 360)
+    seqs = rng.standard_normal((360, 12, 3)).astype("float32") * 0.5
+    seqs[np.arange(360), :, labels] += np.linspace(0, 2, 12, dtype="float32")
+    np.savez(out / "seq.npz", x=seqs, y=labels)
+    lstm = keras.Sequential([keras.Input((12, 3), name="signal"), layers.LSTM(16, name="lstm"),
+                             layers.Dense(3, activation="softmax", name="head")], name="lstm_clf")
+    keras.utils.set_random_seed(4)
+    lstm.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    lstm.fit(seqs, labels, epochs=15, batch_size=32, verbose=0)
+    lstm.save(out / "k3_lstm.keras")
+    made["k3_lstm"] = {"params": lstm.count_params()}
+
+    # A transformer block: MultiHeadAttention has no tf_keras translation (tfmot cannot wrap
+    # it either), so only the tfmot steps are closed to it.
+    inp = keras.Input((8, 16), name="tokens")
+    att = layers.MultiHeadAttention(2, 8, name="attn")(inp, inp)
+    x = layers.LayerNormalization(name="ln")(layers.Add(name="residual")([inp, att]))
+    x = layers.GlobalAveragePooling1D(name="pool")(x)
+    attention = keras.Model(inp, layers.Dense(3, activation="softmax", name="head")(x),
+                            name="attention")
+    randomize(attention, 13)
+    attention.save(out / "k3_attention.keras")
+    tokens = np.random.default_rng(2).standard_normal((120, 8, 16)).astype("float32")
+    np.savez(out / "tokens.npz", x=tokens, y=np.argmax(attention.predict(tokens, verbose=0), 1))
+    made["k3_attention"] = {"params": attention.count_params()}
 
     # A Lambda layer whose code writes a file when it runs.
     marker = out / "lambda_ran.txt"
