@@ -43,10 +43,17 @@ def worst_class_drop(baseline: dict, final: dict) -> dict | None:
             "baseline": before[worst], "final": after.get(worst)}
 
 
-def keras_predict(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Model outputs on ``x`` without training mode."""
-    out = model.predict(x, batch_size=batch_size, verbose=0)
-    return np.asarray(out[0] if isinstance(out, list) else out)
+def keras_predict(model, x, batch_size: int = 512, every_output: bool = False):
+    """Model outputs on ``x`` (an array, or a list with one per input) without training mode.
+
+    The first output, or with ``every_output`` a list of all of them in the model's order.
+    """
+    out = model.predict(list(x) if isinstance(x, (list, tuple)) else x, batch_size=batch_size,
+                        verbose=0)
+    outs = [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else [np.asarray(out)]
+    if isinstance(out, dict):
+        outs = [np.asarray(out[k]) for k in out]
+    return outs if every_output else outs[0]
 
 
 def tflite_predict(model: bytes | str, x: np.ndarray) -> np.ndarray:

@@ -38,15 +38,38 @@ def detect_task(model) -> Task:
     model; anything else outputs values. Logits without a softmax are judged as values too:
     pass --task classification to judge them by top-1 agreement.
     """
-    last = model.layers[-1]
+    if len(model.outputs) > 1:
+        tasks = detect_tasks(model)
+        return tasks[0] if len(set(tasks)) == 1 else Task.auto  # auto: judged per output
+    return _task_of(model.layers[-1], model.outputs[0])
+
+
+def _producer(tensor):
+    history = getattr(tensor, "_keras_history", None)
+    layer = getattr(history, "operation", None) or getattr(history, "layer", None)
+    if layer is None and isinstance(history, tuple) and history:
+        layer = history[0]
+    return layer
+
+
+def detect_tasks(model) -> list[Task]:
+    """One task per output, each from the layer that produces it."""
+    return [_task_of(_producer(t) or model.layers[-1], t) for t in model.outputs]
+
+
+def output_names(model) -> list[str]:
+    """Each output's name: the layer that produces it."""
+    return [getattr(_producer(t), "name", None) or f"output_{i}" for i, t in enumerate(model.outputs)]
+
+
+def _task_of(last, output) -> Task:
     while hasattr(last, "layer"):  # wrappers (tfmot, TimeDistributed)
         last = last.layer
     name = type(last).__name__
     activation = getattr(last, "activation", None)
     act = getattr(activation, "__name__", None) or getattr(activation, "name", "") or ""
-    outputs = model.outputs
-    rank2 = all(len(tuple(o.shape)) == 2 for o in outputs)
-    units = int(tuple(outputs[0].shape)[-1] or 0)
+    rank2 = len(tuple(output.shape)) == 2
+    units = int(tuple(output.shape)[-1] or 0)
     if name == "Softmax" or act == "softmax":
         return Task.classification if rank2 else Task.regression
     if act == "sigmoid" and rank2 and 1 <= units <= 64:
@@ -65,10 +88,12 @@ class OutputFidelity:
     snr_db: float
     top1_agreement: float | None = None
     label_agreement: float | None = None  # multi-label: same side of 0.5, per label
+    name: str | None = None  # the model's name for this output, when it has several
+    verdict: dict | None = None  # its own task, metric, value, threshold and passed (several)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items()
-                if not (k in ("top1_agreement", "label_agreement") and v is None)}
+                if not (k in ("top1_agreement", "label_agreement", "name", "verdict") and v is None)}
 
     def summary(self) -> str:
         agree = f"top-1 agreement {self.top1_agreement:.4f}, " if self.top1_agreement is not None else ""
@@ -143,14 +168,19 @@ def raise_nonfinite(which: str, output: int):
                           "quantization or --to onnx")
 
 
-def judge(reference: list[np.ndarray], candidate: list[np.ndarray], task: Task,
+def judge(reference: list[np.ndarray], candidate: list[np.ndarray], task,
           quantization: str, data: str, threshold: float | None = None,
-          min_snr: float | None = None) -> Fidelity:
+          min_snr: float | None = None, names: list[str] | None = None) -> Fidelity:
     """Compare and decide by the task's measure; the worst output decides.
 
     classification: top-1 agreement >= ``threshold``; multilabel: label agreement >=
     ``threshold``; regression: SNR >= ``min_snr`` dB. Defaults depend on the quantization.
+    ``task`` may be a list with one task per output (a classifier head beside a regression
+    head): each output is judged by its own measure, and every one must pass.
     """
+    if isinstance(task, (list, tuple)):
+        return _judge_each(reference, candidate, [Task(t) for t in task], quantization, data,
+                           threshold, min_snr, names)
     outputs = compare_outputs(reference, candidate)
     task = Task(task)
     agreements = [o.top1_agreement for o in outputs if o.top1_agreement is not None]
@@ -167,3 +197,28 @@ def judge(reference: list[np.ndarray], candidate: list[np.ndarray], task: Task,
         task = Task.regression
     return Fidelity(int(len(reference[0])), data, limit, bool(value >= limit), worst_top1,
                     tuple(outputs), task.value, metric, float(value))
+
+
+def _judge_each(reference, candidate, tasks: list[Task], quantization: str, data: str,
+                threshold, min_snr, names) -> Fidelity:
+    """Each output by its own task; the first that fails (else the weakest margin) is shown."""
+    from dataclasses import replace
+
+    outputs = compare_outputs(reference, candidate)
+    if len(tasks) != len(outputs):
+        raise ValueError(f"{len(tasks)} tasks for {len(outputs)} outputs")
+    judged = []
+    for i, (o, task) in enumerate(zip(outputs, tasks)):
+        verdict = judge([reference[i]], [candidate[i]], task, quantization, data, threshold, min_snr)
+        judged.append(replace(o, name=names[i] if names else None,
+                              verdict={"task": verdict.task, "metric": verdict.metric,
+                                       "value": verdict.value, "threshold": verdict.threshold,
+                                       "passed": verdict.passed}))
+    failing = [o for o in judged if not o.verdict["passed"]]
+    shown = (failing or judged)[0].verdict
+    agreements = [o.top1_agreement for o in judged if o.top1_agreement is not None
+                  and o.verdict["task"] == "classification"]
+    kinds = list(dict.fromkeys(o.verdict["task"] for o in judged))
+    return Fidelity(int(len(reference[0])), data, shown["threshold"], not failing,
+                    min(agreements) if agreements else None, tuple(judged), "+".join(kinds),
+                    shown["metric"], shown["value"])

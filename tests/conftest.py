@@ -37,13 +37,78 @@ class Result:
         return json.loads(self.out)
 
 
+class _Zygote:
+    """The fork server (helpers/zygote.py): TensorFlow imported once, one fork per command."""
+
+    def __init__(self):
+        import tempfile
+
+        self.tmp = Path(tempfile.mkdtemp(prefix="edgenn-zygote-"))
+        self.proc = subprocess.Popen([sys.executable, str(HELPERS / "zygote.py")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env={k: v for k, v in os.environ.items()
+                                          if k != "EDGENN_DEBUG"})
+        ready = self.proc.stdout.readline()
+        if not ready:
+            raise RuntimeError("the CLI fork server did not start")
+        self.calls = 0
+
+    def run(self, args, cwd, env, timeout) -> Result:
+        self.calls += 1
+        out, err = self.tmp / f"{self.calls}.out", self.tmp / f"{self.calls}.err"
+        request = {"args": list(args), "cwd": str(cwd or os.getcwd()), "env": env,
+                   "timeout": timeout, "out": str(out), "err": str(err)}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline())
+        result = Result(answer["code"], out.read_text(errors="replace"),
+                        err.read_text(errors="replace"))
+        out.unlink()
+        err.unlink()
+        if answer["code"] == "timeout":
+            raise subprocess.TimeoutExpired(["edgenn", *args], timeout, result.out, result.err)
+        return result
+
+    def close(self):
+        import shutil
+
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_ZYGOTE: _Zygote | None = None
+
+
+def _zygote() -> _Zygote:
+    global _ZYGOTE
+    if _ZYGOTE is None or _ZYGOTE.proc.poll() is not None:
+        _ZYGOTE = _Zygote()
+    return _ZYGOTE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_zygote():
+    yield
+    if _ZYGOTE is not None:
+        _ZYGOTE.close()
+
+
 def run_cli(*args: str, cwd: Path | None = None, block_tf: bool = False, env: dict | None = None,
-            timeout: float = 300) -> Result:
-    """Run `edgenn ARGS` in a fresh interpreter, the way a user runs it."""
-    prelude = BLOCK_TF if block_tf else ""
-    code = prelude + "\nfrom edgenn.cli.main import main\nmain()\n"
+            timeout: float = 300, fresh: bool = False) -> Result:
+    """Run `edgenn ARGS` as a user runs it, and return its exit code, stdout and stderr.
+
+    Commands run in a child forked from a server that imported TensorFlow once (the suite
+    would spend most of its time importing it otherwise); ``block_tf`` runs (the device side
+    must work without TensorFlow), ``fresh=True`` and EDGENN_TEST_FRESH=1 start a real
+    interpreter instead.
+    """
     full_env = {**os.environ, **(env or {})}
     full_env.pop("EDGENN_DEBUG", None)
+    if not (block_tf or fresh or os.environ.get("EDGENN_TEST_FRESH") == "1"):
+        return _zygote().run(args, cwd, full_env, timeout)
+    prelude = BLOCK_TF if block_tf else ""
+    code = prelude + "\nfrom edgenn.cli.main import main\nmain()\n"
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           cwd=cwd, env=full_env, timeout=timeout)
     return Result(proc.returncode, proc.stdout, proc.stderr)

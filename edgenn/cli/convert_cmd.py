@@ -141,7 +141,12 @@ def _human_convert(result) -> None:
     con.print(f"wrote {a.path} ({a.bytes:,} bytes, {a.format} {a.spec.quantization.value} for "
               f"{a.spec.target.value})")
     for o in fid.outputs:
-        con.print(f"  fidelity on {fid.samples} samples ({fid.data}): {o.summary()}")
+        head = f"output {o.name!r}" if o.name else "fidelity"
+        verdict = ""
+        if o.verdict:
+            v = o.verdict
+            verdict = f" - {v['task']}: {'ok' if v['passed'] else 'FAILED'}"
+        con.print(f"  {head} on {fid.samples} samples ({fid.data}): {o.summary()}{verdict}")
     con.print(f"  {'passed' if fid.passed else 'FAILED'}: {fid.summary()}")
     if a.onnx_quantization is not None:
         con.print(f"  ONNX Runtime quantization: {a.onnx_quantization.summary()}")

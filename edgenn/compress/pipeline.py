@@ -82,6 +82,11 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     loaded = load_model(model_path, allow_unsafe=allow_unsafe,
                         custom_objects_file=custom_objects_file, bridge_tolerance=bridge_tolerance)
     model = loaded.original  # Keras 3 first: only tfmot's steps get the bridged copy
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UsageError(f"compress trains and scores single-input, single-output models; "
+                         f"{model_path} has {len(model.inputs)} input(s) and {len(model.outputs)} "
+                         "output(s)", "use `edgenn convert` for it (it converts, quantizes and "
+                         "checks every output; data: an .npz with one x_<input name> per input)")
     if loaded.flavour == "savedmodel" and recipe.steps:
         raise UsageError(f"recipe {recipe.name} trains the model ({recipe.steps[0].technique}), and "
                          f"{model_path} is a SavedModel without Keras metadata (no layers to train)",

@@ -187,7 +187,9 @@ def tflite_bytes(model, spec: ExportSpec, x_calib: np.ndarray | None = None) -> 
 
 
 def _check_calibration(spec: ExportSpec, x_calib) -> None:
-    if spec.needs_calibration and (x_calib is None or len(x_calib) == 0):
+    from ..data.multi import count
+
+    if spec.needs_calibration and count(x_calib) == 0:
         raise UsageError(f"{spec.quantization.value} quantization calibrates on real data",
                          "pass --data (calibration samples come from its training split)")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import re
 import tempfile
@@ -169,9 +171,15 @@ def _convert_frozen(tensorflow, tf2onnx, model, signature, opset: int):
 class _Reader:
     """Calibration data for ONNX Runtime's static quantization."""
 
-    def __init__(self, name: str, x: np.ndarray, batch: int = 1):
+    def __init__(self, names: list[str], x, batch: int = 1):
+        from ..data.multi import as_list, count
+
         # Batch 1: the entropy and percentile calibrators stack batches and need equal shapes.
-        self.batches = [{name: x[i:i + batch].astype(np.float32)} for i in range(0, len(x), batch)]
+        arrays = as_list(x)
+        self.batches = [{name: (a[i:i + batch] if np.issubdtype(a.dtype, np.integer)
+                                else a[i:i + batch].astype(np.float32))
+                         for name, a in zip(names, arrays)}
+                        for i in range(0, count(x), batch)]
         self.i = 0
 
     def get_next(self):
@@ -182,6 +190,17 @@ class _Reader:
 
     def rewind(self):
         self.i = 0
+
+
+@contextlib.contextmanager
+def _working_in(folder):
+    """Run with ``folder`` as the working directory, and go back after."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
@@ -206,33 +225,43 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
     if method not in methods:
         raise UsageError(f"calibration must be one of {', '.join(methods)}; received {method!r}",
                          "use --calibration minmax")
-    with tempfile.TemporaryDirectory(prefix="edgenn-onnx-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgenn-onnx-") as tmp, _working_in(tmp):
+        # (ONNX Runtime's symbolic shape inference writes sym_shape_infer_temp.onnx and its
+        # external data into the working folder when it gives up: that must not be the user's)
         src, pre, out = Path(tmp, "in.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "out.onnx")
         onnx.save(proto, src)
         try:
             with quiet_stderr():
                 quant_pre_process(str(src), str(pre))
-        except Exception as err:
-            raise ConversionError(f"ONNX Runtime's quant_pre_process failed: {err}",
-                                  "check that sympy is installed (pip install sympy)") from None
+        except Exception:  # noqa: BLE001 - symbolic shape inference gives up on some graphs
+            try:  # (a dynamic batch through Concatenate of several inputs): ONNX's own will do
+                with quiet_stderr():
+                    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            except Exception as err:
+                raise ConversionError(f"ONNX Runtime's quant_pre_process failed: "
+                                      f"{' '.join(str(err).split())[:300]}",
+                                      "try --quantize dynamic, or --to tflite") from None
         if mode == "dynamic":
             with quiet_stderr():
                 quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True)
             info = OnnxQuantization("dynamic", "int8", "float (quantized on the fly)")
         elif mode == "int8":
-            if x_calib is None or not len(x_calib):
+            from ..data.multi import count, take
+
+            if not count(x_calib):
                 raise UsageError("static int8 ONNX quantization needs calibration data", "pass --data")
             scheme = scheme_for(target)
-            name = proto.graph.input[0].name
+            names = [i.name for i in proto.graph.input]
             with quiet_stderr():
                 quantize_static(
-                    str(pre), str(out), _Reader(name, x_calib[:samples]), quant_format=QuantFormat.QDQ,
+                    str(pre), str(out), _Reader(names, take(x_calib, slice(0, samples))),
+                    quant_format=QuantFormat.QDQ,
                     per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
                     activation_type=types[scheme.activation], weight_type=types[scheme.weight],
                     calibrate_method=methods[method])
             info = OnnxQuantization("static QDQ", scheme.weight, scheme.activation,
                                     scheme.per_channel, scheme.reduce_range, method,
-                                    int(min(samples, len(x_calib))), scheme.why)
+                                    int(min(samples, count(x_calib))), scheme.why)
         else:
             raise UsageError(f"ONNX quantization {mode!r} is not supported",
                              "use --quantize none, dynamic or int8 with --to onnx")

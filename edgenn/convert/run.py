@@ -16,7 +16,7 @@ import numpy as np
 from .. import __version__
 from ..artifacts import refuse_overwrite, sha256
 from ..errors import UsageError
-from ..fidelity import Fidelity, Task, detect_task, judge
+from ..fidelity import Fidelity, Task, detect_task, detect_tasks, judge, output_names
 from ..recipe import ExportFormat
 from .export import EXECUTION_PROVIDERS, Artifact, ExportSpec, export
 
@@ -124,19 +124,22 @@ class CheckResult:
 
 def load_for_export(model_path: str, data_spec, allow_unsafe: bool, custom_objects_file,
                     log=lambda m: None):
-    """The Keras model (as saved: Keras 3 or tf_keras) and its prepared splits, or None."""
+    """The Keras model (as saved: Keras 3 or tf_keras) and its prepared splits, or None.
+
+    A model with several inputs reads an .npz with one ``x_<input name>`` array per input
+    (``data.multi``); its splits hold a list of arrays, one per input, in the model's order.
+    """
     from ..data import load, match_model
+    from ..data.multi import load_multi
     from ..models.load import load_model
 
     log(f"loading {model_path} ...")
     loaded = load_model(model_path, allow_unsafe=allow_unsafe, custom_objects_file=custom_objects_file)
     model = loaded.original  # Keras 3 first: converted as it is, no bridge
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise UsageError(f"convert handles single-input, single-output models; {model_path} has "
-                         f"{len(model.inputs)} inputs and {len(model.outputs)} outputs",
-                         "export each head as its own model for now")
     splits = None
-    if data_spec is not None:
+    if data_spec is not None and len(model.inputs) > 1:
+        splits = load_multi(data_spec, model)
+    elif data_spec is not None:
         splits = match_model(load(data_spec), tuple(model.inputs[0].shape), None)
     return loaded, model, splits
 
@@ -166,10 +169,15 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
     loaded, model, splits = load_for_export(model_path, data_spec, allow_unsafe, custom_objects_file, log)
     if spec.needs_calibration and splits is None:
         raise UsageError(f"{spec.quantization.value} quantization calibrates on real data", "pass --data")
+    from ..data.multi import as_list, take
+
     if splits is not None:
-        x_check, source = splits.x_test[:samples], f"{data_spec.source} test split"
+        x_check, source = take(splits.x_test, slice(0, samples)), f"{data_spec.source} test split"
     else:
-        x_check, source = random_inputs(model, seed=0, batch=min(samples, 64))[0], "random inputs"
+        x_check, source = random_inputs(model, seed=0, batch=min(samples, 64)), "random inputs"
+        x_check = x_check if len(x_check) > 1 else x_check[0]
+    if trainable is not None and len(as_list(x_check)) > 1:
+        raise UsageError("--trainable exports single-input models", "drop --trainable")
     provenance = _provenance(model_path)
     x_calib = splits.x_calib if splits is not None else None
     bridge = loaded.bridge.max_abs_diff if loaded.bridge is not None else None
@@ -180,14 +188,17 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
     else:
         artifact = export(model, spec, out, x_calib, provenance=provenance, log=log)
         candidate, info = _run(artifact, x_check), None
-    judged = Task(task)
-    if judged is Task.auto:
+    judged, names = Task(task), None
+    if loaded.flavour != "savedmodel" and len(model.outputs) > 1:  # each head by its own task
+        names = output_names(model)
+        judged = detect_tasks(model) if judged is Task.auto else [judged] * len(names)
+    elif judged is Task.auto:
         if loaded.flavour == "savedmodel":  # no output layer to read: read its answers
             judged = Task.classification if model.looks_like_probabilities(x_check) else Task.regression
         else:
             judged = detect_task(model)
-    fidelity = judge([keras_predict(model, x_check)], candidate, judged, spec.quantization.value,
-                     source, threshold, min_snr)
+    fidelity = judge(keras_predict(model, x_check, every_output=True), candidate, judged,
+                     spec.quantization.value, source, threshold, min_snr, names)
     explanation = None
     if explain:
         from .explain import Explanation, explain_tflite
@@ -196,7 +207,8 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
             explanation = Explanation(0, (), (), skipped="--explain compares Keras layers; a "
                                                         "SavedModel without Keras metadata has none")
         elif spec.format is ExportFormat.tflite and spec.needs_calibration:
-            explanation = explain_tflite(model, out, x_check[:64])
+            explanation = explain_tflite(model, out, x_check[:64]) if len(model.inputs) == 1 else \
+                Explanation(0, (), (), skipped="--explain compares single-input models")
         else:
             explanation = Explanation(0, (), (), skipped="--explain compares layers of int8/int16x8 "
                                                         "TFLite models")
@@ -210,12 +222,14 @@ def _provenance(model_path: str) -> dict:
 
 def _run(artifact: Artifact, x: np.ndarray) -> list[np.ndarray]:
     if artifact.format == "onnx":
+        from ..data.multi import as_list
         from ..runtime.onnx_runner import ONNXRunner
 
-        return ONNXRunner(artifact.path).predict(x)
+        return ONNXRunner(artifact.path).predict(*as_list(x))
+    from ..data.multi import as_list
     from ..runtime.litert import TFLiteRunner
 
-    return TFLiteRunner(artifact.path).predict(x)
+    return TFLiteRunner(artifact.path).predict(*as_list(x))
 
 
 def _export_trainable(model, spec, out: Path, trainable, provenance, x_check, log):

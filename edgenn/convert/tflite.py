@@ -12,12 +12,22 @@ from ..quiet import quiet_stderr
 from ..recipe import IOType, Quantization
 
 
-def representative(x_calib: np.ndarray, samples: int | None):
-    """A representative-dataset generator over the first ``samples`` calibration examples."""
+def representative(x_calib, samples: int | None):
+    """A representative-dataset generator over the first ``samples`` calibration examples.
+
+    ``x_calib`` is one array, or a list with one array per model input.
+    """
+    from ..data.multi import as_list, count
+
+    arrays = as_list(x_calib)
 
     def generate():
-        for i in range(len(x_calib) if samples is None else min(samples, len(x_calib))):
-            yield [x_calib[i:i + 1].astype(np.float32)]
+        for i in range(count(x_calib) if samples is None else min(samples, count(x_calib))):
+            sample = [a[i:i + 1] if np.issubdtype(a.dtype, np.integer) else
+                      a[i:i + 1].astype(np.float32) for a in arrays]
+            # by name when there are several: the converter's list order need not be ours
+            # (input_N are the names input_specs gives the traced function's arguments)
+            yield sample if len(sample) == 1 else {f"input_{k}": s for k, s in enumerate(sample)}
 
     return generate
 
@@ -138,6 +148,19 @@ def for_fused_kernels(model):
         return model
 
 
+def _holder(model):
+    """A tf.Module that tracks a Keras 3 model's tf.Variables (each KerasVariable's value).
+
+    A SavedModel's signature (models/signature.py) hands over the loaded object that owns
+    its variables.
+    """
+    if hasattr(model, "trackable"):
+        return model.trackable
+    holder = tf().Module()
+    holder.model_variables = [getattr(v, "value", v) for v in model.variables]
+    return holder
+
+
 def traced(model, batch_size: int | None = None):
     """The model's inference call as a concrete function: what the converters take.
 
@@ -183,7 +206,9 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         raise UsageError(f"io {io.value} needs int8 quantization; received {q.value}",
                          "use --quantize int8 or io float32")
     needs_data = q in (Quantization.int8, Quantization.int16x8)
-    if needs_data and (x_calib is None or len(x_calib) == 0):
+    from ..data.multi import count
+
+    if needs_data and count(x_calib) == 0:
         raise UsageError(f"{q.value} quantization needs calibration data",
                          "pass --data (a representative set is drawn from its calibration split)")
     from .._tf import is_keras3
@@ -192,10 +217,12 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         # A recurrent layer traced with a dynamic batch becomes TensorList ops, which only
         # Flex runs; with a static batch it becomes builtin ops (fused LSTM kernels in tf_keras).
         batch_size = 1
-    # The traced function captures its variables. Handing Keras 3's model to the converter as
-    # well makes it freeze the wrong ones (every output came back NaN); tf_keras needs it.
+    # The converter needs the object that holds the traced function's variables (and then
+    # writes a serving_default signature, which LiteRT's CompiledModel and ai-edge-quantizer
+    # run). Keras 3 wraps each tf.Variable; handing it the Keras 3 model made it freeze the
+    # wrong ones (every output came back NaN), so it gets the tf.Variables themselves.
     converter = tensorflow.lite.TFLiteConverter.from_concrete_functions(
-        [traced(model, batch_size)], None if is_keras3(model) else model)
+        [traced(model, batch_size)], _holder(model) if is_keras3(model) else model)
     ops = [tensorflow.lite.OpsSet.TFLITE_BUILTINS]
     if q is Quantization.dynamic:
         converter.optimizations = [tensorflow.lite.Optimize.DEFAULT]

@@ -56,6 +56,11 @@ class SignatureModel:
                         for n in self.output_names]
         self.name = self.path.name
 
+    @property
+    def trackable(self):
+        """The loaded SavedModel: what owns the variables the signature reads."""
+        return self._loaded
+
     def __call__(self, x, training: bool = False):
         xs = x if isinstance(x, (list, tuple)) else [x]
         result = self.fn(**dict(zip(self.input_names, xs)))
@@ -80,7 +85,9 @@ class SignatureModel:
 
     def looks_like_probabilities(self, x: np.ndarray) -> bool:
         """Whether the first output's rows are distributions (a classifier with a softmax)."""
-        y = np.asarray(self.predict(x[:16]))
-        y = y[0] if isinstance(y, list) else y
+        from ..data.multi import take
+
+        y = self.predict(take(x, slice(0, 16)))
+        y = np.asarray(y[0] if isinstance(y, list) else y)
         return bool(y.ndim == 2 and y.shape[1] > 1 and (y >= 0).all()
                     and np.allclose(y.sum(1), 1, atol=1e-3))

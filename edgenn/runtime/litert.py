@@ -34,6 +34,51 @@ def stateful_ops(interpreter) -> list[str]:
     return sorted(names & STATEFUL_OPS)
 
 
+def _in_order(interpreter, details: list[dict], kind: str) -> list[dict]:
+    """Tensors in the model's order, not the file's tensor-index order.
+
+    A file with one signature names them there (input_N / output_N as edgenn and the Keras
+    exporters write them); one without is ordered by the converter's names (input_N,
+    Identity_N). Anything else stays as listed.
+    """
+    import re
+
+    if len(details) < 2:
+        return details
+    by_index = {d["index"]: d for d in details}
+    try:
+        signatures = interpreter.get_signature_list()
+    except Exception:  # noqa: BLE001 - an interpreter without signature support
+        signatures = {}
+    if len(signatures) == 1:
+        key = next(iter(signatures))
+        runner = interpreter.get_signature_runner(key)
+        named = runner.get_input_details() if kind == "inputs" else runner.get_output_details()
+        order = [named[name]["index"] for name in _numbered(list(named))]
+        if sorted(order) == sorted(by_index):
+            return [by_index[i] for i in order]
+
+    def position(detail):
+        match = re.fullmatch(r"(?:input|Identity)(?:_(\d+))?", detail["name"].split(":")[0])
+        return int(match.group(1) or 0) if match else None
+
+    keys = [position(d) for d in details]
+    if None in keys or len(set(keys)) != len(keys):
+        return details
+    return [d for _, d in sorted(zip(keys, details), key=lambda kv: kv[0])]
+
+
+def _numbered(names: list[str]) -> list[str]:
+    """name_0, name_1, ..., name_10 in number order (plain names keep their order)."""
+    import re
+
+    def key(name):
+        match = re.search(r"_(\d+)$", name)
+        return (0, int(match.group(1))) if match else (1, 0)
+
+    return sorted(names, key=key)
+
+
 class TFLiteRunner:
     """Feed float inputs to a .tflite model and read float outputs, whatever its io types.
 
@@ -54,8 +99,8 @@ class TFLiteRunner:
                                  "check that the .tflite file is complete and uses builtin ops "
                                  "(edgenn inspect lists Flex and custom ops)") from None
         self._batch = None
-        self.inputs = self.interpreter.get_input_details()
-        self.outputs = self.interpreter.get_output_details()
+        self.inputs = _in_order(self.interpreter, self.interpreter.get_input_details(), "inputs")
+        self.outputs = _in_order(self.interpreter, self.interpreter.get_output_details(), "outputs")
         # fused LSTM/RNN kernels carry their state into the next invoke: every batch here is
         # a set of independent samples, so the state is reset before each one
         self.stateful = stateful_ops(self.interpreter)
@@ -75,8 +120,8 @@ class TFLiteRunner:
             raise RuntimeFailure(f"LiteRT could not allocate tensors for batch {batch}: {err}",
                                  "the model may have a fixed batch size; use batch 1") from None
         self._batch = batch
-        self.inputs = self.interpreter.get_input_details()
-        self.outputs = self.interpreter.get_output_details()
+        self.inputs = _in_order(self.interpreter, self.interpreter.get_input_details(), "inputs")
+        self.outputs = _in_order(self.interpreter, self.interpreter.get_output_details(), "outputs")
 
     @staticmethod
     def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:

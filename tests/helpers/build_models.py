@@ -132,6 +132,24 @@ def keras3_models(out: Path) -> dict:
     lstm.save(out / "k3_lstm.keras")
     made["k3_lstm"] = {"params": lstm.count_params()}
 
+    # Two inputs (an image and a vector), two heads (a score and a class), trained.
+    rng = np.random.default_rng(6)
+    xa = rng.random((240, 8, 8, 1)).astype("float32")
+    xb = rng.random((240, 5)).astype("float32")
+    score, cls = xa.mean((1, 2, 3)) + xb.sum(1), np.minimum((xb[:, 0] * 3).astype(int), 2)
+    a, b = keras.Input((8, 8, 1), name="image"), keras.Input((5,), name="meta")
+    h = layers.Concatenate(name="join")([layers.Flatten(name="flat")(
+        layers.Conv2D(4, 3, activation="relu", name="conv")(a)), b])
+    h = layers.Dense(16, activation="relu", name="shared")(h)
+    two = keras.Model([a, b], [layers.Dense(1, name="score")(h),
+                               layers.Dense(3, activation="softmax", name="cls")(h)], name="two_io")
+    keras.utils.set_random_seed(6)
+    two.compile(keras.optimizers.Adam(1e-2), ["mse", "sparse_categorical_crossentropy"])
+    two.fit([xa, xb], [score, cls], epochs=25, batch_size=32, verbose=0)
+    two.save(out / "k3_two_io.keras")
+    np.savez(out / "two_io.npz", x_image=xa, x_meta=xb, y_cls=cls)
+    made["k3_two_io"] = {"params": two.count_params()}
+
     # A transformer block: MultiHeadAttention has no tf_keras translation (tfmot cannot wrap
     # it either), so only the tfmot steps are closed to it.
     inp = keras.Input((8, 16), name="tokens")

@@ -1,0 +1,230 @@
+"""Quantize a model that is already converted, then check it against the float file.
+
+A float ``.tflite`` goes through Google's ai-edge-quantizer, a float ``.onnx`` through ONNX
+Runtime's quantizer: for the files a user brings without the Keras model (a published
+``.tflite``, an ONNX export from elsewhere). No TensorFlow: both tools work on the flatbuffer
+or protobuf, and the check runs both files in their own runtimes on the same inputs.
+
+ai-edge-quantizer modes: ``dynamic-int8``/``dynamic-int4`` (weights quantized, activations on
+the fly), ``weight-int8``/``weight-int4`` (weights stored quantized, computed in float),
+``int8``/``int16`` (static: weights int8, activations int8 or int16, calibrated on --data;
+needs a signature in the file, as the quantizer's calibrator runs signatures). ``--layers
+REGEX`` limits quantization to ops whose output tensor name matches. ONNX modes:
+``dynamic-int8`` and ``int8`` (static QDQ, calibrated).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConversionError, MissingDependencyError, UsageError
+from ..fidelity import Fidelity, Task, judge
+
+TFLITE_MODES = {"dynamic-int8": ("dynamic", 8), "dynamic-int4": ("dynamic", 4),
+                "weight-int8": ("weight", 8), "weight-int4": ("weight", 4),
+                "int8": ("static", 8), "int16": ("static", 16)}
+ONNX_MODES = {"dynamic-int8": "dynamic", "int8": "int8"}
+# The fidelity defaults of the nearest converter mode.
+_BAR = {"dynamic-int8": "dynamic", "weight-int8": "dynamic", "dynamic-int4": "int8",
+        "weight-int4": "int8", "int8": "int8", "int16": "int16x8"}
+
+
+@dataclass(frozen=True)
+class PostQuantResult:
+    """A float file quantized after conversion, and how closely it still agrees."""
+
+    source: str
+    output: str
+    format: str
+    mode: str
+    tool: str
+    bytes_before: int
+    bytes_after: int
+    fidelity: Fidelity
+    layers: str = ".*"
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.fidelity.passed else 3
+
+    @property
+    def failure(self) -> str | None:
+        if self.fidelity.passed:
+            return None
+        f = self.fidelity
+        flag = "--min-snr" if f.metric == "SNR dB" else "--threshold"
+        return (f"fidelity check failed: {f.summary()} on {f.samples} samples ({f.data}); "
+                f"{self.output} was written for inspection: quantize fewer layers (--layers), "
+                f"use a gentler --mode, or set {flag} if this is close enough")
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "output": self.output, "format": self.format,
+                "mode": self.mode, "tool": self.tool, "layers": self.layers,
+                "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
+                "fidelity": self.fidelity.to_dict(), "notes": list(self.notes)}
+
+    def to_markdown(self) -> str:
+        f = self.fidelity
+        return (f"# edgenn quantize: {Path(self.source).name} -> {Path(self.output).name}\n\n"
+                f"- {self.tool}, mode {self.mode} (layers {self.layers}): {self.bytes_before:,} -> "
+                f"{self.bytes_after:,} bytes\n- fidelity on {f.samples} samples ({f.data}): "
+                f"{'passed' if f.passed else 'FAILED'}: {f.summary()}\n")
+
+
+def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers: str = ".*",
+                  samples: int = 500, task: str = "auto", threshold: float | None = None,
+                  min_snr: float | None = None, log=lambda m: None) -> PostQuantResult:
+    """Quantize ``source`` (.tflite or .onnx) into ``output`` and check it against ``source``."""
+    from ..artifacts import atomic_path, check_writable, refuse_overwrite
+    from ..models.formats import ModelFormat, detect
+
+    fmt = detect(source)
+    out = Path(output)
+    if fmt.format not in (ModelFormat.tflite, ModelFormat.onnx):
+        raise UsageError(f"quantize takes a converted .tflite or .onnx file; {source} is "
+                         f"{fmt.label}", "convert a Keras model with `edgenn convert --quantize`")
+    suffix = ".tflite" if fmt.format is ModelFormat.tflite else ".onnx"
+    if out.suffix != suffix:
+        raise UsageError(f"a quantized {suffix} is written as {suffix}; received -o {output}",
+                         f"name the output *{suffix}")
+    modes = TFLITE_MODES if suffix == ".tflite" else ONNX_MODES
+    if mode not in modes:
+        raise UsageError(f"--mode {mode} does not apply to {suffix} files",
+                         f"use one of: {', '.join(modes)}")
+    refuse_overwrite(out, source)
+    check_writable(out)
+    runner = _runner(source)
+    x_check, x_calib, data = _inputs(runner, data_spec, samples)
+    static = mode in ("int8", "int16")
+    if static and x_calib is None:
+        raise UsageError(f"--mode {mode} calibrates activations on real data", "pass --data")
+    if suffix == ".tflite":
+        blob, tool, notes = _aeq(source, mode, layers, x_calib, log)
+    else:
+        blob, tool, notes = _ort(source, mode, layers, x_calib, log)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(blob)
+    reference = runner.predict(*x_check)
+    candidate = _runner(str(out)).predict(*x_check)
+    judged = Task(task)
+    if judged is Task.auto:
+        judged = Task.classification if _probabilities(reference[0]) else Task.regression
+    fidelity = judge(reference, candidate, judged, _BAR[mode], data, threshold, min_snr)
+    return PostQuantResult(str(source), str(out), suffix[1:], mode, tool, Path(source).stat().st_size,
+                           len(blob), fidelity, layers, tuple(notes))
+
+
+def _runner(path: str):
+    if path.endswith(".onnx"):
+        from ..runtime.onnx_runner import ONNXRunner
+
+        return ONNXRunner(path)
+    from ..runtime.litert import TFLiteRunner
+
+    return TFLiteRunner(path)
+
+
+def _input_shapes(runner) -> list[tuple]:
+    if hasattr(runner, "interpreter"):
+        return [tuple(int(d) if d > 0 else None for d in
+                      (x["shape_signature"] if len(x["shape_signature"]) else x["shape"]))
+                for x in runner.inputs]
+    return [tuple(d if isinstance(d, int) else None for d in spec.shape) for spec in runner.inputs]
+
+
+def _inputs(runner, data_spec, samples: int):
+    """(check inputs, calibration inputs or None, where they came from): lists, one per input."""
+    shapes = _input_shapes(runner)
+    if data_spec is None:
+        rng = np.random.default_rng(0)
+        n = min(samples, 64)
+        return ([rng.random((n, *[d or 8 for d in s[1:]])).astype(np.float32) for s in shapes],
+                None, "random inputs")
+    if len(shapes) != 1:
+        raise UsageError("quantize reads --data for single-input files",
+                         "drop --data (dynamic and weight-only modes need none)")
+    from ..data import load, match_model
+
+    splits = match_model(load(data_spec), (None, *shapes[0][1:]), None)
+    return [splits.x_test[:samples]], [splits.x_calib], f"{data_spec.source} test split"
+
+
+def _probabilities(y: np.ndarray) -> bool:
+    y = y.reshape(len(y), -1)
+    return bool(y.shape[1] > 1 and (y >= 0).all() and np.allclose(y.sum(1), 1, atol=1e-3))
+
+
+def _aeq(source: str, mode: str, layers: str, x_calib, log):
+    try:
+        from ai_edge_quantizer import qtyping, quantizer
+    except ImportError:
+        raise MissingDependencyError("quantizing a .tflite needs ai-edge-quantizer",
+                                     "pip install 'edgenn[quantize]'") from None
+    from ..quiet import quiet_stderr
+
+    kind, bits = TFLITE_MODES[mode]
+    q = quantizer.Quantizer(str(source))
+    op = qtyping.TFLOperationName.ALL_SUPPORTED
+    if kind == "dynamic":
+        q.add_dynamic_config(layers, op, bits)
+    elif kind == "weight":
+        q.add_weight_only_config(layers, op, bits)
+    else:
+        q.add_static_config(layers, op, activation_num_bits=bits, weight_num_bits=8)
+    log(f"quantizing with ai-edge-quantizer ({mode}, layers {layers}) ...")
+    calibration = None
+    notes = []
+    try:
+        with quiet_stderr():
+            if q.need_calibration:
+                calibration = q.calibrate(_calibration_set(source, x_calib))
+            result = q.quantize(calibration, enable_progress_report=False)
+    except (ValueError, RuntimeError, KeyError, NotImplementedError) as err:
+        raise ConversionError(f"ai-edge-quantizer could not quantize {source}: "
+                              f"{' '.join(str(err).split())[:300]}",
+                              "try another --mode, or limit it with --layers") from None
+    blob = bytes(result.quantized_model)
+    if len(blob) > 0.9 * Path(source).stat().st_size and mode != "int16":
+        notes.append(f"hardly smaller than the source: --layers {layers!r} may match no "
+                     "quantizable op (it matches op output tensor names; `edgenn inspect` lists them)")
+    return blob, "ai-edge-quantizer", notes
+
+
+def _calibration_set(source: str, x_calib) -> dict:
+    """{signature key: [{input name: one sample}, ...]}: how ai-edge-quantizer calibrates."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    signatures = Interpreter(model_path=str(source)).get_signature_list()
+    if not signatures:
+        raise UsageError(f"{source} has no signature, and ai-edge-quantizer calibrates through "
+                         "signatures", "use --mode dynamic-int8 or weight-int8, or convert the "
+                         "model again with edgenn (its .tflite files carry serving_default)")
+    key = next(iter(signatures))
+    names = signatures[key]["inputs"]
+    if len(names) != len(x_calib):
+        raise UsageError(f"{source} signature {key!r} takes {len(names)} inputs; --data gives "
+                         f"{len(x_calib)}", "quantize single-input files with --data")
+    n = len(x_calib[0])
+    return {key: [{name: x[i:i + 1].astype(np.float32) for name, x in zip(names, x_calib)}
+                  for i in range(n)]}
+
+
+def _ort(source: str, mode: str, layers: str, x_calib, log):
+    import onnx
+
+    from .onnx import quantize
+
+    if layers != ".*":
+        raise UsageError("--layers selects ops in .tflite files", "drop --layers for .onnx")
+    proto = onnx.load(str(source))
+    target = "cpu"
+    log(f"quantizing with ONNX Runtime ({mode}) ...")
+    with tempfile.TemporaryDirectory(prefix="edgenn-quantize-"):
+        quantized, info = quantize(proto, ONNX_MODES[mode], target,
+                                   x_calib if x_calib is None or len(x_calib) > 1 else x_calib[0])
+    return quantized.SerializeToString(), "onnxruntime", [info.summary()]
