@@ -87,6 +87,17 @@ def test_lstm_reaches_the_fused_kernel(models, tmp_path, quantize):
     assert "reset_all_variables()" in doc["usage"] and "--lstm loop" in doc["usage"]
 
 
+# tf2onnx matches the LSTM's loop to ONNX's LSTM op; Keras 3's GRU (reset_after) stays a Loop
+@pytest.mark.parametrize("model,op", [("k3_lstm.keras", "LSTM"), ("k3_gru.keras", "Loop")])
+def test_recurrent_models_reach_onnx_recurrent_ops(models, tmp_path, model, op):
+    out = tmp_path / "rnn.onnx"
+    r = run_cli("convert", str(models / model), "--to", "onnx", "-o", str(out), "--json")
+    assert r.code == 0, r.err
+    assert r.json()["fidelity"]["passed"]
+    info = run_cli("inspect", str(out), "--json", block_tf=True).json()
+    assert op in info["ops"] and not any(o.startswith("TensorList") for o in info["ops"])
+
+
 def test_lstm_loop_is_stateless_and_refuses_integer_calibration(models, tmp_path):
     data = ["--data", str(models / "seq.npz"), "--scale", "none"]
     r = run_cli("convert", str(models / "k3_lstm.keras"), "--to", "tflite", "--lstm", "loop",

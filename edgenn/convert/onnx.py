@@ -157,11 +157,14 @@ def _convert_frozen(tensorflow, tf2onnx, model, signature, opset: int):
 
     tf2onnx's own from_function leaves captured tensors that are not variables (a Keras 3
     Normalization layer's mean and variance) as graph inputs the runtime then asks for.
+    Control flow stays unlowered: tf2onnx turns a recurrent layer's While loop into ONNX's
+    LSTM/GRU/RNN ops or a Loop, where a lowered one leaves TensorList ops ONNX lacks.
     """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     fn = tensorflow.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
-    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(*signature))
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(*signature),
+                                               lower_control_flow=False)
     proto, _ = tf2onnx.convert.from_graph_def(
         frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
         output_names=[t.name for t in frozen.outputs], opset=opset)
