@@ -130,7 +130,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=3, help="training before the model is saved")
     opts = parser.parse_args()
-    from runner import run_case  # the hostile corpus's in-process CLI runner
+    import signal
+
+    import runner  # the hostile corpus's in-process CLI runner
+    from runner import run_case
+
+    runner.CASE_SECONDS = 1800  # a command past 30 min is recorded as a hang (exit -1)
+    signal.signal(signal.SIGALRM, runner._alarm)
 
     from edgenn.data import DataSpec, load
 

@@ -57,7 +57,8 @@ def test_every_command_has_json_quiet_debug():
     from edgenn.cli.main import COMMANDS, cli
 
     runner = CliRunner()
-    leaf_commands = [["inspect"], ["demo"], ["compress"], ["convert"], ["check"], ["profile"],
+    leaf_commands = [["inspect"], ["demo"], ["compress"], ["convert"], ["check"], ["quantize"],
+                     ["profile"],
                      ["estimate"], ["federated", "simulate"],
                      ["recipes", "list"], ["recipes", "show"],
                      ["recipes", "validate"], ["devices", "list"], ["devices", "show"],
