@@ -129,7 +129,16 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "zoo"))
     parser.add_argument("--limit", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=3, help="training before the model is saved")
+    parser.add_argument("--table", default=None, help="print the table of a finished run's zoo.json")
     opts = parser.parse_args()
+    if opts.table:
+        rows = json.loads(Path(opts.table).read_text())
+        for name, row in rows.items():  # runs before the accuracy column: read it back
+            for work in Path(opts.table).parent.glob(f"{name}-*/ptq/report.json"):
+                report = json.loads(work.read_text())
+                row.setdefault("accuracy", report["metrics"]["baseline"]["accuracy"])
+        print(table(rows))
+        return
     import signal
 
     import runner  # the hostile corpus's in-process CLI runner
@@ -183,6 +192,9 @@ def main() -> None:
                 doc = json.loads(result["out"])
                 row["params"] = doc.get("params")
                 row["bridge"] = doc.get("bridge", {}).get("ok")
+            if label == "int8-ptq" and (work / "ptq" / "report.json").is_file():
+                report = json.loads((work / "ptq" / "report.json").read_text())
+                row["accuracy"] = report.get("metrics", {}).get("baseline", {}).get("accuracy")
             if label in ("float tflite", "int8 tflite", "onnx") and result["code"] in (0, 3):
                 fid = json.loads(result["out"]).get("fidelity", {})
                 row[label]["fidelity"] = (f"{fid['metric']} {fid['value']:.3g}"
@@ -224,12 +236,12 @@ def special(name: str, work: Path, x, y):
 def table(rows: dict) -> str:
     labels = ["inspect", "float tflite", "int8 tflite", "onnx", "edgetpu check", "int8-ptq",
               "prune-80-int8"]
-    lines = ["| model | params | bridge | " + " | ".join(labels) + " |",
-             "|---|---|---|" + "---|" * len(labels)]
+    lines = ["| model | params | Keras acc. | bridge | " + " | ".join(labels) + " |",
+             "|---|---|---|---|" + "---|" * len(labels)]
     reasons = []
     for name, row in rows.items():
         if "build" in row:
-            lines.append(f"| {name} | - | - | " + " | ".join(["not built"] * len(labels)) + " |")
+            lines.append(f"| {name} | - | - | - | " + " | ".join(["not built"] * len(labels)) + " |")
             reasons.append(f"- {name}: {row['build']}")
             continue
         cells = []
@@ -242,7 +254,8 @@ def table(rows: dict) -> str:
             if r.get("error"):
                 reasons.append(f"- {name} / {label}: {r['error'][:300]}")
         params = f"{row['params']:,}" if row.get("params") else "-"
-        lines.append(f"| {name} | {params} | {row.get('bridge')} | " + " | ".join(cells) + " |")
+        acc = f"{row['accuracy']:.3f}" if row.get("accuracy") is not None else "-"
+        lines.append(f"| {name} | {params} | {acc} | {row.get('bridge')} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + "\n".join(reasons) + "\n"
 
 
