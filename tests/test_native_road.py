@@ -45,6 +45,20 @@ def test_ptq_recipe_runs_and_tfmot_step_fails_alone(models, tmp_path):
     assert not (tmp_path / "prune").exists()
 
 
+def test_prune_through_keras3_only_activations_and_reload(models, tmp_path):
+    """hard_silu/hard_sigmoid cross the bridge as registered functions: tfmot's clone_model
+    rebuilds them, and the saved model loads again (through the safety check) in a new run."""
+    out = tmp_path / "pruned"
+    r = run_cli("compress", str(models / "k3_mobilenetv3.keras"), "-r", "prune-80-int8",
+                "--data", str(models / "rgb32.npz"), "--scale", "none", "--epochs-scale", "0.05",
+                "-o", str(out), "--json")
+    assert r.code in (0, 4), r.err  # 4: the accuracy constraint, after this little training
+    saved = out / "k3_mobilenetv3.keras"
+    assert "edgenn>hard_silu" in __import__("zipfile").ZipFile(saved).read("config.json").decode()
+    again = run_cli("inspect", str(saved), "--json")
+    assert again.code == 0, again.err
+
+
 def test_autoencoder_is_judged_by_snr_not_top1(models, tmp_path):
     r = run_cli("convert", str(models / "k3_autoencoder.keras"), "--to", "tflite", "--quantize",
                 "int8", "--data", str(models / "ae.npz"), "-o", str(tmp_path / "ae.tflite"), "--json")

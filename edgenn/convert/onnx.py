@@ -133,23 +133,54 @@ def canonical_names(proto) -> None:
     """
     graph = proto.graph
     numbers: dict[str, str] = {}
+    graphs = list(_all_graphs(graph))  # Loop and If bodies read the outer graph's names
 
     def rename(name: str) -> str:
         return _COUNTER.sub(lambda m: "__" + numbers.setdefault(m.group(1), str(len(numbers) + 1)),
                             name)
 
+    for g in graphs:
+        for node in g.node:
+            node.name = rename(node.name)
+            node.input[:] = [rename(n) for n in node.input]
+            node.output[:] = [rename(n) for n in node.output]
+        for group in (g.initializer, g.value_info, g.input, g.output):
+            for item in group:
+                item.name = rename(item.name)
+        for group in (g.value_info, g.input, g.output):  # symbolic dims: "unk__N"
+            for item in group:
+                for dim in item.type.tensor_type.shape.dim:
+                    if dim.HasField("dim_param"):
+                        dim.dim_param = rename(dim.dim_param)
+    # tf2onnx folds equal constants into one and keeps either name ("const_axes__10" or
+    # "const_starts__10"), and which one varies from run to run: its own top-level constants
+    # are named by the order they are first read instead
+    made = re.compile(r"const(_[A-Za-z]+)*__\d+")
+    owned = {i.name for i in graph.initializer if made.fullmatch(i.name)}
+    inner = {i.name for g in graphs[1:] for i in list(g.initializer) + list(g.input)}
+    owned -= inner  # a body's own name that happens to match stays as it is
+    order: dict[str, str] = {}
+    for g in graphs:
+        for node in g.node:
+            for name in node.input:
+                if name in owned and name not in order:
+                    order[name] = f"tf2onnx_const_{len(order)}"
+    for name in sorted(owned - set(order)):
+        order[name] = f"tf2onnx_const_{len(order)}"
+    for g in graphs:
+        for node in g.node:
+            node.input[:] = [order.get(n, n) for n in node.input]
+    for item in graph.initializer:
+        item.name = order.get(item.name, item.name)
+
+
+def _all_graphs(graph):
+    """The graph and every subgraph (Loop and If bodies), outer first."""
+    yield graph
     for node in graph.node:
-        node.name = rename(node.name)
-        node.input[:] = [rename(n) for n in node.input]
-        node.output[:] = [rename(n) for n in node.output]
-    for group in (graph.initializer, graph.value_info, graph.input, graph.output):
-        for item in group:
-            item.name = rename(item.name)
-    for group in (graph.value_info, graph.input, graph.output):  # symbolic dims: "unk__N"
-        for item in group:
-            for dim in item.type.tensor_type.shape.dim:
-                if dim.HasField("dim_param"):
-                    dim.dim_param = rename(dim.dim_param)
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                yield from _all_graphs(sub)
 
 
 def _convert_frozen(tensorflow, tf2onnx, model, signature, opset: int):

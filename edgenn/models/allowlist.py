@@ -29,6 +29,13 @@ DATA_MARKERS = {"__keras_tensor__", "__tensor__", "__numpy__", "__bytes__", "__e
 SAFE_TYPE_SPECS = {"TensorSpec", "RaggedTensorSpec", "SparseTensorSpec", "tf.TensorSpec",
                    "tf.RaggedTensorSpec", "tf.SparseTensorSpec"}
 
+# Keras 3 activations that edgenn's bridge gives tf_keras copies, as tf_keras saves them
+# (registered by models/bridge.py as "edgenn>NAME"; each calls Keras 3's own function).
+BRIDGE_ACTIVATIONS = frozenset(f"edgenn>{name}" for name in (
+    "hard_silu", "hard_swish", "hard_sigmoid", "silu", "leaky_relu", "relu6", "log_softmax", "celu",
+    "glu", "hard_tanh", "log_sigmoid", "soft_shrink", "hard_shrink", "tanh_shrink", "squareplus",
+    "sparse_plus", "sparse_sigmoid", "sparsemax", "threshold"))
+
 # Config keys whose string value names a function or class Keras looks up.
 CALLABLE_KEY_SUFFIXES = ("activation", "_initializer", "_regularizer", "_constraint")
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from .._tf import keras3, tf_keras
 from ..errors import BridgeError
+from .allowlist import BRIDGE_ACTIVATIONS
 
 # Layer classes the bridge translates and tests. Anything else fails with the list.
 SUPPORTED_LAYERS = frozenset({
@@ -313,23 +314,38 @@ def _is_tf_keras_class(obj) -> bool:
     return issubclass(obj, tf_keras().layers.Layer)
 
 
+_REGISTERED: dict = {}
+
+
 def _keras3_activation(name: str):
-    """The Keras 3 activation ``name`` as a function tf_keras layers accept."""
-    fn = getattr(keras3().activations, name)
+    """The Keras 3 activation ``name`` as a function tf_keras layers accept.
+
+    Registered with tf_keras as ``edgenn>NAME``, so a bridged model survives what tfmot and
+    saving do to it (clone_model, from_config, reload); ``register_activations`` registers
+    them all before edgenn loads a tf_keras file that names them.
+    """
+    if name in _REGISTERED:
+        return _REGISTERED[name]
 
     def activation(x):
-        return fn(x)
+        return getattr(keras3().activations, name)(x)
 
     activation.__name__ = name
-    return activation
+    _REGISTERED[name] = tf_keras().utils.register_keras_serializable(
+        package=ACTIVATION_PACKAGE, name=name)(activation)
+    return _REGISTERED[name]
+
+
+def register_activations() -> None:
+    """Register every bridge activation with tf_keras (see ``_keras3_activation``)."""
+    for name in sorted(_KERAS3_ONLY_ACTIVATIONS):
+        _keras3_activation(name)
 
 
 # Keras 3 activations that tf_keras lacks, or defines differently (Keras 3's hard_sigmoid is
 # relu6(x + 3) / 6; tf_keras's is clip(0.2 x + 0.5, 0, 1)): built from Keras 3's own function.
-_KERAS3_ONLY_ACTIVATIONS = {"hard_silu", "hard_swish", "hard_sigmoid", "silu", "leaky_relu",
-                            "relu6", "log_softmax", "celu", "glu", "hard_tanh", "log_sigmoid",
-                            "soft_shrink", "hard_shrink", "tanh_shrink", "squareplus",
-                            "sparse_plus", "sparse_sigmoid", "sparsemax", "threshold"}
+ACTIVATION_PACKAGE = "edgenn"
+_KERAS3_ONLY_ACTIVATIONS = {name.split(">", 1)[1] for name in BRIDGE_ACTIVATIONS}
 
 
 def _activation(name):

@@ -160,8 +160,10 @@ def _load_tf_keras(info: FormatInfo, custom: dict, allow_unsafe: bool):
             check_savedmodel(info.path)
         if config is not None:
             check_config(config, info.path, keras_names("tf_keras"), custom)
+    from .bridge import register_activations
     from .safety import tfmot_objects
 
+    register_activations()  # a model edgenn saved from a bridged copy names them (edgenn>NAME)
     # A model saved after pruning, clustering or QAT holds tfmot's wrappers (edgenn compress
     # writes such models): they load with tfmot's classes, never with code from the file.
     kwargs = {"compile": False, "custom_objects": {**tfmot_objects(), **custom} or None}

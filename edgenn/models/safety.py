@@ -56,6 +56,8 @@ def keras_names(flavour: str) -> KerasNames:
                  for name, obj in vars(mod).items()
                  if callable(obj) and not inspect.isclass(obj) and not name.startswith("_")
                  and name not in ("get", "serialize", "deserialize")}
+    if flavour == "tf_keras":  # Keras 3 activations edgenn's bridge wrote (models/bridge.py)
+        functions |= al.BRIDGE_ACTIVATIONS
     lookup = {n.lower() for n in functions | classes} | {_snake(n) for n in classes}
     return KerasNames(frozenset(classes), frozenset(functions), frozenset(lookup), flavour)
 
