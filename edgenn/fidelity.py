@@ -121,6 +121,16 @@ class Fidelity:
                 "passed": self.passed, "top1_agreement": self.top1_agreement,
                 "outputs": [o.to_dict() for o in self.outputs]}
 
+    @property
+    def override_flag(self) -> str:
+        """The flag that lowers this verdict's bar."""
+        return "--min-snr" if self.metric == "SNR dB" else "--threshold"
+
+    def failure(self, path: str, advice: str) -> str:
+        """The one-line error of a failed check whose artifact ``path`` was kept."""
+        return (f"fidelity check failed: {self.summary()} on {self.samples} samples "
+                f"({self.data}); {path} was written for inspection: {advice}")
+
     def summary(self) -> str:
         shown = "-" if self.value is None else (f"{self.value:.4f}" if self.metric != "SNR dB"
                                                   else f"{self.value:.1f}")

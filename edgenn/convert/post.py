@@ -56,11 +56,9 @@ class PostQuantResult:
     def failure(self) -> str | None:
         if self.fidelity.passed:
             return None
-        f = self.fidelity
-        flag = "--min-snr" if f.metric == "SNR dB" else "--threshold"
-        return (f"fidelity check failed: {f.summary()} on {f.samples} samples ({f.data}); "
-                f"{self.output} was written for inspection: quantize fewer layers (--layers), "
-                f"use a gentler --mode, or set {flag} if this is close enough")
+        return self.fidelity.failure(
+            self.output, "quantize fewer layers (--layers), use a gentler --mode, or set "
+                         f"{self.fidelity.override_flag} if this is close enough")
 
     def to_dict(self) -> dict:
         return {"source": self.source, "output": self.output, "format": self.format,

@@ -55,16 +55,13 @@ class ConvertResult:
     def failure(self) -> str | None:
         if self.fidelity.passed:
             return None
-        f = self.fidelity
-        flag = "--min-snr" if f.metric == "SNR dB" else "--threshold"
-        advice = f"set {flag} if this is close enough"
+        advice = f"set {self.fidelity.override_flag} if this is close enough"
         if self.explain is None and self.artifact.spec.needs_calibration:
             advice = "rerun with --explain to find the layers that lose accuracy, or " + advice
         elif self.explain is not None and getattr(self.explain, "worst", None):
             advice = (f"the layers that lose most are {', '.join(self.explain.worst)}: keep them in "
                       "float (a recipe scope) or quantize less, or " + advice)
-        return (f"fidelity check failed: {f.summary()} on {f.samples} samples ({f.data}); "
-                f"{self.artifact.path} was written for inspection: {advice}")
+        return self.fidelity.failure(self.artifact.path, advice)
 
     def to_dict(self) -> dict:
         a = self.artifact
