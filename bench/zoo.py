@@ -1,6 +1,7 @@
 """Every model a user brings: keras.applications and edge architectures through every command.
 
-    python bench/zoo.py [--only NAME,...] [--out bench/out/zoo] [--limit 400]
+    python bench/zoo.py [--only NAME,...] [--out bench/out/zoo] [--limit 400] [--epochs 3]
+                        [--train-limit N]
 
 Each model is built here with weights=None at a small input size, trained for a few epochs on
 the data (so its answers are a classifier's, with margins, and int8 agreement means something),
@@ -129,6 +130,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "zoo"))
     parser.add_argument("--limit", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=3, help="training before the model is saved")
+    parser.add_argument("--train-limit", type=int, default=None,
+                        help="samples the model is trained on before it is saved (default: --limit);"
+                             " the commands still get --limit")
     parser.add_argument("--table", default=None, help="print the table of a finished run's zoo.json")
     opts = parser.parse_args()
     if opts.table:
@@ -162,7 +166,7 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=out_root))
         t0 = time.perf_counter()
         try:
-            spec = DataSpec("fashion-mnist", limit=opts.limit,
+            spec = DataSpec("fashion-mnist", limit=opts.train_limit or opts.limit,
                             resize=shape[:2] if len(shape) == 3 and shape[:2] != (28, 28) else None,
                             channels=shape[2] if len(shape) == 3 else None)
             splits = load(spec)

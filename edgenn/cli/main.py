@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("edgenn.cli.convert_cmd:check_cmd", "Pre-flight: which ops a target can run."),
     "convert": ("edgenn.cli.convert_cmd:convert_cmd", "Convert to TFLite/ONNX for a target; verify."),
     "compress": ("edgenn.cli.compress_cmd:compress_cmd", "Apply a compression recipe; export .tflite."),
+    "fit": ("edgenn.cli.fit_cmd:fit_cmd", "Search recipes for the best model on a device budget."),
     "quantize": ("edgenn.cli.quantize_cmd:quantize_cmd", "Quantize a converted .tflite/.onnx; verify."),
     "demo": ("edgenn.cli.demo_cmd:demo_cmd", "Run the whole pipeline on a small built-in example."),
     "profile": ("edgenn.cli.profile_cmd:profile_cmd", "Measure latency and memory, here or over SSH."),

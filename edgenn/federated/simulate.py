@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from ..raycluster import check_ray_address
 from .config import SimulationConfig
 from .history import CentralizedReference, RoundRecord, SimulationResult, plot
 from .job import ClientJob
@@ -28,28 +29,6 @@ def _builtin_mlp(sample_shape, classes: int):
     return tfk.Sequential([tfk.Input(sample_shape), tfk.layers.Flatten(),
                            tfk.layers.Dense(128, activation="relu"), tfk.layers.Dense(classes)],
                           name="builtin_mlp")
-
-
-def check_ray_address(address: str, timeout: float = 5.0) -> None:
-    """Fail fast when --ray-address names no reachable Ray head (Ray itself retries for ever).
-
-    ``auto``, ``local`` and ``ray://`` (Ray Client) addresses are left to Ray.
-    """
-    import socket
-
-    if address in ("auto", "local") or address.startswith("ray://"):
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"--ray-address {address!r} is not HOST:PORT",
-                         "pass the head's address as `ray start --head` prints it, e.g. "
-                         "10.0.0.5:6379")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise UsageError(f"no Ray cluster answers at {address} ({exc.strerror or exc})",
-                         "start one with `ray start --head --port PORT`, or fix --ray-address"
-                         ) from None
 
 
 def simulate(cfg: SimulationConfig, out: Path, ray_address: str | None = None,

@@ -1,0 +1,1 @@
+"""`edgenn fit`: recipe search for a device budget (space, trials on Ray, front and report)."""

@@ -1,0 +1,658 @@
+"""`edgenn fit`: search recipes for the model that meets a device budget, on Ray, with a front.
+
+Flow:
+1. a reference run: the input model exported at every quantization, no training (its validation
+   accuracy is the baseline, its estimates bound what a point can reach);
+2. the search: Optuna (multi-objective TPE with constraints) asks for points, each a recipe
+   (`space.py`); a point whose lower bound already breaks a budget is not trained; the rest run
+   as `edgenn compress` processes on Ray workers (`trial.py`), and a trained model is cached
+   by its steps, so points that differ only in export do not train again;
+3. the choice, on validation accuracy only: the Pareto front over (accuracy, latency, gzip
+   size) of the points that meet every budget, and the best = the lowest-latency one of them;
+4. the test split, touched once: the chosen points are exported from their cached models and
+   scored on it for the report.
+
+Every finished trial is appended to a journal beside the output folder, so a search that is
+interrupted resumes where it stopped when run again with the same model, data and device; the
+output folder itself is written through `OutputDir` and appears only when the search ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import UsageError
+from . import space
+
+OBJECTIVES = ("accuracy", "latency_ms", "gzip_bytes")  # maximise, minimise, minimise
+REFERENCE_QUANTIZATIONS = ("float32",) + space.QUANTIZATIONS
+
+
+@dataclass
+class FitSettings:
+    """What `edgenn fit` was asked (the CLI's flags)."""
+
+    model: str
+    data_args: list[str]
+    device: str
+    max_drop: float | None = None  # percentage points of validation accuracy
+    max_latency_ms: float | None = None
+    max_bytes: int | None = None
+    max_ram_mb: float | None = None
+    trials: int = 20
+    time_budget_min: float | None = None
+    workers: int = 1
+    ray_address: str | None = None
+    seed: int = 0
+    epochs_scale: float = 1.0
+    compare: tuple[str, ...] = ()
+    distill: bool = True
+    trial_timeout: float | None = None
+    allow_unsafe: bool = False
+    custom_objects: str | None = None
+
+    def identity(self) -> dict:
+        """What a journal must match to be resumed (budgets and counts may change)."""
+        from ..artifacts import sha256
+
+        model = Path(self.model)
+        return {"model": str(model.resolve()),
+                "model_sha256": sha256(model) if model.is_file() else None,
+                "data_args": list(self.data_args), "device": self.device, "seed": self.seed,
+                "epochs_scale": self.epochs_scale, "distill": self.distill}
+
+    def budgets(self) -> dict:
+        return {k: v for k, v in (("max_drop", self.max_drop),
+                                  ("max_latency_ms", self.max_latency_ms),
+                                  ("max_bytes", self.max_bytes),
+                                  ("max_ram_mb", self.max_ram_mb)) if v is not None}
+
+
+@dataclass
+class FitResult:
+    """A finished search: every trial, the front, the best point and the test-split scores."""
+
+    settings: dict
+    reference: dict
+    trials: list[dict]
+    front: list[int]
+    best: int | None
+    closest: dict | None
+    test: dict
+    shipped: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    out: str = ""
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """4 when no point meets every budget, 3 when no trial completed, else 0."""
+        if self.best is not None:
+            return 0
+        if self.closest is not None or any(t["status"] == "complete" for t in self.search_trials):
+            return 4
+        return 3
+
+    @property
+    def search_trials(self) -> list[dict]:
+        return [t for t in self.trials if t["kind"] == "search"]
+
+    @property
+    def failure(self) -> str | None:
+        if self.exit_code == 0:
+            return None
+        if self.exit_code == 3:
+            failed = [t for t in self.search_trials if t["status"] == "failed"]
+            first = failed[0]["error"] if failed else "no trial ran"
+            return (f"no trial completed ({len(failed)} failed; the first: {first}): fix that "
+                    "and run again (the journal keeps nothing from failed trials)")
+        c = self.closest
+        if c["number"] is None:
+            return (f"no point of the search space can meet {c['misses']}, the smallest model "
+                    "the search can make: relax the budget (nothing was trained)")
+        return (f"no point meets every budget in {len(self.search_trials)} trials: the closest, "
+                f"#{c['number']} ({c['label']}), misses {c['misses']}: relax the budget or run "
+                "more --trials (front.json and report.md list every trial)")
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"exit_code": self.exit_code}
+
+    def to_markdown(self) -> str:
+        from .report import markdown
+
+        return markdown(self)
+
+
+def check_settings(s: FitSettings) -> None:
+    """Refuse what cannot work before Ray or TensorFlow start."""
+    from .. import devices
+
+    if not Path(s.model).exists():
+        raise UsageError(f"model not found: {s.model}", "check the path")
+    devices.load(s.device)  # an unknown device is one line, exit 2
+    if s.trials < 1:
+        raise UsageError(f"--trials must be at least 1; received {s.trials}", "e.g. --trials 20")
+    if s.workers < 1:
+        raise UsageError(f"--workers must be at least 1; received {s.workers}", "e.g. --workers 2")
+    if s.ray_address:
+        from ..raycluster import check_ray_address
+
+        check_ray_address(s.ray_address)
+    for name in s.compare:
+        from .. import recipe
+
+        recipe.resolve(name)  # an unknown shipped recipe is refused now, not after the search
+
+
+def journal_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.edgenn-fit-journal"
+
+
+class Journal:
+    """The trials finished so far, one JSON line each, and their work folders."""
+
+    def __init__(self, path: Path, identity: dict):
+        self.path = path
+        self.identity = identity
+        self.records: list[dict] = []
+
+    def open(self, log) -> None:
+        settings = self.path / "settings.json"
+        if settings.is_file():
+            kept = json.loads(settings.read_text())
+            if kept != self.identity:
+                changed = sorted(k for k in self.identity if kept.get(k) != self.identity[k])
+                raise UsageError(f"{self.path} holds an interrupted search of another setup "
+                                 f"({', '.join(changed)} differ)",
+                                 "run with the same model, data, device and seed to resume it, "
+                                 "or pass --overwrite to start afresh")
+            lines = (self.path / "trials.jsonl").read_text().splitlines() \
+                if (self.path / "trials.jsonl").is_file() else []
+            for line in lines:
+                try:
+                    self.records.append(json.loads(line))
+                except ValueError:  # the line a killed run was writing
+                    break
+            log(f"resuming: {len(self.records)} trial(s) kept in {self.path}")
+        else:
+            (self.path / "trials").mkdir(parents=True, exist_ok=True)
+            settings.write_text(json.dumps(self.identity, indent=1))
+
+    def add(self, record: dict) -> None:
+        self.records.append(record)
+        with open(self.path / "trials.jsonl", "a") as f:
+            f.write(json.dumps(record, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def next_number(self) -> int:
+        """A number no record and no running trial has (trial folders are named by it)."""
+        self._last = max([r["number"] for r in self.records] + [getattr(self, "_last", -1)]) + 1
+        return self._last
+
+    def find(self, kind: str, **match) -> dict | None:
+        for r in self.records:
+            if r["kind"] == kind and all(r.get(k) == v for k, v in match.items()):
+                return r
+        return None
+
+
+def fit(settings: FitSettings, out: str | Path, *, overwrite: bool = False, log=lambda m: None,
+        on_trial=lambda record, result: None) -> FitResult:
+    """Run the search and write OUT (see the module docstring)."""
+    from ..outdir import OutputDir
+
+    started = time.monotonic()
+    out = Path(out)
+    check_settings(settings)
+    outdir = OutputDir(out, "fit", overwrite=overwrite)
+    outdir.check()
+    jdir = journal_dir(out)
+    if overwrite and jdir.exists():
+        shutil.rmtree(jdir)
+    journal = Journal(jdir, settings.identity())
+    journal.open(log)
+    staging = outdir.open()
+    try:
+        result = _fit(settings, journal, log, on_trial)
+        result.out = str(out)
+        result.seconds = round(time.monotonic() - started, 1)
+        _write(result, journal, staging, out)
+    except BaseException:
+        outdir.abort()
+        raise
+    outdir.commit()
+    shutil.rmtree(jdir, ignore_errors=True)
+    return result
+
+
+def _fit(s: FitSettings, journal: Journal, log, on_trial) -> FitResult:
+    runner = Runner(s, journal.path)
+    try:
+        reference = _reference(s, journal, runner, log)
+        impossible = unreachable(s, reference)
+        if impossible:
+            return FitResult(settings=asdict(s), reference=reference, trials=journal.records,
+                             front=[], best=None, test={}, closest={
+                                 "number": None, "label": impossible[0],
+                                 "misses": impossible[1]})
+        shipped = [_shipped(s, journal, runner, name, log) for name in s.compare]
+        _search(s, journal, runner, reference, log, on_trial)
+        trials = [r for r in journal.records if r["kind"] == "search"]
+        for t in trials:
+            if t["status"] == "complete":
+                t["misses"] = misses(t, s, reference)
+        feasible = [t for t in trials if t["status"] == "complete" and not t["misses"]]
+        front = pareto([t for t in trials if t["status"] == "complete"] if not feasible else feasible)
+        best = min(feasible, key=lambda t: (t["latency_ms"], t["gzip_bytes"], -t["accuracy"]),
+                   default=None)
+        closest = None
+        if best is None:
+            complete = [t for t in trials if t["status"] == "complete"]
+            if complete:
+                near = min(complete, key=lambda t: shortfall(t, s, reference))
+                closest = {"number": near["number"], "label": near["label"],
+                           "misses": "; ".join(near["misses"])}
+        chosen = sorted({t["number"] for t in front} | ({best["number"]} if best else set()))
+        test = _test_split(s, journal, runner, reference, chosen, log)
+    finally:
+        runner.close()
+    return FitResult(settings=asdict(s), reference=reference, trials=journal.records,
+                     front=[t["number"] for t in front], best=best["number"] if best else None,
+                     closest=closest, test=test, shipped=shipped)
+
+
+# --- running trials ------------------------------------------------------------------------
+
+class Runner:
+    """Runs trial jobs on Ray (started here, or the cluster at ``ray_address``)."""
+
+    def __init__(self, s: FitSettings, workdir: Path):
+        import ray
+
+        from .trial import run
+
+        self.ray = ray
+        self.settings = s
+        self.workdir = workdir
+        if not ray.is_initialized():
+            from ..quiet import quiet_stderr
+
+            os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+            kwargs = {"include_dashboard": False, "log_to_driver": False,
+                      "logging_level": "ERROR", "configure_logging": True}
+            with quiet_stderr():
+                if s.ray_address:
+                    ray.init(address=s.ray_address, **kwargs)
+                else:
+                    ray.init(num_cpus=s.workers, **kwargs)
+        self.remote = ray.remote(num_cpus=1, max_retries=0)(run)
+        cores = os.cpu_count() or 1
+        self.threads = 1 if s.ray_address else max(1, cores // s.workers)
+
+    def job(self, number: int, recipe_doc: dict, model: str | None = None,
+            cache_to: str | None = None, tag: str = "") -> dict:
+        import yaml
+
+        folder = self.workdir / "trials"
+        name = f"{number:03d}{tag}"
+        recipe_path = folder / f"{name}.yaml"
+        recipe_path.write_text(yaml.safe_dump(recipe_doc, sort_keys=False))
+        s = self.settings
+        return {"model": str(Path(model or s.model).resolve()), "recipe": str(recipe_path),
+                "data_args": list(s.data_args), "out": str(folder / name), "device": s.device,
+                "epochs_scale": s.epochs_scale, "threads": self.threads,
+                "allow_unsafe": s.allow_unsafe, "custom_objects": s.custom_objects,
+                "cache_to": cache_to, "timeout": s.trial_timeout}
+
+    def submit(self, job: dict):
+        return self.remote.remote(job)
+
+    def wait(self, refs: list, timeout: float | None):
+        ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
+        return ready
+
+    def get(self, ref) -> dict:
+        try:
+            return self.ray.get(ref)
+        except Exception as err:  # noqa: BLE001 - a worker that died is a failed trial
+            text = " ".join(str(err).split())[:300]
+            return {"status": "failed", "error": f"the Ray worker failed ({type(err).__name__}: "
+                                                  f"{text})", "seconds": None}
+
+    def cancel(self, ref) -> None:
+        self.ray.cancel(ref, force=True)
+
+    def run_all(self, jobs: list[dict]) -> list[dict]:
+        refs = [self.submit(j) for j in jobs]
+        return [self.get(r) for r in refs]
+
+    def close(self) -> None:
+        self.ray.shutdown()  # a local Ray stops; from a cluster the driver only disconnects
+
+
+def _reference(s: FitSettings, journal: Journal, runner: Runner, log) -> dict:
+    """The input model at every quantization, no training: baseline accuracy and bounds."""
+    kept = journal.find("reference")
+    if kept is None:
+        log("reference: the input model at every quantization ...")
+        doc = {"name": "reference", "description": "the input model, no training",
+               "export": [{"format": "tflite", "quantization": q} for q in REFERENCE_QUANTIZATIONS],
+               "evaluate": {"metric": "accuracy", "split": "val"}}
+        result = runner.run_all([runner.job(0, doc, tag="-reference")])[0]
+        if result["status"] != "complete":
+            code = result.get("exit_code")
+            message = f"the input model does not run through compress: {result['error']}"
+            if code == 2:  # the model, data or flags: the user's to fix, as compress said
+                raise UsageError(result["error"])
+            from ..errors import ConversionError
+
+            raise ConversionError(message, "run `edgenn compress MODEL -r int8-ptq` with the "
+                                           "same data to see the whole error")
+        kept = {"number": -1, "kind": "reference", "status": "complete",
+                "exports": result["exports"], "baseline": result["baseline"],
+                "seconds": result["seconds"]}
+        journal.add(kept)
+    return {e["quantization"]: e for e in kept["exports"]} | {"baseline": kept["baseline"]}
+
+
+def _shipped(s: FitSettings, journal: Journal, runner: Runner, name: str, log) -> dict:
+    """A shipped recipe run like a trial, for comparison (never chosen)."""
+    from .. import recipe as rc
+    from ..yamlio import read_yaml
+
+    kept = journal.find("shipped", name=name)
+    if kept is None:
+        log(f"shipped recipe {name} for comparison ...")
+        doc = read_yaml(rc.resolve(name))[0]
+        doc = {**doc, "evaluate": {"metric": "accuracy", "split": "val"}}
+        doc.pop("constraints", None)
+        number = journal.next_number()
+        result = runner.run_all([runner.job(number, doc, tag=f"-{name}")])[0]
+        kept = {"number": number, "kind": "shipped", "name": name, "label": f"shipped {name}",
+                **_row(result)}
+        journal.add(kept)
+    return kept
+
+
+def _row(result: dict) -> dict:
+    keep = ("status", "error", "exit_code", "accuracy", "baseline", "latency_ms", "ram_mb",
+            "bytes", "gzip_bytes", "tflite", "seconds", "notes")
+    return {k: result[k] for k in keep if k in result}
+
+
+def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, log,
+            on_trial) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    directions = ["maximize", "minimize", "minimize"]
+    # Constraints travel with each trial (Trial.set_constraint); TPE keeps the feasible first.
+    sampler = optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=max(4, s.trials // 4))
+    study = optuna.create_study(directions=directions, sampler=sampler)
+    done = [r for r in journal.records if r["kind"] == "search"]
+    for r in done:  # a resumed search: the sampler learns from what the journal kept
+        study.add_trial(_frozen(r, s, reference))
+    if not done:  # start from the shipped recipes' ideas: PTQ alone, and a half-width student
+        for point in _seeds(s):
+            study.enqueue_trial(point, skip_if_exists=True)
+    deadline = (time.monotonic() + s.time_budget_min * 60) if s.time_budget_min else None
+    ran = sum(1 for r in done if r["status"] in ("complete", "failed"))
+    asked = 0
+    pending: dict = {}
+    while True:
+        while (len(pending) < max(1, s.workers) and ran + len(pending) < s.trials
+               and asked < 20 * s.trials and not _past(deadline)):
+            asked += 1
+            trial = study.ask()
+            p = space.suggest(trial, distill=s.distill)
+            number = journal.next_number()
+            record = {"number": number, "kind": "search", "params": p,
+                      "distributions": {k: optuna.distributions.distribution_to_json(d)
+                                        for k, d in trial.distributions.items()},
+                      "label": space.describe(p)}
+            same = _same_point(journal, p)
+            if same is not None:  # the sampler asked again for a point already measured
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                continue
+            bound = space.lower_bound(p, reference)
+            over = [f"{k} {bound[k]:,.4g} (at best) > {v:,.4g}" for k, v in
+                    (("latency_ms", s.max_latency_ms), ("bytes", s.max_bytes),
+                     ("ram_mb", s.max_ram_mb)) if v is not None and bound[k] > v]
+            if over:
+                record |= {"status": "skipped", "error": "cannot meet the budget: " + "; ".join(over)}
+                journal.add(record)
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                on_trial(record, None)
+                continue
+            doc = space.recipe(p, f"fit-{number:03d}")
+            key = space.steps_key(doc)
+            cached = _cached(journal.path, key)
+            if cached:  # the steps ran before: export their saved model
+                record["reused"] = key
+                job_doc = {**doc, "steps": []}
+                job = runner.job(number, job_doc, model=str(cached))
+            else:
+                cache_to = str(journal.path / "cache" / f"{key}.keras") if key else None
+                job = runner.job(number, doc, cache_to=cache_to)
+            record["recipe"] = doc
+            pending[runner.submit(job)] = (record, trial)
+            on_trial({**record, "status": "running"}, None)
+        if not pending:
+            break
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready = runner.wait(list(pending), timeout=remaining)
+        if not ready and _past(deadline):
+            for ref, (_record, trial) in pending.items():
+                runner.cancel(ref)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            log(f"--time-budget reached: {len(pending)} running trial(s) stopped")
+            pending.clear()
+            break
+        for ref in ready:
+            record, trial = pending.pop(ref)
+            result = runner.get(ref)
+            record |= _row(result)
+            if record["status"] == "complete":
+                record["drop_pt"] = round((reference["baseline"] - record["accuracy"]) * 100, 3)
+                _tell(study, trial, record, s, reference)
+            else:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            ran += 1
+            journal.add(record)
+            on_trial(record, result)
+
+
+def _seeds(s: FitSettings) -> list[dict]:
+    seeds = [{"quantization": "int8", "width": 1.0, "sparsity": 0.0, "clusters": 0, "qat": False}]
+    if s.distill:
+        seeds.append({"quantization": "int8", "width": 0.5, "sparsity": 0.0, "clusters": 0,
+                      "qat": False, "epochs": 8, "learning_rate": 1e-3})
+    return seeds
+
+
+def _same_point(journal: Journal, p: dict) -> dict | None:
+    for r in journal.records:
+        if r["kind"] == "search" and r.get("params") == p and r["status"] != "failed":
+            return r
+    return None
+
+
+def _cached(folder: Path, key: str | None) -> Path | None:
+    if not key:
+        return None
+    for suffix in (".keras", ".h5"):
+        path = folder / "cache" / f"{key}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _constraints(record: dict, s: FitSettings, reference: dict) -> dict[str, float]:
+    """Optuna's constraint values: <= 0 is feasible, each scaled by its budget."""
+    values = {"none": 0.0}
+    if s.max_drop is not None:
+        values["drop"] = (reference["baseline"] - record["accuracy"]) * 100 - s.max_drop
+    for key, budget in (("latency_ms", s.max_latency_ms), ("bytes", s.max_bytes),
+                        ("ram_mb", s.max_ram_mb)):
+        if budget is not None:
+            values[key] = record[key] / budget - 1
+    return values
+
+
+def _tell(study, trial, record, s, reference) -> None:
+    for key, value in _constraints(record, s, reference).items():
+        trial.set_constraint(key, value)
+    study.tell(trial, [record[k] for k in OBJECTIVES])
+
+
+def _frozen(record: dict, s: FitSettings, reference: dict):
+    import optuna
+
+    dists = {k: optuna.distributions.json_to_distribution(v)
+             for k, v in record.get("distributions", {}).items()}
+    params = {k: v for k, v in record.get("params", {}).items() if k in dists}
+    if record["status"] == "complete":
+        return optuna.trial.create_trial(
+            params=params, distributions=dists, values=[record[k] for k in OBJECTIVES],
+            constraints=_constraints(record, s, reference))
+    state = optuna.trial.TrialState.FAIL if record["status"] == "failed" \
+        else optuna.trial.TrialState.PRUNED
+    return optuna.trial.create_trial(params=params, distributions=dists, state=state)
+
+
+def unreachable(s: FitSettings, reference: dict) -> tuple[str, str] | None:
+    """(the smallest point, what it misses) when no point of the space can meet a budget."""
+    width = min(space.WIDTHS) if s.distill else 1.0
+    misses = []
+    for key, flag, budget, unit in (("latency_ms", "--max-latency-ms", s.max_latency_ms, " ms"),
+                                    ("bytes", "--max-bytes", s.max_bytes, " B"),
+                                    ("ram_mb", "--max-ram-mb", s.max_ram_mb, " MB")):
+        if budget is None:
+            continue
+        q = min(space.QUANTIZATIONS, key=lambda q: reference[q][key])
+        low = reference[q][key] * width ** 2
+        if low > budget:
+            misses.append(f"{flag} {budget:,.4g}{unit}: {low:,.4g}{unit} at best ({q}"
+                          + (f", width {width:g}" if width < 1 else "") + ")")
+    if not misses:
+        return None
+    return ("the smallest model the search can make", "; ".join(misses))
+
+
+# --- choosing ------------------------------------------------------------------------------
+
+def misses(t: dict, s: FitSettings, reference: dict) -> list[str]:
+    """The budgets point ``t`` breaks (validation accuracy; device estimate)."""
+    out = []
+    drop = (reference["baseline"] - t["accuracy"]) * 100
+    if s.max_drop is not None and drop > s.max_drop:
+        out.append(f"accuracy drop {drop:.2f} pt > {s.max_drop:g} pt")
+    for key, budget, unit in (("latency_ms", s.max_latency_ms, " ms"), ("bytes", s.max_bytes, " B"),
+                              ("ram_mb", s.max_ram_mb, " MB")):
+        if budget is not None and t[key] > budget:
+            out.append(f"{key} {t[key]:,.4g}{unit} > {budget:,.4g}{unit}")
+    return out
+
+
+def shortfall(t: dict, s: FitSettings, reference: dict) -> float:
+    """How far a point is from meeting every budget (sum of relative excesses)."""
+    return sum(max(0.0, v) for v in _constraints(t, s, reference).values())
+
+
+def pareto(points: list[dict]) -> list[dict]:
+    """The points no other point beats on every objective, by latency."""
+    def key(t):
+        return (-t["accuracy"], t["latency_ms"], t["gzip_bytes"])
+
+    front = []
+    for t in points:
+        kt = key(t)
+        dominated = any(all(a <= b for a, b in zip(key(o), kt)) and key(o) != kt for o in points)
+        if not dominated and all(key(f) != kt for f in front):
+            front.append(t)
+    return sorted(front, key=lambda t: t["latency_ms"])
+
+
+# --- the test split ------------------------------------------------------------------------
+
+def _test_split(s: FitSettings, journal: Journal, runner: Runner, reference: dict,
+                chosen: list[int], log) -> dict:
+    """Test accuracy of the input model and of each chosen point (exported again, same bytes)."""
+    wanted = ["reference"] + [str(n) for n in chosen]
+    kept = {r["of"]: r for r in journal.records if r["kind"] == "test"}
+    jobs, labels = [], []
+    records = {r["number"]: r for r in journal.records if r["kind"] == "search"}
+    for label in wanted:
+        if label in kept:
+            continue
+        if label == "reference":
+            doc = {"name": "reference-test", "export": {"format": "tflite",
+                                                        "quantization": "float32"}}
+            jobs.append(runner.job(journal.next_number(), doc, tag="-test"))
+        else:
+            r = records[int(label)]
+            cached = _cached(journal.path, space.steps_key(r["recipe"]))
+            doc = {**r["recipe"], "evaluate": {"metric": "accuracy", "split": "test"}}
+            if cached:
+                doc = {**doc, "steps": []}
+            jobs.append(runner.job(journal.next_number(), doc,
+                                   model=str(cached) if cached else None, tag="-test"))
+        labels.append(label)
+    if jobs:
+        log(f"scoring {len(jobs)} chosen model(s) on the test split ...")
+    for label, job, result in zip(labels, jobs, runner.run_all(jobs)):
+        number = int(Path(job["out"]).name.split("-")[0])
+        record = {"number": number, "kind": "test", "of": label, **_row(result)}
+        journal.add(record)
+        kept[label] = record
+    base = kept["reference"].get("accuracy")
+    test = {}
+    for label in wanted:
+        r = kept.get(label, {})
+        entry = {"accuracy": r.get("accuracy"), "status": r.get("status"), "error": r.get("error")}
+        if base is not None and r.get("accuracy") is not None:
+            entry["drop_pt"] = round((base - r["accuracy"]) * 100, 3)
+        test[label] = entry
+    return test
+
+
+# --- writing OUT ---------------------------------------------------------------------------
+
+def _write(result: FitResult, journal: Journal, staging: Path, out: Path) -> None:
+    import yaml
+
+    from .report import markdown, plot
+
+    (staging / "front").mkdir()
+    records = {r["number"]: r for r in result.trials if r["kind"] == "search"}
+    max_drop = result.settings.get("max_drop")
+    for i, number in enumerate(result.front):
+        doc = space.recipe(records[number]["params"], f"fit-front-{i:02d}", max_drop=max_drop,
+                           split="test")
+        (staging / "front" / f"{i:02d}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    if result.best is not None:
+        best = records[result.best]
+        doc = space.recipe(best["params"], "fit-best", max_drop=max_drop, split="test")
+        (staging / "best.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        shutil.copyfile(best["tflite"], staging / "best.tflite")
+    front = {"settings": result.settings, "reference": result.reference,
+             "front": result.front, "best": result.best, "closest": result.closest,
+             "test": result.test, "trials": [t for t in result.trials if t["kind"] != "test"],
+             "objectives": {"accuracy": "validation top-1 of the exported file (LiteRT), "
+                                        "maximised",
+                            "latency_ms": f"estimate on {result.settings['device']} (MACs / "
+                                          "the profile's throughput), minimised",
+                            "gzip_bytes": "gzip size of the .tflite, minimised"}}
+    (staging / "front.json").write_text(json.dumps(front, indent=1, default=str))
+    plot(result, staging / "pareto.png")
+    (staging / "report.md").write_text(markdown(result))

@@ -1,0 +1,162 @@
+"""`edgenn fit`: real searches (Optuna, Ray, `edgenn compress` per trial) on a tiny digits MLP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import assert_clean_error, run_cli
+
+BUILD = r"""
+import sys
+import keras
+from keras import layers
+from sklearn.datasets import load_digits
+
+keras.utils.set_random_seed(0)
+x, y = load_digits(return_X_y=True)
+x = (x / 16.0).astype("float32")
+inp = keras.Input((64,))
+h = layers.Dense(64, activation="relu", name="hidden")(inp)
+# a fixed Reshape after a Dense: a narrower (distilled) student of this model cannot be built,
+# so every distillation trial fails, for real, inside its compress process
+h = layers.Reshape((8, 8), name="grid")(h)
+h = layers.Flatten()(h)
+model = keras.Model(inp, layers.Dense(10, activation="softmax", name="classes")(h), name="mlp")
+model.compile("adam", "sparse_categorical_crossentropy")
+model.fit(x, y, epochs=30, batch_size=32, verbose=0)
+model.save(sys.argv[1])
+"""
+
+FLAGS = ["--data", "digits", "--device", "raspberry-pi-4", "--epochs-scale", "0.25"]
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("fit") / "mlp.keras"
+    proc = subprocess.run([sys.executable, "-c", BUILD, str(path)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return path
+
+
+def test_fit_search_with_a_failing_trial(mlp, tmp_path):
+    """Two trials on two Ray workers: PTQ completes, the distilled student fails; a front, a best."""
+    out = tmp_path / "fit"
+    r = run_cli("fit", str(mlp), *FLAGS, "--max-drop", "3", "--trials", "2", "--workers", "2",
+                "-o", str(out), "--json", timeout=900)
+    assert r.code == 0, r.err[-3000:]
+    doc = r.json()
+    trials = {t["number"]: t for t in doc["trials"] if t["kind"] == "search"}
+    assert len(trials) == 2
+    ptq = next(t for t in trials.values() if t["label"] == "no training, int8")
+    student = next(t for t in trials.values() if t["label"].startswith("distil w0.5"))
+    assert ptq["status"] == "complete" and ptq["drop_pt"] <= 3
+    assert student["status"] == "failed" and student["error"], student  # recorded, search went on
+    assert doc["best"] == ptq["number"] and doc["front"] == [ptq["number"]]
+    # the test split was scored for the chosen point and the input model, after the search
+    assert doc["test"]["reference"]["accuracy"] > 0.8
+    assert abs(doc["test"][str(ptq["number"])]["accuracy"] - doc["test"]["reference"]["accuracy"]) < 0.05
+    # OUT: the files the issue names; best.yaml is a recipe compress accepts
+    for name in ("front.json", "best.tflite", "best.yaml", "pareto.png", "report.md",
+                 "front/00.yaml"):
+        assert (out / name).is_file(), name
+    assert (out / "best.tflite").read_bytes()[4:8] == b"TFL3"
+    v = run_cli("recipes", "validate", str(out / "best.yaml"))
+    assert v.code == 0, v.err
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["export"]["quantization"] == "int8" and best["evaluate"]["split"] == "test"
+    assert best["constraints"]["max_accuracy_drop"] == 3
+    assert "Pareto front" in (out / "report.md").read_text()
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the journal beside OUT is gone once the search finished
+    assert not any(p.name.endswith("edgenn-fit-journal") for p in tmp_path.iterdir())
+
+
+def test_budget_nothing_can_meet_exits_4_after_the_reference(mlp, tmp_path):
+    out = tmp_path / "fit"
+    r = run_cli("fit", str(mlp), *FLAGS, "--max-bytes", "500", "--trials", "3", "-o", str(out),
+                timeout=600)
+    assert_clean_error(r, 4, "--max-bytes 500", "at best", "relax", "nothing was trained")
+    doc = json.loads((out / "front.json").read_text())  # the reference is kept and reported
+    assert doc["front"] == [] and doc["best"] is None and "float32" in doc["reference"]
+    assert not (out / "best.tflite").exists()
+
+
+def test_fit_refuses_bad_input_in_one_line(mlp, tmp_path):
+    r = run_cli("fit", str(mlp), "--data", "digits", "--device", "no-such-board", "-o",
+                str(tmp_path / "o"))
+    assert_clean_error(r, 2, "no-such-board")
+    r = run_cli("fit", str(tmp_path / "missing.keras"), "--data", "digits", "--device",
+                "raspberry-pi-4", "-o", str(tmp_path / "o"))
+    assert_clean_error(r, 2, "missing.keras")
+    r = run_cli("fit", str(mlp), "--data", "digits", "--device", "raspberry-pi-4",
+                "--compare", "no-such-recipe", "-o", str(tmp_path / "o"))
+    assert_clean_error(r, 2, "no-such-recipe")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_interrupted_search_resumes(mlp, tmp_path):
+    """Ctrl-C after the first trial: the journal keeps it; the same command finishes the search."""
+    out = tmp_path / "fit"
+    cmd = [sys.executable, "-m", "edgenn", "fit", str(mlp), *FLAGS, "--no-distill",
+           "--trials", "3", "-o", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    journal = tmp_path / ".fit.edgenn-fit-journal" / "trials.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        lines = journal.read_text().splitlines() if journal.is_file() else []
+        if any(json.loads(line)["kind"] == "search" for line in lines):
+            break
+        time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("no trial finished within 10 minutes")
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert not out.exists()  # OUT appears only when a search ends
+    kept = [json.loads(line) for line in journal.read_text().splitlines()]
+    first = next(r for r in kept if r["kind"] == "search")
+    r = run_cli("fit", str(mlp), *FLAGS, "--no-distill", "--trials", "3", "-o", str(out),
+                "--json", timeout=900)
+    assert r.code == 0, r.err[-3000:]
+    trials = [t for t in r.json()["trials"] if t["kind"] == "search"]
+    assert sum(t["status"] in ("complete", "failed") for t in trials) == 3
+    again = next(t for t in trials if t["number"] == first["number"])
+    assert again["seconds"] == first["seconds"]  # kept, not run again
+
+
+@pytest.mark.slow
+def test_trials_run_on_an_existing_ray_cluster(mlp, tmp_path):
+    ray = str(Path(sys.executable).with_name("ray"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="r", dir="/tmp")
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2",
+                    "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        r = run_cli("fit", str(mlp), *FLAGS, "--no-distill", "--trials", "1",
+                    "--ray-address", f"127.0.0.1:{port}", "-o", str(tmp_path / "fit"), "--json",
+                    timeout=900)
+        assert r.code == 0, r.err[-3000:]
+        workers = list(Path(temp).glob("session_*/logs/python-core-worker-*.log"))
+        assert workers, "no trial ran on the cluster started here"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
