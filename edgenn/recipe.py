@@ -264,6 +264,9 @@ class Export(Strict):
     fused_lstm: bool = Field(
         True, description="LSTMs as TFLite's fused kernel (stateful: reset between sequences); "
                           "false: a stateless WHILE loop")
+    keep_float: list[str] = Field(
+        default_factory=list, description="Keras layer names left in float in an int8 TFLite "
+                                          "model (selective quantization; see convert --explain)")
 
     @model_validator(mode="after")
     def _check(self):

@@ -180,3 +180,45 @@ def test_onnx_scheme_per_platform(machine, activation):
 
     assert scheme_for("cpu", machine).activation == activation
     assert scheme_for("gpu", machine).activation == "int8"
+
+
+def test_keep_float_follows_the_explain_advice(digits_model, tmp_path):
+    """Selective int8: the layers --explain names stay float, and that recovers agreement."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)
+    data = tmp_path / "badcal.npz"  # calibration 100x too dark: the first layers clip
+    np.savez(data, x_train=x[:1000] * 0.01, y_train=digits.target[:1000],
+             x_test=x[1000:], y_test=digits.target[1000:])
+    flags = ["--to", "tflite", "--quantize", "int8", "--data", str(data), "--scale", "none"]
+    r = run_cli("convert", str(digits_model), *flags, "--explain", "-o", str(tmp_path / "a.tflite"),
+                "--json")
+    assert r.code == 3, r.err
+    worst = r.json()["explain"]["worst"]
+    assert worst and f"--keep-float {','.join(worst)}" in r.err
+    before = r.json()["fidelity"]["top1_agreement"]
+    k = run_cli("convert", str(digits_model), *flags, "--keep-float", ",".join(worst),
+                "-o", str(tmp_path / "k.tflite"), "--json", "--threshold", "0.5")
+    assert k.code == 0, k.err
+    after = k.json()["fidelity"]["top1_agreement"]
+    assert after > before + 0.2, (before, after)
+    ops = k.json()["ops"]
+    assert ops.get("DEQUANTIZE", 0) >= 1 and ops.get("QUANTIZE", 0) >= 1  # float island inside
+    from ai_edge_litert.interpreter import Interpreter
+
+    floats = [t["name"] for t in Interpreter(model_path=str(tmp_path / "k.tflite")).get_tensor_details()
+              if t["dtype"] == np.float32 and len(t["shape"]) == 4]
+    assert any(worst[0] in name for name in floats), floats  # the kept layer's output is float
+
+
+def test_keep_float_refusals(digits_model, tmp_path):
+    base = ["convert", str(digits_model), "--to", "tflite", "--data", "digits", "-o",
+            str(tmp_path / "x.tflite")]
+    assert_clean_error(run_cli(*base, "--quantize", "int8", "--keep-float", "nope"), 2,
+                       "--keep-float names no layer", "nope")
+    assert_clean_error(run_cli(*base, "--quantize", "float16", "--keep-float", "fc"), 2,
+                       "int8 TFLite")
+    assert_clean_error(run_cli(*base, "--target", "edgetpu", "--keep-float", "fc"), 2,
+                       "Edge TPU", "--keep-float")
+    assert not (tmp_path / "x.tflite").exists()

@@ -41,6 +41,9 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
               help="Minimum SNR in dB for regression (default 60 float32, 35 float16, 25 dynamic, "
                    "20 int8, 30 int16x8).")
 @click.option("--explain", is_flag=True, help="Compare an int8 TFLite with Keras layer by layer.")
+@click.option("--keep-float", default=None, metavar="LAYER[,LAYER]",
+              help="Leave these Keras layers in float in an int8 TFLite model (selective "
+                   "quantization: the layers --explain names).")
 @click.option("--allow-flex", is_flag=True, help="Allow Select TF (Flex) ops in TFLite output.")
 @click.option("--lstm", type=click.Choice(["fused", "loop"]), default="fused", show_default=True,
               help="LSTMs as TFLite's fused kernel (small and fast; it keeps state between "
@@ -58,7 +61,7 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
 @guarded_stdout
 def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, resize, channels,
                 limit, output, opset, calibration, calibration_samples, samples, task, threshold,
-                min_snr, explain,
+                min_snr, explain, keep_float,
                 allow_flex, lstm, trainable, train_layers, batch_size, momentum, allow_unsafe,
                 custom_objects) -> None:
     """Convert a Keras MODEL to TFLite or ONNX for a target and prove it still agrees.
@@ -73,7 +76,9 @@ def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, r
     count = calibration_samples or DEFAULT_CALIBRATION_SAMPLES
     spec = ExportSpec.resolve(to, target, quantize, io, calibration_samples=count, opset=opset,
                               calibration=calibration, allow_flex=allow_flex,
-                              fused_lstm=lstm == "fused")
+                              fused_lstm=lstm == "fused",
+                              keep_float=tuple(n.strip() for n in (keep_float or "").split(",")
+                                               if n.strip()))
     if trainable and (quantize not in ("auto", "none") or target != "cpu" or to != "tflite"):
         from ..errors import UsageError
 

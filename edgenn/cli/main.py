@@ -107,7 +107,8 @@ _ENVIRONMENT_ERRNOS = {errno.EROFS, errno.EACCES, errno.ENOSPC, errno.EDQUOT, er
 def _usage_line(err: click.ClickException) -> str:
     ctx = getattr(err, "ctx", None)
     command = ctx.command_path if ctx is not None else "edgenn"
-    return f"{err.format_message().rstrip('.')}: see `{command} --help`"
+    message = " ".join(err.format_message().split())  # click lists choices on several lines
+    return f"{message.rstrip('.')}: see `{command} --help`"
 
 
 def _print_failure(code: int, message: str, kind: str, document: dict | None) -> int:

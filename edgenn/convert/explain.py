@@ -62,6 +62,17 @@ def _layer_name(scope: str, layers: dict) -> str | None:
     return base if suffix.isdigit() and base in layers else None
 
 
+def layer_of_tensor(tensor_name: str, position: dict) -> str | None:
+    """The last Keras layer fused into the op that writes ``tensor_name`` (None: no layer).
+
+    TFLite names an op's output after the TensorFlow ops fused into it, joined by ";", each
+    scoped ``model/layer/op``; ``position`` maps layer names to their order in the model.
+    """
+    layers = {name for piece in tensor_name.split(";") if len(piece.split("/")) >= 3
+              for name in [_layer_name(piece.split("/")[1], position)] if name}
+    return max(layers, key=position.get) if layers else None
+
+
 def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
     """Per-layer relative error (||keras - tflite|| / ||keras||) in model order."""
     from ai_edge_litert.interpreter import Interpreter
@@ -100,9 +111,9 @@ def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
     for t in interp.get_tensor_details():
         layers = {name for piece in t["name"].split(";") if len(piece.split("/")) >= 3
                   for name in [_layer_name(piece.split("/")[1], position)] if name}
-        if not layers:
+        last = layer_of_tensor(t["name"], position)
+        if last is None:
             continue
-        last = max(layers, key=position.get)
         if last in needs and needs[last] not in t["name"]:
             continue
         try:

@@ -40,6 +40,7 @@ class ExportSpec:
     opset: int = 17
     allow_flex: bool = False
     fused_lstm: bool = True  # TFLite's fused LSTM kernel (stateful) rather than a WHILE loop
+    keep_float: tuple[str, ...] = ()  # Keras layers left in float in an int8 TFLite model
 
     def __post_init__(self):
         for name, enum in (("format", ExportFormat), ("quantization", Quantization),
@@ -60,6 +61,15 @@ class ExportSpec:
                              f"received {self.calibration!r}", "use --calibration minmax")
         if not 7 <= self.opset <= 21:
             raise UsageError(f"opset must be between 7 and 21; received {self.opset}", "use --opset 17")
+        object.__setattr__(self, "keep_float", tuple(self.keep_float))
+        if self.keep_float and (fmt is not ExportFormat.tflite or q is not Quantization.int8):
+            raise UsageError(f"keeping layers in float applies to int8 TFLite; received "
+                             f"{fmt.value} {q.value}", "use --to tflite --quantize int8, or drop "
+                             "--keep-float")
+        if self.keep_float and self.target is Target.edgetpu:
+            raise UsageError("the Edge TPU runs full-integer models only; --keep-float leaves "
+                             "layers in float", "drop --keep-float for --target edgetpu (or "
+                             "target cpu, where float layers run)")
         if self.calibration_samples < 1:
             raise UsageError(f"calibration samples must be positive; received {self.calibration_samples}",
                              "use --calibration-samples 200")
@@ -87,7 +97,7 @@ class ExportSpec:
         return cls.resolve(export.format.value, export.target.value, export.quantization.value,
                            export.io.value if export.io is not None else "auto",
                            calibration_samples=export.calibration_samples,
-                           fused_lstm=export.fused_lstm)
+                           fused_lstm=export.fused_lstm, keep_float=tuple(export.keep_float))
 
     @property
     def needs_calibration(self) -> bool:
@@ -183,7 +193,7 @@ def tflite_bytes(model, spec: ExportSpec, x_calib: np.ndarray | None = None) -> 
     _check_calibration(spec, x_calib)
     return to_tflite(model, spec.quantization, spec.io, x_calib, spec.calibration_samples,
                      allow_flex=spec.allow_flex, batch_size=spec.batch_size,
-                     fused_lstm=spec.fused_lstm)
+                     fused_lstm=spec.fused_lstm, keep_float=spec.keep_float)
 
 
 def _check_calibration(spec: ExportSpec, x_calib) -> None:

@@ -59,8 +59,10 @@ class ConvertResult:
         if self.explain is None and self.artifact.spec.needs_calibration:
             advice = "rerun with --explain to find the layers that lose accuracy, or " + advice
         elif self.explain is not None and getattr(self.explain, "worst", None):
+            layers = ",".join(self.explain.worst)
             advice = (f"the layers that lose most are {', '.join(self.explain.worst)}: keep them in "
-                      "float (a recipe scope) or quantize less, or " + advice)
+                      f"float with --keep-float {layers} (or export.keep_float in a recipe), or "
+                      + advice)
         return self.fidelity.failure(self.artifact.path, advice)
 
     def to_dict(self) -> dict:

@@ -174,7 +174,8 @@ def traced(model, batch_size: int | None = None):
 def to_tflite(model, quantization: Quantization = Quantization.float32,
               io: IOType = IOType.float32, x_calib: np.ndarray | None = None,
               calibration_samples: int | None = None, allow_flex: bool = False,
-              batch_size: int | None = None, fused_lstm: bool = True) -> bytes:
+              batch_size: int | None = None, fused_lstm: bool = True,
+              keep_float: tuple[str, ...] = ()) -> bytes:
     """Convert a Keras model (Keras 3 or tf_keras) to a TFLite flatbuffer.
 
     ``export.export`` is the public road; this is the converter it calls.
@@ -196,6 +197,10 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     fused_lstm
         Convert LSTMs to TFLite's fused (stateful) kernel where the bridge allows; False keeps
         Keras 3's stateless WHILE loop. See ``for_fused_kernels``.
+    keep_float
+        Keras layer names whose ops stay float32 in an int8 model (selective quantization:
+        the converter calibrates, then TFLite's MLIR quantizer skips those ops' outputs, with
+        DEQUANTIZE/QUANTIZE around them).
     """
     tensorflow = tf()
     model = fresh_copy(for_fused_kernels(model) if fused_lstm else model)
@@ -244,6 +249,8 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     if allow_flex:
         ops = ops + [tensorflow.lite.OpsSet.SELECT_TF_OPS]
     converter.target_spec.supported_ops = ops
+    if keep_float:
+        return _selective(converter, model, keep_float, io)
     try:
         with quiet_stderr():
             return converter.convert()
@@ -259,3 +266,69 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         raise ConversionError(f"TFLite conversion ({q.value}) failed: {text[:400]}",
                               "run `edgenn check` to find the op at fault, or try another "
                               "quantization mode") from None
+
+
+def _selective(converter, model, keep_float: tuple[str, ...], io: IOType) -> bytes:
+    """int8 with the ops of ``keep_float`` layers left in float32 (see ``to_tflite``)."""
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.python import convert as tfl_convert
+
+    from .explain import _layer_name
+
+    tensorflow = tf()
+    position = {layer.name: i for i, layer in enumerate(model.layers)}
+    unknown = [name for name in keep_float if name not in position]
+    if unknown:
+        names = [n for n in position if type(model.get_layer(n)).__name__ != "InputLayer"]
+        raise UsageError(f"--keep-float names no layer of the model: {', '.join(unknown)}",
+                         f"use layer names such as {', '.join(names[-4:])} (`edgenn inspect "
+                         "MODEL` lists them, `convert --explain` ranks them)")
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # noqa: SLF001 - the selective road TF documents
+    try:
+        with quiet_stderr():
+            calibrated = converter.convert()
+            names = [t["name"] for t in Interpreter(model_content=calibrated).get_tensor_details()]
+    except Exception as err:  # noqa: BLE001 - converter errors of every type, one line
+        raise ConversionError(f"TFLite calibration for selective int8 failed: "
+                              f"{' '.join(str(err).split())[:300]}",
+                              "try without --keep-float") from None
+    keep = set(keep_float)
+    nodes, found = [], set()
+    for name in names:
+        fused = {layer for piece in name.split(";") if len(piece.split("/")) >= 3
+                 for layer in [_layer_name(piece.split("/")[1], position)] if layer}
+        if fused & keep:
+            nodes.append(name)
+            found |= fused & keep
+    missing = sorted(keep - found, key=position.get)
+    if missing:
+        raise UsageError(f"--keep-float: {', '.join(missing)} computes no op of its own in the "
+                         "TFLite model", "name a layer that does (a Conv2D, Dense or activation; "
+                         "`convert --explain` lists the ones it can see)")
+    kwargs = {}
+    if io is not IOType.float32:
+        dtype = tensorflow.int8 if io is IOType.int8 else tensorflow.uint8
+        kwargs = {"fully_quantize": True, "input_data_type": dtype, "output_data_type": dtype}
+    try:
+        with quiet_stderr():
+            result = tfl_convert.mlir_quantize(calibrated, denylisted_nodes=nodes, **kwargs)
+            details = Interpreter(model_content=result).get_tensor_details()
+    except Exception as err:  # noqa: BLE001
+        raise ConversionError(f"selective int8 quantization failed: "
+                              f"{' '.join(str(err).split())[:300]}",
+                              "try without --keep-float") from None
+    # The quantizer skips a name it cannot honour without a word (seen: the first convolution
+    # after a float input): a kept layer must own a float tensor in the result.
+    floats = set()
+    for t in details:
+        if np.dtype(t["dtype"]) == np.float32:
+            floats |= {layer for piece in t["name"].split(";") if len(piece.split("/")) >= 3
+                       for layer in [_layer_name(piece.split("/")[1], position)] if layer}
+    ignored = sorted(keep - floats, key=position.get)
+    if ignored:
+        raise ConversionError(f"TFLite's quantizer did not keep {', '.join(ignored)} in float "
+                              "(it leaves some ops, such as the first after the input, "
+                              "quantized)", "keep the layers after it instead, or convert "
+                              "with --quantize int16x8 or dynamic")
+    return result
