@@ -275,7 +275,7 @@ class Runner:
     def __init__(self, s: FitSettings, workdir: Path):
         import ray
 
-        from .trial import run
+        from .trial import explain, run
 
         self.ray = ray
         self.settings = s
@@ -292,6 +292,7 @@ class Runner:
                 else:
                     ray.init(num_cpus=s.workers, **kwargs)
         self.remote = ray.remote(num_cpus=1, max_retries=0)(run)
+        self.remote_explain = ray.remote(num_cpus=1, max_retries=0)(explain)
         cores = os.cpu_count() or 1
         self.threads = 1 if s.ray_address else max(1, cores // s.workers)
 
@@ -310,8 +311,8 @@ class Runner:
                 "allow_unsafe": s.allow_unsafe, "custom_objects": s.custom_objects,
                 "cache_to": cache_to, "timeout": s.trial_timeout}
 
-    def submit(self, job: dict):
-        return self.remote.remote(job)
+    def submit(self, job: dict, kind: str = "run"):
+        return (self.remote_explain if kind == "explain" else self.remote).remote(job)
 
     def wait(self, refs: list, timeout: float | None):
         ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
@@ -337,28 +338,48 @@ class Runner:
 
 
 def _reference(s: FitSettings, journal: Journal, runner: Runner, log) -> dict:
-    """The input model at every quantization, no training: baseline accuracy and bounds."""
+    """The input model at every quantization, and its layers ranked by int8 error.
+
+    No training: the exports give the baseline accuracy and the bounds; the ranking
+    (`convert --explain`) gives the layers selective quantization may keep in float.
+    """
     kept = journal.find("reference")
+    ranking = journal.find("explain")
+    refs = {}
     if kept is None:
         log("reference: the input model at every quantization ...")
         doc = {"name": "reference", "description": "the input model, no training",
                "export": [{"format": "tflite", "quantization": q} for q in REFERENCE_QUANTIZATIONS],
                "evaluate": {"metric": "accuracy", "split": "val"}}
-        result = runner.run_all([runner.job(0, doc, tag="-reference")])[0]
+        refs["reference"] = runner.submit(runner.job(0, doc, tag="-reference"))
+    if ranking is None:
+        job = runner.job(0, {"name": "explain"}, tag="-explain")
+        job["out"] += ".tflite"
+        refs["explain"] = runner.submit(job, kind="explain")
+    results = {k: runner.get(ref) for k, ref in refs.items()}
+    if "reference" in results:
+        result = results["reference"]
         if result["status"] != "complete":
-            code = result.get("exit_code")
-            message = f"the input model does not run through compress: {result['error']}"
-            if code == 2:  # the model, data or flags: the user's to fix, as compress said
+            if result.get("exit_code") == 2:  # the model, data or flags: as compress said
                 raise UsageError(result["error"])
             from ..errors import ConversionError
 
-            raise ConversionError(message, "run `edgenn compress MODEL -r int8-ptq` with the "
-                                           "same data to see the whole error")
+            raise ConversionError(f"the input model does not run through compress: "
+                                  f"{result['error']}", "run `edgenn compress MODEL -r int8-ptq` "
+                                  "with the same data to see the whole error")
         kept = {"number": -1, "kind": "reference", "status": "complete",
                 "exports": result["exports"], "baseline": result["baseline"],
                 "seconds": result["seconds"]}
         journal.add(kept)
-    return {e["quantization"]: e for e in kept["exports"]} | {"baseline": kept["baseline"]}
+    if "explain" in results:
+        result = results["explain"]
+        ranking = {"number": -2, "kind": "explain", "status": result["status"],
+                   "layers": result.get("layers", []), "growth": result.get("growth", []),
+                   "error": result.get("error"), "seconds": result["seconds"]}
+        journal.add(ranking)
+    return ({e["quantization"]: e for e in kept["exports"]}
+            | {"baseline": kept["baseline"], "sensitive": ranking.get("layers", []),
+               "sensitive_error": ranking.get("error")})
 
 
 def _shipped(s: FitSettings, journal: Journal, runner: Runner, name: str, log) -> dict:
@@ -410,7 +431,8 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
                and asked < 20 * s.trials and not _past(deadline)):
             asked += 1
             trial = study.ask()
-            p = space.suggest(trial, distill=s.distill)
+            p = space.suggest(trial, distill=s.distill,
+                              sensitive=len(reference["sensitive"]))
             number = journal.next_number()
             record = {"number": number, "kind": "search", "params": p,
                       "distributions": {k: optuna.distributions.distribution_to_json(d)
@@ -430,7 +452,7 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 on_trial(record, None)
                 continue
-            doc = space.recipe(p, f"fit-{number:03d}")
+            doc = space.recipe(p, f"fit-{number:03d}", sensitive=reference["sensitive"])
             key = space.steps_key(doc)
             cached = _cached(journal.path, key)
             if cached:  # the steps ran before: export their saved model
@@ -469,10 +491,11 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
 
 
 def _seeds(s: FitSettings) -> list[dict]:
-    seeds = [{"quantization": "int8", "width": 1.0, "sparsity": 0.0, "clusters": 0, "qat": False}]
+    seeds = [{"quantization": "int8", "width": 1.0, "sparsity": 0.0, "clusters": 0, "qat": False,
+              "keep_float": 0}]
     if s.distill:
         seeds.append({"quantization": "int8", "width": 0.5, "sparsity": 0.0, "clusters": 0,
-                      "qat": False, "epochs": 8, "learning_rate": 1e-3})
+                      "qat": False, "keep_float": 0, "epochs": 8, "learning_rate": 1e-3})
     return seeds
 
 
@@ -638,11 +661,12 @@ def _write(result: FitResult, journal: Journal, staging: Path, out: Path) -> Non
     max_drop = result.settings.get("max_drop")
     for i, number in enumerate(result.front):
         doc = space.recipe(records[number]["params"], f"fit-front-{i:02d}", max_drop=max_drop,
-                           split="test")
+                           split="test", sensitive=result.reference["sensitive"])
         (staging / "front" / f"{i:02d}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     if result.best is not None:
         best = records[result.best]
-        doc = space.recipe(best["params"], "fit-best", max_drop=max_drop, split="test")
+        doc = space.recipe(best["params"], "fit-best", max_drop=max_drop, split="test",
+                           sensitive=result.reference["sensitive"])
         (staging / "best.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
         shutil.copyfile(best["tflite"], staging / "best.tflite")
     front = {"settings": result.settings, "reference": result.reference,

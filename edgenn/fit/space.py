@@ -20,10 +20,14 @@ BLOCKS = ("1x1", "4x1")
 CLUSTERS = (0, 16, 32)
 EPOCHS = (2, 4, 8)
 RATES = (1e-4, 3e-4, 1e-3)
+KEEP_FLOAT_MAX = 3  # selective quantization: up to this many of the most sensitive layers
 
 
-def suggest(trial, *, distill: bool = True) -> dict:
-    """Draw a point from an Optuna trial (define-by-run: a choice asks only what it needs)."""
+def suggest(trial, *, distill: bool = True, sensitive: int = 0) -> dict:
+    """Draw a point from an Optuna trial (define-by-run: a choice asks only what it needs).
+
+    ``sensitive``: how many layers the int8 ranking offers to keep in float (0: none).
+    """
     p = {"quantization": trial.suggest_categorical("quantization", list(QUANTIZATIONS))}
     p["width"] = trial.suggest_categorical("width", list(WIDTHS)) if distill else 1.0
     p["sparsity"] = trial.suggest_categorical("sparsity", list(SPARSITIES))
@@ -32,6 +36,9 @@ def suggest(trial, *, distill: bool = True) -> dict:
     p["clusters"] = trial.suggest_categorical("clusters", list(CLUSTERS))
     if p["quantization"] == "int8":
         p["qat"] = trial.suggest_categorical("qat", [False, True])
+        if sensitive and not p["qat"]:  # QAT renames the layers it wraps
+            p["keep_float"] = trial.suggest_categorical(
+                "keep_float", list(range(min(KEEP_FLOAT_MAX, sensitive) + 1)))
     if trains(p):
         p["epochs"] = trial.suggest_categorical("epochs", list(EPOCHS))
         p["learning_rate"] = trial.suggest_categorical("learning_rate", list(RATES))
@@ -43,8 +50,13 @@ def trains(p: dict) -> bool:
         or bool(p.get("qat"))
 
 
-def recipe(p: dict, name: str, *, max_drop: float | None = None, split: str = "val") -> dict:
-    """The recipe (a plain dict, as YAML holds it) of point ``p``."""
+def recipe(p: dict, name: str, *, max_drop: float | None = None, split: str = "val",
+           sensitive: list[str] = ()) -> dict:
+    """The recipe (a plain dict, as YAML holds it) of point ``p``.
+
+    ``sensitive``: the layers int8 hurts most, worst first (`convert --explain`'s ranking of the
+    input model); a point with ``keep_float: k`` keeps the first k of them in float.
+    """
     steps = []
     epochs, rate = p.get("epochs", 2), p.get("learning_rate", 3e-4)
     if p.get("width", 1.0) < 1.0:
@@ -65,10 +77,13 @@ def recipe(p: dict, name: str, *, max_drop: float | None = None, split: str = "v
     if p.get("qat"):
         steps.append({"quantize": {"epochs": max(1, epochs // 2), "learning_rate": min(rate, 1e-4),
                                    "freeze_batch_norm": True}})
+    export = {"format": "tflite", "quantization": p["quantization"]}
+    if p.get("keep_float"):
+        export["keep_float"] = list(sensitive[: p["keep_float"]])
     doc = {"name": name,
            "description": "found by edgenn fit: " + describe(p),
            "steps": steps,
-           "export": {"format": "tflite", "quantization": p["quantization"]},
+           "export": export,
            "evaluate": {"metric": "accuracy", "split": split}}
     if max_drop is not None:
         doc["constraints"] = {"max_accuracy_drop": max_drop}
@@ -89,6 +104,8 @@ def describe(p: dict) -> str:
         parts.append("QAT")
     label = " + ".join(parts) or "no training"
     label += f", {p['quantization']}"
+    if p.get("keep_float"):
+        label += f" ({p['keep_float']} layer{'s' * (p['keep_float'] > 1)} float)"
     if trains(p):
         label += f", {p['epochs']} ep @ {p['learning_rate']:g}"
     return label

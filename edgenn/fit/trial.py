@@ -36,6 +36,37 @@ def compress_command(job: dict) -> list[str]:
     return cmd
 
 
+def explain(job: dict) -> dict:
+    """The input model's layers ranked by how much int8 quantization error each one adds.
+
+    `edgenn convert --quantize int8 --explain` on the search's data; the fidelity bar is off
+    (the ranking is wanted whatever the agreement).
+    """
+    started = time.monotonic()
+    out = Path(job["out"])
+    cmd = [sys.executable, "-m", "edgenn", "convert", job["model"], "--to", "tflite",
+           "--quantize", "int8", *job["data_args"], "--explain", "--threshold", "0",
+           "-o", str(out), "--json", "--quiet"]
+    if job.get("allow_unsafe"):
+        cmd.append("--allow-unsafe")
+    if job.get("custom_objects"):
+        cmd += ["--custom-objects", job["custom_objects"]]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(cmd, capture_output=True, env=env, timeout=job.get("timeout"),
+                          preexec_fn=_die_with_parent)
+    doc = _json(proc.stdout) or {}
+    rows = (doc.get("explain") or {}).get("layers") or []
+    if proc.returncode != 0 or not rows:
+        why = (doc.get("error") or {}).get("message") or (doc.get("explain") or {}).get("skipped") \
+            or f"exit {proc.returncode}"
+        return _failed(job, started, why, proc.returncode)
+    ranked = sorted((r for r in rows if r["growth"] > 0), key=lambda r: -r["growth"])
+    return {"status": "complete", "layers": [r["layer"] for r in ranked],
+            "growth": [r["growth"] for r in ranked],
+            "agreement": (doc.get("fidelity") or {}).get("value"),
+            "seconds": round(time.monotonic() - started, 1)}
+
+
 def run(job: dict) -> dict:
     """Run ``job`` (see `edgenn.fit.search`) and return its measurements or why it failed."""
     started = time.monotonic()
