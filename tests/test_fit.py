@@ -65,6 +65,9 @@ def test_fit_search_with_a_failing_trial(mlp, tmp_path):
     assert ptq["status"] == "complete" and ptq["drop_pt"] <= 3
     assert student["status"] == "failed" and student["error"], student  # recorded, search went on
     assert doc["best"] == ptq["number"] and doc["front"] == [ptq["number"]]
+    # the input model's layers were ranked by int8 error once, for selective quantization
+    assert doc["reference"]["sensitive"] and set(doc["reference"]["sensitive"]) <= {
+        "hidden", "grid", "flatten", "classes"}
     # the test split was scored for the chosen point and the input model, after the search
     assert doc["test"]["reference"]["accuracy"] > 0.8
     assert abs(doc["test"][str(ptq["number"])]["accuracy"] - doc["test"]["reference"]["accuracy"]) < 0.05
