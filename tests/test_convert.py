@@ -119,6 +119,12 @@ def test_gpu_target_reports_missing_gpu(digits_model, tmp_path):
     runtime = doc["gpu_runtime"]
     if not runtime["available"]:  # this machine and CI have no GPU
         assert "could not create its GPU accelerator" in runtime["message"]
+        assert "ERROR: [" not in runtime["message"] and "\u2514" not in runtime["message"]
+    # a real interpreter, so LiteRT's exit-time logs would reach stderr if not silenced
+    human = run_cli("convert", str(digits_model), "--to", "tflite", "--target", "gpu",
+                    "-o", str(tmp_path / "h.tflite"), fresh=True)
+    assert human.code == 0, human.err
+    assert "DestroyAccelerator" not in human.err and "INFO:" not in human.err, human.err
 
 
 def test_flex_op_refused_then_allowed(models, tmp_path):

@@ -147,6 +147,8 @@ def test_missing_accelerators_say_so(models):
     result = gpu.json()["results"][0]
     if "error" in result:  # no GPU on this machine or CI
         assert gpu.code == 3 and "GPU accelerator" in result["error"]
+        assert "ERROR: [" not in result["error"] and "INFO:" not in gpu.err, gpu.err
+        assert "--host" in gpu.err  # what to do about it, not "check the model"
     ep = run_cli("profile", str(models / "tiny.onnx"), "--accelerator", "ep:CUDAExecutionProvider")
     assert_clean_error(ep, 3, "CUDAExecutionProvider")
 

@@ -12,6 +12,7 @@ none for random inputs), op_profile, keep_times.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -96,19 +97,49 @@ class LiteRT:
         return None  # the Python interpreter API exposes no per-op timings
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Silence fd 2 (LiteRT's C++ logs) for the block; this file imports nothing of edgenn."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class LiteRTCompiled:
     """LiteRT's CompiledModel API: the path to its GPU (WebGPU/OpenCL/Vulkan) accelerator."""
 
     def __init__(self, cfg, hardware: str = "gpu"):
+        import gc
+
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 
         accel = HardwareAccelerator.GPU if hardware == "gpu" else HardwareAccelerator.CPU
-        try:
-            self.model = CompiledModel.from_file(cfg["model"], hardware_accel=accel)
-        except RuntimeError as err:
-            raise RuntimeError(f"LiteRT could not create its {hardware.upper()} accelerator "
-                               "(no GPU adapter found?): " + " ".join(str(err).split())[:200]) from None
+        error = None
+        with _native_stderr_silenced():
+            try:
+                self.model = CompiledModel.from_file(cfg["model"], hardware_accel=accel)
+            except RuntimeError as err:
+                error = " ".join(str(err).split())  # a string: the traceback would keep LiteRT alive
+            gc.collect()  # LiteRT logs its accelerators' destruction: here, silenced
+        if error is not None:
+            # LiteRT's message is C++ source locations ("ERROR: [./litert/...:1961] └ ..."):
+            # keep only words, if any are left.
+            import re
+
+            reason = re.sub(r"ERROR:\s*\[[^\]]*\]\s*", "", error).strip(" \u2514\u251c\u2502:")
+            detail = f": {reason[:200]}" if re.search(r"[A-Za-z]{3}", reason) else ""
+            missing = RuntimeError(f"LiteRT could not create its {hardware.upper()} accelerator "
+                                   f"(no GPU adapter found?){detail}")
+            missing.hint = ("profile on the device that has the GPU (--host USER@ADDRESS), or "
+                            "use --accelerator xnnpack here")
+            raise missing
         key = self.model.get_signature_by_index(0)["key"]
         self.details = list(self.model.get_input_tensor_details(key).values())
         self.inputs_buf = self.model.create_input_buffers(0)
@@ -265,6 +296,8 @@ def main(argv) -> int:
         result = measure(cfg)
     except Exception as err:  # reported as data: the parent turns it into an error for this model
         result = {"model": cfg.get("model"), "error": f"{type(err).__name__}: {err}"}
+        if getattr(err, "hint", None):
+            result["hint"] = err.hint
     sys.stdout.write("EDGENN-RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

@@ -61,7 +61,8 @@ def interpret(model: str, returncode: int, stdout: str, stderr: str,
         error = result["error"]
         if "MemoryError" in error or "std::bad_alloc" in stderr:
             error = f"out of memory (limit {memory_mb} MB): {error}"
-        return {"model": model, "error": error}
+        return {"model": model, "error": error,
+                **({"hint": result["hint"]} if result.get("hint") else {})}
     if returncode < 0:
         name = signal.Signals(-returncode).name
         return {"model": model, "error": f"the runtime crashed ({name})",
