@@ -156,7 +156,7 @@ def main() -> None:
     names = [n for n, _ in APPS] + EDGE
     if opts.only:
         names = [n for n in names if n in opts.only.split(",")]
-    out_root = Path(opts.out)
+    out_root = Path(opts.out).resolve()  # commands run in their own working folders
     out_root.mkdir(parents=True, exist_ok=True)
     rows = {}
     for name in names:

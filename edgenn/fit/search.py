@@ -163,10 +163,17 @@ class Journal:
 
     def open(self, log) -> None:
         settings = self.path / "settings.json"
+        if self.path.exists() and not settings.is_file():
+            raise UsageError(f"{self.path} is not a journal of edgenn fit",
+                             "move it away, or pass --overwrite to remove it")
         if settings.is_file():
-            kept = json.loads(settings.read_text())
+            try:
+                kept = json.loads(settings.read_text())
+            except (ValueError, OSError):
+                kept = {}
             if kept != self.identity:
-                changed = sorted(k for k in self.identity if kept.get(k) != self.identity[k])
+                changed = sorted(k for k in self.identity if not isinstance(kept, dict)
+                                 or kept.get(k) != self.identity[k])
                 raise UsageError(f"{self.path} holds an interrupted search of another setup "
                                  f"({', '.join(changed)} differ)",
                                  "run with the same model, data, device and seed to resume it, "
@@ -213,6 +220,9 @@ def fit(settings: FitSettings, out: str | Path, *, overwrite: bool = False, log=
     outdir = OutputDir(out, "fit", overwrite=overwrite)
     outdir.check()
     jdir = journal_dir(out)
+    if jdir.is_symlink() or (jdir.exists() and not jdir.is_dir()):
+        raise UsageError(f"{jdir} (where fit keeps its journal) is a link or a file",
+                         "remove it, or choose another output folder")
     if overwrite and jdir.exists():
         shutil.rmtree(jdir)
     journal = Journal(jdir, settings.identity())
