@@ -32,6 +32,17 @@ def metrics(pred: np.ndarray, y: np.ndarray, task: str) -> dict:
     return classification_metrics(pred, y)
 
 
+def metrics_per_output(preds: list, ys: list, tasks: list[str], names: list[str]) -> dict:
+    """Each output's metrics for its task; ``accuracy`` is the worst classification output's."""
+    per = {name: metrics(np.asarray(p), np.asarray(y), task)
+           for name, p, y, task in zip(names, preds, ys, tasks)}
+    out = {"outputs": per}
+    accuracies = [m["accuracy"] for m in per.values() if "accuracy" in m]
+    if accuracies:
+        out["accuracy"] = min(accuracies)
+    return out
+
+
 def worst_class_drop(baseline: dict, final: dict) -> dict | None:
     """The class whose accuracy fell most, in percentage points."""
     before, after = baseline.get("per_class"), final.get("per_class")
@@ -61,6 +72,21 @@ def tflite_predict(model: bytes | str, x: np.ndarray) -> np.ndarray:
     from .runtime.litert import TFLiteRunner
 
     return TFLiteRunner(model).predict(x)[0]
+
+
+def predict_file_all(path, x) -> list[np.ndarray]:
+    """Every output of an exported file (in the model's order), run by its own runtime.
+
+    ``x``: an array, or a list with one array per input.
+    """
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    if str(path).endswith(".onnx"):
+        from .runtime.onnx_runner import ONNXRunner
+
+        return ONNXRunner(path).predict(*xs)
+    from .runtime.litert import TFLiteRunner
+
+    return TFLiteRunner(str(path)).predict(*xs)
 
 
 def predict_file(path, x: np.ndarray) -> np.ndarray:

@@ -128,7 +128,17 @@ class Report:
                 runtime = "LiteRT" if art.format == "tflite" else "ONNX Runtime"
                 lines.append(f"| {art.path.split('/')[-1]} ({runtime}) | "
                              f"{_fmt(art.metrics.get(metric))} |")
-        if final and metric == "accuracy" and base:
+        if "outputs" in base:
+            lines += ["", "Per output (test split):", "", "| output | metric | input model | "
+                      + " | ".join(a.path.split("/")[-1] for a in self.exported if a.metrics)
+                      + " |", "|---|---|---|" + "---|" * sum(1 for a in self.exported if a.metrics)]
+            for out_name, m in base["outputs"].items():
+                key = "accuracy" if "accuracy" in m else "mse"
+                cells = [_fmt(a.metrics["outputs"][out_name].get(key))
+                         for a in self.exported if a.metrics]
+                lines.append(f"| {out_name} | {key} | {_fmt(m.get(key))} | " + " | ".join(cells)
+                             + " |")
+        elif final and metric == "accuracy" and base:
             lines += ["", f"Accuracy change: {(final['accuracy'] - base['accuracy']) * 100:+.2f} pt"]
             worst = self.metrics.get("worst_class")
             if worst:

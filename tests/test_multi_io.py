@@ -56,6 +56,32 @@ def test_multi_input_data_errors_are_one_line(models, tmp_path):
                 "--resize", "4x4", "-o", str(tmp_path / "b.tflite"))
     assert_clean_error(r, 2, "--resize applies to one input")
     r = run_cli("compress", model, "-r", "int8-ptq", "--data", str(models / "two_io.npz"),
+                "-o", str(tmp_path / "c"))  # the file labels cls only: score cannot be scored
+    assert_clean_error(r, 2, "no labels for output score", "y_score")
+    r = run_cli("compress", model, "-r", "prune-80-int8", "--data", str(models / "two_io.npz"),
                 "-o", str(tmp_path / "c"))
-    assert_clean_error(r, 2, "single-input, single-output", "edgenn convert")
+    assert_clean_error(r, 2, "trains the model (prune)", "int8-ptq")
     assert not any((tmp_path / name).exists() for name in ("a.tflite", "b.tflite", "c"))
+
+
+def test_compress_ptq_scores_every_output(models, tmp_path):
+    """int8-ptq on a two-input, two-output model: each head scored for its task on LiteRT."""
+    with np.load(models / "two_io.npz") as npz:
+        xa, xb, cls = npz["x_image"], npz["x_meta"], npz["y_cls"]
+    data = tmp_path / "labelled.npz"
+    np.savez(data, x_image=xa, x_meta=xb, y_cls=cls, y_score=xa.mean((1, 2, 3)) + xb.sum(1))
+    out = tmp_path / "ptq"
+    r = run_cli("compress", str(models / "k3_two_io.keras"), "-r", "int8-ptq", "--data", str(data),
+                "--scale", "none", "-o", str(out), "--json")
+    assert r.code in (0, 4), r.err
+    doc = r.json()
+    base, final = doc["metrics"]["baseline"]["outputs"], doc["metrics"]["final"]["outputs"]
+    assert set(base) == set(final) == {"score", "cls"}
+    assert "accuracy" in base["cls"] and "mse" in base["score"]
+    assert base["cls"]["accuracy"] > 0.55  # the fixture learned its classes (chance: 1/3)
+    assert abs(final["cls"]["accuracy"] - base["cls"]["accuracy"]) < 0.1
+    assert final["score"]["mse"] < 4 * base["score"]["mse"] + 0.05
+    assert doc["artifacts"][0]["quantization"] == "int8"
+    drop = next(c for c in doc["constraints"] if c["name"] == "max_accuracy_drop")
+    assert drop["value"] == round((base["cls"]["accuracy"] - final["cls"]["accuracy"]) * 100, 3)
+    assert "Per output" in (out / "report.md").read_text()

@@ -29,6 +29,14 @@ class MultiSplits:
     x_test: list[np.ndarray]
     names: list[str]
     notes: list[str] = field(default_factory=list)
+    # Labels of the test samples, one entry per model output (None where the file has none).
+    y_test: list = field(default_factory=list)
+    n_train: int = 0
+
+    def summary(self) -> dict:
+        return {"source": self.source, "inputs": self.names, "train": self.n_train,
+                "test": count(self.x_test), "calibration": count(self.x_calib),
+                "labels": [y is not None for y in self.y_test], "notes": self.notes}
 
 
 def input_names(model) -> list[str]:
@@ -98,8 +106,30 @@ def load_multi(spec: DataSpec, model) -> MultiSplits:
     n_test = max(1, int(round(n * spec.test_fraction)))
     test, rest = order[:n_test], order[n_test:]
     calib = rest[: spec.calibration_samples]
+    labels = _labels(arrays, model, n, path)
     return MultiSplits(str(path), [x[calib] for x in prepared], [x[test] for x in prepared],
-                       names, notes)
+                       names, notes, [None if y is None else y[test] for y in labels],
+                       len(rest))
+
+
+def _labels(arrays: dict, model, n: int, path: Path) -> list:
+    """``y_<output name>`` per output (or ``y`` for a single output), where the file has them."""
+    from ..fidelity import output_names
+
+    outputs = output_names(model)
+    labels = []
+    for name in outputs:
+        y = arrays.get(f"y_{name}")
+        if y is None and len(outputs) == 1:
+            y = arrays.get("y")
+        if y is not None:
+            if len(y) != n:
+                raise DataError(f"{path}: y_{name} has {len(y)} labels for {n} samples",
+                                "give every output one label per sample, in the inputs' order")
+            if not np.issubdtype(y.dtype, np.number):
+                raise DataError(f"{path}: y_{name} has dtype {y.dtype}", "store numbers")
+        labels.append(y)
+    return labels
 
 
 def _divisor(scale, x: np.ndarray) -> float:
