@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quantize": ("edgenn.cli.quantize_cmd:quantize_cmd", "Quantize a converted .tflite/.onnx; verify."),
     "demo": ("edgenn.cli.demo_cmd:demo_cmd", "Run the whole pipeline on a small built-in example."),
     "profile": ("edgenn.cli.profile_cmd:profile_cmd", "Measure latency and memory, here or over SSH."),
+    "report": ("edgenn.cli.report_cmd:report_cmd", "Compare runs on one page (HTML or Markdown)."),
     "recipes": ("edgenn.cli.recipes_cmd:recipes_group", "List, show and validate compression recipes."),
     "devices": ("edgenn.cli.devices_cmd:devices_group", "List, show and validate device profiles."),
 }
