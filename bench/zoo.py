@@ -39,6 +39,12 @@ APPS = [
     ("NASNetMobile", (32, 32, 3)),
 ]
 EDGE = ["DSCNN", "LSTM", "GRU", "TwoInTwoOut", "Autoencoder", "SavedModel"]
+# Applications that rescale their input inside the model (a Rescaling/Normalization layer that
+# expects pixel values 0-255, as their documentation says): they get unscaled data, as a user
+# following that documentation would give them. Fed [0, 1] instead, the signal is a tiny
+# variation on a constant and int8 loses it (MobileNetV3Small: top-1 agreement 0.49).
+RAW_PIXELS = {"MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0", "EfficientNetV2B0",
+              "ConvNeXtTiny"}
 
 
 def build(name: str, shape, x, y, epochs: int):
@@ -117,6 +123,8 @@ def data_flags(name: str, shape, limit: int) -> list[str]:
     if name == "Autoencoder":
         return ["--data", "fashion-mnist", "--limit", str(limit)]
     flags = ["--data", "fashion-mnist", "--limit", str(limit)]
+    if name in RAW_PIXELS:
+        flags += ["--scale", "none"]
     if shape[:2] != (28, 28):
         flags += ["--resize", f"{shape[0]}x{shape[1]}"]
     if len(shape) == 3 and shape[2] == 3:
@@ -167,6 +175,7 @@ def main() -> None:
         t0 = time.perf_counter()
         try:
             spec = DataSpec("fashion-mnist", limit=opts.train_limit or opts.limit,
+                            scale="none" if name in RAW_PIXELS else "auto",
                             resize=shape[:2] if len(shape) == 3 and shape[:2] != (28, 28) else None,
                             channels=shape[2] if len(shape) == 3 else None)
             splits = load(spec)

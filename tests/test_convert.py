@@ -228,3 +228,26 @@ def test_keep_float_refusals(digits_model, tmp_path):
     assert_clean_error(run_cli(*base, "--target", "edgetpu", "--keep-float", "fc"), 2,
                        "Edge TPU", "--keep-float")
     assert not (tmp_path / "x.tflite").exists()
+
+
+def test_model_that_rescales_pixels_warns_about_unit_range_data(tmp_path):
+    """A keras.applications-style Rescaling(1/255) input fed [0, 1] data: the warning names the fix."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "rescales.keras"
+    build = ("import sys, keras\nfrom keras import layers\n"
+             "inp = keras.Input((8, 8, 1))\n"
+             "h = layers.Flatten()(layers.Rescaling(1 / 255.0, name='pixels')(inp))\n"
+             "keras.Model(inp, layers.Dense(10, activation='softmax')(h)).save(sys.argv[1])\n")
+    proc = subprocess.run([sys.executable, "-c", build, str(path)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    unit = run_cli("convert", str(path), "--to", "tflite", "--data", "digits",
+                   "-o", str(tmp_path / "a.tflite"))
+    assert unit.code == 0, unit.err
+    assert "expects pixel values 0-255" in unit.err and "--scale none" in unit.err
+    raw = run_cli("convert", str(path), "--to", "tflite", "--data", "digits", "--scale", "none",
+                  "-o", str(tmp_path / "b.tflite"))
+    assert raw.code == 0, raw.err
+    assert "expects pixel values" not in raw.err

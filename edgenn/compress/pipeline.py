@@ -108,6 +108,12 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
     classes = int(out_shape[-1]) if task == "classification" else None
     splits = match_model(splits, in_shape, classes)
+    from ..models.describe import pixel_range_mismatch
+
+    warning = pixel_range_mismatch(model, splits.x_calib)
+    if warning:
+        log(f"warning: {warning}")
+        splits.notes.append(warning)
     for step in recipe.steps:  # before any step trains, not in the middle
         check_augment(getattr(step.config, "augment", None), splits.x_train.shape,
                       f"the {step.technique}")

@@ -140,6 +140,12 @@ def load_for_export(model_path: str, data_spec, allow_unsafe: bool, custom_objec
         splits = load_multi(data_spec, model)
     elif data_spec is not None:
         splits = match_model(load(data_spec), tuple(model.inputs[0].shape), None)
+        from ..models.describe import pixel_range_mismatch
+
+        warning = pixel_range_mismatch(model, splits.x_calib)
+        if warning:
+            log(f"warning: {warning}")
+            splits.notes.append(warning)
     return loaded, model, splits
 
 
