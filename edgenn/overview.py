@@ -68,10 +68,15 @@ def _local(run: Path, recorded: str | None) -> Path | None:
 
 def read_run(folder: Path) -> tuple[list[Row], list | None, dict]:
     """The rows, the federated curve (or None) and the details of one run folder."""
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder", "pass the output folders of compress, fit "
-                                                      "or federated simulate")
+    if not folder.is_dir() and not (folder.is_file() and folder.suffix.lower() in (".tflite",
+                                                                                  ".onnx")):
+        raise UsageError(f"{folder} is not a folder or a .tflite/.onnx file",
+                         "pass the output folders of compress, fit or federated simulate, or "
+                         "model files")
     name = folder.name
+    if folder.is_file() and folder.suffix.lower() in (".tflite", ".onnx"):
+        return ([Row(name, "file", name, str(folder), bytes=folder.stat().st_size)], None,
+                {"file": str(folder)})
     if (folder / "report.json").is_file():
         doc = _read_json(folder / "report.json")
         rows = []
@@ -118,9 +123,10 @@ def read_run(folder: Path) -> tuple[list[Row], list | None, dict]:
         rounds = doc.get("rounds", [])
         curve = [(r["round"], r["accuracy"]) for r in rounds]
         tflite = folder / "global.tflite"
-        row = Row(name, "federated", "federated global model",
+        model = (doc.get("config") or {}).get("model", "")
+        row = Row(name, "federated", f"federated global model ({model})".replace(" ()", ""),
                   str(tflite) if tflite.is_file() else None,
-                  rounds[-1]["accuracy"] if rounds else None, doc.get("initial_accuracy"),
+                  rounds[-1]["accuracy"] if rounds else None, None,
                   tflite.stat().st_size if tflite.is_file() else None)
         ref = doc.get("centralized_reference") or {}
         details = {"command": "federated simulate", "rounds": len(rounds),
@@ -156,6 +162,10 @@ def build(folders: list[Path], devices: list[str], measure: bool, log=lambda m: 
         if curve:
             curves[Path(folder).name] = curve
     for row in rows:
+        if row.path and row.gzip_bytes is None:
+            import gzip
+
+            row.gzip_bytes = len(gzip.compress(Path(row.path).read_bytes(), 9))
         if not row.path or not row.path.endswith(".tflite"):
             continue
         for device in profiles:

@@ -143,7 +143,7 @@ def manifest(models) -> dict:
 def digits_model(tmp_path_factory) -> Path:
     """A reference CNN trained on digits by `edgenn demo` (a real Keras 3 .keras file)."""
     out = tmp_path_factory.mktemp("digits")
-    r = run_cli("demo", "-o", str(out), "--epochs", "12", "--quiet")
+    r = run_cli("demo", "-o", str(out), "--epochs", "12", "--quick", "--quiet")
     assert r.code == 0, r.err
     return out / "model.keras"
 

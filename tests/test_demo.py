@@ -2,12 +2,14 @@
 
 import json
 
+import pytest
+
 from conftest import assert_clean_error, run_cli
 
 
-def test_demo_default_trains_saves_and_inspects(tmp_path):
+def test_demo_quick_trains_saves_and_inspects(tmp_path):
     out = tmp_path / "demo"
-    r = run_cli("demo", "-o", str(out), "--json")
+    r = run_cli("demo", "-o", str(out), "--quick", "--json")
     assert r.code == 0, r.err
     doc = r.json()  # stdout holds the JSON document and nothing else
     assert doc["data"]["source"] == "digits"
@@ -38,3 +40,37 @@ def test_demo_rejects_non_image_data(tmp_path):
     np.savez(tmp_path / "flat.npz", x=np.zeros((30, 7), np.float32), y=np.arange(30) % 3)
     r = run_cli("demo", "-o", str(tmp_path / "o"), "--data", str(tmp_path / "flat.npz"))
     assert_clean_error(r, 2, "needs images")
+
+
+@pytest.mark.slow
+def test_full_demo_shows_every_capability_and_its_report_renders(tmp_path):
+    """`make demo`: three recipes, ONNX and Edge TPU, federated, one report.html in chromium."""
+    import shutil
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "demo"
+    r = run_cli("demo", "-o", str(out), "--json", timeout=900)
+    assert r.code == 0, r.err[-3000:]
+    doc = r.json()
+    more = doc["more"]
+    assert set(more["recipes"]) == {"prune-80-int8", "distill-half-int8"}
+    assert more["recipes"]["distill-half-int8"]["bytes"] < doc["compress"]["bytes"] / 2
+    assert set(more["convert"]) == {"onnx-int8", "edgetpu"}
+    assert more["convert"]["edgetpu"]["edgetpu"]["whole_graph_maps"] is True
+    assert more["federated"]["accuracy"] > more["federated"]["initial_accuracy"]
+    runs = {row["run"] for row in more["rows"]}
+    assert {"int8-ptq", "prune-80-int8", "distill-half-int8", "federated", "model-int8.onnx",
+            "model-edgetpu.tflite"} <= runs
+    assert all(row["here_p50_ms"] for row in more["rows"])  # every artifact profiled here
+    page = out / "report.html"
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed (.ci/run installs it)"
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--screenshot={shot}", "--window-size=1280,1800", page.as_uri()],
+                   capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert pixels.std() > 10

@@ -91,7 +91,7 @@ def test_read_only_file_system_is_one_line(digits_model, models, tmp_path):
     code = ("import subprocess, sys; subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro', 'tmpfs', "
             f"{str(ro)!r}], check=True); from edgenn.cli.main import main; main()")
     for args in (["compress", str(digits_model), *FAST, "-o", str(ro / "out")],
-                 ["demo", "-o", str(ro / "demo"), "--epochs", "1"],
+                 ["demo", "-o", str(ro / "demo"), "--epochs", "1", "--quick"],
                  ["profile", str(models / "tfk_cnn.tflite"), "--runs", "3", "--plot", str(ro / "p.png")]):
         proc = subprocess.run(["unshare", "-m", sys.executable, "-c", code, *args],
                               capture_output=True, text=True, timeout=300)

@@ -93,7 +93,8 @@ def fit(model, splits, config: Training, ctx, description: str, callbacks=(), co
     try:
         history = model.fit(dataset(splits.x_train, splits.y_train, config.batch_size, ctx.seed,
                                     config.augment),
-                            epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=cbs)
+                            epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=cbs,
+                            shuffle=False)  # the dataset shuffles itself (seeded)
     finally:
         if close is not None:
             close()
