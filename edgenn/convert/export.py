@@ -237,8 +237,10 @@ def _export_tflite(model, spec, path: Path, x_calib, provenance, log) -> Artifac
     compiler = gpu = None
     if spec.target is Target.edgetpu:
         from .edgetpu import compile_model
+        from .edgetpu import compiler as find_compiler
 
-        log("running edgetpu_compiler ...")
+        log("running edgetpu_compiler ..." if find_compiler() else
+            "edgetpu_compiler is not installed here: the pre-flight stands in for it")
         compiler = compile_model(path, path.parent)
     elif spec.target is Target.gpu:
         from ..runtime.accelerators import probe_gpu
