@@ -240,3 +240,23 @@ def test_device_profile_transport_fills_in_the_ssh_details(tmp_path):
     r = remote_for(None, dv.load(str(own)))
     assert (r.user, r.address, r.port) == ("pi", "pi.local", 2222)
     assert remote_for(None, dv.load("host")) is None
+
+
+def test_int8_slower_than_its_float_model_is_flagged(models):
+    """The pairing and the note, on the real fixture files with set timings (the logic under test)."""
+    from edgenn.profile.result import Latency, Measurement, ProfileRun
+    from edgenn.profile.run import quantization_of, slower_int8
+
+    f32, int8 = models / "tfk_cnn.tflite", models / "tfk_cnn_int8.tflite"
+    assert quantization_of(f32) == "float" and quantization_of(int8) == "int8"
+
+    def run(path, p50):
+        lat = Latency(p50, 0.0, p50, p50, p50, p50, p50, p50)
+        return ProfileRun(str(path), Measurement(str(path), "litert", "xnnpack", 1, 1, 0, 0, None,
+                                                 10, lat, 0.01, None, 1, 0, 1))
+
+    notes = slower_int8([run(f32, 1.0), run(int8, 2.0)])
+    assert len(notes) == 1 and "tfk_cnn_int8.tflite (int8) is slower" in notes[0]
+    assert "tfk_cnn.tflite (float)" in notes[0] and "--host" in notes[0]
+    assert slower_int8([run(f32, 1.0), run(int8, 0.5)]) == []
+    assert slower_int8([run(int8, 2.0)]) == []  # nothing to compare with

@@ -145,7 +145,7 @@ class ProfileReport:
         out = [f"{model}: {c.name} {c.value:g} exceeds the device limit {c.limit:g}"
                for model, c in self.over_limits]
         return out + [w for r in self.runs if r.ok
-                      for w in [r.measurement.stability_warning()] if w]
+                      for w in [r.measurement.stability_warning()] if w] + list(self.notes)
 
     @property
     def exit_code(self) -> int:
@@ -170,7 +170,8 @@ class ProfileReport:
         return None
 
     def to_dict(self) -> dict:
-        out = {"results": [r.to_dict() for r in self.runs], "fastest": self.fastest}
+        out = {"results": [r.to_dict() for r in self.runs], "fastest": self.fastest,
+               "warnings": self.warnings}
         if self.calibration is not None:
             out["calibration"] = self.calibration
         return out

@@ -183,4 +183,78 @@ def profile_models(paths: list[Path], *, device=None, remote=None, runtime: str 
         results.append(ProfileRun(str(path), m, device=device.name if device is not None else None,
                                   device_checks=check_device(m, device) if device is not None else (),
                                   **where))
-    return ProfileReport(tuple(results), device.name if device is not None else None, strict)
+    return ProfileReport(tuple(results), device.name if device is not None else None, strict,
+                         notes=tuple(slower_int8(results)))
+
+
+def quantization_of(path: Path) -> str | None:
+    """'int8' or 'float' for a .tflite/.onnx file (by its tensors / quantized nodes); else None."""
+    if path.suffix.lower() == ".tflite":
+        from ..runtime.tflite_info import describe
+
+        dtypes = describe(path).get("tensor_dtypes", {})
+        quantized = dtypes.get("int8", 0) + dtypes.get("uint8", 0)
+        return "int8" if quantized > dtypes.get("float32", 0) else "float"
+    if path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is not None:
+        import onnx
+
+        ops = [n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node]
+        quantized = sum(o.startswith("QLinear") or o in ("QuantizeLinear", "ConvInteger",
+                                                          "MatMulInteger") for o in ops)
+        return "int8" if quantized else "float"
+    return None
+
+
+def slower_int8(runs) -> list[str]:
+    """A note for each int8 model that ran slower here than a float model of the same shape.
+
+    Models pair up by their input and output shapes (the same network exported two ways). The
+    cause is named where the runtime tells: ONNX Runtime's op profile (--op-profile) gives the
+    slowest nodes; for TFLite, the QUANTIZE/DEQUANTIZE ops the int8 file adds are counted.
+    """
+    from ..runtime.tflite_info import describe
+
+    measured = []
+    for run in runs:
+        if not run.ok:
+            continue
+        path = Path(run.model)
+        try:
+            kind = quantization_of(path)
+            info = describe(path) if path.suffix.lower() == ".tflite" else None
+        except Exception:  # noqa: BLE001 - an unreadable file just is not compared
+            continue
+        shapes = None
+        if info is not None:
+            shapes = (tuple(tuple(t["shape"][1:]) for t in info["inputs"]),
+                      tuple(tuple(t["shape"][1:]) for t in info["outputs"]), "tflite")
+        measured.append((run, kind, shapes, info))
+    notes = []
+    for run, kind, shapes, info in measured:
+        if kind != "int8":
+            continue
+        for other, other_kind, other_shapes, other_info in measured:
+            if other_kind != "float" or (shapes is not None and other_shapes != shapes):
+                continue
+            if shapes is None and Path(other.model).suffix != Path(run.model).suffix:
+                continue
+            mine, theirs = run.measurement.latency_ms.p50, other.measurement.latency_ms.p50
+            if mine <= theirs * 1.05:
+                continue
+            cause = ""
+            if run.measurement.op_profile:
+                top = sorted(run.measurement.op_profile, key=lambda r: -r["total_ms"])[:3]
+                cause = " Slowest nodes: " + ", ".join(f"{r['node']} ({r['op']}, "
+                                                       f"{r['total_ms']:.3g} ms)" for r in top) + "."
+            elif info is not None:
+                extra = {op: n for op, n in info["ops"].items()
+                         if op in ("QUANTIZE", "DEQUANTIZE") and n > other_info["ops"].get(op, 0)}
+                if extra:
+                    cause = (" It adds " + ", ".join(f"{n} {op}" for op, n in extra.items())
+                             + " op(s) (float islands or float input/output).")
+            notes.append(f"{run.model} (int8) is slower here than {other.model} (float): p50 "
+                         f"{mine:.4g} ms vs {theirs:.4g} ms.{cause} int8 pays off where the "
+                         "runtime has fast int8 kernels (Arm NEON, VNNI); measure on the device "
+                         "(--host) before choosing")
+            break
+    return notes
