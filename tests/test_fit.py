@@ -51,6 +51,7 @@ def mlp(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_fit_search_with_a_failing_trial(mlp, tmp_path):
     """Two trials on two Ray workers: PTQ completes, the distilled student fails; a front, a best."""
     out = tmp_path / "fit"

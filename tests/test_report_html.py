@@ -10,20 +10,6 @@ from PIL import Image
 
 from conftest import assert_clean_error, run_cli
 
-FL = """model: builtin:mlp
-data: digits
-clients: 4
-partition: iid
-rounds: 2
-fraction_fit: 1.0
-local_epochs: 1
-batch_size: 16
-lr: 0.05
-strategy: fedavg
-client_runtime: keras
-seed: 0
-"""
-
 
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,12 +25,9 @@ def test_report_compares_runs_and_renders_in_chromium(digits_model, tmp_path):
                     "--quiet")
         assert r.code == 0, r.err
         runs.append(str(out))
-    cfg = tmp_path / "fl.yaml"
-    cfg.write_text(FL)
-    r = run_cli("federated", "simulate", "--config", str(cfg), "-o", str(tmp_path / "fl"),
-                "--quiet", timeout=600)
-    assert r.code == 0, r.err[-2000:]
-    runs.append(str(tmp_path / "fl"))
+    copy = tmp_path / "copy.tflite"  # a model file as it is: estimated and measured, no accuracy
+    copy.write_bytes((tmp_path / "int8-ptq" / "model.tflite").read_bytes())
+    runs.append(str(copy))
 
     page = tmp_path / "report.html"
     r = run_cli("report", *runs, "-o", str(page), "--device", "raspberry-pi-4", "--device",
@@ -52,13 +35,14 @@ def test_report_compares_runs_and_renders_in_chromium(digits_model, tmp_path):
     assert r.code == 0, r.err
     doc = r.json()
     rows = {row["run"]: row for row in doc["rows"]}
-    assert set(rows) == {"int8-ptq", "float16", "fl"}
+    assert set(rows) == {"int8-ptq", "float16", "copy.tflite"}
+    assert rows["copy.tflite"]["accuracy"] is None and rows["copy.tflite"]["host_p50_ms"] > 0
     int8, f16 = rows["int8-ptq"], rows["float16"]
     assert int8["bytes"] < f16["bytes"]  # int8 weights are half of float16's
     assert int8["estimates"]["raspberry-pi-4"]["latency_ms"] > 0
     assert int8["estimates"]["pixel-phone"]["latency_ms"] > 0
     assert int8["host_p50_ms"] > 0 and f16["host_p50_ms"] > 0  # measured here
-    assert len(doc["curves"]["fl"]) == 2
+    assert doc["curves"] == {}  # federated curves: test_demo's full run draws one
     text = page.read_text()
     assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
     assert "<script" not in text and "src=" not in text
@@ -77,7 +61,7 @@ def test_report_compares_runs_and_renders_in_chromium(digits_model, tmp_path):
     assert (pixels < 100).mean() > 0.005  # text and chart strokes were drawn
     dom = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
                           page.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    assert dom.count("<tr") >= 4 and dom.count("<circle") >= 3 and "<polyline" in dom
+    assert dom.count("<tr") >= 4 and dom.count("<circle") >= 2
 
     md = tmp_path / "report.md"
     r = run_cli("report", *runs, "-o", str(md), "--no-measure", block_tf=True)
