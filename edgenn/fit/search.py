@@ -20,7 +20,6 @@ output folder itself is written through `OutputDir` and appears only when the se
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,49 +27,12 @@ from pathlib import Path
 
 from ..errors import UsageError
 from . import space
+from .journal import Journal, journal_dir
+from .runner import Runner
+from .settings import FitSettings
 
 OBJECTIVES = ("accuracy", "latency_ms", "gzip_bytes")  # maximise, minimise, minimise
 REFERENCE_QUANTIZATIONS = ("float32",) + space.QUANTIZATIONS
-
-
-@dataclass
-class FitSettings:
-    """What `edgenn fit` was asked (the CLI's flags)."""
-
-    model: str
-    data_args: list[str]
-    device: str
-    max_drop: float | None = None  # percentage points of validation accuracy
-    max_latency_ms: float | None = None
-    max_bytes: int | None = None
-    max_ram_mb: float | None = None
-    trials: int = 20
-    time_budget_min: float | None = None
-    workers: int = 1
-    ray_address: str | None = None
-    seed: int = 0
-    epochs_scale: float = 1.0
-    compare: tuple[str, ...] = ()
-    distill: bool = True
-    trial_timeout: float | None = None
-    allow_unsafe: bool = False
-    custom_objects: str | None = None
-
-    def identity(self) -> dict:
-        """What a journal must match to be resumed (budgets and counts may change)."""
-        from ..artifacts import sha256
-
-        model = Path(self.model)
-        return {"model": str(model.resolve()),
-                "model_sha256": sha256(model) if model.is_file() else None,
-                "data_args": list(self.data_args), "device": self.device, "seed": self.seed,
-                "epochs_scale": self.epochs_scale, "distill": self.distill}
-
-    def budgets(self) -> dict:
-        return {k: v for k, v in (("max_drop", self.max_drop),
-                                  ("max_latency_ms", self.max_latency_ms),
-                                  ("max_bytes", self.max_bytes),
-                                  ("max_ram_mb", self.max_ram_mb)) if v is not None}
 
 
 @dataclass
@@ -149,66 +111,6 @@ def check_settings(s: FitSettings) -> None:
         recipe.resolve(name)  # an unknown shipped recipe is refused now, not after the search
 
 
-def journal_dir(out: Path) -> Path:
-    return out.parent / f".{out.name}.edgenn-fit-journal"
-
-
-class Journal:
-    """The trials finished so far, one JSON line each, and their work folders."""
-
-    def __init__(self, path: Path, identity: dict):
-        self.path = path
-        self.identity = identity
-        self.records: list[dict] = []
-
-    def open(self, log) -> None:
-        settings = self.path / "settings.json"
-        if self.path.exists() and not settings.is_file():
-            raise UsageError(f"{self.path} is not a journal of edgenn fit",
-                             "move it away, or pass --overwrite to remove it")
-        if settings.is_file():
-            try:
-                kept = json.loads(settings.read_text())
-            except (ValueError, OSError):
-                kept = {}
-            if kept != self.identity:
-                changed = sorted(k for k in self.identity if not isinstance(kept, dict)
-                                 or kept.get(k) != self.identity[k])
-                raise UsageError(f"{self.path} holds an interrupted search of another setup "
-                                 f"({', '.join(changed)} differ)",
-                                 "run with the same model, data, device and seed to resume it, "
-                                 "or pass --overwrite to start afresh")
-            lines = (self.path / "trials.jsonl").read_text().splitlines() \
-                if (self.path / "trials.jsonl").is_file() else []
-            for line in lines:
-                try:
-                    self.records.append(json.loads(line))
-                except ValueError:  # the line a killed run was writing
-                    break
-            log(f"resuming: {len(self.records)} trial(s) kept in {self.path}")
-        else:
-            (self.path / "trials").mkdir(parents=True, exist_ok=True)
-            settings.write_text(json.dumps(self.identity, indent=1))
-
-    def add(self, record: dict) -> None:
-        self.records.append(record)
-        with open(self.path / "trials.jsonl", "a") as f:
-            f.write(json.dumps(record, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    def next_number(self) -> int:
-        """A number no record and no running trial has (trial folders are named by it)."""
-        self._last = max([r["number"] for r in self.records] + [getattr(self, "_last", -1)]) + 1
-        return self._last
-
-    def find(self, kind: str, **match) -> dict | None:
-        for r in self.records:
-            if r["kind"] == kind and all(r.get(k) == v for k, v in match.items()):
-                return r
-        return None
-
-
 def fit(settings: FitSettings, out: str | Path, *, overwrite: bool = False, log=lambda m: None,
         on_trial=lambda record, result: None) -> FitResult:
     """Run the search and write OUT (see the module docstring)."""
@@ -278,74 +180,6 @@ def _fit(s: FitSettings, journal: Journal, log, on_trial) -> FitResult:
 
 
 # --- running trials ------------------------------------------------------------------------
-
-class Runner:
-    """Runs trial jobs on Ray (started here, or the cluster at ``ray_address``)."""
-
-    def __init__(self, s: FitSettings, workdir: Path):
-        import ray
-
-        from .trial import explain, run
-
-        self.ray = ray
-        self.settings = s
-        self.workdir = workdir
-        if not ray.is_initialized():
-            from ..quiet import quiet_stderr
-
-            os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-            kwargs = {"include_dashboard": False, "log_to_driver": False,
-                      "logging_level": "ERROR", "configure_logging": True}
-            with quiet_stderr():
-                if s.ray_address:
-                    ray.init(address=s.ray_address, **kwargs)
-                else:
-                    ray.init(num_cpus=s.workers, **kwargs)
-        self.remote = ray.remote(num_cpus=1, max_retries=0)(run)
-        self.remote_explain = ray.remote(num_cpus=1, max_retries=0)(explain)
-        cores = os.cpu_count() or 1
-        self.threads = 1 if s.ray_address else max(1, cores // s.workers)
-
-    def job(self, number: int, recipe_doc: dict, model: str | None = None,
-            cache_to: str | None = None, tag: str = "") -> dict:
-        import yaml
-
-        folder = self.workdir / "trials"
-        name = f"{number:03d}{tag}"
-        recipe_path = folder / f"{name}.yaml"
-        recipe_path.write_text(yaml.safe_dump(recipe_doc, sort_keys=False))
-        s = self.settings
-        return {"model": str(Path(model or s.model).resolve()), "recipe": str(recipe_path),
-                "data_args": list(s.data_args), "out": str(folder / name), "device": s.device,
-                "epochs_scale": s.epochs_scale, "threads": self.threads,
-                "allow_unsafe": s.allow_unsafe, "custom_objects": s.custom_objects,
-                "cache_to": cache_to, "timeout": s.trial_timeout}
-
-    def submit(self, job: dict, kind: str = "run"):
-        return (self.remote_explain if kind == "explain" else self.remote).remote(job)
-
-    def wait(self, refs: list, timeout: float | None):
-        ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
-        return ready
-
-    def get(self, ref) -> dict:
-        try:
-            return self.ray.get(ref)
-        except Exception as err:  # noqa: BLE001 - a worker that died is a failed trial
-            text = " ".join(str(err).split())[:300]
-            return {"status": "failed", "error": f"the Ray worker failed ({type(err).__name__}: "
-                                                  f"{text})", "seconds": None}
-
-    def cancel(self, ref) -> None:
-        self.ray.cancel(ref, force=True)
-
-    def run_all(self, jobs: list[dict]) -> list[dict]:
-        refs = [self.submit(j) for j in jobs]
-        return [self.get(r) for r in refs]
-
-    def close(self) -> None:
-        self.ray.shutdown()  # a local Ray stops; from a cluster the driver only disconnects
-
 
 def _reference(s: FitSettings, journal: Journal, runner: Runner, log) -> dict:
     """The input model at every quantization, and its layers ranked by int8 error.
