@@ -62,6 +62,24 @@ def output_names(model) -> list[str]:
     return [getattr(_producer(t), "name", None) or f"output_{i}" for i, t in enumerate(model.outputs)]
 
 
+def bounded_output(model) -> str | None:
+    """The activation of a single output that cannot be class scores (sigmoid, tanh, relu...).
+
+    None for softmax and linear outputs (probabilities or logits): those may be classifiers.
+    """
+    if len(model.outputs) != 1:
+        return None
+    last = _producer(model.outputs[0]) or model.layers[-1]
+    while hasattr(last, "layer"):
+        last = last.layer
+    activation = getattr(last, "activation", None)
+    act = getattr(activation, "__name__", None) or getattr(activation, "name", "") or ""
+    units = int(tuple(model.outputs[0].shape)[-1] or 0)
+    if act in ("sigmoid", "tanh", "relu", "relu6", "hard_sigmoid", "softplus") and units > 1:
+        return f"{units} {act} values"
+    return None
+
+
 def _task_of(last, output) -> Task:
     while hasattr(last, "layer"):  # wrappers (tfmot, TimeDistributed)
         last = last.layer

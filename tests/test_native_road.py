@@ -66,6 +66,11 @@ def test_autoencoder_is_judged_by_snr_not_top1(models, tmp_path):
     fid = r.json()["fidelity"]
     assert fid["task"] == "regression" and fid["metric"] == "SNR dB" and fid["value"] >= 20
     assert fid["outputs"][0]["cosine"] > 0.99
+    # compress would score it as top-1 of class ids: refused, naming the metric that fits
+    c = run_cli("compress", str(models / "k3_autoencoder.keras"), "-r", "int8-ptq", "--data",
+                str(models / "ae.npz"), "-o", str(tmp_path / "c"))
+    assert_clean_error(c, 2, "640 sigmoid values", "evaluate.metric: mse")
+    assert not (tmp_path / "c").exists()
 
 
 def test_recurrent_macs_count_every_time_step(models):

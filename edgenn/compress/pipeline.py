@@ -101,6 +101,15 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     if tfmot_steps and recipe.steps[0].technique in tfmot_steps:
         loaded.as_tf_keras(f"the {tfmot_steps[0]} step")  # a bridge failure ends the run here
     task = "regression" if recipe.evaluate.metric in (Metric.mse, Metric.mae) else "classification"
+    from ..fidelity import bounded_output
+
+    bounded = bounded_output(model) if task == "classification" else None
+    if bounded:  # an autoencoder or a multi-label head scored as top-1 of class ids
+        raise UsageError(f"recipe {recipe.name} scores top-1 accuracy, but {model_path} outputs "
+                         f"{bounded} per sample (a reconstruction, regression or multi-label "
+                         "output, not class scores)", "use a recipe with evaluate.metric: mse "
+                         "(or mae) and data whose y matches the output, or `edgenn convert`, "
+                         "which judges such outputs by SNR")
     data_spec = replace(data_spec, seed=seed if split_seed is None else split_seed, task=task,
                         calibration_samples=max(s.calibration_samples for s in specs))
     log(f"loading data {data_spec.source} ...")
@@ -267,9 +276,13 @@ def save_keras(model, path: Path, notes: list[str]) -> Path | None:
     serializes its wrappers as plain 8-bit configs, and the reloaded wrappers expect fewer
     weights than were saved. Such a file would only fail later, so it is not shipped.
     """
+    import warnings
+
     from ..models.load import load_keras
 
-    model.save(path)
+    with warnings.catch_warnings():  # tf_keras calls .h5 "legacy"; it is the format QAT needs
+        warnings.filterwarnings("ignore", message=".*HDF5 file via `model.save\\(\\)`.*")
+        model.save(path)
     try:
         load_keras(path)
     except Exception as err:  # noqa: BLE001 - any failure to reload means the same to a user
