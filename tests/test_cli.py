@@ -58,6 +58,7 @@ def test_every_command_has_json_quiet_debug():
 
     runner = CliRunner()
     leaf_commands = [["inspect"], ["demo"], ["compress"], ["convert"], ["check"], ["quantize"],
+                     ["fit"], ["report"],
                      ["profile"],
                      ["estimate"], ["federated", "simulate"],
                      ["recipes", "list"], ["recipes", "show"],
