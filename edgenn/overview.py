@@ -138,10 +138,16 @@ def read_run(folder: Path) -> tuple[list[Row], list | None, dict]:
                                       "simulate")
 
 
+_MAX_JSON_BYTES = 64 * 2**20  # edgenn's own results are kilobytes
+
+
 def _read_json(path: Path) -> dict:
     try:
+        if path.stat().st_size > _MAX_JSON_BYTES:
+            raise UsageError(f"{path} is {path.stat().st_size / 2**20:,.0f} MB, not an edgenn "
+                             "result", "pass a folder an edgenn command wrote")
         doc = json.loads(path.read_text())
-    except (ValueError, OSError, UnicodeDecodeError) as err:
+    except (ValueError, OSError, UnicodeDecodeError, RecursionError) as err:
         raise UsageError(f"{path} is not readable JSON ({type(err).__name__})",
                          "pass a folder an edgenn command wrote") from None
     if not isinstance(doc, dict):
@@ -156,7 +162,12 @@ def build(folders: list[Path], devices: list[str], measure: bool, log=lambda m: 
     profiles = [dv.load(d) for d in devices]  # unknown names fail before any work
     rows, curves, details = [], {}, {}
     for folder in folders:
-        r, curve, facts = read_run(Path(folder))
+        try:
+            r, curve, facts = read_run(Path(folder))
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as err:
+            raise UsageError(f"{folder} holds a result edgenn cannot read ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())[:80]})", "pass a folder an edgenn "
+                             "command wrote, as it wrote it") from None
         rows += r
         details[Path(folder).name] = facts
         if curve:

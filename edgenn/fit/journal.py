@@ -33,7 +33,7 @@ class Journal:
         if settings.is_file():
             try:
                 kept = json.loads(settings.read_text())
-            except (ValueError, OSError):
+            except (ValueError, OSError, RecursionError):
                 kept = {}
             if kept != self.identity:
                 changed = sorted(k for k in self.identity if not isinstance(kept, dict)
@@ -47,7 +47,7 @@ class Journal:
             for line in lines:
                 try:
                     self.records.append(json.loads(line))
-                except ValueError:  # the line a killed run was writing
+                except (ValueError, RecursionError):  # the line a killed run was writing
                     break
             log(f"resuming: {len(self.records)} trial(s) kept in {self.path}")
         else:
