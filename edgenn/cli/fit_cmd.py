@@ -34,14 +34,7 @@ class LiveTable:
         self.live = None
 
     def __enter__(self):
-        if self.enabled:
-            from rich.console import Console
-            from rich.live import Live
-
-            self.live = Live(self._table(), console=Console(stderr=True), refresh_per_second=2,
-                             transient=False)
-            self.live.start()
-        return self
+        return self  # drawn from the first trial on: a run that fails before it prints no table
 
     def __exit__(self, *exc):
         if self.live is not None:
@@ -50,8 +43,16 @@ class LiveTable:
 
     def add(self, record: dict, _result) -> None:
         self.rows[record["number"]] = record
-        if self.live is not None:
-            self.live.update(self._table())
+        if not self.enabled:
+            return
+        if self.live is None:
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=Console(stderr=True), refresh_per_second=2,
+                             transient=False)
+            self.live.start()
+        self.live.update(self._table())
 
     def _table(self):
         from rich.table import Table

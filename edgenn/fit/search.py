@@ -108,7 +108,7 @@ def check_settings(s: FitSettings) -> None:
     for name in s.compare:
         from .. import recipe
 
-        recipe.resolve(name)  # an unknown shipped recipe is refused now, not after the search
+        recipe.load(str(recipe.resolve(name)))  # unknown or invalid: refused now, not later
 
 
 def fit(settings: FitSettings, out: str | Path, *, overwrite: bool = False, log=lambda m: None,
