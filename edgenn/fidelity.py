@@ -69,7 +69,10 @@ def bounded_output(model) -> str | None:
     """
     if len(model.outputs) != 1:
         return None
-    last = _producer(model.outputs[0]) or model.layers[-1]
+    layers = getattr(model, "layers", None) or []
+    last = _producer(model.outputs[0]) or (layers[-1] if layers else None)
+    if last is None:  # a SavedModel signature: no layers to read an activation from
+        return None
     while hasattr(last, "layer"):
         last = last.layer
     activation = getattr(last, "activation", None)

@@ -299,7 +299,49 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
         else:
             raise UsageError(f"ONNX quantization {mode!r} is not supported",
                              "use --quantize none, dynamic or int8 with --to onnx")
-        return onnx.load(str(out)), info
+        result = onnx.load(str(out))
+    canonical_order(result.graph)
+    return result, info
+
+
+def canonical_order(graph) -> None:
+    """Put nodes in one topological order (ties by name) and initializers by name.
+
+    ONNX Runtime's graph optimizer (quant_pre_process) may write an equivalent graph with its
+    nodes in another valid order; seen as rare byte differences between two exports of one
+    model in one process. Sorting makes the bytes depend on the graph alone.
+    """
+    import heapq
+
+    nodes = list(graph.node)
+    produced = {out: i for i, node in enumerate(nodes) for out in node.output if out}
+    needs = [set() for _ in nodes]
+    users: list[list[int]] = [[] for _ in nodes]
+    for i, node in enumerate(nodes):
+        for name in node.input:
+            j = produced.get(name)
+            if j is not None and j != i and j not in needs[i]:
+                needs[i].add(j)
+                users[j].append(i)
+    left = [len(n) for n in needs]
+    ready = [((nodes[i].name, i), i) for i in range(len(nodes)) if left[i] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, i = heapq.heappop(ready)
+        order.append(i)
+        for k in users[i]:
+            left[k] -= 1
+            if left[k] == 0:
+                heapq.heappush(ready, ((nodes[k].name, k), k))
+    if len(order) != len(nodes):  # not a DAG as read (subgraph captures): leave it as it is
+        return
+    sorted_nodes = [nodes[i] for i in order]
+    inits = sorted(graph.initializer, key=lambda t: t.name)
+    del graph.node[:]
+    graph.node.extend(sorted_nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
 
 
 def add_metadata(proto, entries: dict) -> None:

@@ -107,7 +107,7 @@ def pixel_range_mismatch(model, x) -> str | None:
     if x is None or isinstance(x, (list, tuple)) or not np.issubdtype(x.dtype, np.floating):
         return None
     reason = None
-    for layer in model.layers[:4]:
+    for layer in (getattr(model, "layers", None) or [])[:4]:
         kind = type(layer).__name__
         if kind == "Rescaling":
             scale = np.abs(np.asarray(layer.scale, dtype=np.float64)).ravel()
