@@ -75,18 +75,17 @@ def test_report_refuses_in_one_line(digits_model, tmp_path):
     assert_clean_error(r, 2, "holds no edgenn results")
     r = run_cli("report", str(tmp_path / "nope"), "-o", str(tmp_path / "r.html"), block_tf=True)
     assert_clean_error(r, 2, "is not a folder")
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "report.json").write_text("[1, 2")
-    r = run_cli("report", str(tmp_path / "bad"), "-o", str(tmp_path / "r.html"), block_tf=True)
-    assert_clean_error(r, 2, "not readable JSON")
-    (tmp_path / "deep").mkdir()
-    (tmp_path / "deep" / "front.json").write_text("[" * 100_000 + "]" * 100_000)
-    r = run_cli("report", str(tmp_path / "deep"), "-o", str(tmp_path / "r.html"), block_tf=True)
-    assert_clean_error(r, 2, "not readable JSON")
-    (tmp_path / "odd").mkdir()
-    (tmp_path / "odd" / "report.json").write_text('{"artifacts": [1, 2], "metrics": "x"}')
-    r = run_cli("report", str(tmp_path / "odd"), "-o", str(tmp_path / "r.html"), block_tf=True)
-    assert_clean_error(r, 2, "cannot read")
+    broken = {  # a result file as it must not crash the report: what the one line says
+        ("bad", "report.json", "[1, 2"): "not readable JSON",
+        ("deep", "front.json", "[" * 100_000 + "]" * 100_000): "not readable JSON",
+        ("odd", "report.json", '{"artifacts": [1, 2], "metrics": "x"}'): "cannot read",
+    }
+    for (folder, name, text), needle in broken.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_text(text)
+        r = run_cli("report", str(tmp_path / folder), "-o", str(tmp_path / "r.html"),
+                    block_tf=True)
+        assert_clean_error(r, 2, needle)
     r = run_cli("report", str(tmp_path / "empty"), "-o", str(tmp_path / "r.pdf"), block_tf=True)
     assert_clean_error(r, 2, ".html or .md")
     (tmp_path / "r.html").write_text("mine")
