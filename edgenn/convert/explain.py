@@ -62,15 +62,14 @@ def _layer_name(scope: str, layers: dict) -> str | None:
     return base if suffix.isdigit() and base in layers else None
 
 
-def layer_of_tensor(tensor_name: str, position: dict) -> str | None:
-    """The last Keras layer fused into the op that writes ``tensor_name`` (None: no layer).
+def layers_of_tensor(tensor_name: str, position: dict) -> set[str]:
+    """The Keras layers fused into the op that writes ``tensor_name``.
 
     TFLite names an op's output after the TensorFlow ops fused into it, joined by ";", each
     scoped ``model/layer/op``; ``position`` maps layer names to their order in the model.
     """
-    layers = {name for piece in tensor_name.split(";") if len(piece.split("/")) >= 3
-              for name in [_layer_name(piece.split("/")[1], position)] if name}
-    return max(layers, key=position.get) if layers else None
+    return {name for piece in tensor_name.split(";") if len(piece.split("/")) >= 3
+            for name in [_layer_name(piece.split("/")[1], position)] if name}
 
 
 def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
@@ -109,9 +108,8 @@ def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
             needs[name] = tokens[act]
     best: dict[str, tuple[int, dict]] = {}
     for t in interp.get_tensor_details():
-        layers = {name for piece in t["name"].split(";") if len(piece.split("/")) >= 3
-                  for name in [_layer_name(piece.split("/")[1], position)] if name}
-        last = layer_of_tensor(t["name"], position)
+        layers = layers_of_tensor(t["name"], position)
+        last = max(layers, key=position.get) if layers else None
         if last is None:
             continue
         if last in needs and needs[last] not in t["name"]:

@@ -273,7 +273,7 @@ def _selective(converter, model, keep_float: tuple[str, ...], io: IOType) -> byt
     from ai_edge_litert.interpreter import Interpreter
     from tensorflow.lite.python import convert as tfl_convert
 
-    from .explain import _layer_name
+    from .explain import layers_of_tensor
 
     tensorflow = tf()
     position = {layer.name: i for i, layer in enumerate(model.layers)}
@@ -296,8 +296,7 @@ def _selective(converter, model, keep_float: tuple[str, ...], io: IOType) -> byt
     keep = set(keep_float)
     nodes, found = [], set()
     for name in names:
-        fused = {layer for piece in name.split(";") if len(piece.split("/")) >= 3
-                 for layer in [_layer_name(piece.split("/")[1], position)] if layer}
+        fused = layers_of_tensor(name, position)
         if fused & keep:
             nodes.append(name)
             found |= fused & keep
@@ -323,8 +322,7 @@ def _selective(converter, model, keep_float: tuple[str, ...], io: IOType) -> byt
     floats = set()
     for t in details:
         if np.dtype(t["dtype"]) == np.float32:
-            floats |= {layer for piece in t["name"].split(";") if len(piece.split("/")) >= 3
-                       for layer in [_layer_name(piece.split("/")[1], position)] if layer}
+            floats |= layers_of_tensor(t["name"], position)
     ignored = sorted(keep - floats, key=position.get)
     if ignored:
         raise ConversionError(f"TFLite's quantizer did not keep {', '.join(ignored)} in float "
