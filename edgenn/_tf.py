@@ -57,6 +57,28 @@ def tf():
     return tensorflow
 
 
+def pin_threads(threads: int | None) -> None:
+    """Run TensorFlow's ops on ``threads`` threads (None: its default, one per core).
+
+    Must happen before TensorFlow runs its first op; a process that already ran ops with
+    another count is refused, since the count changes what training computes.
+    """
+    if threads is None:
+        return
+    from .errors import UsageError
+
+    t = tf()
+    if t.config.threading.get_intra_op_parallelism_threads() == threads:
+        return
+    try:
+        t.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        raise UsageError(f"the recipe pins threads: {threads}, but TensorFlow already runs in "
+                         "this process with another count",
+                         "run it in a new process (edgenn compress), or drop threads from the "
+                         "recipe") from None
+
+
 def tf_keras():
     """Return the ``tf_keras`` module (Keras 2, what tfmot works on)."""
     tf()

@@ -298,6 +298,11 @@ class Recipe(Strict):
     steps: list[Step] = Field(default_factory=list)
     export: list[Export] = Field(default_factory=lambda: [Export()])
     evaluate: Evaluate = Field(default_factory=Evaluate)
+    threads: int | None = Field(
+        None, ge=1, le=1024,
+        description="TensorFlow's threads per op while the recipe runs. Training gives the same "
+                    "model for the same seed only at the same thread count: pin it to "
+                    "reproduce a run exactly (edgenn fit writes the count its trials used)")
     constraints: Constraints = Field(default_factory=Constraints)
 
     @model_validator(mode="before")

@@ -1,6 +1,7 @@
 """`edgenn compress`: every built-in recipe on a tiny real model, determinism, failure paths."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -465,3 +466,38 @@ def test_reference_training_with_augment_learns_digits():
     assert history["accuracy"][-1] > 0.85, history["accuracy"]  # chance is 0.1
     # validation lags (BN moving statistics of a short run) but is far above chance
     assert history["val_accuracy"][-1] > 0.5, history["val_accuracy"]
+
+
+def test_recipe_threads_pin_training_to_a_thread_count(tmp_path):
+    """`threads: 1` makes compress train what a 1-thread process trains (how fit's trials ran),
+    whatever the machine's default. The model's 4096-wide Dense is summed in another order on
+    2 threads (TensorFlow splits the matmul), so without the pin this machine trains another
+    model; with Dropout in it, the same seed must also give the same model."""
+    from edgenn._tf import keras3
+
+    keras = keras3()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(inp)
+    h = keras.layers.Dropout(0.3)(keras.layers.Flatten()(h))  # 4096 wide
+    h = keras.layers.Dense(64, activation="relu")(h)
+    model = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(h))
+    model.save(tmp_path / "wide.keras")
+    body = ("export: {quantization: float32}\n"
+            "steps:\n  - finetune: {epochs: 0.5, learning_rate: 0.003, batch_size: 16}\n")
+    pinned = tmp_path / "pinned.yaml"
+    pinned.write_text("name: pinned\nthreads: 1\n" + body)
+    free = tmp_path / "free.yaml"
+    free.write_text("name: free\n" + body)
+
+    def sha(recipe, out, **kwargs):
+        r = run_cli("compress", str(tmp_path / "wide.keras"), "-r", str(recipe), "--data",
+                    "digits", "-o", str(tmp_path / out), "--json", **kwargs)
+        assert r.code == 0, r.err
+        return r.json()["artifacts"][-1]["sha256"]
+
+    one_thread = sha(free, "env1", env={"TF_NUM_INTRAOP_THREADS": "1"}, fresh=True)
+    assert sha(pinned, "pin") == one_thread
+    assert sha(pinned, "again") == one_thread  # the same seed, the same model
+    if (os.cpu_count() or 1) > 1:
+        assert sha(free, "default") != one_thread  # the count changes what training computes

@@ -164,3 +164,22 @@ def test_trials_run_on_an_existing_ray_cluster(mlp, tmp_path):
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_front_recipe_reruns_as_its_trial_ran():
+    """front/NN.yaml carries the trial's --epochs-scale and thread count (training differs by
+    thread count), and is a valid recipe; a point that trains nothing pins no threads."""
+    from edgenn import recipe as rc
+    from edgenn.fit import space
+
+    p = {"quantization": "int8", "width": 1.0, "sparsity": 0.8, "block": "4x1", "clusters": 16,
+         "qat": True, "epochs": 4, "learning_rate": 3e-4}
+    doc = space.recipe(p, "fit-front-00", max_drop=0.5, split="test", threads=1,
+                       epochs_scale=0.25)
+    recipe = rc.Recipe.model_validate(doc)
+    assert recipe.threads == 1 and recipe.evaluate.split.value == "test"
+    assert [s.config.epochs for s in recipe.steps] == [1.0, 0.5, 0.5]  # 4, 2, 2 at 0.25
+    trial = space.recipe(p, "fit-001", threads=1)
+    assert space.steps_key(trial) != space.steps_key(space.recipe(p, "fit-001", threads=2))
+    ptq = space.recipe({"quantization": "int8"}, "fit-front-01", threads=1, epochs_scale=0.25)
+    assert "threads" not in ptq and space.steps_key(ptq) is None

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import __version__
-from .._tf import is_keras3
+from .._tf import is_keras3, keras3, pin_threads
 from ..artifacts import refuse_overwrite, sha256
 from ..convert.export import ExportSpec, export, gzip_size, tflite_bytes
 from ..data.augment import check_augment
@@ -70,6 +70,10 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     if data_spec is None:
         raise UsageError("compress needs data to train, calibrate and evaluate on",
                          "pass --data (digits, fashion-mnist, a .npz, an IDX or image folder)")
+    pin_threads(recipe.threads)  # before the first op
+    # Keras 3 layers draw their random seeds (Dropout's masks) from Python's generator when
+    # the model is built or loaded: seeded first, the same seed trains the same model.
+    keras3().utils.set_random_seed(seed)
     name = Path(model_path).stem if Path(model_path).suffix else Path(model_path).name
     specs = [ExportSpec.from_recipe(e) for e in recipe.export]  # refuses what a target cannot do
     planned = [out / f"{name}.keras", out / f"{name}.h5"] + [out / _artifact_name(name, s, len(specs))

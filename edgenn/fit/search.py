@@ -296,7 +296,8 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 on_trial(record, None)
                 continue
-            doc = space.recipe(p, f"fit-{number:03d}", sensitive=reference["sensitive"])
+            doc = space.recipe(p, f"fit-{number:03d}", sensitive=reference["sensitive"],
+                               threads=runner.threads)
             key = space.steps_key(doc)
             cached = _cached(journal.path, key)
             if cached:  # the steps ran before: export their saved model
@@ -503,14 +504,20 @@ def _write(result: FitResult, journal: Journal, staging: Path, out: Path) -> Non
     (staging / "front").mkdir()
     records = {r["number"]: r for r in result.trials if r["kind"] == "search"}
     max_drop = result.settings.get("max_drop")
+    def rerunnable(record: dict, name: str) -> dict:
+        """The trial's recipe as `edgenn compress --recipe` reproduces it: scored on the test
+        split, its epochs scaled as the trial ran them, at the trial's thread count."""
+        return space.recipe(record["params"], name, max_drop=max_drop, split="test",
+                            sensitive=result.reference["sensitive"],
+                            threads=(record.get("recipe") or {}).get("threads"),
+                            epochs_scale=result.settings.get("epochs_scale", 1.0))
+
     for i, number in enumerate(result.front):
-        doc = space.recipe(records[number]["params"], f"fit-front-{i:02d}", max_drop=max_drop,
-                           split="test", sensitive=result.reference["sensitive"])
+        doc = rerunnable(records[number], f"fit-front-{i:02d}")
         (staging / "front" / f"{i:02d}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     if result.best is not None:
         best = records[result.best]
-        doc = space.recipe(best["params"], "fit-best", max_drop=max_drop, split="test",
-                           sensitive=result.reference["sensitive"])
+        doc = rerunnable(best, "fit-best")
         (staging / "best.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
         shutil.copyfile(best["tflite"], staging / "best.tflite")
     front = {"settings": result.settings, "reference": result.reference,

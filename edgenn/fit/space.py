@@ -51,7 +51,8 @@ def trains(p: dict) -> bool:
 
 
 def recipe(p: dict, name: str, *, max_drop: float | None = None, split: str = "val",
-           sensitive: list[str] = ()) -> dict:
+           sensitive: list[str] = (), threads: int | None = None,
+           epochs_scale: float = 1.0) -> dict:
     """The recipe (a plain dict, as YAML holds it) of point ``p``.
 
     ``sensitive``: the layers int8 hurts most, worst first (`convert --explain`'s ranking of the
@@ -80,11 +81,17 @@ def recipe(p: dict, name: str, *, max_drop: float | None = None, split: str = "v
     export = {"format": "tflite", "quantization": p["quantization"]}
     if p.get("keep_float"):
         export["keep_float"] = list(sensitive[: p["keep_float"]])
+    if epochs_scale != 1.0:  # what the trial ran with --epochs-scale, written into the recipe
+        for step in steps:
+            config = next(iter(step.values()))
+            config["epochs"] = config["epochs"] * epochs_scale
     doc = {"name": name,
            "description": "found by edgenn fit: " + describe(p),
            "steps": steps,
            "export": export,
            "evaluate": {"metric": "accuracy", "split": split}}
+    if steps and threads:  # training is the same model again only at the same thread count
+        doc["threads"] = threads
     if max_drop is not None:
         doc["constraints"] = {"max_accuracy_drop": max_drop}
     return doc
@@ -119,7 +126,7 @@ def steps_key(recipe_doc: dict) -> str | None:
     """
     if not recipe_doc.get("steps"):
         return None
-    text = json.dumps(recipe_doc["steps"], sort_keys=True)
+    text = json.dumps([recipe_doc["steps"], recipe_doc.get("threads")], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
