@@ -504,9 +504,12 @@ def _write(result: FitResult, journal: Journal, staging: Path, out: Path) -> Non
     (staging / "front").mkdir()
     records = {r["number"]: r for r in result.trials if r["kind"] == "search"}
     max_drop = result.settings.get("max_drop")
+
     def rerunnable(record: dict, name: str) -> dict:
-        """The trial's recipe as `edgenn compress --recipe` reproduces it: scored on the test
-        split, its epochs scaled as the trial ran them, at the trial's thread count."""
+        """The trial's recipe as `edgenn compress --recipe` reproduces it.
+
+        Scored on the test split, its epochs scaled as the trial ran them, at its thread count.
+        """
         return space.recipe(record["params"], name, max_drop=max_drop, split="test",
                             sensitive=result.reference["sensitive"],
                             threads=(record.get("recipe") or {}).get("threads"),
