@@ -52,11 +52,13 @@ def mlp(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_fit_search_with_a_failing_trial(mlp, tmp_path):
-    """Two trials on two Ray workers: PTQ completes, the distilled student fails; a front, a best."""
+def test_fit_search_with_a_failing_trial(mlp, sshd, tmp_path):
+    """Two trials on two Ray workers: PTQ completes, the distilled student fails; a front, a best.
+
+    Latency is measured on a board over SSH (a real sshd on loopback) with --host."""
     out = tmp_path / "fit"
     r = run_cli("fit", str(mlp), *FLAGS, "--max-drop", "3", "--trials", "2", "--workers", "2",
-                "-o", str(out), "--json", timeout=900)
+                *_board(sshd), "-o", str(out), "--json", timeout=900)
     assert r.code == 0, r.err[-3000:]
     doc = r.json()
     trials = {t["number"]: t for t in doc["trials"] if t["kind"] == "search"}
@@ -64,6 +66,7 @@ def test_fit_search_with_a_failing_trial(mlp, tmp_path):
     ptq = next(t for t in trials.values() if t["label"] == "no training, int8")
     student = next(t for t in trials.values() if t["label"].startswith("distil w0.5"))
     assert ptq["status"] == "complete" and ptq["drop_pt"] <= 3
+    assert ptq["measured_on"] == _board(sshd)[1] and ptq["estimate_ms"] > 0 and ptq["rss_mb"] > 0
     assert student["status"] == "failed" and student["error"], student  # recorded, search went on
     assert doc["best"] == ptq["number"] and doc["front"] == [ptq["number"]]
     # the input model's layers were ranked by int8 error once, for selective quantization
@@ -96,6 +99,36 @@ def test_budget_nothing_can_meet_exits_4_after_the_reference(mlp, tmp_path):
     doc = json.loads((out / "front.json").read_text())  # the reference is kept and reported
     assert doc["front"] == [] and doc["best"] is None and "float32" in doc["reference"]
     assert not (out / "best.tflite").exists()
+
+
+def _board(sshd) -> list[str]:
+    return ["--host", f"{sshd.user}@127.0.0.1:{sshd.port}", "--identity", str(sshd.identity),
+            "--known-hosts", str(sshd.known_hosts), "--remote-python", sys.executable]
+
+
+def test_host_measures_latency_on_the_board(mlp, sshd, tmp_path):
+    """--host: the input model's exports are timed on the board (a real sshd on loopback), and
+    the latency budget is judged on those p50s, not on the estimate."""
+    out = tmp_path / "fit"
+    r = run_cli("fit", str(mlp), *FLAGS, *_board(sshd), "--max-latency-ms", "0.000001",
+                "--trials", "2", "-o", str(out), timeout=600)
+    assert_clean_error(r, 4, "--max-latency-ms", "at best", "nothing was trained")
+    doc = json.loads((out / "front.json").read_text())
+    host = _board(sshd)[1]
+    for q in ("float32", "int8", "float16", "dynamic"):
+        ref = doc["reference"][q]
+        assert ref["measured_on"] == host and ref["latency_ms"] > 0 and ref["estimate_ms"] > 0
+    assert doc["reference"]["float32"]["latency_ms"] != doc["reference"]["float32"]["estimate_ms"]
+    assert "measured on " + host in doc["objectives"]["latency_ms"]
+    assert "measured on " + host in (out / "report.md").read_text()
+    # a board whose host key is not known is refused before anything runs
+    bad = _board(sshd)
+    bad[bad.index("--known-hosts") + 1] = str(tmp_path / "empty_known_hosts")
+    (tmp_path / "empty_known_hosts").write_text("")
+    r = run_cli("fit", str(mlp), *FLAGS, *bad, "--trials", "1", "-o", str(tmp_path / "b"))
+    assert_clean_error(r, 3, "reaching the board", "host key", "--known-hosts")
+    assert "reference:" not in r.err
+    assert not (tmp_path / "b").exists()
 
 
 def test_fit_refuses_bad_input_in_one_line(mlp, tmp_path):

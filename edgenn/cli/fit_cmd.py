@@ -28,8 +28,9 @@ def data_args(data, seed, scale, mean, std, resize, channels, limit) -> list[str
 class LiveTable:
     """The trials so far as a rich table on stderr, redrawn as each one ends."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, host: str | None = None):
         self.enabled = enabled
+        self.latency = f"p50 measured on {host}" if host else "the device estimate"
         self.rows: dict[int, dict] = {}
         self.live = None
 
@@ -57,8 +58,8 @@ class LiveTable:
     def _table(self):
         from rich.table import Table
 
-        table = Table(title="edgenn fit: trials (validation accuracy; latency is the device "
-                            "estimate)", title_justify="left")
+        table = Table(title=f"edgenn fit: trials (validation accuracy; latency is {self.latency})",
+                      title_justify="left")
         for name, justify in (("#", "right"), ("recipe", "left"), ("status", "left"),
                               ("val acc", "right"), ("ms", "right"), ("gzip KB", "right"),
                               ("s", "right")):
@@ -82,7 +83,7 @@ class LiveTable:
 @click.option("--max-drop", type=click.FloatRange(min=0), default=None,
               help="Budget: validation accuracy may fall at most this many points.")
 @click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Budget: estimated latency on the device.")
+              help="Budget: latency on the device (the estimate, or measured with --host).")
 @click.option("--max-bytes", type=click.IntRange(min=1), default=None,
               help="Budget: size of the .tflite file.")
 @click.option("--max-ram-mb", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -97,6 +98,14 @@ class LiveTable:
 @click.option("--compare", default=None,
               help="Shipped recipes to run the same way for comparison, e.g. int8-ptq,"
                    "distill-half-int8.")
+@click.option("--host", default=None,
+              help="Measure each trial's latency on the board at USER@ADDRESS[:PORT] over SSH "
+                   "(the profile agent, one model at a time) instead of the device estimate.")
+@click.option("--identity", type=click.Path(), default=None, help="SSH private key for --host.")
+@click.option("--known-hosts", type=click.Path(), default=None,
+              help="known_hosts file for --host (the host key must be in it).")
+@click.option("--remote-python", default="python3", show_default=True,
+              help="The board's Python for --host (with ai-edge-litert or tflite-runtime).")
 @click.option("--no-distill", is_flag=True, help="Leave distilled (narrower) students out of the search.")
 @click.option("--epochs-scale", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Multiply every trial's training epochs (e.g. 0.1 to try).")
@@ -110,12 +119,13 @@ class LiveTable:
 @guarded_stdout
 def fit_cmd(model, data, seed, scale, mean, std, resize, channels, limit, device, max_drop,
             max_latency_ms, max_bytes, max_ram_mb, trials, time_budget, workers, ray_address,
-            compare, no_distill, epochs_scale, trial_timeout, output, allow_unsafe,
-            custom_objects, overwrite) -> None:
+            host, identity, known_hosts, remote_python, compare, no_distill, epochs_scale,
+            trial_timeout, output, allow_unsafe, custom_objects, overwrite) -> None:
     """Search recipes for the best model for a device budget: a Pareto front and best.tflite.
 
     Each trial is a recipe run by `edgenn compress` in its own process (on Ray); accuracy is the
-    exported file's on the validation split, latency and RAM are the device estimate. The point
+    exported file's on the validation split, latency and RAM are the device estimate (latency
+    measured on the board with --host). The point
     with the lowest latency that meets every budget is best; none: exit 4 naming the closest.
     An interrupted search resumes when run again with the same arguments.
     """
@@ -132,8 +142,9 @@ def fit_cmd(model, data, seed, scale, mean, std, resize, channels, limit, device
         ray_address=ray_address, seed=seed, epochs_scale=epochs_scale,
         compare=tuple(c.strip() for c in compare.split(",") if c.strip()) if compare else (),
         distill=not no_distill, trial_timeout=trial_timeout, allow_unsafe=allow_unsafe,
-        custom_objects=custom_objects)
-    with LiveTable(not (STATE.quiet or STATE.json)) as live:
+        custom_objects=custom_objects, host=host, ssh_identity=identity, known_hosts=known_hosts,
+        remote_python=remote_python)
+    with LiveTable(not (STATE.quiet or STATE.json), host) as live:
         result = fit(settings, output, overwrite=overwrite, log=info, on_trial=live.add)
     finish(result, lambda: _human(result, output))
 
@@ -146,7 +157,9 @@ def _human(result, output) -> None:
         con.print(f"best: #{best['number']} {best['label']}: validation "
                   f"{best['accuracy'] * 100:.2f}%, test "
                   + (f"{test['accuracy'] * 100:.2f}%" if test.get("accuracy") is not None else "-")
-                  + f", {best['latency_ms']:.3g} ms (estimate), {best['bytes']:,} B")
+                  + f", {best['latency_ms']:.3g} ms ("
+                  + (f"p50 on {result.settings['host']}" if result.settings.get("host")
+                     else "estimate") + f"), {best['bytes']:,} B")
     con.print(f"{len(result.front)} point(s) on the front; wrote {output}/ (report.md, "
               "front.json, front/, pareto.png" + (", best.tflite, best.yaml)" if result.best
                                                    is not None else ")"))

@@ -31,11 +31,15 @@ def markdown(result) -> str:
         f"- trials: {len(complete)} complete, {len(failed)} failed, {len(skipped)} not trained "
         f"(their lower bound broke a budget); {result.seconds:,.0f} s",
         f"- input model: validation accuracy {_acc(ref['baseline'])}; float32 "
-        f"{_kb(ref['float32']['bytes'])}, {ref['float32']['latency_ms']:.3g} ms estimated",
+        f"{_kb(ref['float32']['bytes'])}, {ref['float32']['latency_ms']:.3g} ms "
+        + ("measured" if s.get("host") else "estimated"),
         "- accuracy below is measured on the exported .tflite by LiteRT; the search and the "
         "choice use the validation split only, the test column is scored once, afterwards",
-        f"- latency and RAM are estimates for {s['device']} (MACs / the device profile's "
-        "throughput; tensor-arena peak + weights), not measurements",
+        (f"- latency is the p50 of {_board_runs()} runs measured on {s['host']} ({s['device']}) "
+         "over SSH, one model at a time; RAM is the tensor-arena estimate (peak + weights)"
+         if s.get("host") else
+         f"- latency and RAM are estimates for {s['device']} (MACs / the device profile's "
+         "throughput; tensor-arena peak + weights), not measurements"),
         "",
     ]
     test = result.test
@@ -102,7 +106,7 @@ def markdown(result) -> str:
 
 
 def plot(result, path: Path) -> None:
-    """Accuracy against estimated latency; marker area = gzip size; budgets and front drawn."""
+    """Accuracy against latency; marker area = gzip size; budgets and front drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,7 +149,8 @@ def plot(result, path: Path) -> None:
     if s.get("max_latency_ms") is not None:
         ax.axvline(s["max_latency_ms"], color="tab:red", lw=1, ls="-.",
                    label=f"budget: {s['max_latency_ms']:g} ms")
-    ax.set_xlabel(f"latency on {s['device']} (estimate, ms)")
+    ax.set_xlabel(f"latency on {s['device']} ("
+                  + (f"p50 on {s['host']}" if s.get("host") else "estimate") + ", ms)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("edgenn fit: accuracy against latency (marker area = gzip size)")
     ax.grid(alpha=0.3)
@@ -153,3 +158,16 @@ def plot(result, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _board_runs() -> int:
+    from .board import RUNS
+
+    return RUNS
+
+
+def latency_source(settings: dict) -> str:
+    """What the latency objective is, in words (front.json, the live table)."""
+    if settings.get("host"):
+        return f"p50 measured on {settings['host']} over SSH"
+    return f"estimate on {settings['device']} (MACs / the profile's throughput)"

@@ -34,6 +34,11 @@ class Runner:
         self.remote_explain = ray.remote(num_cpus=1, max_retries=0)(explain)
         cores = os.cpu_count() or 1
         self.threads = 1 if s.ray_address else max(1, cores // s.workers)
+        self.board = None  # edgenn.fit.board.Board with --host
+
+    def measured(self, result: dict) -> dict:
+        """A trial's result with its latency measured on the board (--host), else as it is."""
+        return result if self.board is None else self.board.apply(result)
 
     def job(self, number: int, recipe_doc: dict, model: str | None = None,
             cache_to: str | None = None, tag: str = "") -> dict:

@@ -2,7 +2,8 @@
 
 Flow:
 1. a reference run: the input model exported at every quantization, no training (its validation
-   accuracy is the baseline, its estimates bound what a point can reach);
+   accuracy is the baseline, its estimates bound what a point can reach); with --host every
+   latency is the p50 measured on the board (`board.py`) instead of the device estimate;
 2. the search: Optuna (multi-objective TPE with constraints) asks for points, each a recipe
    (`space.py`); a point whose lower bound already breaks a budget is not trained; the rest run
    as `edgenn compress` processes on Ray workers (`trial.py`), and a trained model is cached
@@ -146,6 +147,11 @@ def fit(settings: FitSettings, out: str | Path, *, overwrite: bool = False, log=
 def _fit(s: FitSettings, journal: Journal, log, on_trial) -> FitResult:
     runner = Runner(s, journal.path)
     try:
+        if s.host:
+            from .board import Board
+
+            runner.board = Board(s)
+            runner.board.reach()
         reference = _reference(s, journal, runner, log)
         impossible = unreachable(s, reference)
         if impossible:
@@ -211,8 +217,18 @@ def _reference(s: FitSettings, journal: Journal, runner: Runner, log) -> dict:
             raise ConversionError(f"the input model does not run through compress: "
                                   f"{result['error']}", "run `edgenn compress MODEL -r int8-ptq` "
                                   "with the same data to see the whole error")
+        exports = result["exports"]
+        if runner.board is not None:  # the input model on the board: the search's units
+            log(f"reference: measuring {len(exports)} exports on {s.host} ...")
+            runner.board.check(exports[0]["tflite"])
+            exports = [runner.board.apply({**e, "status": "complete"}) for e in exports]
+            failed = [e for e in exports if e["status"] != "complete"]
+            if failed:
+                raise UsageError(failed[0]["error"], "check that the board's runtime runs "
+                                 f"{failed[0]['quantization']} models (edgenn profile --host)")
+            exports = [{k: v for k, v in e.items() if k != "status"} for e in exports]
         kept = {"number": -1, "kind": "reference", "status": "complete",
-                "exports": result["exports"], "baseline": result["baseline"],
+                "exports": exports, "baseline": result["baseline"],
                 "seconds": result["seconds"]}
         journal.add(kept)
     if "explain" in results:
@@ -238,7 +254,7 @@ def _shipped(s: FitSettings, journal: Journal, runner: Runner, name: str, log) -
         doc = {**doc, "evaluate": {"metric": "accuracy", "split": "val"}}
         doc.pop("constraints", None)
         number = journal.next_number()
-        result = runner.run_all([runner.job(number, doc, tag=f"-{name}")])[0]
+        result = runner.measured(runner.run_all([runner.job(number, doc, tag=f"-{name}")])[0])
         kept = {"number": number, "kind": "shipped", "name": name, "label": f"shipped {name}",
                 **_row(result)}
         journal.add(kept)
@@ -247,7 +263,8 @@ def _shipped(s: FitSettings, journal: Journal, runner: Runner, name: str, log) -
 
 def _row(result: dict) -> dict:
     keep = ("status", "error", "exit_code", "accuracy", "baseline", "latency_ms", "ram_mb",
-            "bytes", "gzip_bytes", "tflite", "seconds", "notes")
+            "bytes", "gzip_bytes", "tflite", "seconds", "notes", "estimate_ms", "rss_mb",
+            "measured_on")
     return {k: result[k] for k in keep if k in result}
 
 
@@ -323,7 +340,7 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
             break
         for ref in ready:
             record, trial = pending.pop(ref)
-            result = runner.get(ref)
+            result = runner.measured(runner.get(ref))
             record |= _row(result)
             if record["status"] == "complete":
                 record["drop_pt"] = round((reference["baseline"] - record["accuracy"]) * 100, 3)
@@ -420,7 +437,7 @@ def unreachable(s: FitSettings, reference: dict) -> tuple[str, str] | None:
 # --- choosing ------------------------------------------------------------------------------
 
 def misses(t: dict, s: FitSettings, reference: dict) -> list[str]:
-    """The budgets point ``t`` breaks (validation accuracy; device estimate)."""
+    """The budgets point ``t`` breaks (validation accuracy; latency as the search measures it)."""
     out = []
     drop = (reference["baseline"] - t["accuracy"]) * 100
     if s.max_drop is not None and drop > s.max_drop:
@@ -499,7 +516,7 @@ def _test_split(s: FitSettings, journal: Journal, runner: Runner, reference: dic
 def _write(result: FitResult, journal: Journal, staging: Path, out: Path) -> None:
     import yaml
 
-    from .report import markdown, plot
+    from .report import latency_source, markdown, plot
 
     (staging / "front").mkdir()
     records = {r["number"]: r for r in result.trials if r["kind"] == "search"}
@@ -528,8 +545,7 @@ def _write(result: FitResult, journal: Journal, staging: Path, out: Path) -> Non
              "test": result.test, "trials": [t for t in result.trials if t["kind"] != "test"],
              "objectives": {"accuracy": "validation top-1 of the exported file (LiteRT), "
                                         "maximised",
-                            "latency_ms": f"estimate on {result.settings['device']} (MACs / "
-                                          "the profile's throughput), minimised",
+                            "latency_ms": latency_source(result.settings) + ", minimised",
                             "gzip_bytes": "gzip size of the .tflite, minimised"}}
     (staging / "front.json").write_text(json.dumps(front, indent=1, default=str))
     plot(result, staging / "pareto.png")

@@ -28,6 +28,10 @@ class FitSettings:
     trial_timeout: float | None = None
     allow_unsafe: bool = False
     custom_objects: str | None = None
+    host: str | None = None  # USER@ADDRESS[:PORT]: latency measured on the board over SSH
+    ssh_identity: str | None = None  # --identity
+    known_hosts: str | None = None
+    remote_python: str = "python3"
 
     def identity(self) -> dict:
         """What a journal must match to be resumed (budgets and counts may change)."""
@@ -37,7 +41,8 @@ class FitSettings:
         return {"model": str(model.resolve()),
                 "model_sha256": sha256(model) if model.is_file() else None,
                 "data_args": list(self.data_args), "device": self.device, "seed": self.seed,
-                "epochs_scale": self.epochs_scale, "distill": self.distill}
+                "epochs_scale": self.epochs_scale, "distill": self.distill,
+                "host": self.host}  # measured and estimated latencies do not mix
 
     def budgets(self) -> dict:
         return {k: v for k, v in (("max_drop", self.max_drop),
