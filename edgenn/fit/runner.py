@@ -47,6 +47,8 @@ class Runner:
         folder = self.workdir / "trials"
         name = f"{number:03d}{tag}"
         recipe_path = folder / f"{name}.yaml"
+        # every trial process runs at the search's thread count (the recipe pins it)
+        recipe_doc = {**recipe_doc, "threads": recipe_doc.get("threads") or self.threads}
         recipe_path.write_text(yaml.safe_dump(recipe_doc, sort_keys=False))
         s = self.settings
         return {"model": str(Path(model or s.model).resolve()), "recipe": str(recipe_path),

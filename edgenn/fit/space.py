@@ -90,7 +90,7 @@ def recipe(p: dict, name: str, *, max_drop: float | None = None, split: str = "v
            "steps": steps,
            "export": export,
            "evaluate": {"metric": "accuracy", "split": split}}
-    if steps and threads:  # training is the same model again only at the same thread count
+    if threads:  # training and calibration sum in another order on another thread count
         doc["threads"] = threads
     if max_drop is not None:
         doc["constraints"] = {"max_accuracy_drop": max_drop}

@@ -71,9 +71,10 @@ def run(job: dict) -> dict:
     """Run ``job`` (see `edgenn.fit.search`) and return its measurements or why it failed."""
     started = time.monotonic()
     out = Path(job["out"])
+    # The recipe pins TensorFlow's threads (`threads:`), as `compress --recipe front/NN.yaml`
+    # will run it again; nothing else differs from a user's compress.
     threads = str(job.get("threads") or 1)
-    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
-           "OMP_NUM_THREADS": threads, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "TF_CPP_MIN_LOG_LEVEL": "3"}
     log = out.with_name(out.name + ".log")
     try:
         with open(log, "wb") as stderr:
