@@ -145,13 +145,15 @@ def fit(settings: FitSettings, out: str | Path, *, overwrite: bool = False, log=
 
 
 def _fit(s: FitSettings, journal: Journal, log, on_trial) -> FitResult:
-    runner = Runner(s, journal.path)
-    try:
-        if s.host:
-            from .board import Board
+    board = None
+    if s.host:  # reached before Ray starts or anything trains
+        from .board import Board
 
-            runner.board = Board(s)
-            runner.board.reach()
+        board = Board(s)
+        board.reach()
+    runner = Runner(s, journal.path)
+    runner.board = board
+    try:
         reference = _reference(s, journal, runner, log)
         impossible = unreachable(s, reference)
         if impossible:
