@@ -131,6 +131,24 @@ def test_host_measures_latency_on_the_board(mlp, sshd, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+def test_a_trial_the_time_budget_stops_is_listed_and_rerun_on_resume(mlp, tmp_path):
+    out = tmp_path / "fit"
+    r = run_cli("fit", str(mlp), *FLAGS, "--time-budget", "0.01", "--trials", "1",
+                "-o", str(out), timeout=600)
+    assert_clean_error(r, 3, "no trial finished within --time-budget", "larger --time-budget")
+    journal = tmp_path / ".fit.edgenn-fit-journal" / "trials.jsonl"
+    rows = [json.loads(line) for line in journal.read_text().splitlines()]
+    stopped = [row for row in rows if row.get("status") == "stopped"]
+    assert len(stopped) == 1 and stopped[0]["kind"] == "search", rows
+    # resumed without the budget: the stopped point runs again and completes
+    r = run_cli("fit", str(mlp), *FLAGS, "--trials", "1", "-o", str(out), "--json", timeout=600)
+    assert r.code == 0, r.err[-2000:]
+    trials = [t for t in r.json()["trials"] if t["kind"] == "search"]
+    assert [t["status"] for t in trials] == ["stopped", "complete"]
+    assert trials[0]["params"] == trials[1]["params"]
+    assert not journal.parent.exists()  # nothing stopped this time: the journal is gone
+
+
 def test_fit_refuses_bad_input_in_one_line(mlp, tmp_path):
     r = run_cli("fit", str(mlp), "--data", "digits", "--device", "no-such-board", "-o",
                 str(tmp_path / "o"))

@@ -20,6 +20,7 @@ def markdown(result) -> str:
     complete = [t for t in trials if t["status"] == "complete"]
     failed = [t for t in trials if t["status"] == "failed"]
     skipped = [t for t in trials if t["status"] == "skipped"]
+    stopped = [t for t in trials if t["status"] == "stopped"]
     budgets = [f"accuracy drop <= {s['max_drop']:g} pt" if s.get("max_drop") is not None else None,
                f"latency <= {s['max_latency_ms']:g} ms" if s.get("max_latency_ms") is not None else None,
                f"file <= {s['max_bytes']:,} B" if s.get("max_bytes") is not None else None,
@@ -29,7 +30,9 @@ def markdown(result) -> str:
         "",
         f"- budgets: {', '.join(b for b in budgets if b) or 'none (the whole front is shown)'}",
         f"- trials: {len(complete)} complete, {len(failed)} failed, {len(skipped)} not trained "
-        f"(their lower bound broke a budget); {result.seconds:,.0f} s",
+        f"(their lower bound broke a budget)"
+        + (f", {len(stopped)} stopped unfinished by --time-budget" if stopped else "")
+        + f"; {result.seconds:,.0f} s",
         f"- input model: validation accuracy {_acc(ref['baseline'])}; float32 "
         f"{_kb(ref['float32']['bytes'])}, {ref['float32']['latency_ms']:.3g} ms "
         + ("measured" if s.get("host") else "estimated"),

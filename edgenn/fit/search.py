@@ -66,10 +66,22 @@ class FitResult:
         return [t for t in self.trials if t["kind"] == "search"]
 
     @property
+    def unfinished(self) -> list[dict]:
+        """Points a --time-budget stopped and no later trial ran to the end."""
+        trials = self.search_trials
+        return [t for t in trials if t["status"] == "stopped" and not any(
+            o["params"] == t["params"] and o["status"] != "stopped" for o in trials)]
+
+    @property
     def failure(self) -> str | None:
         if self.exit_code == 0:
             return None
         if self.exit_code == 3:
+            stopped = [t for t in self.search_trials if t["status"] == "stopped"]
+            if stopped and not any(t["status"] == "failed" for t in self.search_trials):
+                return (f"no trial finished within --time-budget ({len(stopped)} stopped "
+                        "unfinished): run the same command again with a larger --time-budget "
+                        "(or none) to go on from the journal beside the output folder")
             failed = [t for t in self.search_trials if t["status"] == "failed"]
             first = failed[0]["error"] if failed else "no trial ran"
             return (f"no trial completed ({len(failed)} failed; the first: {first}): fix that "
@@ -140,7 +152,8 @@ def fit(settings: FitSettings, out: str | Path, *, overwrite: bool = False, log=
         outdir.abort()
         raise
     outdir.commit()
-    shutil.rmtree(jdir, ignore_errors=True)
+    if not result.unfinished:
+        shutil.rmtree(jdir, ignore_errors=True)  # else kept: the same command goes on from it
     return result
 
 
@@ -282,9 +295,12 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
     done = [r for r in journal.records if r["kind"] == "search"]
     for r in done:  # a resumed search: the sampler learns from what the journal kept
         study.add_trial(_frozen(r, s, reference))
-    if not done:  # start from the shipped recipes' ideas: PTQ alone, and a half-width student
-        for point in _seeds(s):
-            study.enqueue_trial(point, skip_if_exists=True)
+    # First the points a --time-budget stopped unfinished (a resumed search runs them again),
+    # then the shipped recipes' ideas not measured yet: PTQ alone, and a half-width student.
+    measured = [r.get("params") for r in done if r["status"] != "stopped"]
+    retry = [r["params"] for r in done if r["status"] == "stopped"]
+    for point in retry + [p for p in _seeds(s) if p not in measured and p not in retry]:
+        study.enqueue_trial(point, skip_if_exists=False)
     deadline = (time.monotonic() + s.time_budget_min * 60) if s.time_budget_min else None
     ran = sum(1 for r in done if r["status"] in ("complete", "failed"))
     asked = 0
@@ -334,9 +350,13 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         ready = runner.wait(list(pending), timeout=remaining)
         if not ready and _past(deadline):
-            for ref, (_record, trial) in pending.items():
+            for ref, (record, trial) in pending.items():
                 runner.cancel(ref)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                # listed in front.json; a resumed search runs the point again
+                record |= {"status": "stopped", "error": "stopped unfinished at --time-budget"}
+                journal.add(record)
+                on_trial(record, None)
             log(f"--time-budget reached: {len(pending)} running trial(s) stopped")
             pending.clear()
             break
@@ -365,7 +385,8 @@ def _seeds(s: FitSettings) -> list[dict]:
 
 def _same_point(journal: Journal, p: dict) -> dict | None:
     for r in journal.records:
-        if r["kind"] == "search" and r.get("params") == p and r["status"] != "failed":
+        if r["kind"] == "search" and r.get("params") == p and r["status"] not in ("failed",
+                                                                                  "stopped"):
             return r
     return None
 
