@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UsageError
-
 # Timed runs per model: enough for a stable p50 of a small model, a few seconds on a board.
 RUNS = 50
 WARMUP = 5
@@ -52,13 +50,6 @@ class Board:
             return {"error": f"measuring on {self.where} failed: {run.error}"}
         m = run.measurement
         return {"latency_ms": round(m.latency_ms.p50, 4), "rss_mb": round(m.peak_rss_mb, 1)}
-
-    def check(self, path: str | Path) -> None:
-        """Measure the input model once before the search: a board that cannot is refused."""
-        got = self.measure(path)
-        if "error" in got:
-            raise UsageError(got["error"], "check --host, --identity and --known-hosts with "
-                                           "`edgenn profile MODEL.tflite --host ...`")
 
     def apply(self, row: dict) -> dict:
         """``row`` (a trial's result) with the board's latency; the estimate kept beside it."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .board import RUNS
+
 
 def _kb(n) -> str:
     return "-" if n is None else f"{n / 1024:,.1f} KB"
@@ -38,7 +40,7 @@ def markdown(result) -> str:
         + ("measured" if s.get("host") else "estimated"),
         "- accuracy below is measured on the exported .tflite by LiteRT; the search and the "
         "choice use the validation split only, the test column is scored once, afterwards",
-        (f"- latency is the p50 of {_board_runs()} runs measured on {s['host']} ({s['device']}) "
+        (f"- latency is the p50 of {RUNS} runs measured on {s['host']} ({s['device']}) "
          "over SSH, one model at a time; RAM is the tensor-arena estimate (peak + weights)"
          if s.get("host") else
          f"- latency and RAM are estimates for {s['device']} (MACs / the device profile's "
@@ -161,12 +163,6 @@ def plot(result, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def _board_runs() -> int:
-    from .board import RUNS
-
-    return RUNS
 
 
 def latency_source(settings: dict) -> str:

@@ -235,12 +235,12 @@ def _reference(s: FitSettings, journal: Journal, runner: Runner, log) -> dict:
         exports = result["exports"]
         if runner.board is not None:  # the input model on the board: the search's units
             log(f"reference: measuring {len(exports)} exports on {s.host} ...")
-            runner.board.check(exports[0]["tflite"])
             exports = [runner.board.apply({**e, "status": "complete"}) for e in exports]
             failed = [e for e in exports if e["status"] != "complete"]
-            if failed:
+            if failed:  # each export measured once; the first failure is the message
                 raise UsageError(failed[0]["error"], "check that the board's runtime runs "
-                                 f"{failed[0]['quantization']} models (edgenn profile --host)")
+                                 f"{failed[0]['quantization']} models: `edgenn profile "
+                                 "MODEL.tflite --host ...`")
             exports = [{k: v for k, v in e.items() if k != "status"} for e in exports]
         kept = {"number": -1, "kind": "reference", "status": "complete",
                 "exports": exports, "baseline": result["baseline"],
