@@ -267,6 +267,9 @@ class Export(Strict):
     keep_float: list[str] = Field(
         default_factory=list, description="Keras layer names left in float in an int8 TFLite "
                                           "model (selective quantization; see convert --explain)")
+    sparse_weights: bool = Field(
+        False, description="store pruned weights in TFLite's sparse format (a smaller file): "
+                           "int8 Dense kernels pruned in [16, 1] blocks, float ones in [4, 1]")
 
     @model_validator(mode="after")
     def _check(self):
@@ -277,6 +280,12 @@ class Export(Strict):
             )
         if self.target is Target.edgetpu and self.quantization is not Quantization.int8:
             raise ValueError("target edgetpu needs quantization int8 (full integer)")
+        if self.sparse_weights and self.format is not ExportFormat.tflite:
+            raise ValueError("sparse_weights is a TFLite storage format; drop it for "
+                             f"{self.format.value}")
+        if self.sparse_weights and self.target is Target.edgetpu:
+            raise ValueError("the Edge TPU compiler takes dense weights only; drop sparse_weights "
+                             "for target edgetpu")
         return self
 
 

@@ -44,6 +44,9 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
 @click.option("--keep-float", default=None, metavar="LAYER[,LAYER]",
               help="Leave these Keras layers in float in an int8 TFLite model (selective "
                    "quantization: the layers --explain names).")
+@click.option("--sparse-weights", is_flag=True,
+              help="Store pruned weights in TFLite's sparse format (a smaller file; int8 Dense "
+                   "kernels pruned in [16, 1] blocks, float ones in [4, 1]).")
 @click.option("--allow-flex", is_flag=True, help="Allow Select TF (Flex) ops in TFLite output.")
 @click.option("--lstm", type=click.Choice(["fused", "loop"]), default="fused", show_default=True,
               help="LSTMs as TFLite's fused kernel (small and fast; it keeps state between "
@@ -61,7 +64,7 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
 @guarded_stdout
 def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, resize, channels,
                 limit, output, opset, calibration, calibration_samples, samples, task, threshold,
-                min_snr, explain, keep_float,
+                min_snr, explain, keep_float, sparse_weights,
                 allow_flex, lstm, trainable, train_layers, batch_size, momentum, allow_unsafe,
                 custom_objects) -> None:
     """Convert a Keras MODEL to TFLite or ONNX for a target and prove it still agrees.
@@ -76,7 +79,7 @@ def convert_cmd(model, to, target, quantize, io, data, seed, scale, mean, std, r
     count = calibration_samples or DEFAULT_CALIBRATION_SAMPLES
     spec = ExportSpec.resolve(to, target, quantize, io, calibration_samples=count, opset=opset,
                               calibration=calibration, allow_flex=allow_flex,
-                              fused_lstm=lstm == "fused",
+                              fused_lstm=lstm == "fused", sparse_weights=sparse_weights,
                               keep_float=tuple(n.strip() for n in (keep_float or "").split(",")
                                                if n.strip()))
     if trainable and (quantize not in ("auto", "none") or target != "cpu" or to != "tflite"):

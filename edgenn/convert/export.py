@@ -41,6 +41,7 @@ class ExportSpec:
     allow_flex: bool = False
     fused_lstm: bool = True  # TFLite's fused LSTM kernel (stateful) rather than a WHILE loop
     keep_float: tuple[str, ...] = ()  # Keras layers left in float in an int8 TFLite model
+    sparse_weights: bool = False  # pruned weights in TFLite's sparse storage
 
     def __post_init__(self):
         for name, enum in (("format", ExportFormat), ("quantization", Quantization),
@@ -70,6 +71,9 @@ class ExportSpec:
             raise UsageError("the Edge TPU runs full-integer models only; --keep-float leaves "
                              "layers in float", "drop --keep-float for --target edgetpu (or "
                              "target cpu, where float layers run)")
+        if self.sparse_weights and (fmt is not ExportFormat.tflite or self.target is Target.edgetpu):
+            raise UsageError(f"sparse weights are a TFLite format for the CPU and GPU; received "
+                             f"{fmt.value} for {self.target.value}", "drop --sparse-weights")
         if self.calibration_samples < 1:
             raise UsageError(f"calibration samples must be positive; received {self.calibration_samples}",
                              "use --calibration-samples 200")
@@ -97,7 +101,8 @@ class ExportSpec:
         return cls.resolve(export.format.value, export.target.value, export.quantization.value,
                            export.io.value if export.io is not None else "auto",
                            calibration_samples=export.calibration_samples,
-                           fused_lstm=export.fused_lstm, keep_float=tuple(export.keep_float))
+                           fused_lstm=export.fused_lstm, keep_float=tuple(export.keep_float),
+                           sparse_weights=export.sparse_weights)
 
     @property
     def needs_calibration(self) -> bool:
@@ -193,7 +198,8 @@ def tflite_bytes(model, spec: ExportSpec, x_calib: np.ndarray | None = None) -> 
     _check_calibration(spec, x_calib)
     return to_tflite(model, spec.quantization, spec.io, x_calib, spec.calibration_samples,
                      allow_flex=spec.allow_flex, batch_size=spec.batch_size,
-                     fused_lstm=spec.fused_lstm, keep_float=spec.keep_float)
+                     fused_lstm=spec.fused_lstm, keep_float=spec.keep_float,
+                     sparse_weights=spec.sparse_weights)
 
 
 def _check_calibration(spec: ExportSpec, x_calib) -> None:

@@ -175,7 +175,7 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
               io: IOType = IOType.float32, x_calib: np.ndarray | None = None,
               calibration_samples: int | None = None, allow_flex: bool = False,
               batch_size: int | None = None, fused_lstm: bool = True,
-              keep_float: tuple[str, ...] = ()) -> bytes:
+              keep_float: tuple[str, ...] = (), sparse_weights: bool = False) -> bytes:
     """Convert a Keras model (Keras 3 or tf_keras) to a TFLite flatbuffer.
 
     ``export.export`` is the public road; this is the converter it calls.
@@ -201,6 +201,12 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         Keras layer names whose ops stay float32 in an int8 model (selective quantization:
         the converter calibrates, then TFLite's MLIR quantizer skips those ops' outputs, with
         DEQUANTIZE/QUANTIZE around them).
+    sparse_weights
+        Store pruned weights in TFLite's sparse format (the converter's sparsity pass): the file
+        shrinks by about the sparsity. LiteRT's kernels read int8 FullyConnected weights sparse
+        in 1x16 blocks of the input axis (a Keras Dense kernel pruned with block_size [16, 1])
+        and float ones in 1x4; weights below the converter's sparsity floor stay dense. The
+        file is run once here: a layout the CPU kernels refuse is an error, not a file.
     """
     tensorflow = tf()
     model = fresh_copy(for_fused_kernels(model) if fused_lstm else model)
@@ -249,11 +255,18 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     if allow_flex:
         ops = ops + [tensorflow.lite.OpsSet.SELECT_TF_OPS]
     converter.target_spec.supported_ops = ops
+    if sparse_weights:
+        if keep_float:
+            raise UsageError("sparse weights and --keep-float cannot be combined (the selective "
+                             "quantizer rewrites the file after the sparsity pass)",
+                             "drop one of them")
+        converter.optimizations = list(converter.optimizations) + [
+            tensorflow.lite.Optimize.EXPERIMENTAL_SPARSITY]
     if keep_float:
         return _selective(converter, model, keep_float, io)
     try:
         with quiet_stderr():
-            return converter.convert()
+            flatbuffer = converter.convert()
     except Exception as err:  # the converter raises ConverterError, ValueError, RuntimeError...
         text = " ".join(str(err).split())
         flex = sorted(set(re.findall(r"\btf\.([A-Z]\w+)", text)))
@@ -266,6 +279,32 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         raise ConversionError(f"TFLite conversion ({q.value}) failed: {text[:400]}",
                               "run `edgenn check` to find the op at fault, or try another "
                               "quantization mode") from None
+    if sparse_weights:
+        _check_sparse_runs(flatbuffer)
+    return flatbuffer
+
+
+def _check_sparse_runs(flatbuffer: bytes) -> None:
+    """Run a sparse file once on LiteRT's CPU kernels (XNNPack included) or refuse it.
+
+    Seen with TF 2.21: int8 FullyConnected weights pruned weight by weight are stored sparse,
+    and XNNPack then fails to prepare the op.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        with quiet_stderr():
+            interpreter = Interpreter(model_content=flatbuffer)
+            interpreter.allocate_tensors()
+            for d in interpreter.get_input_details():
+                interpreter.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+            interpreter.invoke()
+    except Exception as err:  # noqa: BLE001 - the runtime raises RuntimeError or ValueError
+        raise ConversionError(
+            f"the file with sparse weights does not run on LiteRT's CPU kernels: "
+            f"{' '.join(str(err).split())[:200]}",
+            "prune Dense layers in blocks LiteRT reads sparse (block_size [16, 1] for int8, "
+            "[4, 1] for float), or drop sparse_weights") from None
 
 
 def _selective(converter, model, keep_float: tuple[str, ...], io: IOType) -> bytes:
