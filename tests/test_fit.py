@@ -53,22 +53,27 @@ def mlp(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_fit_search_with_a_failing_trial(mlp, sshd, tmp_path):
-    """Two trials on two Ray workers: PTQ completes, the distilled student fails; a front, a best.
+    """Three trials on two Ray workers: PTQ (from the reference run) and sparse pruning complete,
+    the distilled student fails; a front, a best.
 
     Latency is measured on a board over SSH (a real sshd on loopback) with --host."""
     out = tmp_path / "fit"
-    r = run_cli("fit", str(mlp), *FLAGS, "--max-drop", "3", "--trials", "2", "--workers", "2",
+    r = run_cli("fit", str(mlp), *FLAGS, "--max-drop", "3", "--trials", "3", "--workers", "2",
                 *_board(sshd), "-o", str(out), "--json", timeout=900)
     assert r.code == 0, r.err[-3000:]
     doc = r.json()
     trials = {t["number"]: t for t in doc["trials"] if t["kind"] == "search"}
-    assert len(trials) == 2
+    assert len(trials) == 3
     ptq = next(t for t in trials.values() if t["label"] == "no training, int8")
-    student = next(t for t in trials.values() if t["label"].startswith("distil w0.5"))
+    pruned = next(t for t in trials.values() if t["label"].startswith("prune 0.8"))
+    student = next(t for t in trials.values() if t["label"].startswith("distil w0.75"))
     assert ptq["status"] == "complete" and ptq["drop_pt"] <= 3
     assert ptq["measured_on"] == _board(sshd)[1] and ptq["estimate_ms"] > 0 and ptq["rss_mb"] > 0
+    assert pruned["status"] == "complete" and pruned["measured_on"] == _board(sshd)[1]
     assert student["status"] == "failed" and student["error"], student  # recorded, search went on
-    assert doc["best"] == ptq["number"] and doc["front"] == [ptq["number"]]
+    assert doc["front"] and set(doc["front"]) <= {ptq["number"], pruned["number"]}
+    assert doc["best"] in doc["front"]
+    ptq = trials[doc["best"]]  # below: the chosen point
     # the input model's layers were ranked by int8 error once, for selective quantization
     assert doc["reference"]["sensitive"] and set(doc["reference"]["sensitive"]) <= {
         "hidden", "grid", "flatten", "classes"}
@@ -93,9 +98,10 @@ def test_fit_search_with_a_failing_trial(mlp, sshd, tmp_path):
 
 def test_budget_nothing_can_meet_exits_4_after_the_reference(mlp, tmp_path):
     out = tmp_path / "fit"
-    r = run_cli("fit", str(mlp), *FLAGS, "--max-bytes", "500", "--trials", "3", "-o", str(out),
+    r = run_cli("fit", str(mlp), *FLAGS, "--max-bytes", "50", "--trials", "3", "-o", str(out),
                 timeout=600)
-    assert_clean_error(r, 4, "--max-bytes 500", "at best", "relax", "nothing was trained")
+    assert_clean_error(r, 4, "--max-bytes 50", "at best", "0.9 sparse", "relax",
+                       "nothing was trained")
     doc = json.loads((out / "front.json").read_text())  # the reference is kept and reported
     assert doc["front"] == [] and doc["best"] is None and "float32" in doc["reference"]
     assert not (out / "best.tflite").exists()
@@ -132,21 +138,39 @@ def test_host_measures_latency_on_the_board(mlp, sshd, tmp_path):
 
 
 def test_a_trial_the_time_budget_stops_is_listed_and_rerun_on_resume(mlp, tmp_path):
+    """PTQ comes from the reference run at once; the pruning seed that trains is stopped at the
+    budget, listed, and run again by the same command without the budget."""
     out = tmp_path / "fit"
-    r = run_cli("fit", str(mlp), *FLAGS, "--time-budget", "0.01", "--trials", "1",
-                "-o", str(out), timeout=600)
-    assert_clean_error(r, 3, "no trial finished within --time-budget", "larger --time-budget")
-    journal = tmp_path / ".fit.edgenn-fit-journal" / "trials.jsonl"
-    rows = [json.loads(line) for line in journal.read_text().splitlines()]
-    stopped = [row for row in rows if row.get("status") == "stopped"]
-    assert len(stopped) == 1 and stopped[0]["kind"] == "search", rows
-    # resumed without the budget: the stopped point runs again and completes
-    r = run_cli("fit", str(mlp), *FLAGS, "--trials", "1", "-o", str(out), "--json", timeout=600)
+    r = run_cli("fit", str(mlp), *FLAGS, "--time-budget", "0.01", "--trials", "2",
+                "-o", str(out), "--json", timeout=600)
     assert r.code == 0, r.err[-2000:]
     trials = [t for t in r.json()["trials"] if t["kind"] == "search"]
-    assert [t["status"] for t in trials] == ["stopped", "complete"]
-    assert trials[0]["params"] == trials[1]["params"]
+    assert [t["status"] for t in trials] == ["complete", "stopped"], trials
+    assert trials[0]["reused"] == "reference" and trials[0]["label"] == "no training, int8"
+    assert trials[1]["label"].startswith("prune 0.8 (16x1, sparse)")
+    journal = tmp_path / ".fit.edgenn-fit-journal" / "trials.jsonl"
+    assert journal.is_file()  # kept: a point is unfinished
+    r = run_cli("fit", str(mlp), *FLAGS, "--trials", "2", "-o", str(out), "--json",
+                timeout=600)
+    assert r.code == 0, r.err[-2000:]
+    trials = [t for t in r.json()["trials"] if t["kind"] == "search"]
+    assert [t["status"] for t in trials] == ["complete", "stopped", "complete"], trials
+    assert trials[1]["params"] == trials[2]["params"]
+    # the pruned Dense kernels are stored sparse: the int8 file is smaller than PTQ's
+    assert trials[2]["recipe"]["export"]["sparse_weights"] is True
+    assert trials[2]["bytes"] < 0.7 * trials[0]["bytes"], (trials[2]["bytes"], trials[0]["bytes"])
     assert not journal.parent.exists()  # nothing stopped this time: the journal is gone
+
+
+def test_a_search_that_only_ran_out_of_time_says_so():
+    from edgenn.fit.search import FitResult
+
+    stopped = {"kind": "search", "status": "stopped", "params": {"quantization": "int8"}}
+    result = FitResult(settings={}, reference={}, trials=[stopped], front=[], best=None,
+                       closest=None, test={})
+    assert result.exit_code == 3 and result.unfinished == [stopped]
+    assert "no trial finished within --time-budget (1 stopped" in result.failure
+    assert "larger --time-budget" in result.failure
 
 
 def test_fit_refuses_bad_input_in_one_line(mlp, tmp_path):
@@ -174,7 +198,9 @@ def test_interrupted_search_resumes(mlp, tmp_path):
     deadline = time.time() + 600
     while time.time() < deadline:
         lines = journal.read_text().splitlines() if journal.is_file() else []
-        if any(json.loads(line)["kind"] == "search" for line in lines):
+        # a trained trial (PTQ, the first, comes from the reference run at once)
+        if any(json.loads(line)["kind"] == "search" and json.loads(line).get("seconds")
+               for line in lines):
             break
         time.sleep(1)
     else:
@@ -185,7 +211,7 @@ def test_interrupted_search_resumes(mlp, tmp_path):
     assert proc.returncode == 130, err.decode()[-2000:]
     assert not out.exists()  # OUT appears only when a search ends
     kept = [json.loads(line) for line in journal.read_text().splitlines()]
-    first = next(r for r in kept if r["kind"] == "search")
+    first = next(r for r in kept if r["kind"] == "search" and r.get("seconds"))
     r = run_cli("fit", str(mlp), *FLAGS, "--no-distill", "--trials", "3", "-o", str(out),
                 "--json", timeout=900)
     assert r.code == 0, r.err[-3000:]
@@ -234,3 +260,11 @@ def test_a_front_recipe_reruns_as_its_trial_ran():
     assert space.steps_key(trial) != space.steps_key(space.recipe(p, "fit-001", threads=2))
     ptq = space.recipe({"quantization": "int8"}, "fit-front-01", threads=1, epochs_scale=0.25)
     assert ptq["threads"] == 1 and space.steps_key(ptq) is None  # calibration sums too
+    # int8 with Dense kernels pruned in 16x1 blocks: stored sparse, and the byte bound says so
+    sparse = {**p, "block": "16x1", "clusters": 0, "qat": False}
+    assert space.recipe(sparse, "s")["export"]["sparse_weights"] is True
+    assert "16x1, sparse" in space.describe(sparse)
+    assert "sparse_weights" not in space.recipe({**sparse, "quantization": "float16"}, "s")["export"]
+    ref = {"int8": {"latency_ms": 1.0, "bytes": 1000, "ram_mb": 1.0}}
+    assert space.lower_bound(sparse, ref)["bytes"] == pytest.approx(200)
+    assert space.lower_bound({**sparse, "block": "4x1"}, ref)["bytes"] == 1000

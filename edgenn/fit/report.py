@@ -99,7 +99,9 @@ def markdown(result) -> str:
     for t in trials:
         if t["status"] == "complete":
             note = "; ".join(t.get("misses") or []) or "meets every budget"
-            if t.get("reused"):
+            if t.get("reused") == "reference":
+                note += " (the reference run's export, not run again)"
+            elif t.get("reused"):
                 note += " (trained model reused)"
             lines.append(f"| {t['number']} | {t['label']} | complete | {_acc(t['accuracy'])} | "
                          f"{t['latency_ms']:.3g} | {_kb(t['gzip_bytes'])} | {t.get('seconds')} | "

@@ -16,7 +16,7 @@ import json
 QUANTIZATIONS = ("float16", "dynamic", "int8", "int16x8")
 WIDTHS = (1.0, 0.75, 0.5, 0.35)
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9)
-BLOCKS = ("1x1", "4x1")
+BLOCKS = ("1x1", "4x1", "16x1")  # 16x1: the int8 blocks LiteRT stores and runs sparse
 CLUSTERS = (0, 16, 32)
 EPOCHS = (2, 4, 8)
 RATES = (1e-4, 3e-4, 1e-3)
@@ -36,13 +36,19 @@ def suggest(trial, *, distill: bool = True, sensitive: int = 0) -> dict:
     p["clusters"] = trial.suggest_categorical("clusters", list(CLUSTERS))
     if p["quantization"] == "int8":
         p["qat"] = trial.suggest_categorical("qat", [False, True])
-        if sensitive and not p["qat"]:  # QAT renames the layers it wraps
+        # QAT renames the layers it wraps; sparse storage and float layers do not combine
+        if sensitive and not p["qat"] and not sparse(p):
             p["keep_float"] = trial.suggest_categorical(
                 "keep_float", list(range(min(KEEP_FLOAT_MAX, sensitive) + 1)))
     if trains(p):
         p["epochs"] = trial.suggest_categorical("epochs", list(EPOCHS))
         p["learning_rate"] = trial.suggest_categorical("learning_rate", list(RATES))
     return p
+
+
+def sparse(p: dict) -> bool:
+    """Whether the point's int8 file stores its pruned Dense kernels sparse (16x1 blocks)."""
+    return bool(p.get("sparsity")) and p.get("block") == "16x1" and p["quantization"] == "int8"
 
 
 def trains(p: dict) -> bool:
@@ -81,6 +87,8 @@ def recipe(p: dict, name: str, *, max_drop: float | None = None, split: str = "v
     export = {"format": "tflite", "quantization": p["quantization"]}
     if p.get("keep_float"):
         export["keep_float"] = list(sensitive[: p["keep_float"]])
+    elif sparse(p):
+        export["sparse_weights"] = True
     if epochs_scale != 1.0:  # what the trial ran with --epochs-scale, written into the recipe
         for step in steps:
             config = next(iter(step.values()))
@@ -104,7 +112,8 @@ def describe(p: dict) -> str:
         parts.append(f"distil w{p['width']:g}")
     if p.get("sparsity"):
         block = p.get("block", "1x1")
-        parts.append(f"prune {p['sparsity']:g}" + (f" ({block})" if block != "1x1" else ""))
+        shape = ", ".join([block] * (block != "1x1") + ["sparse"] * sparse(p))
+        parts.append(f"prune {p['sparsity']:g}" + (f" ({shape})" if shape else ""))
     if p.get("clusters"):
         parts.append(f"cluster {p['clusters']}")
     if p.get("qat"):
@@ -135,10 +144,11 @@ def lower_bound(p: dict, reference: dict) -> dict:
 
     ``reference`` maps each quantization to the input model's estimate at it. A width-w student
     has about w^2 of the MACs and weights (first and last layers shrink by w only, so w^2 is a
-    lower bound); pruning and clustering change neither the file nor the MACs the runtime
-    computes. A point whose lower bound breaks a budget is not worth training.
+    lower bound); pruning and clustering change neither the file (unless it is stored sparse)
+    nor the MACs the runtime computes. A point whose lower bound breaks a budget is not worth training.
     """
     ref = reference[p["quantization"]]
     w2 = p.get("width", 1.0) ** 2
-    return {"latency_ms": ref["latency_ms"] * w2, "bytes": ref["bytes"] * w2,
+    kept = 1.0 - p["sparsity"] if sparse(p) else 1.0  # sparse storage keeps the unpruned share
+    return {"latency_ms": ref["latency_ms"] * w2, "bytes": ref["bytes"] * w2 * kept,
             "ram_mb": ref["ram_mb"] * w2}
