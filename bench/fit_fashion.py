@@ -10,7 +10,8 @@ teacher.keras). Steps, all through the real CLI:
    workers, a front of >= 5 points);
 2. every shipped recipe by `edgenn compress` (test split), estimated on the same device;
 3. the bar: best.tflite at least as fast (estimate) and as small as the best shipped recipe
-   meeting the same drop on the test split, and >= 20% better in one of them;
+   meeting the same drop on the test split, and >= 20% better in one of them, best.tflite's own
+   test drop meeting the drop too; both files' p50 measured here (1 thread) is reported beside;
 4. reproduction: `edgenn compress --recipe front/NN.yaml` for every front point gives fit's test
    accuracy to 0.1 pt.
 Results: OUT/results.json and a markdown summary on stdout.
@@ -95,7 +96,7 @@ def main() -> int:
         row = {"name": name, "exit_code": code, "seconds": seconds,
                "test": art["metrics"]["accuracy"],
                "drop_pt": round((base - art["metrics"]["accuracy"]) * 100, 3),
-               "bytes": art["bytes"], "gzip_bytes": art["gzip_bytes"],
+               "bytes": art["bytes"], "gzip_bytes": art["gzip_bytes"], "path": art["path"],
                **estimate(art["path"], args.device)}
         shipped.append(row)
         print(f"shipped {name}: {row}", flush=True)
@@ -110,10 +111,19 @@ def main() -> int:
         rival = min(meeting, key=lambda r: (r["latency_ms"], r["bytes"]))
         faster = 1 - best["latency_ms"] / rival["latency_ms"]
         smaller = 1 - best["bytes"] / rival["bytes"]
+        best_drop = round((base - best["test"]) * 100, 3)
+        # the estimate is the bar's latency; this machine's measured p50 (1 thread, pinned) is
+        # beside it, because the estimate counts MACs and a sparse kernel may run slower
+        measured = {}
+        for name, path in (("best", out / "fit" / "best.tflite"), ("rival", rival.get("path"))):
+            code, prof, _ = cli("profile", str(path), "--threads", "1", "--runs", "300")
+            if code == 0:
+                measured[name] = prof["results"][0]["latency_ms"]["p50"]
         results["bar"] = {"rival": rival["name"], "latency_gain": round(faster, 3),
-                          "size_gain": round(smaller, 3),
-                          "best_test_drop_pt": round((base - best["test"]) * 100, 3),
-                          "met": faster >= 0 and smaller >= 0 and max(faster, smaller) >= 0.2}
+                          "size_gain": round(smaller, 3), "best_test_drop_pt": best_drop,
+                          "measured_p50_ms_here": measured,
+                          "met": faster >= 0 and smaller >= 0 and max(faster, smaller) >= 0.2
+                          and best_drop <= args.max_drop}
 
     repro = []
     for i, point in enumerate(front):
