@@ -86,24 +86,22 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     loaded = load_model(model_path, allow_unsafe=allow_unsafe,
                         custom_objects_file=custom_objects_file, bridge_tolerance=bridge_tolerance)
     model = loaded.original  # Keras 3 first: only tfmot's steps get the bridged copy
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        if recipe.steps:
-            raise UsageError(f"recipe {recipe.name} trains the model ({recipe.steps[0].technique}); "
-                             f"compress trains single-input, single-output models and "
-                             f"{model_path} has {len(model.inputs)} input(s) and "
-                             f"{len(model.outputs)} output(s)", "use a recipe without steps "
-                             "(int8-ptq, float16, dynamic-range): they quantize and score every "
-                             "output")
-        return _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs,
-                          staging, outdir, out, name, seed=seed, log=log, started=started)
     if loaded.flavour == "savedmodel" and recipe.steps:
         raise UsageError(f"recipe {recipe.name} trains the model ({recipe.steps[0].technique}), and "
                          f"{model_path} is a SavedModel without Keras metadata (no layers to train)",
                          "pass the Keras model it was exported from, or a PTQ-only recipe "
                          "(int8-ptq, float16, dynamic-range)")
+    several = len(model.inputs) != 1 or len(model.outputs) != 1
+    if several:
+        _check_multi_steps(recipe, model_path, model)
     tfmot_steps = [s.technique for s in recipe.steps if needs_tf_keras(s.technique)]
     if tfmot_steps and recipe.steps[0].technique in tfmot_steps:
         loaded.as_tf_keras(f"the {tfmot_steps[0]} step")  # a bridge failure ends the run here
+    if several:
+        return _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs,
+                          staging, outdir, out, name, seed=seed, log=log, started=started,
+                          epochs_scale=epochs_scale, progress=progress,
+                          custom_objects_file=custom_objects_file, allow_unsafe=allow_unsafe)
     task = "regression" if recipe.evaluate.metric in (Metric.mse, Metric.mae) else "classification"
     from ..fidelity import bounded_output
 
@@ -153,25 +151,8 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     ctx = StepContext(splits=splits, seed=seed, epochs_scale=epochs_scale, task=task,
                       progress=progress, custom_objects=load_custom_objects(custom_objects_file),
                       allow_unsafe=allow_unsafe)
-    for index, step in enumerate(recipe.steps):
-        log(f"step {index + 1}/{len(recipe.steps)}: {step.technique} ...")
-        t0 = time.perf_counter()
-        if needs_tf_keras(step.technique) and is_keras3(model):
-            model = _to_tf_keras(model, loaded, step.technique, report)
-        result = get(step.technique)(model, step.config, ctx)
-        model = result.model
-        ctx.done.append(step.technique)
-        report.steps.append(StepRecord(
-            step.technique, index, metrics(keras_predict(model, x_eval), y_eval, task),
-            result.details, tuple(result.notes), round(time.perf_counter() - t0, 2),
-            int(model.count_params())))
-
-    if recipe.steps:
-        saved = save_keras(model, staging / f"{name}{keras_suffix(model)}", report.notes)
-        if saved is not None:
-            data = saved.read_bytes()
-            report.artifacts.append(KerasFile(str(out / saved.name), len(data), gzip_size(data),
-                                              sha256(saved)))
+    model = _apply_steps(model, loaded, recipe, ctx, report, staging, out, name, log,
+                         lambda m: metrics(keras_predict(m, x_eval), y_eval, task))
     provenance = {"source": Path(model_path).name, "source_sha256": report.model["sha256"],
                   "recipe": recipe.name, "recipe_sha256": report.recipe["sha256"]}
     for spec in specs:
@@ -193,17 +174,59 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     return report
 
 
+def _apply_steps(model, loaded, recipe, ctx, report, staging, out: Path, name: str, log,
+                 evaluate):
+    """Run the recipe's steps in order, record each, and save the trained Keras model."""
+    for index, step in enumerate(recipe.steps):
+        log(f"step {index + 1}/{len(recipe.steps)}: {step.technique} ...")
+        t0 = time.perf_counter()
+        if needs_tf_keras(step.technique) and is_keras3(model):
+            model = _to_tf_keras(model, loaded, step.technique, report)
+        result = get(step.technique)(model, step.config, ctx)
+        model = result.model
+        ctx.done.append(step.technique)
+        report.steps.append(StepRecord(
+            step.technique, index, evaluate(model), result.details, tuple(result.notes),
+            round(time.perf_counter() - t0, 2), int(model.count_params())))
+    if recipe.steps:
+        saved = save_keras(model, staging / f"{name}{keras_suffix(model)}", report.notes)
+        if saved is not None:
+            data = saved.read_bytes()
+            report.artifacts.append(KerasFile(str(out / saved.name), len(data), gzip_size(data),
+                                              sha256(saved)))
+    return model
+
+
+def _check_multi_steps(recipe: Recipe, model_path, model) -> None:
+    """Refuse the steps a several-input/output model cannot take (before anything trains)."""
+    shape = f"{len(model.inputs)} input(s) and {len(model.outputs)} output(s)"
+    for step in recipe.steps:
+        if step.technique == "distill" or getattr(step.config, "distill", None) is not None:
+            raise UsageError(f"recipe {recipe.name}: distillation needs one output to soften and "
+                             f"{model_path} has {shape}", "drop the distill step (or the prune "
+                             "step's distill key); finetune, prune, cluster and quantize train "
+                             "every output")
+        augment = getattr(step.config, "augment", None)
+        if augment is not None and (augment.horizontal_flip or augment.shift):
+            raise UsageError(f"recipe {recipe.name}: augment applies to a model with one image "
+                             f"input; {model_path} has {shape}", "remove the step's augment key")
+
+
 def _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs, staging, outdir,
-               out: Path, name: str, *, seed, log, started) -> Report:
-    """A recipe without steps on a model with several inputs or outputs: export, score each output.
+               out: Path, name: str, *, seed, log, started, epochs_scale=1.0, progress=None,
+               custom_objects_file=None, allow_unsafe=False) -> Report:
+    """A recipe on a model with several inputs or outputs: train, export, score each output.
 
     Data: an .npz with ``x_<input name>`` per input and ``y_<output name>`` per output (labels
-    are needed to score). Each output is scored for its task (accuracy for a softmax output,
-    MSE/MAE otherwise); max_accuracy_drop is checked on every classification output.
+    are needed to score and to train). Steps train on every sample outside the test split, each
+    output with its own loss (`train.losses_for_outputs`). Each output is scored for its task
+    (accuracy for a softmax output, MSE/MAE otherwise); max_accuracy_drop is checked on every
+    classification output.
     """
     from ..data.multi import load_multi
     from ..evaluate import metrics_per_output, predict_file_all
     from ..fidelity import Task, detect_tasks, output_names
+    from ..models.safety import load_custom_objects
 
     data_spec = replace(data_spec, seed=seed,
                         calibration_samples=max(s.calibration_samples for s in specs))
@@ -232,6 +255,15 @@ def _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs,
     reference = tflite_bytes(model, ExportSpec())
     report.reference = {"float32_tflite_bytes": len(reference),
                         "float32_tflite_gzip_bytes": gzip_size(reference)}
+    if recipe.steps:
+        ctx = StepContext(splits=data, seed=seed, epochs_scale=epochs_scale, task="several",
+                          progress=progress,
+                          custom_objects=load_custom_objects(custom_objects_file),
+                          allow_unsafe=allow_unsafe)
+        model = _apply_steps(model, loaded, recipe, ctx, report, staging, out, name, log,
+                             lambda m: metrics_per_output(keras_predict(m, data.x_test,
+                                                                        every_output=True),
+                                                          data.y_test, tasks, outputs))
     provenance = {"source": Path(model_path).name, "source_sha256": report.model["sha256"],
                   "recipe": recipe.name, "recipe_sha256": report.recipe["sha256"]}
     for spec in specs:

@@ -56,6 +56,30 @@ def loss_for(model, task: str):
     return tfk.losses.SparseCategoricalCrossentropy(from_logits=not output_is_probability(model))
 
 
+def losses_for_outputs(model, y_train: list) -> list:
+    """One loss per output of a multi-output model, from its head and its labels.
+
+    Integer labels on an output wider than one value: sparse cross-entropy (from logits unless
+    the head ends in a softmax); a sigmoid multi-label head: binary cross-entropy; otherwise
+    mean squared error.
+    """
+    from ..fidelity import Task, _producer, detect_tasks
+
+    tfk = keras_of(model)
+    losses = []
+    for tensor, task, y in zip(model.outputs, detect_tasks(model), y_train):
+        units = int(tuple(tensor.shape)[-1] or 0)
+        if task is Task.multilabel:
+            losses.append(tfk.losses.BinaryCrossentropy())
+        elif np.issubdtype(np.asarray(y).dtype, np.integer) and units > 1:
+            head = _producer(tensor)
+            prob = task is Task.classification or type(head).__name__ == "Softmax"
+            losses.append(tfk.losses.SparseCategoricalCrossentropy(from_logits=not prob))
+        else:
+            losses.append(tfk.losses.MeanSquaredError())
+    return losses
+
+
 def schedule(n_samples: int, config: Training, epochs_scale: float) -> tuple[int, int, int]:
     """(epochs, steps per epoch, total steps) for possibly fractional, scaled epochs."""
     per_epoch = max(1, math.ceil(n_samples / config.batch_size))
@@ -80,9 +104,15 @@ class ProgressCallback:
 
 def fit(model, splits, config: Training, ctx, description: str, callbacks=(), compile_model=True):
     """Compile (unless asked not to) and train ``model`` on the train split; returns history."""
+    from ..data.multi import count
+
     keras_of(model).utils.set_random_seed(ctx.seed)
-    epochs, steps, total = schedule(len(splits.x_train), config, ctx.epochs_scale)
-    if compile_model:
+    several = isinstance(splits.x_train, (list, tuple))  # a model with several inputs/outputs
+    epochs, steps, total = schedule(count(splits.x_train), config, ctx.epochs_scale)
+    if compile_model and several:
+        model.compile(optimizer=make_optimizer(config, total, model),
+                      loss=losses_for_outputs(model, splits.y_train))
+    elif compile_model:
         model.compile(optimizer=make_optimizer(config, total, model), loss=loss_for(model, ctx.task),
                       metrics=["accuracy"] if ctx.task == "classification" else ["mae"])
     cbs = list(callbacks)

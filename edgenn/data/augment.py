@@ -19,6 +19,13 @@ def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment=No
     from .._tf import tf
 
     tensorflow = tf()
+    if isinstance(x, (list, tuple)):  # several inputs (and a label array per output)
+        if augment is not None and (augment.horizontal_flip or augment.shift):
+            raise UsageError("augment applies to a model with one image input; this one has "
+                             f"{len(x)} inputs", "remove the step's augment key")
+        ds = tensorflow.data.Dataset.from_tensor_slices((tuple(x), tuple(y)))
+        ds = ds.shuffle(len(x[0]), seed=seed, reshuffle_each_iteration=True).repeat()
+        return ds.batch(batch_size).prefetch(2)
     ds = tensorflow.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
     if check_augment(augment, x.shape):

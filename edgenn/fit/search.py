@@ -387,9 +387,12 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
 
 
 def _seeds(s: FitSettings) -> list[dict]:
-    """The first points, cheapest first: PTQ alone (the reference run measured it already),
-    then what the shipped recipes do, trained: 80% pruning stored sparse (the file shrinks),
-    and, with distillation, students of 3/4 and 1/2 width (the MACs shrink)."""
+    """The first points, cheapest first.
+
+    PTQ alone (the reference run measured it already), then what the shipped recipes do,
+    trained: 80% pruning stored sparse (the file shrinks), and, with distillation, students of
+    3/4 and 1/2 width (the MACs shrink).
+    """
     ptq = {"quantization": "int8", "width": 1.0, "sparsity": 0.0, "clusters": 0, "qat": False,
            "keep_float": 0}
     seeds = [ptq, {"quantization": "int8", "width": 1.0, "sparsity": 0.8, "block": "16x1",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...data.multi import count
 from ...recipe import PruneStep, Schedule
 from ..distiller import fit_distilled
 from ..measure import kernel_sparsity, kernels
@@ -19,7 +20,7 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
     sparsity = tfmot.sparsity.keras
-    _, _, total = schedule(len(ctx.splits.x_train), config, ctx.epochs_scale)
+    _, _, total = schedule(count(ctx.splits.x_train), config, ctx.epochs_scale)
     frequency = min(config.frequency, max(1, total // 8))
     if config.end_step is not None:
         end = config.end_step
