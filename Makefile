@@ -18,7 +18,7 @@ demo: $(STAMP)
 # The default run covers every command once; `make test-all` adds the slow end-to-end runs.
 test: $(STAMP)
 	$(BIN)/ruff check edgenn tests bench
-	$(BIN)/python -m pytest -m 'not slow' -q
+	$(BIN)/python -m pytest -m 'not slow' -q --durations=25
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
