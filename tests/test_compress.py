@@ -314,19 +314,24 @@ def test_qat_freeze_batch_norm_keeps_statistics_and_scale(freeze):
     assert not np.array_equal(trained.numpy(), kernel)  # the weights did train
 
 
+def _digits_mlp(k, splits, hidden: int, epochs: int):
+    """Flatten -> Dense(hidden, relu) "hidden" -> softmax "out", trained on digits (seed 0), in
+    Keras module ``k`` (keras or tf_keras)."""
+    k.utils.set_random_seed(0)
+    mlp = k.Sequential([k.layers.Input((8, 8)), k.layers.Flatten(),
+                        k.layers.Dense(hidden, activation="relu", name="hidden"),
+                        k.layers.Dense(10, activation="softmax", name="out")])
+    mlp.compile(k.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    mlp.fit(splits.x_train, splits.y_train, epochs=epochs, batch_size=64, verbose=0)
+    return mlp
+
+
 def test_prune_while_distilling_from_the_input_model(tmp_path):
     """The pruning schedule runs inside the distiller and the student keeps the teacher's skill."""
     from edgenn._tf import tf_keras
     from edgenn.data import load
 
-    tfk = tf_keras()
-    splits = load(DataSpec("digits"))
-    tfk.utils.set_random_seed(0)
-    mlp = tfk.Sequential([tfk.layers.Input((8, 8)), tfk.layers.Flatten(),
-                          tfk.layers.Dense(64, activation="relu", name="hidden"),
-                          tfk.layers.Dense(10, activation="softmax", name="out")])
-    mlp.compile(tfk.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    mlp.fit(splits.x_train, splits.y_train, epochs=30, batch_size=64, verbose=0)
+    mlp = _digits_mlp(tf_keras(), load(DataSpec("digits")), hidden=64, epochs=30)
     teacher = tmp_path / "mlp.keras"
     mlp.save(teacher)
     recipe = tmp_path / "kd.yaml"
@@ -517,12 +522,7 @@ def test_sparse_weights_store_a_block_pruned_dense_in_fewer_bytes(tmp_path):
     from edgenn.errors import ConversionError
 
     splits = load(DataSpec("digits"))
-    keras.utils.set_random_seed(0)
-    mlp = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(),
-                            keras.layers.Dense(256, activation="relu", name="hidden"),
-                            keras.layers.Dense(10, activation="softmax", name="out")])
-    mlp.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    mlp.fit(splits.x_train, splits.y_train, epochs=20, batch_size=64, verbose=0)
+    mlp = _digits_mlp(keras, splits, hidden=256, epochs=20)
     model = tmp_path / "mlp.keras"
     mlp.save(model)
     recipe = tmp_path / "sparse.yaml"

@@ -10,7 +10,7 @@ from .. import __version__
 from .._tf import is_keras3, keras3, pin_threads
 from ..artifacts import refuse_overwrite, sha256
 from ..convert.export import ExportSpec, export, gzip_size, tflite_bytes
-from ..data.augment import check_augment
+from ..data.augment import changes, check_augment
 from ..errors import UsageError
 from ..evaluate import keras_predict, metrics, predict_file, worst_class_drop
 from ..outdir import OutputDir
@@ -206,8 +206,7 @@ def _check_multi_steps(recipe: Recipe, model_path, model) -> None:
                              f"{model_path} has {shape}", "drop the distill step (or the prune "
                              "step's distill key); finetune, prune, cluster and quantize train "
                              "every output")
-        augment = getattr(step.config, "augment", None)
-        if augment is not None and (augment.horizontal_flip or augment.shift):
+        if changes(getattr(step.config, "augment", None)):
             raise UsageError(f"recipe {recipe.name}: augment applies to a model with one image "
                              f"input; {model_path} has {shape}", "remove the step's augment key")
 

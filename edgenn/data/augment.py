@@ -19,16 +19,14 @@ def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment=No
     from .._tf import tf
 
     tensorflow = tf()
-    if isinstance(x, (list, tuple)):  # several inputs (and a label array per output)
-        if augment is not None and (augment.horizontal_flip or augment.shift):
-            raise UsageError("augment applies to a model with one image input; this one has "
-                             f"{len(x)} inputs", "remove the step's augment key")
-        ds = tensorflow.data.Dataset.from_tensor_slices((tuple(x), tuple(y)))
-        ds = ds.shuffle(len(x[0]), seed=seed, reshuffle_each_iteration=True).repeat()
-        return ds.batch(batch_size).prefetch(2)
-    ds = tensorflow.data.Dataset.from_tensor_slices((x, y))
-    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
-    if check_augment(augment, x.shape):
+    several = isinstance(x, (list, tuple))  # several inputs (and a label array per output)
+    if several and changes(augment):
+        raise UsageError("augment applies to a model with one image input; this one has "
+                         f"{len(x)} inputs", "remove the step's augment key")
+    ds = tensorflow.data.Dataset.from_tensor_slices((tuple(x), tuple(y)) if several else (x, y))
+    ds = ds.shuffle(len(x[0]) if several else len(x), seed=seed,
+                    reshuffle_each_iteration=True).repeat()
+    if not several and check_augment(augment, x.shape):
         seeds = tensorflow.data.Dataset.random(seed=seed).batch(4)
         ds = tensorflow.data.Dataset.zip((ds, seeds)).map(
             lambda xy, s: (_augment_image(xy[0], s, augment), xy[1]),
@@ -36,9 +34,14 @@ def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment=No
     return ds.batch(batch_size).prefetch(2)
 
 
+def changes(augment) -> bool:
+    """Whether ``augment`` (recipe.Augment or None) changes any image."""
+    return augment is not None and bool(augment.horizontal_flip or augment.shift)
+
+
 def check_augment(augment, shape: tuple, step: str = "a training") -> bool:
     """Whether ``augment`` changes anything; raises UsageError if it would on non-image data."""
-    if augment is None or not (augment.horizontal_flip or augment.shift):
+    if not changes(augment):
         return False
     if len(shape) != 4:
         raise UsageError(f"{step} step's augment needs image input (N, H, W, C) but the "

@@ -31,11 +31,14 @@ class MultiSplits:
     notes: list[str] = field(default_factory=list)
     # Labels of the test samples, one entry per model output (None where the file has none).
     y_test: list = field(default_factory=list)
-    n_train: int = 0
     # What training steps learn from: every sample outside the test split, one array per input,
     # and per output its labels (None where the file has none).
     x_train: list = field(default_factory=list)
     y_train: list = field(default_factory=list)
+
+    @property
+    def n_train(self) -> int:
+        return count(self.x_train)
 
     def summary(self) -> dict:
         return {"source": self.source, "inputs": self.names, "train": self.n_train,
@@ -113,7 +116,7 @@ def load_multi(spec: DataSpec, model) -> MultiSplits:
     labels = _labels(arrays, model, n, path)
     return MultiSplits(str(path), [x[calib] for x in prepared], [x[test] for x in prepared],
                        names, notes, [None if y is None else y[test] for y in labels],
-                       len(rest), [x[rest] for x in prepared],
+                       [x[rest] for x in prepared],
                        [None if y is None else y[rest] for y in labels])
 
 
