@@ -145,6 +145,9 @@ class PruneStep(Training):
         None, description="[rows, cols] blocks pruned together in Dense kernels (tfmot block sparsity)")
     distill: SelfDistill | None = Field(
         None, description="distil from the unpruned input model while pruning (classification)")
+    freeze_rest: bool = Field(
+        False, description="train only the layers the step prunes; the rest keep their weights "
+                           "and BatchNorm statistics (faster: no gradient flows into them)")
 
     @model_validator(mode="after")
     def _check(self):
@@ -172,6 +175,9 @@ class PruneStep(Training):
 
 class ClusterStep(Training):
     clusters: int = Field(16, ge=2, le=256)
+    freeze_rest: bool = Field(
+        False, description="train only the layers the step clusters; the rest keep their "
+                           "weights and BatchNorm statistics (faster)")
     init: CentroidInit = CentroidInit.kmeans_plus_plus
     preserve_sparsity: bool = False
 

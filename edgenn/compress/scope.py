@@ -52,3 +52,31 @@ def nothing_in_scope(step: str, model):
     classes = sorted({type(layer).__name__ for layer in model.layers})
     return UsageError(f"the {step} step's scope selects no layer it can {step}",
                       f"widen scope.include (the model has: {', '.join(classes)})")
+
+
+class frozen_outside:
+    """``with frozen_outside(model, names, on):`` only the wrapped layers ``names`` train.
+
+    The other layers with weights are set ``trainable = False`` (Keras then also runs their
+    BatchNormalization in inference mode) and given back their trainable flag afterwards, so
+    the stripped model and the steps after it are not left frozen. ``on`` False: no change.
+    """
+
+    def __init__(self, model, names, on: bool):
+        self.layers = []
+        if on:
+            wanted = set(names)
+            for layer in model.layers:
+                inner = getattr(layer, "layer", layer)  # tfmot wrappers keep the layer inside
+                if inner.name not in wanted and layer.weights and layer.trainable:
+                    self.layers.append(layer)
+
+    def __enter__(self):
+        for layer in self.layers:
+            layer.trainable = False
+        return self
+
+    def __exit__(self, *exc):
+        for layer in self.layers:
+            layer.trainable = True
+        return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...recipe import CentroidInit, ClusterStep
 from ..measure import kernel_sparsity, kernels, unique_weights
 from ..registry import register
-from ..scope import apply_to_layers, nothing_in_scope
+from ..scope import apply_to_layers, frozen_outside, nothing_in_scope
 from ..step import StepContext, StepResult
 from ..train import fit
 
@@ -35,10 +35,13 @@ def cluster(model, config: ClusterStep, ctx: StepContext) -> StepResult:
     wrapped_model, wrapped = apply_to_layers(model, config.scope, wants, wrap)
     if not wrapped:
         raise nothing_in_scope("cluster", model)
-    fit(wrapped_model, ctx.splits, config, ctx, "clustering")
+    with frozen_outside(wrapped_model, wrapped, config.freeze_rest):
+        fit(wrapped_model, ctx.splits, config, ctx, "clustering")
     stripped = clustering.strip_clustering(wrapped_model)
     details = {"clustered_layers": wrapped, "clusters": config.clusters,
                "unique_weights": unique_weights(stripped, wrapped)}
+    if config.freeze_rest:
+        details["trained_layers"] = "the clustered layers only (freeze_rest)"
     if config.preserve_sparsity:
         details["sparsity"] = {n: s for n, s in kernel_sparsity(stripped).items() if n in wrapped}
     return StepResult(stripped, details)

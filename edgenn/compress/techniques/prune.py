@@ -9,7 +9,7 @@ from ...recipe import PruneStep, Schedule
 from ..distiller import fit_distilled
 from ..measure import kernel_sparsity, kernels
 from ..registry import register
-from ..scope import apply_to_layers, nothing_in_scope
+from ..scope import apply_to_layers, frozen_outside, nothing_in_scope
 from ..step import StepContext, StepResult
 from ..train import fit, schedule
 
@@ -82,17 +82,20 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
     wrapped_model, wrapped = apply_to_layers(model, config.scope, wants, wrap)
     if not wrapped:
         raise nothing_in_scope("prune", model)
-    if config.distill is None:
-        fit(wrapped_model, ctx.splits, config, ctx, "pruning",
-            callbacks=[sparsity.UpdatePruningStep()])
-    else:
-        _fit_distilled(model, wrapped_model, config, ctx, sparsity.UpdatePruningStep())
+    with frozen_outside(wrapped_model, wrapped, config.freeze_rest):
+        if config.distill is None:
+            fit(wrapped_model, ctx.splits, config, ctx, "pruning",
+                callbacks=[sparsity.UpdatePruningStep()])
+        else:
+            _fit_distilled(model, wrapped_model, config, ctx, sparsity.UpdatePruningStep())
     stripped = sparsity.strip_pruning(wrapped_model)
     per_layer = {name: s for name, s in kernel_sparsity(stripped).items() if name in wrapped}
     details = {"pruned_layers": wrapped, "sparsity": per_layer,
                "target_sparsity": config.target_sparsity, "end_step": end, "frequency": frequency}
     if config.distill is not None:
         details["distilled_from_input"] = config.distill.model_dump()
+    if config.freeze_rest:
+        details["trained_layers"] = "the pruned layers only (freeze_rest)"
     if config.block_size:
         details["block_size"] = config.block_size
         details["block_pruned_layers"] = blocked
