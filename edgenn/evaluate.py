@@ -43,6 +43,22 @@ def metrics_per_output(preds: list, ys: list, tasks: list[str], names: list[str]
     return out
 
 
+def paired_change(base_pred: np.ndarray, pred: np.ndarray, y: np.ndarray) -> dict:
+    """How the answers changed from ``base_pred`` to ``pred`` on the same samples (top-1).
+
+    ``lost``/``gained``: the fractions the base got right and the new model wrong, and the
+    other way round; the accuracy drop is their difference. ``drop_se_pt``: the standard error
+    of that drop in percentage points, from the paired samples (it shrinks with how few answers
+    changed, so it is far smaller than two independent accuracies' errors would give).
+    """
+    was = base_pred.argmax(axis=-1) == y
+    now = pred.argmax(axis=-1) == y
+    n = max(1, len(y))
+    lost, gained = float(np.mean(was & ~now)), float(np.mean(~was & now))
+    var = max(0.0, (lost + gained - (lost - gained) ** 2) / n)
+    return {"lost": lost, "gained": gained, "drop_se_pt": round(100 * var ** 0.5, 4)}
+
+
 def worst_class_drop(baseline: dict, final: dict) -> dict | None:
     """The class whose accuracy fell most, in percentage points."""
     before, after = baseline.get("per_class"), final.get("per_class")

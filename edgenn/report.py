@@ -140,6 +140,11 @@ class Report:
                              + " |")
         elif final and metric == "accuracy" and base:
             lines += ["", f"Accuracy change: {(final['accuracy'] - base['accuracy']) * 100:+.2f} pt"]
+            paired = final.get("vs_input")
+            if paired:
+                lines.append(f"Answers changed against the input model: {paired['lost']:.2%} "
+                             f"right -> wrong, {paired['gained']:.2%} wrong -> right (standard "
+                             f"error of the change {paired['drop_se_pt']:.2f} pt)")
             worst = self.metrics.get("worst_class")
             if worst:
                 lines.append(f"Worst class: {worst['class']} ({-worst['drop_pt']:+.2f} pt)")

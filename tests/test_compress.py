@@ -348,6 +348,57 @@ def test_prune_while_distilling_from_the_input_model(tmp_path):
     assert base > 0.9 and final >= base - 0.03, (final, base)
 
 
+def test_freeze_rest_trains_only_the_pruned_layer_and_reports_changed_answers(tmp_path):
+    """freeze_rest: the layer outside the scope keeps its weights bit for bit and is trainable
+    again in the saved model; the distiller's cached teacher logits still teach the pruned one;
+    the report counts the answers that changed, consistent with the accuracy change."""
+    from edgenn._tf import tf_keras
+    from edgenn.data import load
+
+    tfk = tf_keras()
+    mlp = _digits_mlp(tfk, load(DataSpec("digits")), hidden=64, epochs=30)
+    teacher = tmp_path / "mlp.keras"
+    mlp.save(teacher)
+    recipe = tmp_path / "frozen.yaml"
+    recipe.write_text("name: prune-frozen\nsteps:\n  - prune: {target_sparsity: 0.6, epochs: 3, "
+                      "learning_rate: 0.0005, freeze_rest: true, scope: {include: {names: [out]}}, "
+                      "distill: {temperature: 4, alpha: 0.5}}\n"
+                      "export: {format: tflite, quantization: int8}\n")
+    _run(teacher, recipe, tmp_path / "out", epochs_scale=1.0)
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    details = doc["steps"][0]["details"]
+    assert details["pruned_layers"] == ["out"] and details["sparsity"]["out"] >= 0.59
+    assert "freeze_rest" in details["trained_layers"]
+    path = next(a["path"] for a in doc["artifacts"] if a["format"] == "keras")
+    saved = tfk.models.load_model(path, compile=False)
+    for w_in, w_out in zip(mlp.get_layer("hidden").get_weights(),
+                           saved.get_layer("hidden").get_weights()):
+        assert np.array_equal(w_in, w_out)
+    assert not np.array_equal(mlp.get_layer("out").get_weights()[1],
+                              saved.get_layer("out").get_weights()[1])  # the pruned layer trained
+    assert all(layer.trainable for layer in saved.layers)
+    base, final = doc["metrics"]["baseline"]["accuracy"], doc["metrics"]["final"]["accuracy"]
+    assert base > 0.9 and final >= base - 0.03, (final, base)
+    paired = doc["metrics"]["final"]["vs_input"]
+    assert paired["gained"] - paired["lost"] == pytest.approx(final - base, abs=1e-9)
+    assert 0 < paired["drop_se_pt"] < 5
+    assert "Answers changed against the input model" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_paired_change_counts_answers_and_the_error_of_the_drop():
+    from edgenn.evaluate import paired_change
+
+    y = np.arange(10) % 3
+    base = np.eye(3)[y]  # every answer right
+    new = base.copy()
+    new[[0, 1]] = np.eye(3)[(y[[0, 1]] + 1) % 3]  # two answers turn wrong
+    change = paired_change(base, new, y)
+    assert change["lost"] == pytest.approx(0.2) and change["gained"] == 0.0
+    # paired: var = (0.2 - 0.2^2) / 10 -> se = 12.65 pt
+    assert change["drop_se_pt"] == pytest.approx(100 * ((0.2 - 0.04) / 10) ** 0.5, abs=1e-3)
+    assert paired_change(base, base, y) == {"lost": 0.0, "gained": 0.0, "drop_se_pt": 0.0}
+
+
 def test_batch_norm_adaptation_fixes_stale_statistics_on_a_copy():
     """A BN model whose moving statistics are stale: the adapted copy normalises with the data's
     own statistics; the original is left alone."""

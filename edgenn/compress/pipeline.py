@@ -12,7 +12,7 @@ from ..artifacts import refuse_overwrite, sha256
 from ..convert.export import ExportSpec, export, gzip_size, tflite_bytes
 from ..data.augment import changes, check_augment
 from ..errors import UsageError
-from ..evaluate import keras_predict, metrics, predict_file, worst_class_drop
+from ..evaluate import keras_predict, metrics, paired_change, predict_file, worst_class_drop
 from ..outdir import OutputDir
 from ..recipe import Metric, Recipe, Split
 from ..report import Constraint, KerasFile, Report, StepRecord
@@ -141,7 +141,8 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
                      "sha256": sha256(recipe_path)}
     report.data = {**splits.summary(), "seed": seed, "split_seed": data_spec.seed,
                    "evaluated_on": recipe.evaluate.split.value}
-    baseline = metrics(keras_predict(model, x_eval), y_eval, task)
+    base_pred = keras_predict(model, x_eval)
+    baseline = metrics(base_pred, y_eval, task)
     report.metrics = {"metric": metric, "baseline": baseline}
 
     reference = tflite_bytes(model, ExportSpec())
@@ -158,7 +159,10 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     for spec in specs:
         path = staging / _artifact_name(name, spec, len(specs))
         artifact = export(model, spec, path, splits.x_calib, provenance=provenance, log=log)
-        scores = metrics(predict_file(path, x_eval), y_eval, task)
+        pred = predict_file(path, x_eval)
+        scores = metrics(pred, y_eval, task)
+        if task == "classification":  # which answers changed, and the drop's standard error
+            scores["vs_input"] = paired_change(base_pred, pred, y_eval)
         report.artifacts.append(replace(artifact, path=str(out / path.name), metrics=scores))
     final = report.exported[0].metrics
     report.metrics["final"] = final
