@@ -264,9 +264,11 @@ def test_a_front_recipe_reruns_as_its_trial_ran():
     sparse = {**p, "block": "16x1", "clusters": 0, "qat": False}
     assert space.recipe(sparse, "s")["export"]["sparse_weights"] is True
     assert "16x1, Dense only, sparse" in space.describe(sparse)
-    # only Dense kernels are stored sparse, so only they are pruned
-    assert space.recipe(sparse, "s")["steps"][0]["prune"]["scope"] == {
-        "include": {"classes": ["Dense"]}}
+    # only Dense kernels are stored sparse, so only they are pruned, and only they train
+    prune = space.recipe(sparse, "s")["steps"][0]["prune"]
+    assert prune["scope"] == {"include": {"classes": ["Dense"]}}
+    assert prune["freeze_rest"] is True and "distill" not in prune
+    assert rc.Recipe.model_validate(space.recipe(sparse, "s")).steps[0].config.freeze_rest
     assert "sparse_weights" not in space.recipe({**sparse, "quantization": "float16"}, "s")["export"]
     ref = {"int8": {"latency_ms": 1.0, "bytes": 1000, "ram_mb": 1.0}}
     assert space.lower_bound(sparse, ref)["bytes"] == pytest.approx(200)

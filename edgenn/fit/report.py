@@ -51,15 +51,20 @@ def markdown(result) -> str:
     if result.best is not None:
         best = next(t for t in trials if t["number"] == result.best)
         tb = test.get(str(result.best), {})
-        lines += ["## Best: the lowest latency that meets every budget", "",
+        se = best.get("drop_se_pt")
+        lines += ["## Best: the lowest latency that meets every budget"
+                  + (", the accuracy drop by one standard error" if s.get("max_drop") is not None
+                     and not result.notes else ""), "",
                   f"#{best['number']}: {best['label']}: validation {_acc(best['accuracy'])} "
-                  f"(drop {best['drop_pt']:.2f} pt), test {_acc(tb.get('accuracy'))}"
+                  f"(drop {best['drop_pt']:.2f}" + (f" ± {se:.2f}" if se is not None else "")
+                  + f" pt), test {_acc(tb.get('accuracy'))}"
                   + (f" (drop {tb['drop_pt']:.2f} pt against the input model's "
                      f"{_acc(test['reference']['accuracy'])})" if "drop_pt" in tb else "")
                   + f", {best['latency_ms']:.3g} ms, {_kb(best['bytes'])} "
                   f"({_kb(best['gzip_bytes'])} gzip), RAM {best['ram_mb']:.2f} MB", "",
                   "`best.tflite` is that file; `best.yaml` reproduces it with "
                   "`edgenn compress MODEL --recipe best.yaml` (same data flags and seed).", ""]
+        lines += [f"Note: {note}.\n" for note in result.notes]
         if s.get("max_drop") is not None and tb.get("drop_pt") is not None \
                 and tb["drop_pt"] > s["max_drop"]:
             lines += [f"Note: on the test split the drop is {tb['drop_pt']:.2f} pt, past the "
@@ -99,6 +104,10 @@ def markdown(result) -> str:
     for t in trials:
         if t["status"] == "complete":
             note = "; ".join(t.get("misses") or []) or "meets every budget"
+            if not t.get("misses") and s.get("max_drop") is not None and t.get("drop_se_pt") \
+                    and t["drop_pt"] + t["drop_se_pt"] > s["max_drop"]:
+                note += f" (the drop, {t['drop_pt']:.2f} ± {t['drop_se_pt']:.2f} pt, not by a " \
+                        "standard error)"
             if t.get("reused") == "reference":
                 note += " (the reference run's export, not run again)"
             elif t.get("reused"):

@@ -105,8 +105,10 @@ def _measure(job: dict, doc: dict, started: float) -> dict:
     exports = []
     for artifact in exported:
         est = estimate(artifact["path"], device)
+        paired = artifact["metrics"].get("vs_input") or {}
         exports.append({"quantization": artifact.get("quantization"),
                         "accuracy": artifact["metrics"]["accuracy"],
+                        "drop_se_pt": paired.get("drop_se_pt"),
                         "latency_ms": est.latency_ms, "ram_mb": est.ram_mb,
                         "bytes": artifact["bytes"], "gzip_bytes": artifact["gzip_bytes"],
                         "macs": est.macs, "tflite": artifact["path"]})
