@@ -368,6 +368,7 @@ def test_freeze_rest_trains_only_the_pruned_layer_and_reports_changed_answers(tm
     doc = json.loads((tmp_path / "out" / "report.json").read_text())
     details = doc["steps"][0]["details"]
     assert details["pruned_layers"] == ["out"] and details["sparsity"]["out"] >= 0.59
+    assert doc["model"]["layer_classes"]["Dense"] == 2  # what the model is made of
     assert "freeze_rest" in details["trained_layers"]
     path = next(a["path"] for a in doc["artifacts"] if a["format"] == "keras")
     saved = tfk.models.load_model(path, compile=False)

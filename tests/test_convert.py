@@ -155,6 +155,7 @@ def test_fidelity_below_threshold_exits_3(digits_model, tmp_path):
     doc = json.loads(r.out)
     assert doc["fidelity"]["passed"] is False and doc["fidelity"]["top1_agreement"] < 0.97
     assert "fidelity check failed" in r.err and "--explain" in r.err
+    assert "--quantize int16x8" in r.err  # the other remedy when the error is spread out
     assert out.exists()  # kept for inspection, as the message says
 
 

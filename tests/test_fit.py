@@ -270,6 +270,18 @@ def test_a_front_recipe_reruns_as_its_trial_ran():
     assert prune["freeze_rest"] is True and "distill" not in prune
     assert rc.Recipe.model_validate(space.recipe(sparse, "s")).steps[0].config.freeze_rest
     assert "sparse_weights" not in space.recipe({**sparse, "quantization": "float16"}, "s")["export"]
+    # the same training at the other quantizations: an export each (the model is reused)
+    sibs = space.siblings(sparse)
+    assert sorted(x["quantization"] for x in sibs) == ["dynamic", "float16", "int16x8"]
+    key = space.steps_key(space.recipe(sparse, "s", threads=1))
+    assert all(space.steps_key(space.recipe(x, "s", threads=1)) == key for x in sibs)
+    assert all("sparse_weights" not in space.recipe(x, "s")["export"] for x in sibs)
+    assert space.siblings(p) == []  # QAT trains for int8 only
+    # a model without Dense layers (MobileNetV3's head is a 1x1 convolution) has no sparse point
+    from edgenn.fit.search import has_dense
+
+    assert not has_dense({"layer_classes": {"Conv2D": 3, "Flatten": 1}})
+    assert has_dense({"layer_classes": {"Dense": 1}}) and has_dense({"layer_classes": None})
     ref = {"int8": {"latency_ms": 1.0, "bytes": 1000, "ram_mb": 1.0}}
     assert space.lower_bound(sparse, ref)["bytes"] == pytest.approx(200)
     assert space.lower_bound({**sparse, "block": "4x1"}, ref)["bytes"] == 1000

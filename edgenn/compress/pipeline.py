@@ -137,6 +137,7 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
                     if Path(model_path).is_file() else None, "label": loaded.info.label,
                     "params": int(loaded.original.count_params())}
     report.model["flavour"] = loaded.flavour
+    report.model["layer_classes"] = layer_classes(loaded.original)
     report.recipe = {"name": recipe.name, "path": str(recipe_path),
                      "sha256": sha256(recipe_path)}
     report.data = {**splits.summary(), "seed": seed, "split_seed": data_spec.seed,
@@ -176,6 +177,17 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     (staging / "report.md").write_text(report.to_markdown())
     outdir.commit()
     return report
+
+
+def layer_classes(model) -> dict[str, int]:
+    """How many layers of each class the model holds (nested models looked into)."""
+    counts: dict[str, int] = {}
+    for layer in model._flatten_layers(include_self=False):
+        if hasattr(layer, "layers"):  # a nested model: its layers are counted instead
+            continue
+        name = type(layer).__name__
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _apply_steps(model, loaded, recipe, ctx, report, staging, out: Path, name: str, log,

@@ -56,6 +56,13 @@ class ConvertResult:
         if self.fidelity.passed:
             return None
         advice = f"set {self.fidelity.override_flag} if this is close enough"
+        spec = self.artifact.spec
+        if spec.quantization.value == "int8" and self.artifact.format == "tflite" \
+                and spec.target.value != "edgetpu":
+            # error spread over many layers (EfficientNet's swish and squeeze-excite): 16-bit
+            # activations keep it where keeping a few layers float does not
+            advice = ("try --quantize int16x8 (16-bit activations, int8 weights: the same size, "
+                      "slower kernels), or " + advice)
         if self.explain is None and self.artifact.spec.needs_calibration:
             advice = "rerun with --explain to find the layers that lose accuracy, or " + advice
         elif self.explain is not None and getattr(self.explain, "worst", None):

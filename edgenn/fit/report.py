@@ -32,7 +32,7 @@ def markdown(result) -> str:
         "",
         f"- budgets: {', '.join(b for b in budgets if b) or 'none (the whole front is shown)'}",
         f"- trials: {len(complete)} complete, {len(failed)} failed, {len(skipped)} not trained "
-        f"(their lower bound broke a budget)"
+        f"(their lower bound broke a budget, or the model cannot take the point)"
         + (f", {len(stopped)} stopped unfinished by --time-budget" if stopped else "")
         + f"; {result.seconds:,.0f} s",
         f"- input model: validation accuracy {_acc(ref['baseline'])}; float32 "

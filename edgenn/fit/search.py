@@ -252,7 +252,7 @@ def _reference(s: FitSettings, journal: Journal, runner: Runner, log) -> dict:
             exports = [{k: v for k, v in e.items() if k != "status"} for e in exports]
         kept = {"number": -1, "kind": "reference", "status": "complete",
                 "exports": exports, "baseline": result["baseline"],
-                "seconds": result["seconds"]}
+                "layer_classes": result.get("layer_classes"), "seconds": result["seconds"]}
         journal.add(kept)
     if "explain" in results:
         result = results["explain"]
@@ -262,7 +262,8 @@ def _reference(s: FitSettings, journal: Journal, runner: Runner, log) -> dict:
         journal.add(ranking)
     return ({e["quantization"]: e for e in kept["exports"]}
             | {"baseline": kept["baseline"], "sensitive": ranking.get("layers", []),
-               "sensitive_error": ranking.get("error")})
+               "sensitive_error": ranking.get("error"),
+               "layer_classes": kept.get("layer_classes")})
 
 
 def _shipped(s: FitSettings, journal: Journal, runner: Runner, name: str, log) -> dict:
@@ -308,7 +309,8 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
     # then the seeds not measured yet (see _seeds).
     measured = [r.get("params") for r in done if r["status"] != "stopped"]
     retry = [r["params"] for r in done if r["status"] == "stopped"]
-    for point in retry + [p for p in _seeds(s) if p not in measured and p not in retry]:
+    seeds = [p for p in _seeds(s) if has_dense(reference) or not space.dense_only(p)]
+    for point in retry + [p for p in seeds if p not in measured and p not in retry]:
         study.enqueue_trial(point, skip_if_exists=False)
     deadline = (time.monotonic() + s.time_budget_min * 60) if s.time_budget_min else None
     ran = sum(1 for r in done if r["status"] in ("complete", "failed"))
@@ -334,8 +336,11 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
             over = [f"{k} {bound[k]:,.4g} (at best) > {v:,.4g}" for k, v in
                     (("latency_ms", s.max_latency_ms), ("bytes", s.max_bytes),
                      ("ram_mb", s.max_ram_mb)) if v is not None and bound[k] > v]
-            if over:
-                record |= {"status": "skipped", "error": "cannot meet the budget: " + "; ".join(over)}
+            why = "cannot meet the budget: " + "; ".join(over) if over else None
+            if space.dense_only(p) and not has_dense(reference):
+                why = "the model has no Dense layer (16x1 blocks prune Dense kernels only)"
+            if why:
+                record |= {"status": "skipped", "error": why}
                 journal.add(record)
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 on_trial(record, None)
@@ -388,6 +393,12 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
             if record["status"] == "complete":
                 record["drop_pt"] = round((reference["baseline"] - record["accuracy"]) * 100, 3)
                 _tell(study, trial, record, s, reference)
+                if not record.get("reused") and space.steps_key(record["recipe"]):
+                    # a newly trained model: its other exports cost an export each (queued
+                    # after the points already waiting)
+                    for sibling in space.siblings(record["params"]):
+                        if _same_point(journal, sibling) is None:
+                            study.enqueue_trial(sibling, skip_if_exists=False)
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             ran += 1
@@ -415,6 +426,12 @@ def _seeds(s: FitSettings) -> list[dict]:
     if s.distill:
         seeds.append({**ptq, "width": 0.75, "epochs": 8, "learning_rate": 1e-3})
     return seeds + [pruned(0.7), pruned(0.9), pruned(0.6)]
+
+
+def has_dense(reference: dict) -> bool:
+    """Whether the input model has a Dense layer (True when the reference did not say)."""
+    classes = reference.get("layer_classes")
+    return classes is None or "Dense" in classes
 
 
 def _same_point(journal: Journal, p: dict) -> dict | None:

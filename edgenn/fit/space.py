@@ -46,12 +46,34 @@ def suggest(trial, *, distill: bool = True, sensitive: int = 0) -> dict:
     return p
 
 
-def sparse(p: dict) -> bool:
-    """Whether the point's int8 file stores its pruned Dense kernels sparse (16x1 blocks).
+def dense_only(p: dict) -> bool:
+    """Whether the point prunes (and trains) the Dense layers only: pruning in 16x1 blocks.
 
-    Such a point prunes the Dense layers only (the rest would not be stored sparse).
+    16x1 is the block LiteRT stores and runs sparse in int8, for Dense kernels only; the point
+    trains the same model whatever its export, so its other exports reuse that model.
     """
-    return bool(p.get("sparsity")) and p.get("block") == "16x1" and p["quantization"] == "int8"
+    return bool(p.get("sparsity")) and p.get("block") == "16x1"
+
+
+def sparse(p: dict) -> bool:
+    """Whether the point's int8 file stores its pruned Dense kernels sparse (16x1 blocks)."""
+    return dense_only(p) and p["quantization"] == "int8"
+
+
+def siblings(p: dict) -> list[dict]:
+    """The same trained model at the other export quantizations (an export each, no training).
+
+    None for a QAT point (QAT trains for int8 only).
+    """
+    if p.get("qat"):
+        return []
+    base = {k: v for k, v in p.items() if k not in ("qat", "keep_float")}
+    out = []
+    for q in QUANTIZATIONS:
+        if q != p["quantization"]:
+            out.append({**base, "quantization": q}
+                       | ({"qat": False, "keep_float": 0} if q == "int8" else {}))
+    return out
 
 
 def trains(p: dict) -> bool:
@@ -79,7 +101,7 @@ def recipe(p: dict, name: str, *, max_drop: float | None = None, split: str = "v
                  "distill": {"temperature": 4, "alpha": 0.1}}
         if p.get("block", "1x1") != "1x1":
             prune["block_size"] = [int(v) for v in p["block"].split("x")]
-        if sparse(p):
+        if dense_only(p):
             # Only Dense kernels are stored sparse in an int8 file: pruning the convolutions
             # too would cost accuracy and save no byte (measured on the Fashion-MNIST teacher,
             # 80% of every layer: -0.63 pt on validation). The rest of the network is frozen
@@ -125,7 +147,8 @@ def describe(p: dict) -> str:
         parts.append(f"distil w{p['width']:g}")
     if p.get("sparsity"):
         block = p.get("block", "1x1")
-        shape = ", ".join([block] * (block != "1x1") + ["Dense only, sparse"] * sparse(p))
+        shape = ", ".join([block] * (block != "1x1") + ["Dense only"] * dense_only(p)
+                          + ["sparse"] * sparse(p))
         parts.append(f"prune {p['sparsity']:g}" + (f" ({shape})" if shape else ""))
     if p.get("clusters"):
         parts.append(f"cluster {p['clusters']}")

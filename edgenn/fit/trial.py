@@ -114,6 +114,7 @@ def _measure(job: dict, doc: dict, started: float) -> dict:
                         "macs": est.macs, "tflite": artifact["path"]})
     result = {"status": "complete", **exports[0], "exports": exports,
               "baseline": doc["metrics"]["baseline"]["accuracy"],
+              "layer_classes": (doc.get("model") or {}).get("layer_classes"),
               "keras": keras[0]["path"] if keras else None, "notes": doc.get("notes", []),
               "seconds": round(time.monotonic() - started, 1)}
     cache = job.get("cache_to")
