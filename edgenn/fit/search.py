@@ -312,6 +312,8 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
     seeds = [p for p in _seeds(s) if has_dense(reference) or not space.dense_only(p)]
     for point in retry + [p for p in seeds if p not in measured and p not in retry]:
         study.enqueue_trial(point, skip_if_exists=False)
+    for r in done:  # the other exports of models trained before the interruption
+        _queue_siblings(study, journal, r)
     deadline = (time.monotonic() + s.time_budget_min * 60) if s.time_budget_min else None
     ran = sum(1 for r in done if r["status"] in ("complete", "failed"))
     asked = 0
@@ -393,12 +395,7 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
             if record["status"] == "complete":
                 record["drop_pt"] = round((reference["baseline"] - record["accuracy"]) * 100, 3)
                 _tell(study, trial, record, s, reference)
-                if not record.get("reused") and space.steps_key(record["recipe"]):
-                    # a newly trained model: its other exports cost an export each (queued
-                    # after the points already waiting)
-                    for sibling in space.siblings(record["params"]):
-                        if _same_point(journal, sibling) is None:
-                            study.enqueue_trial(sibling, skip_if_exists=False)
+                _queue_siblings(study, journal, record)
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             ran += 1
@@ -426,6 +423,19 @@ def _seeds(s: FitSettings) -> list[dict]:
     if s.distill:
         seeds.append({**ptq, "width": 0.75, "epochs": 8, "learning_rate": 1e-3})
     return seeds + [pruned(0.7), pruned(0.9), pruned(0.6)]
+
+
+def _queue_siblings(study, journal: Journal, record: dict) -> None:
+    """A newly trained model's other exports, queued after the points already waiting.
+
+    Each costs an export (the model is cached by its steps), not a training.
+    """
+    if record["status"] != "complete" or record.get("reused") \
+            or not space.steps_key(record.get("recipe") or {}):
+        return
+    for sibling in space.siblings(record["params"]):
+        if _same_point(journal, sibling) is None:
+            study.enqueue_trial(sibling, skip_if_exists=False)
 
 
 def has_dense(reference: dict) -> bool:
