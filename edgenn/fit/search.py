@@ -394,6 +394,8 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
             record |= _row(result)
             if record["status"] == "complete":
                 record["drop_pt"] = round((reference["baseline"] - record["accuracy"]) * 100, 3)
+                if record.get("reused"):
+                    record["drop_se_pt"] = _trained_se(journal, record["reused"])
                 _tell(study, trial, record, s, reference)
                 _queue_siblings(study, journal, record)
             else:
@@ -436,6 +438,20 @@ def _queue_siblings(study, journal: Journal, record: dict) -> None:
     for sibling in space.siblings(record["params"]):
         if _same_point(journal, sibling) is None:
             study.enqueue_trial(sibling, skip_if_exists=False)
+
+
+def _trained_se(journal: Journal, key: str) -> float | None:
+    """The drop's standard error for a point exported from a cached model.
+
+    Its compress run compared it with the cached model, not the input model, so that error
+    says nothing; the trial that trained the model measured it against the input model, and
+    the same training exported otherwise changes about the same answers.
+    """
+    for r in journal.records:
+        if r["kind"] == "search" and r["status"] == "complete" and not r.get("reused") \
+                and space.steps_key(r.get("recipe") or {}) == key:
+            return r.get("drop_se_pt")
+    return None
 
 
 def has_dense(reference: dict) -> bool:
