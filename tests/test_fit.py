@@ -243,6 +243,31 @@ def test_trials_run_on_an_existing_ray_cluster(mlp, tmp_path):
         shutil.rmtree(temp, ignore_errors=True)
 
 
+@pytest.mark.parametrize("sensitive", [0, 1, 2, 5])
+@pytest.mark.parametrize("classes", [{"Dense": 2}, {"Conv2D": 3}])
+def test_every_seed_is_a_point_the_sampler_accepts(sensitive, classes):
+    """A model with one layer ranked sensitive, or none, or no Dense layer: each seed is drawn
+    as queued (a seed outside a parameter's choices made Optuna raise: exit 1)."""
+    import optuna
+
+    from edgenn.fit import space
+    from edgenn.fit.search import _seeds
+    from edgenn.fit.settings import FitSettings
+
+    reference = {"sensitive": [f"l{i}" for i in range(sensitive)], "layer_classes": classes}
+    seeds = _seeds(FitSettings(model="m", data_args=[], device="raspberry-pi-4"), reference)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    for seed in seeds:
+        study.enqueue_trial(seed, skip_if_exists=False)
+    for seed in seeds:
+        trial = study.ask()
+        p = space.suggest(trial, sensitive=sensitive)
+        assert p == {k: v for k, v in seed.items() if k in p}, (p, seed)
+        study.tell(trial, [0.9, 1.0, 1.0])
+    assert any(space.dense_only(p) for p in seeds) == ("Dense" in classes)
+    assert max(p.get("keep_float", 0) for p in seeds) == min(2, sensitive)
+
+
 def test_a_front_recipe_reruns_as_its_trial_ran():
     """front/NN.yaml carries the trial's --epochs-scale and thread count (training differs by
     thread count), and is a valid recipe."""
