@@ -179,10 +179,16 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     return report
 
 
-def layer_classes(model) -> dict[str, int]:
-    """How many layers of each class the model holds (nested models looked into)."""
+def layer_classes(model) -> dict[str, int] | None:
+    """How many layers of each class the model holds (nested models looked into).
+
+    None for a model without Keras layers (a SavedModel's signature).
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is None:
+        return None
     counts: dict[str, int] = {}
-    for layer in model._flatten_layers(include_self=False):
+    for layer in flatten(include_self=False):
         if hasattr(layer, "layers"):  # a nested model: its layers are counted instead
             continue
         name = type(layer).__name__
