@@ -28,26 +28,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
-EDGENN = [sys.executable, "-m", "edgenn"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fit_fashion import cli  # noqa: E402  (the same CLI runner: exit code, JSON, seconds)
+
 DATA = ["--data", "fashion-mnist", "--seed", "0", "--resize", "32x32", "--channels", "3"]
 DEVICE = "raspberry-pi-4"
-
-
-def cli(*args: str) -> tuple[int, dict, float]:
-    t0 = time.monotonic()
-    proc = subprocess.run([*EDGENN, *args, "--json"], capture_output=True, text=True)
-    try:
-        doc = json.loads(proc.stdout)
-    except ValueError:
-        doc = {"error": {"message": (proc.stderr.strip().splitlines() or ["no output"])[-1]}}
-    return proc.returncode, doc, round(time.monotonic() - t0, 1)
 
 
 def train(path: Path, limit: int, epochs: int) -> dict:
