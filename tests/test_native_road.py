@@ -192,3 +192,25 @@ def test_savedmodel_without_keras_metadata_converts_and_takes_ptq(models, tmp_pa
     pruned = run_cli("compress", sm, "-r", "prune-80-int8", "--data", str(data), "-o",
                      str(tmp_path / "prune"))
     assert_clean_error(pruned, 2, "SavedModel without Keras metadata", "PTQ-only recipe")
+
+
+def test_integer_ids_and_exact_gelu_through_every_road(models, tmp_path):
+    """An Embedding model with an int32 input: its ids reach every runtime as integers, unscaled
+    (--scale auto does not divide token ids); exact GELU exports to ONNX (Erf, not Erfc)."""
+    model, data = str(models / "k3_ids.keras"), ["--data", str(models / "ids.npz")]
+    for to, quantize in (("tflite", "int8"), ("onnx", "none"), ("onnx", "int8")):
+        out = tmp_path / f"{quantize}.{to}"
+        r = run_cli("convert", model, "--to", to, "--quantize", quantize, *data, "-o", str(out),
+                    "--json")
+        assert r.code == 0, (to, quantize, r.err)
+        assert r.json()["fidelity"]["top1_agreement"] >= 0.97, r.json()["fidelity"]
+    ptq = run_cli("compress", model, "-r", "int8-ptq", *data, "-o", str(tmp_path / "ptq"), "--json")
+    assert ptq.code == 0, ptq.err
+    assert ptq.json()["metrics"]["baseline"]["accuracy"] > 0.8  # ids, not ids / 20
+    file_q = run_cli("quantize", str(tmp_path / "none.onnx"), "--mode", "int8", *data,
+                     "-o", str(tmp_path / "q.onnx"), "--json")
+    assert file_q.code == 0, file_q.err
+    scaled = run_cli("convert", model, "--to", "tflite", *data, "--scale", "20",
+                     "-o", str(tmp_path / "scaled.tflite"))
+    assert_clean_error(scaled, 2, "fractions")
+    assert "--scale none" in scaled.err and not (tmp_path / "scaled.tflite").exists()

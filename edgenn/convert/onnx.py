@@ -198,8 +198,20 @@ def _convert_frozen(tensorflow, tf2onnx, model, signature, opset: int):
                                                lower_control_flow=False)
     proto, _ = tf2onnx.convert.from_graph_def(
         frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
-        output_names=[t.name for t in frozen.outputs], opset=opset)
+        output_names=[t.name for t in frozen.outputs], opset=opset,
+        custom_op_handlers={"Erfc": (_erfc, [])})
     return proto
+
+
+def _erfc(ctx, node, name, args):
+    """TF's Erfc (exact GELU: 0.5 x erfc(-x / sqrt 2)), which tf2onnx lacks, as 1 - Erf(x)."""
+    from tf2onnx import utils
+
+    node.type = "Erf"
+    one = ctx.make_const(utils.make_name(f"{name}_one"),
+                         np.array(1, dtype=utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))))
+    ctx.insert_new_node_on_output("Sub", node.output[0], name=utils.make_name(f"{name}_erfc"),
+                                  inputs=[one.output[0], node.output[0]])
 
 
 class _Reader:

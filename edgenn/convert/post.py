@@ -135,20 +135,36 @@ def _input_shapes(runner) -> list[tuple]:
     return [tuple(d if isinstance(d, int) else None for d in spec.shape) for spec in runner.inputs]
 
 
+def _input_dtypes(runner) -> list:
+    """Each input's element type: numpy's for a .tflite file, ONNX's "tensor(int32)" as "int32"."""
+    if hasattr(runner, "interpreter"):
+        return [x["dtype"] for x in runner.inputs]
+    return [str(getattr(x, "type", "")).removeprefix("tensor(").removesuffix(")")
+            for x in runner.inputs]
+
+
 def _inputs(runner, data_spec, samples: int):
     """(check inputs, calibration inputs or None, where they came from): lists, one per input."""
     shapes = _input_shapes(runner)
     if data_spec is None:
+        from ..data.prepare import integer_dtype
+
         rng = np.random.default_rng(0)
         n = min(samples, 64)
-        return ([rng.random((n, *[d or 8 for d in s[1:]])).astype(np.float32) for s in shapes],
-                None, "random inputs")
+        xs = []
+        for shape, dtype in zip(shapes, _input_dtypes(runner)):
+            size = (n, *[d or 8 for d in shape[1:]])
+            ints = integer_dtype(dtype)  # ids 0 and 1 exist in any embedding table
+            xs.append(rng.integers(0, 2, size=size).astype(ints) if ints is not None
+                      else rng.random(size).astype(np.float32))
+        return xs, None, "random inputs"
     if len(shapes) != 1:
         raise UsageError("quantize reads --data for single-input files",
                          "drop --data (dynamic and weight-only modes need none)")
-    from ..data import load, match_model
+    from ..data import for_input, load, match_model
 
-    splits = match_model(load(data_spec), (None, *shapes[0][1:]), None)
+    dtype = _input_dtypes(runner)[0]
+    splits = match_model(load(for_input(data_spec, dtype)), (None, *shapes[0][1:]), None, dtype)
     return [splits.x_test[:samples]], [splits.x_calib], f"{data_spec.source} test split"
 
 

@@ -54,7 +54,10 @@ class DataSpec:
 
 @dataclass
 class Splits:
-    """Prepared arrays: float32 x, int64 labels, and the calibration subset of train."""
+    """Prepared arrays: x, int64 labels, and the calibration subset of train.
+
+    x is float32, or integers for a model that takes integer ids (``match_model``).
+    """
 
     source: str
     x_train: np.ndarray
@@ -256,11 +259,43 @@ def resize_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[..., 0] if squeeze else out
 
 
-def match_model(splits: Splits, input_shape: tuple, num_classes: int | None) -> Splits:
+def integer_dtype(dtype) -> np.dtype | None:
+    """The numpy integer type of a model input, or None for a float input.
+
+    Takes Keras' ``"int32"``, ``tf.int32``, ``np.int64`` and the like.
+    """
+    name = str(getattr(dtype, "name", dtype) or "")
+    name = name.rsplit(".", 1)[-1].strip("<>' ")  # "<class 'numpy.int32'>" -> "int32"
+    if "int" not in name:
+        return None
+    try:
+        kind = np.dtype(name)
+    except TypeError:
+        return None
+    return kind if np.issubdtype(kind, np.integer) else None
+
+
+def for_input(spec: DataSpec, dtype) -> DataSpec:
+    """The spec an input of ``dtype`` reads its data with.
+
+    Token ids are not pixel values: under ``--scale auto`` an integer input reads its data as
+    it is stored (``match_model`` then refuses fractions).
+    """
+    from dataclasses import replace
+
+    if integer_dtype(dtype) is not None and spec.scale == "auto":
+        return replace(spec, scale="none")
+    return spec
+
+
+def match_model(splits: Splits, input_shape: tuple, num_classes: int | None,
+                input_dtype=None) -> Splits:
     """Check (and, where unambiguous, adapt) the data to a model's input and output.
 
     A trailing channel of 1 is added for grayscale images and flat models get flattened
     samples; anything else that does not fit is an error naming both shapes and the fix.
+    A model whose input takes integers (token ids, through an Embedding) gets integer arrays,
+    or an error if the data holds fractions or values its type cannot hold.
     """
     want = tuple(input_shape[1:])
     have = splits.sample_shape
@@ -282,7 +317,29 @@ def match_model(splits: Splits, input_shape: tuple, num_classes: int | None) -> 
                     f"{splits.source}: {split} labels go up to {int(y.max())} but the model has "
                     f"{num_classes} outputs (classes 0..{num_classes - 1})",
                     "use data whose labels fit the model, or a model with more outputs")
+    ints = integer_dtype(input_dtype)
+    if ints is not None:
+        _as_integers(splits, ints)
     return splits
+
+
+def _as_integers(splits: Splits, kind: np.dtype) -> None:
+    info = np.iinfo(kind)
+    for name in ("x_train", "x_val", "x_test", "x_calib"):
+        x = getattr(splits, name)
+        if not x.size:
+            setattr(splits, name, x.astype(kind))
+            continue
+        if not np.array_equal(x, np.round(x)):
+            raise DataError(f"the model's input takes integers ({kind}, e.g. token ids) but the "
+                            f"{name[2:]} data holds fractions (scaled by --scale, --mean, --std or "
+                            "--resize)", "pass the ids as stored: --scale none, without --mean, "
+                            "--std or --resize")
+        low, high = float(x.min()), float(x.max())
+        if low < info.min or high > info.max:
+            raise DataError(f"the model's input takes {kind} but the {name[2:]} data holds values "
+                            f"from {low:g} to {high:g}", f"store values that fit {kind}")
+        setattr(splits, name, x.astype(kind))
 
 
 def _adapt(have: tuple, want: tuple) -> tuple | None:

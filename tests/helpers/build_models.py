@@ -164,6 +164,23 @@ def keras3_models(out: Path) -> dict:
     np.savez(out / "tokens.npz", x=tokens, y=np.argmax(attention.predict(tokens, verbose=0), 1))
     made["k3_attention"] = {"params": attention.count_params()}
 
+    # A token classifier: integer ids (an int32 input) through an Embedding, and exact GELU
+    # (TF's Erfc, which tf2onnx has no handler for). Label: which third of the vocabulary the
+    # ids fall in most often.
+    ids = np.random.default_rng(3).integers(0, 21, size=(300, 12))
+    id_labels = np.argmax([(ids < 7).sum(1), ((ids >= 7) & (ids < 14)).sum(1), (ids >= 14).sum(1)],
+                          axis=0)
+    inp = keras.Input((12,), dtype="int32", name="ids")
+    x = layers.Dense(16, activation="gelu", name="mix")(layers.Embedding(21, 8, name="embed")(inp))
+    tokens_model = keras.Model(inp, layers.Dense(3, activation="softmax", name="head")(
+        layers.GlobalAveragePooling1D(name="pool")(x)), name="token_classifier")
+    keras.utils.set_random_seed(7)
+    tokens_model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    tokens_model.fit(ids, id_labels, epochs=40, batch_size=32, verbose=0)
+    tokens_model.save(out / "k3_ids.keras")
+    np.savez(out / "ids.npz", x=ids, y=id_labels)  # int64 ids 0..20, as a user stores them
+    made["k3_ids"] = {"params": tokens_model.count_params()}
+
     # A Lambda layer whose code writes a file when it runs.
     marker = out / "lambda_ran.txt"
 
