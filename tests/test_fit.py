@@ -266,6 +266,9 @@ def test_every_seed_is_a_point_the_sampler_accepts(sensitive, classes):
         study.tell(trial, [0.9, 1.0, 1.0])
     assert any(space.dense_only(p) for p in seeds) == ("Dense" in classes)
     assert max(p.get("keep_float", 0) for p in seeds) == min(2, sensitive)
+    # a model that does not export at int8 (a recurrent loop): no int8 seed is queued
+    assert _seeds(FitSettings(model="m", data_args=[], device="raspberry-pi-4"),
+                  {**reference, "unavailable": {"int8": "refused"}}) == []
 
 
 def test_a_front_recipe_reruns_as_its_trial_ran():
@@ -310,3 +313,17 @@ def test_a_front_recipe_reruns_as_its_trial_ran():
     ref = {"int8": {"latency_ms": 1.0, "bytes": 1000, "ram_mb": 1.0}}
     assert space.lower_bound(sparse, ref)["bytes"] == pytest.approx(200)
     assert space.lower_bound({**sparse, "block": "4x1"}, ref)["bytes"] == 1000
+
+
+@pytest.mark.slow
+def test_a_quantization_the_model_cannot_take_leaves_the_search_not_ends_it(models, tmp_path):
+    """A GRU: TFLite's int8 (and int16x8) of a recurrent loop is refused; fit goes on with
+    the exports the model takes (here up to the budget that nothing meets) and says why."""
+    out = tmp_path / "fit"
+    r = run_cli("fit", str(models / "k3_gru.keras"), "--data", str(models / "steps.npz"),
+                "--scale", "none", "--device", "raspberry-pi-4", "--max-bytes", "50",
+                "--trials", "2", "--no-distill", "-o", str(out), timeout=600)
+    assert_clean_error(r, 4, "--max-bytes 50", "at best")
+    reference = json.loads((out / "front.json").read_text())["reference"]
+    assert "recurrent" in reference["unavailable"]["int8"]
+    assert {"float32", "float16", "dynamic"} <= set(reference), reference.keys()

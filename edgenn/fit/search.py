@@ -187,7 +187,8 @@ def _fit(s: FitSettings, journal: Journal, log, on_trial) -> FitResult:
         sure = [t for t in feasible if confident(t, s)]
         best = min(sure or feasible,
                    key=lambda t: (t["latency_ms"], t["gzip_bytes"], -t["accuracy"]), default=None)
-        notes = []
+        notes = [f"left out of the search: {q} ({why})"
+                 for q, why in reference.get("unavailable", {}).items()]
         if best is not None and not sure:
             notes.append("no point meets the accuracy budget by one standard error of its drop "
                          "on validation: the best is inside the budget by less than the "
@@ -230,16 +231,12 @@ def _reference(s: FitSettings, journal: Journal, runner: Runner, log) -> dict:
         job["out"] += ".tflite"
         refs["explain"] = runner.submit(job, kind="explain")
     results = {k: runner.get(ref) for k, ref in refs.items()}
+    unavailable = {}
     if "reference" in results:
         result = results["reference"]
-        if result["status"] != "complete":
-            if result.get("exit_code") == 2:  # the model, data or flags: as compress said
-                raise UsageError(result["error"])
-            from ..errors import ConversionError
-
-            raise ConversionError(f"the input model does not run through compress: "
-                                  f"{result['error']}", "run `edgenn compress MODEL -r int8-ptq` "
-                                  "with the same data to see the whole error")
+        if result["status"] != "complete":  # one export may fail alone: try each on its own
+            log("reference: an export failed; exporting each quantization on its own ...")
+            result, unavailable = _reference_each(runner, doc)
         exports = result["exports"]
         if runner.board is not None:  # the input model on the board: the search's units
             log(f"reference: measuring {len(exports)} exports on {s.host} ...")
@@ -252,7 +249,8 @@ def _reference(s: FitSettings, journal: Journal, runner: Runner, log) -> dict:
             exports = [{k: v for k, v in e.items() if k != "status"} for e in exports]
         kept = {"number": -1, "kind": "reference", "status": "complete",
                 "exports": exports, "baseline": result["baseline"],
-                "layer_classes": result.get("layer_classes"), "seconds": result["seconds"]}
+                "layer_classes": result.get("layer_classes"), "unavailable": unavailable,
+                "seconds": result["seconds"]}
         journal.add(kept)
     if "explain" in results:
         result = results["explain"]
@@ -263,7 +261,48 @@ def _reference(s: FitSettings, journal: Journal, runner: Runner, log) -> dict:
     return ({e["quantization"]: e for e in kept["exports"]}
             | {"baseline": kept["baseline"], "sensitive": ranking.get("layers", []),
                "sensitive_error": ranking.get("error"),
-               "layer_classes": kept.get("layer_classes")})
+               "layer_classes": kept.get("layer_classes"),
+               "unavailable": kept.get("unavailable") or {}})
+
+
+def _reference_each(runner: Runner, doc: dict) -> tuple[dict, dict]:
+    """The reference run with one export per job.
+
+    Returns (the runs that completed, merged; each quantization the model cannot take -> why).
+    A quantization the converter refuses for this
+    model (int16x8 of HARD_SWISH, int8 of a recurrent loop) leaves the search, not ends it;
+    a failing float32 export is the model, data or flags, and ends it as compress said.
+    """
+    refs = {q: runner.submit(runner.job(0, {**doc, "export": [{"format": "tflite",
+                                                                  "quantization": q}]},
+                                        tag=f"-reference-{q}"))
+            for q in REFERENCE_QUANTIZATIONS}
+    results = {q: runner.get(ref) for q, ref in refs.items()}
+    first = results["float32"]
+    if first["status"] != "complete":
+        if first.get("exit_code") == 2:  # the model, data or flags: as compress said
+            raise UsageError(first["error"])
+        from ..errors import ConversionError
+
+        raise ConversionError(f"the input model does not run through compress: "
+                              f"{first['error']}", "run `edgenn compress MODEL -r int8-ptq` "
+                              "with the same data to see the whole error")
+    if all(results[q]["status"] != "complete" for q in space.QUANTIZATIONS):
+        raise UsageError(f"the input model exports at none of the quantizations fit searches "
+                         f"({', '.join(space.QUANTIZATIONS)}): int8: {results['int8']['error']}",
+                         "convert it as float32 with `edgenn convert`")
+    done = [r for r in results.values() if r["status"] == "complete"]
+    merged = {**first, "exports": [e for r in done for e in r["exports"]],
+              "seconds": round(sum(r["seconds"] for r in results.values()), 1)}
+    unavailable = {q: _first_sentence(r.get("error") or "failed")
+                   for q, r in results.items() if r["status"] != "complete"}
+    return merged, unavailable
+
+
+def _first_sentence(error: str) -> str:
+    """An error cut to its first sentence (a converter repeats one message per op)."""
+    head = error.split(". ")[0].strip()
+    return head if len(head) <= 200 else head[:197] + "..."
 
 
 def _shipped(s: FitSettings, journal: Journal, runner: Runner, name: str, log) -> dict:
@@ -312,7 +351,7 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
     for point in retry + [p for p in _seeds(s, reference) if p not in measured and p not in retry]:
         study.enqueue_trial(point, skip_if_exists=False)
     for r in done:  # the other exports of models trained before the interruption
-        _queue_siblings(study, journal, r)
+        _queue_siblings(study, journal, r, reference)
     deadline = (time.monotonic() + s.time_budget_min * 60) if s.time_budget_min else None
     ran = sum(1 for r in done if r["status"] in ("complete", "failed"))
     asked = 0
@@ -333,13 +372,13 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
             if same is not None:  # the sampler asked again for a point already measured
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 continue
-            bound = space.lower_bound(p, reference)
-            over = [f"{k} {bound[k]:,.4g} (at best) > {v:,.4g}" for k, v in
-                    (("latency_ms", s.max_latency_ms), ("bytes", s.max_bytes),
-                     ("ram_mb", s.max_ram_mb)) if v is not None and bound[k] > v]
-            why = "cannot meet the budget: " + "; ".join(over) if over else None
-            if space.dense_only(p) and not has_dense(reference):
-                why = "the model has no Dense layer (16x1 blocks prune Dense kernels only)"
+            why = _not_for_this_model(p, reference)
+            if why is None:
+                bound = space.lower_bound(p, reference)
+                over = [f"{k} {bound[k]:,.4g} (at best) > {v:,.4g}" for k, v in
+                        (("latency_ms", s.max_latency_ms), ("bytes", s.max_bytes),
+                         ("ram_mb", s.max_ram_mb)) if v is not None and bound[k] > v]
+                why = "cannot meet the budget: " + "; ".join(over) if over else None
             if why:
                 record |= {"status": "skipped", "error": why}
                 journal.add(record)
@@ -396,12 +435,22 @@ def _search(s: FitSettings, journal: Journal, runner: Runner, reference: dict, l
                 if record.get("reused"):
                     record["drop_se_pt"] = _trained_se(journal, record["reused"])
                 _tell(study, trial, record, s, reference)
-                _queue_siblings(study, journal, record)
+                _queue_siblings(study, journal, record, reference)
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             ran += 1
             journal.add(record)
             on_trial(record, result)
+
+
+def _not_for_this_model(p: dict, reference: dict) -> str | None:
+    """Why the input model cannot take point ``p`` at all, or None."""
+    q = p["quantization"]
+    if q in reference.get("unavailable", {}):
+        return f"the input model does not export at {q}: {reference['unavailable'][q]}"
+    if space.dense_only(p) and not has_dense(reference):
+        return "the model has no Dense layer (16x1 blocks prune Dense kernels only)"
+    return None
 
 
 def _seeds(s: FitSettings, reference: dict) -> list[dict]:
@@ -424,14 +473,15 @@ def _seeds(s: FitSettings, reference: dict) -> list[dict]:
     if s.distill:
         seeds.append({**ptq, "width": 0.75, "epochs": 8, "learning_rate": 1e-3})
     seeds += [pruned(0.7), pruned(0.9), pruned(0.6)]
-    # left out: a 16x1 point without Dense layers, or more layers kept float than the int8
-    # ranking offers (Optuna refuses a value outside a parameter's choices)
+    # left out: a point the model cannot take (a 16x1 point without Dense layers, an export
+    # the converter refuses), or more layers kept float than the int8 ranking offers (Optuna
+    # refuses a value outside a parameter's choices)
     offered = min(space.KEEP_FLOAT_MAX, len(reference["sensitive"]))
-    return [p for p in seeds if (has_dense(reference) or not space.dense_only(p))
+    return [p for p in seeds if _not_for_this_model(p, reference) is None
             and p.get("keep_float", 0) <= offered]
 
 
-def _queue_siblings(study, journal: Journal, record: dict) -> None:
+def _queue_siblings(study, journal: Journal, record: dict, reference: dict) -> None:
     """A newly trained model's other exports, queued after the points already waiting.
 
     Each costs an export (the model is cached by its steps), not a training.
@@ -440,7 +490,8 @@ def _queue_siblings(study, journal: Journal, record: dict) -> None:
             or not space.steps_key(record.get("recipe") or {}):
         return
     for sibling in space.siblings(record["params"]):
-        if _same_point(journal, sibling) is None:
+        if _same_point(journal, sibling) is None \
+                and sibling["quantization"] not in reference.get("unavailable", {}):
             study.enqueue_trial(sibling, skip_if_exists=False)
 
 
@@ -529,9 +580,10 @@ def unreachable(s: FitSettings, reference: dict) -> tuple[str, str] | None:
         if budget is None:
             continue
         # sparse storage (int8, pruned) keeps at least the unpruned share of the bytes
+        usable = [q for q in space.QUANTIZATIONS if q not in reference.get("unavailable", {})]
         kept = {q: 1 - max(space.SPARSITIES) if key == "bytes" and q == "int8" else 1.0
-                for q in space.QUANTIZATIONS}
-        q = min(space.QUANTIZATIONS, key=lambda q: reference[q][key] * kept[q])
+                for q in usable}
+        q = min(usable, key=lambda q: reference[q][key] * kept[q])
         low = reference[q][key] * kept[q] * width ** 2
         if low > budget:
             misses.append(f"{flag} {budget:,.4g}{unit}: {low:,.4g}{unit} at best ({q}"
