@@ -39,6 +39,9 @@ APPS = [
     ("NASNetMobile", (32, 32, 3)),
 ]
 EDGE = ["DSCNN", "LSTM", "GRU", "TwoInTwoOut", "Autoencoder", "SavedModel"]
+# Sequence models: a Fashion-MNIST image read as 28 steps of 28 features (rows), or, for the
+# token model, a digits image read as 64 integer tokens (pixel values 0-16) through an Embedding.
+SEQUENCE = ["BiLSTM", "SimpleRNN", "Conv1D", "TimeDistributed", "Transformer", "Tokens"]
 # Applications that rescale their input inside the model (a Rescaling/Normalization layer that
 # expects pixel values 0-255, as their documentation says): they get unscaled data, as a user
 # following that documentation would give them. Fed [0, 1] instead, the signal is a tiny
@@ -69,6 +72,8 @@ def build(name: str, shape, x, y, epochs: int):
         inp = keras.Input((shape[0], shape[1]))
         rnn = layers.LSTM(32) if name == "LSTM" else layers.GRU(32)
         model = keras.Model(inp, layers.Dense(10, activation="softmax")(rnn(inp)), name=name.lower())
+    elif name in SEQUENCE:
+        model = sequence_model(name, shape)
     elif name == "Autoencoder":
         inp = keras.Input((shape[0] * shape[1],))
         code = layers.Dense(64, activation="relu")(inp)
@@ -83,6 +88,34 @@ def build(name: str, shape, x, y, epochs: int):
         model.fit(x, target, epochs=epochs, batch_size=32, verbose=0)
     set_statistics(model, x)
     return model
+
+
+def sequence_model(name: str, shape):
+    import keras
+    from keras import layers
+
+    if name == "Tokens":  # 64 integer tokens in 0..16, as a text classifier takes word ids
+        inp = keras.Input((64,), dtype="int32")
+        h = layers.GlobalAveragePooling1D()(layers.Embedding(17, 16)(inp))
+        return keras.Model(inp, layers.Dense(10, activation="softmax")(h), name="tokens")
+    inp = keras.Input((shape[0], shape[1]))
+    if name == "BiLSTM":
+        h = layers.Bidirectional(layers.LSTM(16))(inp)
+    elif name == "SimpleRNN":
+        h = layers.SimpleRNN(32)(inp)
+    elif name == "Conv1D":
+        h = layers.Conv1D(32, 3, activation="relu")(inp)
+        h = layers.GlobalMaxPooling1D()(layers.Conv1D(32, 3, activation="relu")(h))
+    elif name == "TimeDistributed":
+        h = layers.Flatten()(layers.TimeDistributed(layers.Dense(8, activation="relu"))(inp))
+    elif name == "Transformer":  # one encoder block over the rows
+        x = layers.Dense(32)(inp)
+        x = layers.LayerNormalization()(x + layers.MultiHeadAttention(2, 16)(x, x))
+        x = layers.LayerNormalization()(x + layers.Dense(32)(layers.Dense(64, activation="gelu")(x)))
+        h = layers.GlobalAveragePooling1D()(x)
+    else:
+        raise KeyError(name)
+    return keras.Model(inp, layers.Dense(10, activation="softmax")(h), name=name.lower())
 
 
 def set_statistics(model, x, batches: int = 20) -> None:
@@ -118,7 +151,7 @@ def commands(path: Path, data: list[str], out: Path) -> list[tuple[str, list[str
 
 
 def data_flags(name: str, shape, limit: int) -> list[str]:
-    if name in ("LSTM", "GRU"):
+    if name in ("LSTM", "GRU") or name in SEQUENCE:
         return ["--data", "fashion-mnist", "--limit", str(limit)]  # 28 steps of 28 features
     if name == "Autoencoder":
         return ["--data", "fashion-mnist", "--limit", str(limit)]
@@ -161,7 +194,7 @@ def main() -> None:
 
     from edgenn.data import DataSpec, load
 
-    names = [n for n, _ in APPS] + EDGE
+    names = [n for n, _ in APPS] + EDGE + SEQUENCE
     if opts.only:
         names = [n for n in names if n in opts.only.split(",")]
     out_root = Path(opts.out).resolve()  # commands run in their own working folders
@@ -170,7 +203,7 @@ def main() -> None:
     for name in names:
         shape = dict(APPS).get(name, {"DSCNN": (28, 28, 1), "LSTM": (28, 28), "GRU": (28, 28),
                                       "Autoencoder": (28, 28), "TwoInTwoOut": (28, 28, 1),
-                                      "SavedModel": (28, 28, 1)}.get(name))
+                                      "SavedModel": (28, 28, 1)}.get(name, (28, 28)))
         work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=out_root))
         t0 = time.perf_counter()
         try:
@@ -182,7 +215,9 @@ def main() -> None:
             x, y = splits.x_train, splits.y_train
             if name == "Autoencoder":
                 x = x.reshape(len(x), -1)
-            if name in ("TwoInTwoOut", "SavedModel"):
+            if name == "Tokens":
+                path = tokens(work, opts.train_limit or opts.limit, opts.epochs)
+            elif name in ("TwoInTwoOut", "SavedModel"):
                 path = special(name, work, x.reshape(len(x), 28, 28, 1), y, opts.epochs)
             else:
                 sample = (shape[0] * shape[1],) if name == "Autoencoder" else shape
@@ -197,6 +232,8 @@ def main() -> None:
         flags = data_flags(name, shape, opts.limit)
         if name == "TwoInTwoOut":  # one array per input, as prepared above
             flags = ["--data", str(work / "two.npz"), "--scale", "none"]
+        if name == "Tokens":
+            flags = ["--data", str(work / "tokens.npz"), "--scale", "none"]
         for label, args in commands(path, flags, work):
             result = run_case([*args, "--quiet"] if "--json" not in args else args, work)
             errors = [ln[7:] for ln in result["err"].splitlines() if ln.startswith("error: ")]
@@ -248,6 +285,23 @@ def special(name: str, work: Path, x, y, epochs: int = 3):
     # labels too, so compress can score each head (convert needs the inputs only)
     np.savez(work / "two.npz", x_a=x, x_b=flipped, y_cls=y, y_reg=x.mean(axis=(1, 2, 3)))
     return work / "two.keras"
+
+
+def tokens(work: Path, limit: int, epochs: int) -> Path:
+    """The token model, trained on digits read as 64 integer tokens; its data as an .npz."""
+    import keras
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = digits.data.astype(np.int32), digits.target.astype(np.int64)
+    keras.utils.set_random_seed(0)
+    model = sequence_model("Tokens", (64,))
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x[:limit], y[:limit], epochs=max(10, epochs), batch_size=32, verbose=0)
+    model.save(work / "tokens.keras")
+    np.savez(work / "tokens.npz", x=x, y=y)
+    return work / "tokens.keras"
 
 
 def table(rows: dict) -> str:
