@@ -606,3 +606,35 @@ def test_sparse_weights_store_a_block_pruned_dense_in_fewer_bytes(tmp_path):
     r = run_cli("convert", str(model), "--to", "onnx", "--sparse-weights",
                 "-o", str(tmp_path / "m.onnx"))
     assert_clean_error(r, 2, "sparse")
+
+
+def test_width_student_narrows_a_nested_backbone_and_trains_every_layer():
+    """Transfer learning as users save it: a frozen Functional backbone nested as a layer, a
+    SpatialDropout2D (whose config has no `trainable`). The student is narrower inside the
+    backbone too, every layer of it trains, and distillation reports the loss it minimised."""
+    import keras
+    from keras import layers
+
+    from edgenn.compress.distiller import make_distiller, width_student
+
+    keras.utils.set_random_seed(0)
+    b_in = keras.Input((8, 8, 1))
+    b = layers.SpatialDropout2D(0.1)(layers.Conv2D(8, 3, activation="relu", name="c1")(b_in))
+    backbone = keras.Model(b_in, layers.Conv2D(16, 1, name="c2")(b), name="backbone")
+    backbone.trainable = False
+    inp = keras.Input((8, 8, 1))
+    h = layers.GlobalAveragePooling2D()(backbone(inp, training=False))
+    teacher = keras.Model(inp, layers.Dense(3, activation="softmax", name="head")(h))
+
+    student = width_student(teacher, 0.5)
+    inner = student.get_layer("backbone")
+    assert inner.get_layer("c1").filters == 4 and inner.get_layer("c2").filters == 8
+    assert student.get_layer("head").units == 3
+    assert all(w.trainable for w in student.weights) and student.count_params() < teacher.count_params()
+
+    x = np.random.default_rng(0).random((64, 8, 8, 1)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, 64)
+    distiller = make_distiller(teacher, student, alpha=0.5, temperature=2.0)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0).history
+    assert all(loss > 0 for loss in history["loss"]), history

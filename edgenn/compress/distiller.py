@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .._tf import keras_of, tf
+from .._tf import is_keras3, keras_of, tf
 from ..data.augment import changes
 from ..evaluate import keras_predict
 from ..recipe import Training
@@ -26,6 +26,8 @@ def width_student(teacher, width: float):
     """The teacher's architecture with Conv/Dense widths scaled by ``width`` (fresh weights).
 
     The layers that produce the model's outputs keep their width (the number of classes).
+    A model nested as a layer (a transfer-learning backbone) is narrowed inside too (Keras 3),
+    and every layer of the student trains, frozen in the teacher or not.
     """
     tfk = keras_of(teacher)
     output_layers = set(teacher.output_names)
@@ -37,10 +39,15 @@ def width_student(teacher, width: float):
                 if isinstance(config.get(key), int):
                     config[key] = max(1, int(round(config[key] * width)))
         config["name"] = layer.name
-        config["trainable"] = True
-        return layer.__class__.from_config(config)
+        if "trainable" in config:  # not every layer's config has it (SpatialDropout2D)
+            config["trainable"] = True
+        clone = layer.__class__.from_config(config)
+        clone.trainable = True
+        return clone
 
-    student = tfk.models.clone_model(teacher, clone_function=clone)
+    nested = {"recursive": True} if is_keras3(teacher) else {}  # tf_keras has no recursion
+    student = tfk.models.clone_model(teacher, clone_function=clone, **nested)
+    student.trainable = True
     student._name = f"{teacher.name}_student"
     return student
 
@@ -64,6 +71,13 @@ def make_distiller(teacher, student, alpha: float, temperature: float, cached: b
             self.teacher, self.student = teacher, student
             self.ce = tfk.losses.SparseCategoricalCrossentropy(from_logits=not s_prob)
             self.kl = tfk.losses.KLDivergence()
+            # The loss the history reports: Keras 3 reports its compiled metrics (an untouched
+            # tracker reads 0.0) rather than what train_step returns.
+            self.loss_tracker = tfk.metrics.Mean(name="loss")
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker]
 
         def call(self, x, training=False):
             return self.student(x, training=training)
@@ -82,7 +96,8 @@ def make_distiller(teacher, student, alpha: float, temperature: float, cached: b
                 loss = alpha * self.ce(y, s_out) + (1 - alpha) * temperature ** 2 * soft
             variables = self.student.trainable_variables
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            return {"loss": loss}
+            self.loss_tracker.update_state(loss)
+            return {"loss": self.loss_tracker.result()}
 
     return Distiller()
 
