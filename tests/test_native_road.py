@@ -214,3 +214,20 @@ def test_integer_ids_and_exact_gelu_through_every_road(models, tmp_path):
                      "-o", str(tmp_path / "scaled.tflite"))
     assert_clean_error(scaled, 2, "fractions")
     assert "--scale none" in scaled.err and not (tmp_path / "scaled.tflite").exists()
+
+
+def test_prune_reaches_the_layers_of_a_nested_backbone(models, tmp_path):
+    """tfmot wraps top-level layers only: the bridge inlines the nested backbone and block, so
+    their convolutions are pruned too (before: 'not pruned: backbone (Functional)')."""
+    from edgenn import recipe as rc
+    from edgenn.compress.pipeline import run
+    from edgenn.data import DataSpec
+
+    report = run(str(models / "k3_transfer.keras"), rc.load("prune-80-int8"),
+                 rc.resolve("prune-80-int8"), DataSpec("digits", limit=300), tmp_path / "out",
+                 epochs_scale=0.05)
+    step = report.steps[0]
+    assert {"b_conv", "b_pw", "n_conv", "head"} <= set(step.details["pruned_layers"]), step.details
+    assert not any("Functional" in n or "Sequential" in n for n in step.notes), step.notes
+    assert any("inlined the nested models backbone, neck" in n for n in report.notes), report.notes
+    assert report.exported[0].metrics["samples"] > 0

@@ -323,7 +323,8 @@ def _to_tf_keras(model, loaded, technique: str, report: Report):
                         tolerance=loaded.bridge_tolerance or DEFAULT_TOLERANCE)
         copy = result.model
     report.notes.append(f"bridged to tf_keras for {needed_for} (relative error "
-                        f"{result.relative_error:.1e}, max |difference| {result.max_abs_diff:.1e})")
+                        f"{result.relative_error:.1e}, max |difference| {result.max_abs_diff:.1e})"
+                        + "".join(f"; {note}" for note in result.notes))
     return copy
 
 

@@ -84,6 +84,7 @@ def bridge(k3_model, custom_objects: dict | None = None, tolerance: float = DEFA
     keras = keras3()
 
     notes: list[str] = []
+    k3_model = inline_nested(k3_model, notes)
     serialized = keras.saving.serialize_keras_object(k3_model)
     try:
         tfk_model = _build_model(serialized, custom_objects or {}, notes)
@@ -138,6 +139,55 @@ def _relative(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 
 # --- building ---------------------------------------------------------------------------------
+
+def inline_nested(model, notes: list[str]):
+    """``model`` with every model nested in it as a layer inlined, for tfmot.
+
+    A transfer-learning backbone or a Sequential block becomes part of one flat Functional
+    graph of the same layer objects (the same weights): tfmot wraps top-level layers only.
+
+    A nested model's call arguments (``training=False``) are not kept: its layers run as the
+    flat model runs them (a frozen BatchNormalization stays in inference mode either way).
+    ``model`` itself is returned when nothing is nested or the graph cannot be inlined (two
+    layers of one name, a subclassed model), and the bridge then goes on as before.
+    """
+    keras = keras3()
+
+    def graph(layer):
+        if isinstance(layer, keras.Sequential):
+            return getattr(layer, "_functional", None)
+        if type(layer).__name__ == "Functional" or (
+                isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")):
+            return layer
+        return None
+
+    top = graph(model)
+    nested = [layer.name for layer in model.layers if graph(layer) is not None]
+    if top is None or not nested:
+        return model
+
+    def run(fn, inputs):
+        def operation(op):
+            inner = graph(op) if isinstance(op, keras.Model) else None
+            if inner is None:
+                return op
+            return lambda *args, **kwargs: run(inner, args[0] if len(args) == 1 else list(args))
+        return fn._run_through_graph(inputs, operation_fn=operation)
+
+    try:
+        inputs = [keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype,
+                              name=str(t.name).split(":")[0]) for t in top.inputs]
+        outputs = run(top, inputs[0] if len(inputs) == 1 else inputs)
+        flat = keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs, name=model.name)
+        names = [layer.name for layer in flat.layers]
+        if len(names) != len(set(names)):
+            return model
+    except Exception:  # noqa: BLE001 - not inlinable: the bridge translates the nested model whole
+        return model
+    notes.append(f"inlined the nested model{'s' * (len(nested) > 1)} {', '.join(nested)} so "
+                 "tfmot reaches the layers inside")
+    return flat
+
 
 def _build_model(serialized: dict, custom_objects: dict, notes: list[str]):
     cls = serialized.get("class_name")

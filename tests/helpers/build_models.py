@@ -263,6 +263,23 @@ def zoo_models(out: Path) -> dict:
     ds.save(out / "k3_dscnn.keras")
     made["k3_dscnn"] = {"params": ds.count_params()}
 
+    # Transfer learning as users build it: a Functional backbone nested as a layer (called with
+    # training=False), a nested Sequential block, and a head.
+    b_in = keras.Input((8, 8, 1))
+    b = layers.ReLU()(layers.BatchNormalization(name="b_bn")(layers.Conv2D(8, 3, padding="same",
+                                                                            name="b_conv")(b_in)))
+    b = layers.DepthwiseConv2D(3, padding="same", activation="relu", name="b_dw")(b)
+    backbone = keras.Model(b_in, layers.Conv2D(12, 1, activation="relu", name="b_pw")(b),
+                           name="backbone")
+    neck = keras.Sequential([layers.Conv2D(12, 3, activation="relu", name="n_conv"),
+                             layers.GlobalAveragePooling2D(name="n_gap")], name="neck")
+    inp = keras.Input((8, 8, 1), name="image")
+    tl = keras.Model(inp, layers.Dense(10, activation="softmax", name="head")(
+        neck(backbone(inp, training=False))), name="transfer")
+    randomize(tl, 19)
+    tl.save(out / "k3_transfer.keras")
+    made["k3_transfer"] = {"params": tl.count_params()}
+
     # An FC autoencoder: 640 reconstructed values, where top-1 agreement means nothing.
     inp = keras.Input((640,))
     code = layers.Dense(64, activation="relu", name="encode")(inp)
