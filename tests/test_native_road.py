@@ -231,3 +231,14 @@ def test_prune_reaches_the_layers_of_a_nested_backbone(models, tmp_path):
     assert not any("Functional" in n or "Sequential" in n for n in step.notes), step.notes
     assert any("inlined the nested models backbone, neck" in n for n in report.notes), report.notes
     assert report.exported[0].metrics["samples"] > 0
+
+
+def test_qat_leaves_activations_tfmot_cannot_emulate_in_float(models, tmp_path):
+    """hard_silu (MobileNetV3) has no tfmot QAT support: tfmot raised when it wrapped the layer
+    (exit 1); now those layers stay float until export, and the report says which."""
+    r = run_cli("compress", str(models / "k3_mobilenetv3.keras"), "-r", "int8-qat",
+                "--data", str(models / "rgb32.npz"), "--scale", "none", "--epochs-scale", "0.05",
+                "-o", str(tmp_path / "qat"), "--json")
+    assert r.code in (0, 4), r.err
+    notes = " ".join(r.json()["steps"][0]["notes"])
+    assert "activation hard_silu" in notes, notes

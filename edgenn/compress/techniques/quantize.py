@@ -14,10 +14,31 @@ def _scheme(preserve: set[str]):
 
     combine = tfmot.experimental.combine
     if "cluster" in preserve:
-        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity="prune" in preserve)
-    if "prune" in preserve:
-        return combine.Default8BitPrunePreserveQuantizeScheme()
-    return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+        scheme = combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity="prune" in preserve)
+    elif "prune" in preserve:
+        scheme = combine.Default8BitPrunePreserveQuantizeScheme()
+    else:
+        scheme = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+    registry = scheme.get_quantize_registry
+    scheme.get_quantize_registry = lambda: _EmulableOnly(registry())
+    return scheme
+
+
+class _EmulableOnly:
+    """A tfmot registry that does not claim layers whose activation it cannot emulate.
+
+    quantize_apply also quantizes the output of a layer left unannotated when the layer after
+    it is annotated, through the registry's config for it, which raises for such an activation.
+    """
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def supports(self, layer) -> bool:
+        return _unsupported_activation(layer) is None and self._inner.supports(layer)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
 
 
 # tfmot's layout transforms fold a BatchNormalization into the linear Conv2D/DepthwiseConv2D/Dense
@@ -40,6 +61,24 @@ def _folds_into(layer, config: QuantizeStep, registry) -> bool:
             and prev.get_config().get("activation") in ("linear", None))
 
 
+# The activations tfmot's 8-bit scheme can emulate: QuantizeAwareActivation's for a layer's own
+# activation (Dense, Conv...), Default8BitActivationQuantizeConfig's for an Activation layer.
+# NoOpActivation: what tfmot's own fold transforms put in place of an activation they moved.
+_QAT_ACTIVATIONS = frozenset({"linear", "relu", "swish", "gelu", "softmax", "sigmoid", "tanh",
+                              "NoOpActivation"})
+_QAT_ACTIVATION_LAYER = _QAT_ACTIVATIONS | {"relu6"}
+
+
+def _unsupported_activation(layer) -> str | None:
+    """The name of ``layer``'s activation if tfmot's QAT cannot emulate it (hard_silu, elu...)."""
+    fn = getattr(layer, "activation", None)
+    if fn is None or not callable(fn):
+        return None
+    name = getattr(fn, "__name__", type(fn).__name__)
+    allowed = _QAT_ACTIVATION_LAYER if type(layer).__name__ == "Activation" else _QAT_ACTIVATIONS
+    return None if name in allowed else name
+
+
 @register("quantize", needs_tf_keras=True)
 def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
     import tensorflow_model_optimization as tfmot
@@ -55,6 +94,10 @@ def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
 
     def wants(layer) -> bool:
         if type(layer).__name__ == "InputLayer":
+            return False
+        activation = _unsupported_activation(layer)
+        if activation:  # tfmot raises on it when it wraps the layer (exit 1 before)
+            skipped.append(f"{layer.name} ({type(layer).__name__}, activation {activation})")
             return False
         if registry.supports(layer):
             return True
