@@ -252,3 +252,47 @@ def test_model_that_rescales_pixels_warns_about_unit_range_data(tmp_path):
                   "-o", str(tmp_path / "b.tflite"))
     assert raw.code == 0, raw.err
     assert "expects pixel values" not in raw.err
+
+
+def test_explain_finds_a_starved_tensor_and_keep_float_of_it_and_its_reader_recovers(tmp_path):
+    """A model that rescales 0-255 pixels itself (x / 127.5 - 1, before a zero-padded conv, so
+    the converter cannot fold it into the weights), trained on [0, 1] pixels: the
+    rescaled tensor is -0.996 +- 0.004, which int8 rounds to two levels. Its error against its
+    magnitude is tiny (in MobileNetV3Small the growth ranking put it last); its signal-to-
+    quantization-noise ratio is not, and keeping it and the convolution that reads it in
+    float recovers the model (kept alone, its reader would quantize it again)."""
+    import keras
+    from keras import layers
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[..., None]
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    h = layers.Rescaling(1 / 127.5, offset=-1, name="rescale")(inp)
+    h = layers.Conv2D(16, 3, padding="same", name="conv")(h)
+    h = layers.ReLU(name="act")(layers.BatchNormalization(name="bn")(h))
+    model = keras.Model(inp, layers.Dense(10, activation="softmax", name="head")(
+        layers.Flatten(name="flat")(h)))
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x[:1400], digits.target[:1400], epochs=15, batch_size=32, verbose=0)
+    bn = model.get_layer("bn")
+    bn.momentum = 0.0  # moving statistics = the statistics of the data
+    model(x[:1400], training=True)
+    path = tmp_path / "raw_pixels.keras"
+    model.save(path)
+    data = tmp_path / "d.npz"
+    np.savez(data, x_train=x[:1400], y_train=digits.target[:1400], x_test=x[1400:],
+             y_test=digits.target[1400:])
+    flags = ["--to", "tflite", "--quantize", "int8", "--data", str(data), "--scale", "none"]
+    r = run_cli("convert", str(path), *flags, "--explain", "-o", str(tmp_path / "a.tflite"),
+                "--json")
+    assert r.code == 3, r.err
+    starved = r.json()["explain"]["starved"]
+    assert starved and starved[0][0] == "rescale" and len(starved[0]) >= 2, starved
+    assert f"--keep-float {','.join(starved[0])}" in r.err
+    before = r.json()["fidelity"]["top1_agreement"]
+    k = run_cli("convert", str(path), *flags, "--keep-float", ",".join(starved[0]),
+                "-o", str(tmp_path / "k.tflite"), "--json")
+    assert k.code == 0, k.err
+    assert k.json()["fidelity"]["top1_agreement"] >= 0.97 > before, (before, k.json()["fidelity"])

@@ -16,19 +16,35 @@ import numpy as np
 from .._tf import keras_of
 from ..quiet import quiet_stderr
 
+# Below this signal-to-quantization-noise ratio an int8 tensor keeps too little of its signal
+# for the layers after it (a tensor spread over 10 standard deviations: about 39 dB).
+STARVED_DB = 15.0
+
 
 @dataclass(frozen=True)
 class LayerError:
-    """The int8 model's error at one Keras layer's output, and how much that layer added."""
+    """The int8 model's error at one Keras layer's output, and how much that layer added.
+
+    ``quant_snr_db``: the output's own signal-to-quantization-noise ratio, its variation
+    (each channel less its mean) against the noise of its int8 step (scale^2 / 12), whatever
+    the error that arrives with the input. ``keep_together``: for a starved output (below
+    ``STARVED_DB``), this layer and the layers that read it, which must all stay float for the
+    tensor to stay float (a float layer's output is quantized again for an int8 reader).
+    """
 
     layer: str
     cls: str
     relative_error: float
     growth: float
+    quant_snr_db: float | None = None
+    keep_together: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"layer": self.layer, "class": self.cls, "relative_error": self.relative_error,
-                "growth": self.growth}
+        out = {"layer": self.layer, "class": self.cls, "relative_error": self.relative_error,
+               "growth": self.growth, "quant_snr_db": self.quant_snr_db}
+        if self.keep_together:
+            out["keep_together"] = list(self.keep_together)
+        return out
 
 
 @dataclass(frozen=True)
@@ -40,11 +56,50 @@ class Explanation:
     worst: tuple[str, ...]
     skipped: str | None = None
 
+    @property
+    def starved(self) -> list[LayerError]:
+        """The layers whose int8 output keeps too little signal, most starved first."""
+        return sorted((r for r in self.layers if r.keep_together), key=lambda r: r.quant_snr_db)
+
     def to_dict(self) -> dict:
         if self.skipped:
             return {"skipped": self.skipped}
         return {"samples": self.samples, "layers": [r.to_dict() for r in self.layers],
-                "worst": list(self.worst)}
+                "worst": list(self.worst),
+                "starved": [list(r.keep_together) for r in self.starved]}
+
+
+def quant_snr_db(ref: np.ndarray, detail: dict) -> float | None:
+    """``ref``'s variation against the quantization noise of ``detail``'s int8 step, in dB."""
+    scale = detail["quantization"][0]
+    if not scale:
+        return None  # a float tensor
+    axes = tuple(range(ref.ndim - 1)) if ref.ndim > 1 else None
+    variance = float(np.mean((ref - ref.mean(axis=axes, keepdims=True)) ** 2))
+    if variance <= 0:
+        return None
+    return round(10 * np.log10(variance / (scale ** 2 / 12)), 2)
+
+
+def _readers(model, name: str, with_ops: set[str], depth: int = 3) -> list[str]:
+    """The layers that read ``name``'s output, as `--keep-float` can name them.
+
+    Each is the first layer on its path that owns an op in the TFLite model (a Conv2D before
+    its BatchNormalization may be named after the latter only).
+    """
+    out: list[str] = []
+    for node in getattr(model.get_layer(name), "_outbound_nodes", []):
+        reader = getattr(node, "operation", None) or getattr(node, "outbound_layer", None)
+        if reader is None or reader.name == name:
+            continue
+        try:
+            model.get_layer(reader.name)
+        except ValueError:
+            continue
+        found = [reader.name] if reader.name in with_ops else (
+            _readers(model, reader.name, with_ops, depth - 1) if depth > 1 else [])
+        out += [n for n in found if n not in out]
+    return out
 
 
 def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
@@ -126,16 +181,20 @@ def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
             best[last] = (rank, {"index": t["index"], "detail": t, "value": value})
 
     rows, previous = [], 0.0
-    for name in order:
-        if name not in best:
-            continue
+    with_ops = set().union(*(layers_of_tensor(t["name"], position)
+                             for t in interp.get_tensor_details()))
+    for name in [n for n in order if n in best]:
         entry = best[name][1]
-        ref = keras_out[position[name]][: len(samples)].astype(np.float64).ravel()
+        ref = keras_out[position[name]][: len(samples)].astype(np.float64)
         got = _dequantize(entry["value"], entry["detail"]).astype(np.float64).ravel()
         norm = np.linalg.norm(ref)
-        rel = float(np.linalg.norm(ref - got) / norm) if norm > 0 else 0.0
+        rel = float(np.linalg.norm(ref.ravel() - got) / norm) if norm > 0 else 0.0
+        snr = quant_snr_db(ref, entry["detail"])
+        together = ()
+        if snr is not None and snr < STARVED_DB:
+            together = (name, *_readers(model, name, with_ops))
         rows.append(LayerError(name, type(model.get_layer(name)).__name__, round(rel, 5),
-                               round(rel - previous, 5)))
+                               round(rel - previous, 5), snr, together))
         previous = rel
     worst = sorted(rows, key=lambda r: r.growth, reverse=True)[:3]
     return Explanation(int(len(samples)), tuple(rows), tuple(r.layer for r in worst if r.growth > 0))

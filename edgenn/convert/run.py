@@ -65,6 +65,12 @@ class ConvertResult:
                       "slower kernels), or " + advice)
         if self.explain is None and self.artifact.spec.needs_calibration:
             advice = "rerun with --explain to find the layers that lose accuracy, or " + advice
+        elif self.explain is not None and getattr(self.explain, "starved", None):
+            starved = self.explain.starved[0]
+            layers = ",".join(starved.keep_together)
+            advice = (f"{starved.layer}'s int8 output keeps too little of its signal "
+                      f"({starved.quant_snr_db:g} dB): keep it and its readers in float with "
+                      f"--keep-float {layers}, or " + advice)
         elif self.explain is not None and getattr(self.explain, "worst", None):
             layers = ",".join(self.explain.worst)
             advice = (f"the layers that lose most are {', '.join(self.explain.worst)}: keep them in "

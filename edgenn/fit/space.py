@@ -121,7 +121,8 @@ def recipe(p: dict, name: str, *, max_drop: float | None = None, split: str = "v
                                    "freeze_batch_norm": True}})
     export = {"format": "tflite", "quantization": p["quantization"]}
     if p.get("keep_float"):
-        export["keep_float"] = list(sensitive[: p["keep_float"]])
+        # an entry "a+b" is a starved tensor's layer and its readers, kept float together
+        export["keep_float"] = [n for group in sensitive[: p["keep_float"]] for n in group.split("+")]
     elif sparse(p):
         export["sparse_weights"] = True
     if epochs_scale != 1.0:  # what the trial ran with --epochs-scale, written into the recipe

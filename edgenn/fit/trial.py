@@ -60,9 +60,15 @@ def explain(job: dict) -> dict:
         why = (doc.get("error") or {}).get("message") or (doc.get("explain") or {}).get("skipped") \
             or f"exit {proc.returncode}"
         return _failed(job, started, why, proc.returncode)
-    ranked = sorted((r for r in rows if r["growth"] > 0), key=lambda r: -r["growth"])
-    return {"status": "complete", "layers": [r["layer"] for r in ranked],
-            "growth": [r["growth"] for r in ranked],
+    # First the starved tensors (an int8 step too coarse for their signal), each with the
+    # layers that read it: kept float together ("a+b"); then the layers whose error grows most.
+    starved = (doc.get("explain") or {}).get("starved") or []
+    groups = ["+".join(g) for g in starved]
+    taken = {n for g in starved for n in g}
+    ranked = sorted((r for r in rows if r["growth"] > 0 and r["layer"] not in taken),
+                    key=lambda r: -r["growth"])
+    return {"status": "complete", "layers": groups + [r["layer"] for r in ranked],
+            "growth": [None] * len(groups) + [r["growth"] for r in ranked],
             "agreement": (doc.get("fidelity") or {}).get("value"),
             "seconds": round(time.monotonic() - started, 1)}
 
