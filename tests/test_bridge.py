@@ -80,3 +80,29 @@ def test_bridge_is_made_only_when_asked(models):
     assert loaded.bridge is None  # loading does not bridge
     loaded.as_tf_keras()
     assert loaded.bridge is not None and loaded.bridge.relative_error <= loaded.bridge.tolerance
+
+
+def test_augmentation_and_more_layer_shapes_cross_the_bridge(tmp_path):
+    """Augmentation inside the model (as Keras' tutorials build it) becomes the identity it is
+    at inference, and said so; other layers users bring translate and agree."""
+    import keras
+    from keras import layers
+
+    from edgenn.models.bridge import bridge
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    h = layers.RandomFlip("horizontal", name="flip")(inp)
+    h = layers.RandomRotation(0.1, name="rotate")(h)
+    h = layers.RandomContrast(0.2, name="contrast")(h)
+    h = layers.Conv2D(4, 3, name="conv")(h)
+    h = layers.PReLU(name="prelu")(layers.GaussianDropout(0.1)(h))
+    h = layers.SeparableConv1D(4, 3, name="sep1d")(layers.Reshape((36, 4))(h))
+    h = layers.UpSampling1D(2)(layers.ZeroPadding1D(1)(h))
+    model = keras.Model(inp, layers.Dense(3, activation="softmax")(layers.Flatten()(h)))
+    result = bridge(model)
+    assert result.max_abs_diff <= 1e-5
+    assert any("flip (RandomFlip), rotate (RandomRotation), contrast (RandomContrast)) is the "
+               "identity" in n for n in result.notes), result.notes
+    names = {type(layer).__name__ for layer in result.model.layers}
+    assert {"PReLU", "SeparableConv1D", "UpSampling1D", "ZeroPadding1D"} <= names

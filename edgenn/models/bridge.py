@@ -26,6 +26,21 @@ SUPPORTED_LAYERS = frozenset({
     "Dropout", "SpatialDropout2D", "GaussianNoise", "Flatten", "Reshape", "Permute",
     "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Rescaling", "Embedding", "Normalization",
     "LSTM", "GRU", "SimpleRNN", "Bidirectional", "TimeDistributed",
+    "GaussianDropout", "SpatialDropout1D", "AlphaDropout", "ActivityRegularization",
+    "ZeroPadding1D", "Cropping1D", "UpSampling1D", "RepeatVector", "PReLU", "Conv1DTranspose",
+    "SeparableConv1D", "MaxPooling3D", "AveragePooling3D", "GlobalAveragePooling3D",
+    "GlobalMaxPooling3D",
+})
+# Random augmentation inside the model (Keras' tutorials put it there): the identity at
+# inference, and tf_keras's own versions differ (options, channels-last only, shapes), so the
+# bridge makes them identity layers; the tfmot steps then train without them (a recipe's
+# `augment:` augments while a step trains). The bridge's check still compares the outputs.
+_AUGMENTATION_NOTE = "augmentation:"
+_AUGMENTATION = frozenset({
+    "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+    "RandomBrightness", "RandomGrayscale", "RandomHue", "RandomSaturation", "RandomSharpness",
+    "RandomShear", "RandomColorJitter", "RandomErasing", "RandomGaussianBlur", "RandomPerspective",
+    "RandomInvert", "RandomPosterization", "RandomColorDegeneration",
 })
 # Layers Keras's own applications define (keras.src.applications.*): tf_keras's applications
 # define the same ones.
@@ -43,6 +58,8 @@ _DROPPABLE_DEFAULTS = {
     "output_axes": (None,), "sparse": (False,), "ragged": (False,), "seed": (None,),
     "synchronized": (False,), "gamma_regularizer": (None,), "mask_zero": (False,),
     "use_cudnn": ("auto", False), "zero_output_for_mask": (False,),
+    # tf_keras's ZeroPadding1D works channels-last only
+    "data_format": ("channels_last",),
 }
 _LAYER_BASE_KWARGS = {"name", "dtype", "trainable", "dynamic", "input_dim", "input_shape",
                       "batch_input_shape", "batch_size", "weights", "activity_regularizer",
@@ -96,6 +113,13 @@ def bridge(k3_model, custom_objects: dict | None = None, tolerance: float = DEFA
         raise BridgeError(f"tf_keras could not rebuild the model ({type(err).__name__}: {text})",
                           "report the model to edgenn, or save it with tf_keras") from None
     diff, rel = verify(k3_model, tfk_model, tolerance, seed)
+    augmentation = [n.removeprefix(_AUGMENTATION_NOTE) for n in notes
+                    if n.startswith(_AUGMENTATION_NOTE)]
+    notes = [n for n in notes if not n.startswith(_AUGMENTATION_NOTE)]
+    if augmentation:
+        notes.append(f"augmentation inside the model ({', '.join(augmentation)}) is the identity "
+                     "in the tf_keras copy, as at inference: tfmot's steps train without it (a "
+                     "recipe's augment: augments while a step trains)")
     return BridgeResult(tfk_model, diff, rel, tolerance, notes)
 
 
@@ -305,6 +329,9 @@ def _make_layer(entry: dict, custom_objects: dict, notes: list[str]):
     where = entry.get("name") or entry["config"].get("name")
     if cls_name in _MODELS:
         return _build_model(entry, custom_objects, notes)
+    if cls_name in _AUGMENTATION:
+        notes.append(f"{_AUGMENTATION_NOTE}{where} ({cls_name})")
+        return tfk.layers.Activation("linear", name=where)
     if cls_name in _WRAPPERS:
         return _make_wrapper(entry, custom_objects, notes)
     custom = custom_objects.get(cls_name) or custom_objects.get(entry.get("registered_name") or "")
@@ -473,6 +500,8 @@ def _copy_weights(k3_model, tfk_model) -> None:
                               "report this model to edgenn")
         if hasattr(layer, "layers") and hasattr(target, "layers"):
             _copy_weights(layer, target)
+            continue
+        if type(layer).__name__ in _AUGMENTATION:  # its random seed state has no place there
             continue
         source = layer.get_weights()
         shapes = [w.shape for w in target.get_weights()]
