@@ -608,7 +608,7 @@ def test_sparse_weights_store_a_block_pruned_dense_in_fewer_bytes(tmp_path):
     assert_clean_error(r, 2, "sparse")
 
 
-def test_width_student_narrows_a_nested_backbone_and_trains_every_layer():
+def test_width_student_narrows_nested_and_sequential_models_and_trains_every_layer():
     """Transfer learning as users save it: a frozen Functional backbone nested as a layer, a
     SpatialDropout2D (whose config has no `trainable`). The student is narrower inside the
     backbone too, every layer of it trains, and distillation reports the loss it minimised."""
@@ -638,3 +638,9 @@ def test_width_student_narrows_a_nested_backbone_and_trains_every_layer():
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
     history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0).history
     assert all(loss > 0 for loss in history["loss"]), history
+
+    # a Sequential teacher (Keras 3's has no .output_names: exit 1 before)
+    seq = keras.Sequential([keras.Input((6,)), layers.Dense(8, activation="relu", name="hidden"),
+                            layers.Dense(3, name="logits")])
+    narrow = width_student(seq, 0.5)
+    assert narrow.get_layer("hidden").units == 4 and narrow.get_layer("logits").units == 3

@@ -30,7 +30,9 @@ def width_student(teacher, width: float):
     and every layer of the student trains, frozen in the teacher or not.
     """
     tfk = keras_of(teacher)
-    output_layers = set(teacher.output_names)
+    from ..fidelity import output_names
+
+    output_layers = set(output_names(teacher))  # a Keras 3 Sequential has no .output_names
 
     def clone(layer):
         config = layer.get_config()
