@@ -5,10 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 
+def top1(pred: np.ndarray) -> np.ndarray:
+    """Each sample's predicted class from scores ``pred`` (N, C).
+
+    A single score per sample is a binary classifier's: class 1 above 0.5 when every score is
+    a probability (a sigmoid output, all in [0, 1]), above 0 otherwise (a logit).
+    """
+    pred = np.asarray(pred)
+    if pred.ndim >= 1 and pred.shape[-1] == 1:
+        scores = pred.reshape(len(pred), -1)[:, 0]
+        probability = bool(scores.size) and float(scores.min()) >= 0 and float(scores.max()) <= 1
+        return (scores > (0.5 if probability else 0.0)).astype(np.int64)
+    return pred.argmax(axis=-1)
+
+
 def classification_metrics(pred: np.ndarray, y: np.ndarray, num_classes: int | None = None) -> dict:
     """Top-1 accuracy and per-class accuracy from scores ``pred`` (N, C) and labels ``y``."""
-    labels = pred.argmax(axis=-1)
-    n = num_classes or pred.shape[-1]
+    labels = top1(pred)
+    n = num_classes or max(2, pred.shape[-1])
     per_class = {}
     for c in range(n):
         mask = y == c
@@ -51,8 +65,8 @@ def paired_change(base_pred: np.ndarray, pred: np.ndarray, y: np.ndarray) -> dic
     of that drop in percentage points, from the paired samples (it shrinks with how few answers
     changed, so it is far smaller than two independent accuracies' errors would give).
     """
-    was = base_pred.argmax(axis=-1) == y
-    now = pred.argmax(axis=-1) == y
+    was = top1(base_pred) == y
+    now = top1(pred) == y
     n = max(1, len(y))
     lost, gained = float(np.mean(was & ~now)), float(np.mean(~was & now))
     var = max(0.0, (lost + gained - (lost - gained) ** 2) / n)

@@ -644,3 +644,47 @@ def test_width_student_narrows_nested_and_sequential_models_and_trains_every_lay
                             layers.Dense(3, name="logits")])
     narrow = width_student(seq, 0.5)
     assert narrow.get_layer("hidden").units == 4 and narrow.get_layer("logits").units == 3
+
+
+def test_binary_classifier_with_one_sigmoid_unit_takes_every_recipe(tmp_path):
+    """One sigmoid score per sample (the usual binary classifier): scored as class 1 above 0.5,
+    labels 0 and 1 accepted, trained with binary cross-entropy, distilled as a Bernoulli, and
+    its one-unit head pruned weight by weight (tfmot's block pruning raises on a vector)."""
+    import keras
+    from keras import layers
+    from sklearn.datasets import load_digits
+
+    x, digit = load_digits(return_X_y=True)
+    y = (digit >= 5).astype(np.int64)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), layers.Rescaling(1 / 16),
+                              layers.Dense(32, activation="relu"),
+                              layers.Dense(1, activation="sigmoid", name="p")])
+    model.compile(keras.optimizers.Adam(3e-3), "binary_crossentropy")
+    model.fit(x, y, epochs=15, batch_size=32, verbose=0)
+    path, data = tmp_path / "binary.keras", tmp_path / "binary.npz"
+    model.save(path)
+    np.savez(data, x=x.astype(np.float32), y=y)
+    flags = ["--data", str(data), "--scale", "none", "--json"]
+    ptq = run_cli("compress", str(path), "-r", "int8-ptq", *flags, "-o", str(tmp_path / "ptq"))
+    assert ptq.code == 0, ptq.err
+    base = ptq.json()["metrics"]["baseline"]["accuracy"]
+    assert base > 0.9 and ptq.json()["artifacts"][0]["metrics"]["accuracy"] > base - 0.02
+    prune = run_cli("compress", str(path), "-r", "prune-80-int8", *flags, "--epochs-scale", "0.25",
+                    "-o", str(tmp_path / "prune"))
+    assert prune.code in (0, 4), prune.err
+    assert prune.json()["steps"][0]["metrics"]["accuracy"] > 0.6
+    distill = run_cli("compress", str(path), "-r", "distill-half-int8", *flags,
+                      "--epochs-scale", "0.1", "-o", str(tmp_path / "distill"))
+    assert distill.code in (0, 4), distill.err
+    assert distill.json()["steps"][0]["details"]["final_loss"] > 0
+
+    # the Bernoulli distillation itself learns: 4 epochs, alpha 0.1 (mostly the soft targets)
+    from edgenn.compress.distiller import make_distiller, width_student, with_teacher_logits
+
+    student = width_student(model, 0.5)
+    distiller = make_distiller(model, student, alpha=0.1, temperature=4.0, cached=True)
+    distiller.compile(optimizer=keras.optimizers.Adam(3e-3))
+    distiller.fit(x.astype(np.float32), with_teacher_logits(model, x.astype(np.float32), y),
+                  epochs=4, batch_size=32, verbose=0)
+    assert np.mean((student.predict(x, verbose=0)[:, 0] > 0.5) == y) > 0.85

@@ -17,7 +17,15 @@ from ..data.augment import changes
 from ..evaluate import keras_predict
 from ..recipe import Training
 from .step import StepContext
-from .train import adapt_batch_norm, fit, make_optimizer, output_is_probability, schedule
+from .train import (
+    adapt_batch_norm,
+    fit,
+    make_optimizer,
+    output_is_probability,
+    output_is_sigmoid,
+    schedule,
+    single_score,
+)
 
 _WIDTH_KEYS = ("filters", "units")
 
@@ -62,17 +70,35 @@ def make_distiller(teacher, student, alpha: float, temperature: float, cached: b
     """
     tensorflow = tf()
     tfk = keras_of(student)
-    t_prob, s_prob = output_is_probability(teacher), output_is_probability(student)
+    binary = single_score(teacher)  # one sigmoid probability or logit: Bernoulli, not softmax
+    if binary:
+        t_prob, s_prob = output_is_sigmoid(teacher), output_is_sigmoid(student)
+    else:
+        t_prob, s_prob = output_is_probability(teacher), output_is_probability(student)
 
     def logits(y, is_prob):
-        return tensorflow.math.log(tensorflow.clip_by_value(y, 1e-7, 1.0)) if is_prob else y
+        if not is_prob:
+            return y
+        if binary:  # log(p / (1 - p))
+            y = tensorflow.clip_by_value(y, 1e-7, 1 - 1e-7)
+            return tensorflow.math.log(y) - tensorflow.math.log(1 - y)
+        return tensorflow.math.log(tensorflow.clip_by_value(y, 1e-7, 1.0))
+
+    def softened(z):
+        if binary:
+            return tensorflow.math.sigmoid(z / temperature)
+        return tensorflow.nn.softmax(z / temperature)
 
     class Distiller(tfk.Model):
         def __init__(self):
             super().__init__()
             self.teacher, self.student = teacher, student
-            self.ce = tfk.losses.SparseCategoricalCrossentropy(from_logits=not s_prob)
-            self.kl = tfk.losses.KLDivergence()
+            if binary:  # the soft loss: cross-entropy of two Bernoullis (KL's gradient)
+                self.ce = tfk.losses.BinaryCrossentropy(from_logits=not s_prob)
+                self.kl = tfk.losses.BinaryCrossentropy()
+            else:
+                self.ce = tfk.losses.SparseCategoricalCrossentropy(from_logits=not s_prob)
+                self.kl = tfk.losses.KLDivergence()
             # The loss the history reports: Keras 3 reports its compiled metrics (an untouched
             # tracker reads 0.0) rather than what train_step returns.
             self.loss_tracker = tfk.metrics.Mean(name="loss")
@@ -87,14 +113,15 @@ def make_distiller(teacher, student, alpha: float, temperature: float, cached: b
         def train_step(self, data):
             x, y = data
             if cached:  # column 0: the label; the rest: the teacher's logits
-                y, t = tensorflow.cast(y[:, 0], "int32"), y[:, 1:]
+                y, t = (y[:, :1] if binary else tensorflow.cast(y[:, 0], "int32")), y[:, 1:]
             else:
                 t = logits(self.teacher(x, training=False), t_prob)
+            if binary:
+                y = tensorflow.reshape(tensorflow.cast(y, "float32"), (-1, 1))
             with tensorflow.GradientTape() as tape:
                 s_out = self.student(x, training=True)
                 s = logits(s_out, s_prob)
-                soft = self.kl(tensorflow.nn.softmax(t / temperature),
-                               tensorflow.nn.softmax(s / temperature))
+                soft = self.kl(softened(t), softened(s))
                 loss = alpha * self.ce(y, s_out) + (1 - alpha) * temperature ** 2 * soft
             variables = self.student.trainable_variables
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
@@ -139,6 +166,10 @@ def with_teacher_logits(teacher, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     sample, which the softened softmax cancels), clipped as in the training step.
     """
     out = np.asarray(keras_predict(teacher, x), dtype=np.float32)
-    if output_is_probability(teacher):
+    if single_score(teacher):
+        if output_is_sigmoid(teacher):  # a binary probability: its logit
+            p = np.clip(out, 1e-7, 1 - 1e-7)
+            out = np.log(p) - np.log(1 - p)
+    elif output_is_probability(teacher):
         out = np.log(np.clip(out, 1e-7, 1.0))
     return np.concatenate([np.asarray(y, dtype=np.float32).reshape(len(out), 1), out], axis=1)

@@ -119,6 +119,8 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     splits = load(for_input(data_spec, dtype))
     in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
     classes = int(out_shape[-1]) if task == "classification" else None
+    if classes == 1:  # one score per sample: a binary classifier, labels 0 and 1
+        classes = 2
     splits = match_model(splits, in_shape, classes, dtype)
     from ..models.describe import pixel_range_mismatch
 

@@ -49,10 +49,29 @@ def make_optimizer(config: Training, total_steps: int | None = None, model=None)
     }[config.optimizer](lr)
 
 
+def single_score(model) -> bool:
+    """Whether the model is a binary classifier with one score per sample (sigmoid or logit)."""
+    outputs = getattr(model, "outputs", None) or []
+    return len(outputs) == 1 and tuple(outputs[0].shape)[-1] == 1
+
+
+def output_is_sigmoid(model) -> bool:
+    """Whether the model's last layer ends in a sigmoid (probabilities of class 1)."""
+    last = model.layers[-1]
+    while hasattr(last, "layer"):
+        last = last.layer
+    activation = getattr(last, "activation", None)
+    while hasattr(activation, "activation"):
+        activation = activation.activation
+    return (getattr(activation, "__name__", None) or getattr(activation, "name", "")) == "sigmoid"
+
+
 def loss_for(model, task: str):
     tfk = keras_of(model)
     if task == "regression":
         return tfk.losses.MeanSquaredError()
+    if single_score(model):  # a binary classifier: one sigmoid probability or logit
+        return tfk.losses.BinaryCrossentropy(from_logits=not output_is_sigmoid(model))
     return tfk.losses.SparseCategoricalCrossentropy(from_logits=not output_is_probability(model))
 
 
