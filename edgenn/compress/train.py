@@ -11,8 +11,8 @@ from ..data.augment import dataset
 from ..recipe import LRSchedule, Optimizer, Training
 
 
-def output_is_probability(model) -> bool:
-    """Whether the model ends in a softmax (its outputs are probabilities, not logits).
+def _last_activation(model) -> str:
+    """The name of the model's last activation ("Softmax" for a Softmax layer).
 
     tfmot wrappers (pruning, clustering, QAT) hide the layer and its activation one level
     down; they are looked through.
@@ -21,12 +21,16 @@ def output_is_probability(model) -> bool:
     while hasattr(last, "layer"):  # PruneLowMagnitude, ClusterWeights, QuantizeWrapper
         last = last.layer
     if type(last).__name__ == "Softmax":
-        return True
+        return "softmax"
     activation = getattr(last, "activation", None)
     while hasattr(activation, "activation"):  # QuantizeAwareActivation
         activation = activation.activation
-    name = getattr(activation, "__name__", None) or getattr(activation, "name", "")
-    return name == "softmax"
+    return getattr(activation, "__name__", None) or getattr(activation, "name", "") or ""
+
+
+def output_is_probability(model) -> bool:
+    """Whether the model ends in a softmax (its outputs are probabilities, not logits)."""
+    return _last_activation(model) == "softmax"
 
 
 def make_optimizer(config: Training, total_steps: int | None = None, model=None):
@@ -57,13 +61,7 @@ def single_score(model) -> bool:
 
 def output_is_sigmoid(model) -> bool:
     """Whether the model's last layer ends in a sigmoid (probabilities of class 1)."""
-    last = model.layers[-1]
-    while hasattr(last, "layer"):
-        last = last.layer
-    activation = getattr(last, "activation", None)
-    while hasattr(activation, "activation"):
-        activation = activation.activation
-    return (getattr(activation, "__name__", None) or getattr(activation, "name", "")) == "sigmoid"
+    return _last_activation(model) == "sigmoid"
 
 
 def loss_for(model, task: str):
