@@ -670,14 +670,12 @@ def test_binary_classifier_with_one_sigmoid_unit_takes_every_recipe(tmp_path):
     assert ptq.code == 0, ptq.err
     base = ptq.json()["metrics"]["baseline"]["accuracy"]
     assert base > 0.9 and ptq.json()["artifacts"][0]["metrics"]["accuracy"] > base - 0.02
+    # prune distils from the input model too (the Bernoulli road through compress)
     prune = run_cli("compress", str(path), "-r", "prune-80-int8", *flags, "--epochs-scale", "0.25",
                     "-o", str(tmp_path / "prune"))
     assert prune.code in (0, 4), prune.err
     assert prune.json()["steps"][0]["metrics"]["accuracy"] > 0.6
-    distill = run_cli("compress", str(path), "-r", "distill-half-int8", *flags,
-                      "--epochs-scale", "0.1", "-o", str(tmp_path / "distill"))
-    assert distill.code in (0, 4), distill.err
-    assert distill.json()["steps"][0]["details"]["final_loss"] > 0
+    assert "distilled_from_input" in prune.json()["steps"][0]["details"]
 
     # the Bernoulli distillation itself learns: 4 epochs, alpha 0.1 (mostly the soft targets)
     from edgenn.compress.distiller import make_distiller, width_student, with_teacher_logits

@@ -137,6 +137,7 @@ def test_host_measures_latency_on_the_board(mlp, sshd, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow  # 90 s: a whole search stopped and resumed; fit stays in the default run
 def test_a_trial_the_time_budget_stops_is_listed_and_rerun_on_resume(mlp, tmp_path):
     """PTQ comes from the reference run at once; the pruning seed that trains is stopped at the
     budget, listed, and run again by the same command without the budget."""
