@@ -62,7 +62,7 @@ def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: 
 def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Path, *, seed,
          epochs_scale, allow_unsafe, custom_objects_file, progress, log, split_seed,
          bridge_tolerance) -> Report:
-    from ..data import for_input, load, match_model
+    from ..data import load_for
     from ..models.load import load_model
     from ..models.safety import load_custom_objects
 
@@ -115,13 +115,11 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     data_spec = replace(data_spec, seed=seed if split_seed is None else split_seed, task=task,
                         calibration_samples=max(s.calibration_samples for s in specs))
     log(f"loading data {data_spec.source} ...")
-    dtype = model.inputs[0].dtype
-    splits = load(for_input(data_spec, dtype))
     in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
     classes = int(out_shape[-1]) if task == "classification" else None
     if classes == 1:  # one score per sample: a binary classifier, labels 0 and 1
         classes = 2
-    splits = match_model(splits, in_shape, classes, dtype)
+    splits = load_for(data_spec, in_shape, classes, model.inputs[0].dtype)
     from ..models.describe import pixel_range_mismatch
 
     warning = pixel_range_mismatch(model, splits.x_calib)

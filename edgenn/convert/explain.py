@@ -162,8 +162,10 @@ def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
         if act in tokens:
             needs[name] = tokens[act]
     best: dict[str, tuple[int, dict]] = {}
+    with_ops: set[str] = set()  # the layers that own an op (what --keep-float can name)
     for t in interp.get_tensor_details():
         layers = layers_of_tensor(t["name"], position)
+        with_ops |= layers
         last = max(layers, key=position.get) if layers else None
         if last is None:
             continue
@@ -181,8 +183,6 @@ def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
             best[last] = (rank, {"index": t["index"], "detail": t, "value": value})
 
     rows, previous = [], 0.0
-    with_ops = set().union(*(layers_of_tensor(t["name"], position)
-                             for t in interp.get_tensor_details()))
     for name in [n for n in order if n in best]:
         entry = best[name][1]
         ref = keras_out[position[name]][: len(samples)].astype(np.float64)

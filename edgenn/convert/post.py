@@ -161,10 +161,9 @@ def _inputs(runner, data_spec, samples: int):
     if len(shapes) != 1:
         raise UsageError("quantize reads --data for single-input files",
                          "drop --data (dynamic and weight-only modes need none)")
-    from ..data import for_input, load, match_model
+    from ..data import load_for
 
-    dtype = _input_dtypes(runner)[0]
-    splits = match_model(load(for_input(data_spec, dtype)), (None, *shapes[0][1:]), None, dtype)
+    splits = load_for(data_spec, (None, *shapes[0][1:]), None, _input_dtypes(runner)[0])
     return [splits.x_test[:samples]], [splits.x_calib], f"{data_spec.source} test split"
 
 

@@ -141,7 +141,7 @@ def load_for_export(model_path: str, data_spec, allow_unsafe: bool, custom_objec
     A model with several inputs reads an .npz with one ``x_<input name>`` array per input
     (``data.multi``); its splits hold a list of arrays, one per input, in the model's order.
     """
-    from ..data import for_input, load, match_model
+    from ..data import load_for
     from ..data.multi import load_multi
     from ..models.load import load_model
 
@@ -152,9 +152,7 @@ def load_for_export(model_path: str, data_spec, allow_unsafe: bool, custom_objec
     if data_spec is not None and len(model.inputs) > 1:
         splits = load_multi(data_spec, model)
     elif data_spec is not None:
-        dtype = model.inputs[0].dtype
-        splits = match_model(load(for_input(data_spec, dtype)), tuple(model.inputs[0].shape),
-                             None, dtype)
+        splits = load_for(data_spec, tuple(model.inputs[0].shape), None, model.inputs[0].dtype)
         from ..models.describe import pixel_range_mismatch
 
         warning = pixel_range_mismatch(model, splits.x_calib)

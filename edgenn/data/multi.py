@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .prepare import DataSpec
+from .prepare import DataSpec, integer_dtype
 from .sources import _value_max, check_npz
 
 
@@ -101,9 +101,9 @@ def load_multi(spec: DataSpec, model) -> MultiSplits:
         if len(want) != len(have) or any(w is not None and w != h for w, h in zip(want, have)):
             raise DataError(f"{path}: x_{name} samples have shape {list(have)} but input "
                             f"{name!r} expects {[None, *want]}", "save arrays in the input's shape")
-        integer_input = "int" in str(getattr(t.dtype, "name", t.dtype))
-        if integer_input:  # token ids and the like keep their values
-            prepared.append(x.astype(np.int64 if "64" in str(t.dtype) else np.int32))
+        ints = integer_dtype(t.dtype)
+        if ints is not None:  # token ids and the like keep their values
+            prepared.append(x.astype(ints))
             continue
         divisor = _divisor(spec.scale, x)
         if divisor != 1.0:

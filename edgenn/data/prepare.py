@@ -275,6 +275,12 @@ def integer_dtype(dtype) -> np.dtype | None:
     return kind if np.issubdtype(kind, np.integer) else None
 
 
+def load_for(spec: DataSpec, input_shape: tuple, num_classes: int | None,
+             input_dtype=None) -> Splits:
+    """``load`` then ``match_model`` for a model input of ``input_shape`` and ``input_dtype``."""
+    return match_model(load(for_input(spec, input_dtype)), input_shape, num_classes, input_dtype)
+
+
 def for_input(spec: DataSpec, dtype) -> DataSpec:
     """The spec an input of ``dtype`` reads its data with.
 

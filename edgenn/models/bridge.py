@@ -35,7 +35,6 @@ SUPPORTED_LAYERS = frozenset({
 # inference, and tf_keras's own versions differ (options, channels-last only, shapes), so the
 # bridge makes them identity layers; the tfmot steps then train without them (a recipe's
 # `augment:` augments while a step trains). The bridge's check still compares the outputs.
-_AUGMENTATION_NOTE = "augmentation:"
 _AUGMENTATION = frozenset({
     "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
     "RandomBrightness", "RandomGrayscale", "RandomHue", "RandomSaturation", "RandomSharpness",
@@ -113,9 +112,8 @@ def bridge(k3_model, custom_objects: dict | None = None, tolerance: float = DEFA
         raise BridgeError(f"tf_keras could not rebuild the model ({type(err).__name__}: {text})",
                           "report the model to edgenn, or save it with tf_keras") from None
     diff, rel = verify(k3_model, tfk_model, tolerance, seed)
-    augmentation = [n.removeprefix(_AUGMENTATION_NOTE) for n in notes
-                    if n.startswith(_AUGMENTATION_NOTE)]
-    notes = [n for n in notes if not n.startswith(_AUGMENTATION_NOTE)]
+    augmentation = [f"{layer.name} ({type(layer).__name__})" for layer in _walk(k3_model)
+                    if type(layer).__name__ in _AUGMENTATION]
     if augmentation:
         notes.append(f"augmentation inside the model ({', '.join(augmentation)}) is the identity "
                      "in the tf_keras copy, as at inference: tfmot's steps train without it (a "
@@ -329,8 +327,7 @@ def _make_layer(entry: dict, custom_objects: dict, notes: list[str]):
     where = entry.get("name") or entry["config"].get("name")
     if cls_name in _MODELS:
         return _build_model(entry, custom_objects, notes)
-    if cls_name in _AUGMENTATION:
-        notes.append(f"{_AUGMENTATION_NOTE}{where} ({cls_name})")
+    if cls_name in _AUGMENTATION:  # said once, by bridge()
         return tfk.layers.Activation("linear", name=where)
     if cls_name in _WRAPPERS:
         return _make_wrapper(entry, custom_objects, notes)
