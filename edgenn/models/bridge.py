@@ -29,7 +29,7 @@ SUPPORTED_LAYERS = frozenset({
     "GaussianDropout", "SpatialDropout1D", "AlphaDropout", "ActivityRegularization",
     "ZeroPadding1D", "Cropping1D", "UpSampling1D", "RepeatVector", "PReLU", "Conv1DTranspose",
     "SeparableConv1D", "MaxPooling3D", "AveragePooling3D", "GlobalAveragePooling3D",
-    "GlobalMaxPooling3D",
+    "GlobalMaxPooling3D", "MultiHeadAttention", "Resizing", "CenterCrop",
 })
 # Random augmentation inside the model (Keras' tutorials put it there): the identity at
 # inference, and tf_keras's own versions differ (options, channels-last only, shapes), so the
@@ -40,6 +40,7 @@ _AUGMENTATION = frozenset({
     "RandomBrightness", "RandomGrayscale", "RandomHue", "RandomSaturation", "RandomSharpness",
     "RandomShear", "RandomColorJitter", "RandomErasing", "RandomGaussianBlur", "RandomPerspective",
     "RandomInvert", "RandomPosterization", "RandomColorDegeneration",
+    "RandomCrop",  # Keras 3 returns its input unchanged at inference (measured, 3.15)
 })
 # Layers Keras's own applications define (keras.src.applications.*): tf_keras's applications
 # define the same ones.
@@ -59,6 +60,9 @@ _DROPPABLE_DEFAULTS = {
     "use_cudnn": ("auto", False), "zero_output_for_mask": (False,),
     # tf_keras's ZeroPadding1D works channels-last only
     "data_format": ("channels_last",),
+    "use_gate": (False,), "sliding_window": (None,), "flash_attention": (None,),  # attention
+    "pad_to_aspect_ratio": (False,), "antialias": (False,),  # Resizing
+    "fill_mode": ("constant",), "fill_value": (0.0, 0),  # Resizing, read only when padding
 }
 _LAYER_BASE_KWARGS = {"name", "dtype", "trainable", "dynamic", "input_dim", "input_shape",
                       "batch_input_shape", "batch_size", "weights", "activity_regularizer",
@@ -338,7 +342,7 @@ def _make_layer(entry: dict, custom_objects: dict, notes: list[str]):
 
         module = importlib.import_module(f"tf_keras.src.applications.{_APPLICATION_LAYERS[cls_name]}")
         tfk_cls = custom = getattr(module, cls_name)
-    if cls_name not in SUPPORTED_LAYERS and tfk_cls is not custom:
+    if tfk_cls is None or (cls_name not in SUPPORTED_LAYERS and tfk_cls is not custom):
         raise BridgeError(
             f"layer {where!r} (class {cls_name}) has no tf_keras translation in edgenn's bridge",
             "replace it with supported layers, save the model with tf_keras "
@@ -350,6 +354,10 @@ def _make_layer(entry: dict, custom_objects: dict, notes: list[str]):
         if key in config:
             config[key] = _activation(config[key])
     config = _fit_kwargs(tfk_cls, config, where, cls_name, notes)
+    if cls_name == "MultiHeadAttention":  # tf_keras builds it from shapes in its config
+        shapes = (entry.get("build_config") or {}).get("shapes_dict") or {}
+        config.update(query_shape=shapes.get("query_shape"), value_shape=shapes.get("value_shape"),
+                      key_shape=shapes.get("key_shape") or shapes.get("value_shape"))
     try:
         return tfk_cls.from_config(config)
     except (TypeError, ValueError) as err:

@@ -150,11 +150,11 @@ def keras3_models(out: Path) -> dict:
     np.savez(out / "two_io.npz", x_image=xa, x_meta=xb, y_cls=cls)
     made["k3_two_io"] = {"params": two.count_params()}
 
-    # A transformer block: MultiHeadAttention has no tf_keras translation (tfmot cannot wrap
-    # it either), so only the tfmot steps are closed to it.
+    # A transformer block normalized by RMSNormalization, a Keras 3 layer tf_keras has no
+    # counterpart for: the bridge cannot translate it, so only the tfmot steps are closed to it.
     inp = keras.Input((8, 16), name="tokens")
     att = layers.MultiHeadAttention(2, 8, name="attn")(inp, inp)
-    x = layers.LayerNormalization(name="ln")(layers.Add(name="residual")([inp, att]))
+    x = layers.RMSNormalization(name="rms")(layers.Add(name="residual")([inp, att]))
     x = layers.GlobalAveragePooling1D(name="pool")(x)
     attention = keras.Model(inp, layers.Dense(3, activation="softmax", name="head")(x),
                             name="attention")
