@@ -9,6 +9,7 @@ where two steps' layer scopes overlap, the later step works on the result of the
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -267,6 +268,9 @@ class Export(Strict):
                           "float32 elsewhere")
     target: Target = Target.cpu
     calibration_samples: int = Field(DEFAULT_CALIBRATION_SAMPLES, gt=0)
+    calibration: Literal["minmax", "percentile", "entropy"] = Field(
+        "minmax", description="static int8 activation ranges: the calibration samples' min/max, "
+                              "or clipped to their 99.999th percentiles; entropy: ONNX only")
     fused_lstm: bool = Field(
         True, description="LSTMs as TFLite's fused kernel (stateful: reset between sequences); "
                           "false: a stateless WHILE loop")

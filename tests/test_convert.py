@@ -296,3 +296,51 @@ def test_explain_finds_a_starved_tensor_and_keep_float_of_it_and_its_reader_reco
                 "-o", str(tmp_path / "k.tflite"), "--json")
     assert k.code == 0, k.err
     assert k.json()["fidelity"]["top1_agreement"] >= 0.97 > before, (before, k.json()["fidelity"])
+
+
+def test_percentile_calibration_narrows_an_outlier_range_and_converts(digits_model, tmp_path):
+    """One extreme value among the calibration samples stretches a min/max range; percentile
+    calibration keeps the range the other values hold. Through the CLI the int8 file passes the
+    fidelity check; entropy is ONNX Runtime's and TFLite refuses it in one line."""
+    import keras
+    import numpy as np
+    from tensorflow.lite.python import convert as tfl_convert
+
+    from edgenn._tf import tf
+    from edgenn.convert.ranges import percentile_ranges
+    from edgenn.convert.tflite import _holder, representative, traced
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64,))
+    model = keras.Model(inp, keras.layers.Dense(4)(keras.layers.Dense(16, activation="relu")(inp)))
+    x = np.random.default_rng(0).standard_normal((100, 64)).astype("float32")
+    x[7, 3] = 80.0  # one value in 6,400
+    t = tf()
+    converter = t.lite.TFLiteConverter.from_concrete_functions([traced(model)], _holder(model))
+    converter.optimizations = [t.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative(x, None)
+    converter.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    narrowed, summary = percentile_ranges(calibrated, representative(x, None), percentile=99.9)
+    assert summary["narrowed"] >= 1 and summary["median_range_kept"] < 1.0, summary
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    def input_max(blob):
+        graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob)).subgraphs[0]
+        return float(graph.tensors[graph.inputs[0]].quantization.max[0])
+
+    assert input_max(calibrated) == pytest.approx(80.0)
+    assert input_max(narrowed) < 5.0  # what the other 6,399 values hold
+    assert len(tfl_convert.mlir_quantize(narrowed)) > 0
+
+    out = tmp_path / "p.tflite"
+    r = run_cli("convert", str(digits_model), "--to", "tflite", "--quantize", "int8",
+                "--calibration", "percentile", "--data", "digits", "-o", str(out), "--json")
+    assert r.code == 0, r.err
+    assert r.json()["fidelity"]["top1_agreement"] >= 0.97
+    bad = run_cli("convert", str(digits_model), "--to", "tflite", "--quantize", "int8",
+                  "--calibration", "entropy", "--data", "digits", "-o", str(tmp_path / "e.tflite"))
+    assert_clean_error(bad, 2, "entropy calibration is ONNX Runtime's", "--calibration percentile")
+    assert not (tmp_path / "e.tflite").exists()

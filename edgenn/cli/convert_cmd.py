@@ -24,7 +24,9 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
 @click.option("--calibration", type=click.Choice(["minmax", "entropy", "percentile"]),
-              default="minmax", show_default=True, help="ONNX static-quantization calibration.")
+              default="minmax", show_default=True,
+              help="Static int8 activation ranges: min/max, or clipped to the 99.999th "
+              "percentiles (TFLite and ONNX); entropy is ONNX Runtime's.")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=None,
               help="Training samples that calibrate int8/int16x8 quantization (default 200).")
 @click.option("--samples", type=click.IntRange(min=1), default=500, show_default=True,

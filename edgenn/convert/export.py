@@ -36,7 +36,7 @@ class ExportSpec:
     io: IOType = IOType.float32
     target: Target = Target.cpu
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
-    calibration: str = "minmax"  # ONNX Runtime's static calibration method
+    calibration: str = "minmax"  # activation ranges of static int8 (TFLite and ONNX)
     opset: int = 17
     allow_flex: bool = False
     fused_lstm: bool = True  # TFLite's fused LSTM kernel (stateful) rather than a WHILE loop
@@ -60,6 +60,15 @@ class ExportSpec:
         if self.calibration not in CALIBRATION_METHODS:
             raise UsageError(f"calibration must be one of {', '.join(CALIBRATION_METHODS)}; "
                              f"received {self.calibration!r}", "use --calibration minmax")
+        if self.calibration != "minmax" and q is not Quantization.int8:
+            raise UsageError(f"--calibration sets the activation ranges of static int8; received "
+                             f"{fmt.value} {q.value}", "drop --calibration, or use --quantize int8")
+        if self.calibration == "entropy" and fmt is ExportFormat.tflite:
+            raise UsageError("entropy calibration is ONNX Runtime's; TFLite int8 takes minmax or "
+                             "percentile", "use --calibration percentile, or --to onnx")
+        if self.calibration != "minmax" and self.sparse_weights:
+            raise UsageError("sparse weights and percentile calibration cannot be combined (the "
+                             "quantizer runs after the sparsity pass)", "drop one of them")
         if not 7 <= self.opset <= 21:
             raise UsageError(f"opset must be between 7 and 21; received {self.opset}", "use --opset 17")
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
@@ -101,6 +110,7 @@ class ExportSpec:
         return cls.resolve(export.format.value, export.target.value, export.quantization.value,
                            export.io.value if export.io is not None else "auto",
                            calibration_samples=export.calibration_samples,
+                           calibration=export.calibration,
                            fused_lstm=export.fused_lstm, keep_float=tuple(export.keep_float),
                            sparse_weights=export.sparse_weights)
 
@@ -199,7 +209,7 @@ def tflite_bytes(model, spec: ExportSpec, x_calib: np.ndarray | None = None) -> 
     return to_tflite(model, spec.quantization, spec.io, x_calib, spec.calibration_samples,
                      allow_flex=spec.allow_flex, batch_size=spec.batch_size,
                      fused_lstm=spec.fused_lstm, keep_float=spec.keep_float,
-                     sparse_weights=spec.sparse_weights)
+                     sparse_weights=spec.sparse_weights, calibration=spec.calibration)
 
 
 def _check_calibration(spec: ExportSpec, x_calib) -> None:

@@ -175,7 +175,8 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
               io: IOType = IOType.float32, x_calib: np.ndarray | None = None,
               calibration_samples: int | None = None, allow_flex: bool = False,
               batch_size: int | None = None, fused_lstm: bool = True,
-              keep_float: tuple[str, ...] = (), sparse_weights: bool = False) -> bytes:
+              keep_float: tuple[str, ...] = (), sparse_weights: bool = False,
+              calibration: str = "minmax") -> bytes:
     """Convert a Keras model (Keras 3 or tf_keras) to a TFLite flatbuffer.
 
     ``export.export`` is the public road; this is the converter it calls.
@@ -207,6 +208,9 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         in 1x16 blocks of the input axis (a Keras Dense kernel pruned with block_size [16, 1])
         and float ones in 1x4; weights below the converter's sparsity floor stay dense. The
         file is run once here: a layout the CPU kernels refuse is an error, not a file.
+    calibration
+        How int8 activation ranges are set: "minmax" (the converter's recorded min/max) or
+        "percentile" (each range narrowed to its 99.999th percentiles, see ``ranges``).
     """
     tensorflow = tf()
     model = fresh_copy(for_fused_kernels(model) if fused_lstm else model)
@@ -262,8 +266,14 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
                              "drop one of them")
         converter.optimizations = list(converter.optimizations) + [
             tensorflow.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    if keep_float:
-        return _selective(converter, model, keep_float, io)
+    if calibration not in ("minmax", "percentile") or (
+            calibration != "minmax" and q is not Quantization.int8):
+        raise UsageError(f"{calibration} calibration does not apply to TFLite {q.value}",
+                         "TFLite int8 takes --calibration minmax or percentile (entropy is ONNX "
+                         "Runtime's)")
+    if keep_float or calibration == "percentile":
+        return _calibrated(converter, model, keep_float, io, calibration,
+                           representative(x_calib, calibration_samples))
     try:
         with quiet_stderr():
             flatbuffer = converter.convert()
@@ -307,8 +317,13 @@ def _check_sparse_runs(flatbuffer: bytes) -> None:
             "[4, 1] for float), or drop sparse_weights") from None
 
 
-def _selective(converter, model, keep_float: tuple[str, ...], io: IOType) -> bytes:
-    """int8 with the ops of ``keep_float`` layers left in float32 (see ``to_tflite``)."""
+def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calibration: str,
+                samples) -> bytes:
+    """int8 in two passes: calibrate, then quantize (see ``to_tflite``).
+
+    Between the two, percentile calibration narrows the recorded ranges, and the ops of
+    ``keep_float`` layers are denylisted so they stay float32.
+    """
     from ai_edge_litert.interpreter import Interpreter
     from tensorflow.lite.python import convert as tfl_convert
 
@@ -317,6 +332,7 @@ def _selective(converter, model, keep_float: tuple[str, ...], io: IOType) -> byt
     tensorflow = tf()
     position = {layer.name: i for i, layer in enumerate(model.layers)}
     unknown = [name for name in keep_float if name not in position]
+    road = "selective int8" if keep_float else f"int8 with {calibration} calibration"
     if unknown:
         names = [n for n in position if type(model.get_layer(n)).__name__ != "InputLayer"]
         raise UsageError(f"--keep-float names no layer of the model: {', '.join(unknown)}",
@@ -329,9 +345,15 @@ def _selective(converter, model, keep_float: tuple[str, ...], io: IOType) -> byt
             calibrated = converter.convert()
             names = [t["name"] for t in Interpreter(model_content=calibrated).get_tensor_details()]
     except Exception as err:  # noqa: BLE001 - converter errors of every type, one line
-        raise ConversionError(f"TFLite calibration for selective int8 failed: "
+        raise ConversionError(f"TFLite calibration for {road} failed: "
                               f"{' '.join(str(err).split())[:300]}",
-                              "try without --keep-float") from None
+                              "try without --keep-float" if keep_float else
+                              "try --calibration minmax") from None
+    if calibration == "percentile":
+        from .ranges import percentile_ranges
+
+        with quiet_stderr():
+            calibrated, _ = percentile_ranges(calibrated, samples)
     keep = set(keep_float)
     nodes, found = [], set()
     for name in names:
@@ -353,9 +375,10 @@ def _selective(converter, model, keep_float: tuple[str, ...], io: IOType) -> byt
             result = tfl_convert.mlir_quantize(calibrated, denylisted_nodes=nodes, **kwargs)
             details = Interpreter(model_content=result).get_tensor_details()
     except Exception as err:  # noqa: BLE001
-        raise ConversionError(f"selective int8 quantization failed: "
+        raise ConversionError(f"{road} quantization failed: "
                               f"{' '.join(str(err).split())[:300]}",
-                              "try without --keep-float") from None
+                              "try without --keep-float" if keep_float else
+                              "try --calibration minmax") from None
     # The quantizer skips a name it cannot honour without a word (seen: the first convolution
     # after a float input): a kept layer must own a float tensor in the result.
     floats = set()
