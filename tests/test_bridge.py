@@ -109,3 +109,29 @@ def test_augmentation_and_more_layer_shapes_cross_the_bridge(tmp_path):
     names = {type(layer).__name__ for layer in result.model.layers}
     assert {"PReLU", "SeparableConv1D", "UpSampling1D", "ZeroPadding1D", "Resizing",
             "CenterCrop"} <= names
+
+
+def test_attention_normalization_and_1d_layers_cross_the_bridge():
+    """Layers tf_keras has under the same name: translated, and equal on fresh inputs."""
+    import keras
+    from keras import layers
+
+    from edgenn.models.bridge import bridge
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12, 8))
+    q = layers.EinsumDense("abc,cd->abd", output_shape=(None, 8), bias_axes="d", name="q")(inp)
+    h = layers.Concatenate()([layers.Attention(name="dot_att")([q, inp]),
+                              layers.AdditiveAttention(name="add_att")([q, inp])])
+    h = layers.DepthwiseConv1D(3, depth_multiplier=2, padding="same", name="dw1d")(h)
+    h = layers.GroupNormalization(groups=4, name="gn")(layers.Identity()(h))
+    a, b = layers.GlobalAveragePooling1D()(h), layers.GlobalMaxPooling1D()(h)
+    h = layers.Concatenate()([layers.UnitNormalization(name="unit")(a), layers.Dot(axes=1)([a, b])])
+    model = keras.Model(inp, layers.Dense(3, activation="softmax")(h))
+    result = bridge(model)
+    assert result.relative_error <= 1e-5, result.to_dict()
+    names = {type(layer).__name__ for layer in result.model.layers}
+    assert {"EinsumDense", "Attention", "AdditiveAttention", "DepthwiseConv1D",
+            "GroupNormalization", "UnitNormalization", "Dot", "Identity"} <= names
+    x = random_inputs(model, seed=5, batch=3)[0]
+    assert np.allclose(model(x), result.model(x), atol=1e-5)

@@ -646,6 +646,33 @@ def test_width_student_narrows_nested_and_sequential_models_and_trains_every_lay
     assert narrow.get_layer("hidden").units == 4 and narrow.get_layer("logits").units == 3
 
 
+def test_width_student_keeps_the_widths_an_attention_ties():
+    """Attention needs its query as wide as its value (here the input): narrowing everything
+    breaks the first call (exit 1 before), so layers narrow one at a time and the query keeps
+    its width, said by kept_width; a teacher with nothing free to narrow is refused in a line."""
+    import keras
+    from keras import layers
+
+    from edgenn.compress.distiller import kept_width, width_student
+    from edgenn.errors import UsageError
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((10, 8))
+    att = layers.Attention()([layers.Dense(8, name="query")(inp), inp])
+    h = layers.Dense(16, activation="relu", name="hidden")(layers.GlobalMaxPooling1D()(att))
+    teacher = keras.Model(inp, layers.Dense(3, activation="softmax", name="head")(h))
+    student = width_student(teacher, 0.5)
+    assert student.get_layer("hidden").units == 8 and student.get_layer("query").units == 8
+    assert kept_width(teacher, student) == ["query"]
+    x = np.zeros((2, 10, 8), "float32")
+    assert student.predict(x, verbose=0).shape == (2, 3)
+
+    tied = keras.Model(inp, layers.Dense(3, activation="softmax", name="out")(
+        layers.GlobalMaxPooling1D()(layers.Attention()([layers.Dense(8)(inp), inp]))))
+    with pytest.raises(UsageError, match="no layer of the teacher can be narrowed"):
+        width_student(tied, 0.5)
+
+
 def test_binary_classifier_with_one_sigmoid_unit_takes_every_recipe(tmp_path):
     """One sigmoid score per sample (the usual binary classifier): scored as class 1 above 0.5,
     labels 0 and 1 accepted, trained with binary cross-entropy, distilled as a Bernoulli, and

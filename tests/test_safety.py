@@ -41,3 +41,34 @@ def test_custom_objects_file_must_be_python(models, tmp_path):
     text.write_text("x = 1")
     r = run_cli("inspect", str(models / "tfk_custom.keras"), "--custom-objects", str(text))
     assert_clean_error(r, 2, "--custom-objects must be a .py file")
+
+
+def test_keras3_operations_in_a_config_load_but_control_flow_is_refused(tmp_path):
+    """Keras 3 writes the ops a Masking layer computes (not_equal, any) into the functional
+    config: tensor math, loaded without --allow-unsafe. A control-flow operation (Cond calls
+    Python functions) put in their place is refused in one line."""
+    import json
+    import zipfile
+
+    import keras
+    from keras import layers
+
+    inp = keras.Input((6, 3))
+    model = keras.Model(inp, layers.Dense(2, activation="softmax")(
+        layers.LSTM(4)(layers.Masking()(inp))))
+    path = tmp_path / "masked.keras"
+    model.save(path)
+    r = run_cli("inspect", str(path), "--json")
+    assert r.code == 0, r.err
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(files["config.json"])
+    ops = [entry for entry in config["config"]["layers"] if entry.get("module") == "keras.src.ops.numpy"]
+    assert {entry["class_name"] for entry in ops} >= {"NotEqual", "Any"}
+    ops[-1]["class_name"] = ops[-1]["registered_name"] = "Cond"
+    files["config.json"] = json.dumps(config).encode()
+    crafted = tmp_path / "cond.keras"
+    with zipfile.ZipFile(crafted, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    assert_clean_error(run_cli("inspect", str(crafted)), 2, "Cond", "--allow-unsafe")

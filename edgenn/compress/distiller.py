@@ -14,6 +14,7 @@ import numpy as np
 
 from .._tf import is_keras3, keras_of, tf
 from ..data.augment import changes
+from ..errors import UsageError
 from ..evaluate import keras_predict
 from ..recipe import Training
 from .step import StepContext
@@ -30,36 +31,103 @@ from .train import (
 _WIDTH_KEYS = ("filters", "units")
 
 
+# A model whose widths cannot all shrink together (an Attention that needs its query as wide
+# as its unscaled value, a residual from the input): up to this many layers are tried one by
+# one, each narrowed only if the model still builds.
+MAX_ONE_BY_ONE = 120
+
+
+def narrowable(model) -> list[str]:
+    """Names of the layers ``width_student`` may narrow: Conv/Dense widths, outputs excluded.
+
+    Layers of nested models count in Keras 3 (the clone recurses into them); tf_keras clones
+    the top level only.
+    """
+    from ..fidelity import output_names
+
+    outputs = set(output_names(model))  # a Keras 3 Sequential has no .output_names
+    layers = (model._flatten_layers(include_self=False) if is_keras3(model)  # noqa: SLF001
+              else model.layers)
+    return [layer.name for layer in layers if layer.name not in outputs
+            and any(isinstance(layer.get_config().get(k), int) for k in _WIDTH_KEYS)]
+
+
 def width_student(teacher, width: float):
     """The teacher's architecture with Conv/Dense widths scaled by ``width`` (fresh weights).
 
     The layers that produce the model's outputs keep their width (the number of classes).
     A model nested as a layer (a transfer-learning backbone) is narrowed inside too (Keras 3),
-    and every layer of the student trains, frozen in the teacher or not.
+    and every layer of the student trains, frozen in the teacher or not. When narrowing every
+    layer breaks a shape the architecture ties (an attention's query and value, a sum with the
+    input), the layers are narrowed one at a time, each kept only if the model still builds;
+    the others keep the teacher's width (``kept_width`` names them).
     """
     tfk = keras_of(teacher)
-    from ..fidelity import output_names
+    candidates = narrowable(teacher)
 
-    output_layers = set(output_names(teacher))  # a Keras 3 Sequential has no .output_names
+    def build(narrow: set[str]):
+        def clone(layer):
+            config = layer.get_config()
+            if layer.name in narrow:
+                for key in _WIDTH_KEYS:
+                    if isinstance(config.get(key), int):
+                        config[key] = max(1, int(round(config[key] * width)))
+            config["name"] = layer.name
+            if "trainable" in config:  # not every layer's config has it (SpatialDropout2D)
+                config["trainable"] = True
+            clone = layer.__class__.from_config(config)
+            clone.trainable = True
+            return clone
 
-    def clone(layer):
+        nested = {"recursive": True} if is_keras3(teacher) else {}  # tf_keras has no recursion
+        student = tfk.models.clone_model(teacher, clone_function=clone, **nested)
+        student.trainable = True
+        student._name = f"{teacher.name}_student"
+        # Keras 3 builds some layers symbolically without checking the shapes their call ties
+        # (Attention's query and value): one real call finds those.
+        student(sample if len(sample) > 1 else sample[0], training=False)
+        return student
+
+    from ..models.bridge import random_inputs
+
+    sample = random_inputs(teacher, seed=0, batch=1)
+
+    try:
+        return build(set(candidates))
+    except Exception as err:  # noqa: BLE001 - Keras raises ValueError, TF InvalidArgumentError...
+        first = " ".join(str(err).split())[:200]
+    if len(candidates) > MAX_ONE_BY_ONE:
+        raise UsageError(f"the student cannot be narrowed to width {width:g}: the shapes of "
+                         f"{len(candidates)} layers are tied ({first})",
+                         "distil into a student model of your own (student: PATH)")
+    narrow: set[str] = set()
+    for name in candidates:
+        try:
+            build(narrow | {name})
+        except Exception:  # noqa: BLE001 - this one must keep its width
+            continue
+        narrow.add(name)
+    if not narrow:
+        raise UsageError(f"no layer of the teacher can be narrowed to width {width:g} without "
+                         f"breaking a shape ({first})",
+                         "distil into a student model of your own (student: PATH)")
+    return build(narrow)
+
+
+def kept_width(teacher, student) -> list[str]:
+    """The narrowable layers the student left at the teacher's width (see width_student)."""
+    layers = {layer.name: layer for layer in (student._flatten_layers(include_self=False)  # noqa: SLF001
+                                              if is_keras3(student) else student.layers)}
+    teacher_layers = {layer.name: layer for layer in (
+        teacher._flatten_layers(include_self=False) if is_keras3(teacher)  # noqa: SLF001
+        else teacher.layers)}
+
+    def widths(layer):
         config = layer.get_config()
-        if layer.name not in output_layers:
-            for key in _WIDTH_KEYS:
-                if isinstance(config.get(key), int):
-                    config[key] = max(1, int(round(config[key] * width)))
-        config["name"] = layer.name
-        if "trainable" in config:  # not every layer's config has it (SpatialDropout2D)
-            config["trainable"] = True
-        clone = layer.__class__.from_config(config)
-        clone.trainable = True
-        return clone
+        return [config.get(k) for k in _WIDTH_KEYS]
 
-    nested = {"recursive": True} if is_keras3(teacher) else {}  # tf_keras has no recursion
-    student = tfk.models.clone_model(teacher, clone_function=clone, **nested)
-    student.trainable = True
-    student._name = f"{teacher.name}_student"
-    return student
+    return [name for name in narrowable(teacher) if name in layers
+            and widths(layers[name]) == widths(teacher_layers[name])]
 
 
 def make_distiller(teacher, student, alpha: float, temperature: float, cached: bool = False):

@@ -72,6 +72,13 @@ CLASS_METHODS = {"RaggedTensor": ("from_",), "SparseTensor": ("from_",)}
 TF_KERAS_OP_LAYERS = {"TFOpLambda", "SlicingOpLambda", "TensorFlowOpLayer", "ClassMethod",
                       "InstanceMethod", "InstanceProperty"}
 
+# Keras 3 records every `keras.ops` call on symbolic tensors as an operation in the functional
+# config (`x + y`, a mask's `not_equal`/`any`, `ops.mean`...): tensor math, allowed from these
+# modules of keras.src.ops, except the control-flow operations that call a Python function.
+KERAS3_OP_MODULES = ("numpy", "nn", "math", "core", "image", "linalg")
+CALLABLE_OPS = frozenset({"Map", "Scan", "AssociativeScan", "Switch", "WhileLoop", "Cond",
+                          "VectorizedMap", "ForiLoop", "JVP", "CustomGradient"})
+
 # Keras lookup layers read their vocabulary from a file when the config gives a path.
 VOCABULARY_LAYERS = {"TextVectorization", "StringLookup", "IntegerLookup"}
 

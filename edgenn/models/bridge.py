@@ -29,7 +29,10 @@ SUPPORTED_LAYERS = frozenset({
     "GaussianDropout", "SpatialDropout1D", "AlphaDropout", "ActivityRegularization",
     "ZeroPadding1D", "Cropping1D", "UpSampling1D", "RepeatVector", "PReLU", "Conv1DTranspose",
     "SeparableConv1D", "MaxPooling3D", "AveragePooling3D", "GlobalAveragePooling3D",
-    "GlobalMaxPooling3D", "MultiHeadAttention", "Resizing", "CenterCrop",
+    "GlobalMaxPooling3D", "MultiHeadAttention", "Resizing", "CenterCrop", "Attention",
+    "AdditiveAttention", "Dot", "EinsumDense", "GroupNormalization", "UnitNormalization",
+    "DepthwiseConv1D", "Identity", "Masking", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+    "Conv3DTranspose", "Cropping3D", "UpSampling3D", "ZeroPadding3D", "SpatialDropout3D",
 })
 # Random augmentation inside the model (Keras' tutorials put it there): the identity at
 # inference, and tf_keras's own versions differ (options, channels-last only, shapes), so the

@@ -50,6 +50,8 @@ def keras_names(flavour: str) -> KerasNames:
     classes = {name for mod in class_modules for name, obj in vars(mod).items()
                if inspect.isclass(obj) and not name.startswith("_")}
     classes |= {"Functional", "Sequential", "Model"} | _application_layers(k)
+    if flavour == "keras3":
+        classes |= _keras3_operations()
     if flavour == "tf_keras":
         classes |= al.TF_KERAS_OP_LAYERS | set(tfmot_objects())
     functions = {name for mod in (k.activations, k.losses, k.metrics)
@@ -96,6 +98,22 @@ def _application_layers(k) -> set[str]:
     return {name for mod_name, mod in list(sys.modules.items()) if mod_name.startswith(prefix)
             for name, obj in vars(mod).items()
             if inspect.isclass(obj) and issubclass(obj, layer) and obj.__module__ == mod_name}
+
+
+def _keras3_operations() -> set[str]:
+    """Keras 3 operation classes a functional config may name (see al.KERAS3_OP_MODULES)."""
+    import importlib
+
+    from keras.src.ops.operation import Operation
+
+    names = set()
+    for short in al.KERAS3_OP_MODULES:
+        module = importlib.import_module(f"keras.src.ops.{short}")
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) and issubclass(obj, Operation)
+                    and obj.__module__ == module.__name__ and name not in al.CALLABLE_OPS):
+                names.add(name)
+    return names
 
 
 def _snake(name: str) -> str:

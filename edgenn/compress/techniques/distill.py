@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..._tf import is_keras3
 from ...errors import UsageError
 from ...recipe import DistillStep
-from ..distiller import fit_distilled, width_student
+from ..distiller import fit_distilled, kept_width, width_student
 from ..registry import register
 from ..step import StepContext, StepResult
 
@@ -46,4 +46,6 @@ def distill(model, config: DistillStep, ctx: StepContext) -> StepResult:
         "param_ratio": round(student.count_params() / model.count_params(), 4),
         "temperature": config.temperature, "alpha": config.alpha,
         "final_loss": float(history["loss"][-1]),
+        **({"kept_width": kept} if (kept := kept_width(model, student))
+           and config.student.startswith("builtin:") else {}),
     })
