@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import assert_clean_error, run_cli
 from edgenn.errors import BridgeError
 from edgenn.models.bridge import SUPPORTED_LAYERS, random_inputs, verify
 from edgenn.models.load import load_keras
@@ -135,3 +136,33 @@ def test_attention_normalization_and_1d_layers_cross_the_bridge():
             "GroupNormalization", "UnitNormalization", "Dot", "Identity"} <= names
     x = random_inputs(model, seed=5, batch=3)[0]
     assert np.allclose(model(x), result.model(x), atol=1e-5)
+
+
+def test_keras3_operations_cross_the_bridge_and_a_masked_lstm_is_not_calibrated(tmp_path):
+    """keras.ops calls on symbolic tensors (a Masking layer's not_equal/any feeding the LSTM's
+    mask, and ops users write) become TensorFlow op layers in tf_keras and agree. A masked LSTM
+    is a loop even in tf_keras: int8 is refused in one line (the converter segfaulted)."""
+    import keras
+    from keras import layers, ops
+
+    from edgenn.models.bridge import bridge
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6, 4))
+    seq = layers.LSTM(5, return_sequences=True)(layers.Masking()(inp))
+    h = ops.mean(ops.transpose(seq, (0, 2, 1)), axis=-1) + ops.max(seq, axis=1)
+    h = ops.where(ops.greater(h, 0.0), ops.sqrt(ops.abs(h)), ops.square(h))
+    model = keras.Model(inp, layers.Dense(3, activation="softmax")(ops.reshape(h, (-1, 5))))
+    x = random_inputs(model, seed=3, batch=4)[0]
+    x[:, 4:] = 0.0  # padded steps: the mask matters
+    result = bridge(model)
+    assert result.relative_error <= 1e-5, result.to_dict()
+    assert np.allclose(model(x), result.model(x), atol=1e-5)
+    assert "TFOpLambda" in {type(layer).__name__ for layer in result.model.layers}
+
+    model.save(tmp_path / "masked.keras")
+    np.savez(tmp_path / "seq.npz", x=np.repeat(x, 10, 0), y=np.arange(40) % 3)
+    r = run_cli("convert", str(tmp_path / "masked.keras"), "--to", "tflite", "--quantize", "int8", "--data",
+                str(tmp_path / "seq.npz"), "--scale", "none", "-o", str(tmp_path / "m.tflite"))
+    assert_clean_error(r, 2, "masked sequences", "--quantize dynamic")
+    assert not (tmp_path / "m.tflite").exists()

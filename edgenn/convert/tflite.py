@@ -101,6 +101,17 @@ def _cells(model):
                                  getattr(layer, "backward_layer", None)) if x is not None)
 
 
+def _masked(model) -> bool:
+    """Whether the model masks its sequences (a Masking layer, an Embedding with mask_zero)."""
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        if type(layer).__name__ == "Masking" or getattr(layer, "mask_zero", False):
+            return True
+        stack.extend(getattr(layer, "layers", []))
+    return False
+
+
 def _has_lstm(model) -> bool:
     return any(type(layer).__name__ == "LSTM" for layer in _cells(model))
 
@@ -116,12 +127,15 @@ def _check_integer_recurrent(model, q: Quantization) -> None:
 
     if q not in (Quantization.int8, Quantization.int16x8):
         return
-    fused = not is_keras3(model)
+    masked = _masked(model)  # a masked LSTM is a loop in tf_keras too (measured: a segfault)
+    fused = not is_keras3(model) and not masked
     loops = [f"{layer.name} ({type(layer).__name__})" for layer in _cells(model)
              if not (fused and type(layer).__name__ == "LSTM")]
     if loops:
         hint = ("use --quantize dynamic or float16 (weights only)"
-                + ("; an LSTM reaches the fused kernel with --lstm fused" if _has_lstm(model) else ""))
+                + ("; an LSTM reaches the fused kernel with --lstm fused"
+                   if _has_lstm(model) and not masked else "")
+                + ("; masked sequences (Masking, mask_zero) always run as a loop" if masked else ""))
         raise UsageError(f"{q.value} quantization of recurrent loops is not supported by the "
                          f"TFLite converter (it crashes): {', '.join(loops[:4])}", hint)
 

@@ -260,6 +260,8 @@ def _build_functional(config: dict, custom_objects: dict, notes: list[str]):
             scalar = _scalar_merge(entry["class_name"], args, name)
             if scalar is not None:  # a merge with a number: an affine map of one tensor
                 layer, args = scalar
+            elif layer is None and _is_operation(entry, args):
+                layer = _operation(entry, name)
             elif layer is None:
                 layer = _make_layer(entry, custom_objects, notes)
             if entry["class_name"] in _MERGE_LAYERS and len(args) > 1:
@@ -276,6 +278,66 @@ def _build_functional(config: dict, custom_objects: dict, notes: list[str]):
 
     return tfk.Model(inputs=pick(config["input_layers"]), outputs=pick(config["output_layers"]),
                      name=config.get("name"))
+
+
+def _is_operation(entry: dict, args: list) -> bool:
+    """A Keras 3 operation (``keras.ops`` on symbolic tensors) rather than a layer.
+
+    Operations named like a merge layer (``x + y`` is an ``Add``) are built as that layer when
+    every argument is a tensor, as tfmot knows layers.
+    """
+    if not str(entry.get("module") or "").startswith("keras.src.ops"):
+        return False
+    tensors = all(not isinstance(a, (int, float, bool)) for a in args)
+    return not (entry["class_name"] in _MERGE_LAYERS and tensors)
+
+
+def _operation(entry: dict, name: str):
+    """The TensorFlow function of a Keras 3 operation, applied to tf_keras tensors.
+
+    tf_keras records each call as a TFOpLambda layer.
+    """
+    from .._tf import tf
+
+    t = tf()
+    cls_name = entry["class_name"]
+    config = {k: v for k, v in (entry.get("config") or {}).items() if k != "name"}
+    reductions = {"Any": t.reduce_any, "All": t.reduce_all, "Mean": t.reduce_mean,
+                  "Sum": t.reduce_sum, "Max": t.reduce_max, "Min": t.reduce_min,
+                  "Prod": t.reduce_prod}
+    plain = {"NotEqual": t.math.not_equal, "Equal": t.math.equal, "Greater": t.math.greater,
+             "GreaterEqual": t.math.greater_equal, "Less": t.math.less,
+             "LessEqual": t.math.less_equal, "LogicalAnd": t.math.logical_and,
+             "LogicalOr": t.math.logical_or, "LogicalNot": t.math.logical_not,
+             "Add": t.math.add, "Subtract": t.math.subtract, "Multiply": t.math.multiply,
+             "Maximum": t.math.maximum, "Minimum": t.math.minimum, "Divide": t.math.divide,
+             "TrueDivide": t.math.truediv, "Power": t.math.pow, "Absolute": t.math.abs,
+             "Abs": t.math.abs, "Sqrt": t.math.sqrt, "Square": t.math.square, "Exp": t.math.exp,
+             "Log": t.math.log, "Negative": t.math.negative, "Sign": t.math.sign,
+             "Erf": t.math.erf, "Sigmoid": t.math.sigmoid, "Tanh": t.math.tanh,
+             "Relu": t.nn.relu, "Matmul": t.linalg.matmul, "Where": t.where}
+    fn = None
+    if cls_name in reductions and config.get("initial") is None:
+        axis, keep = config.get("axis"), bool(config.get("keepdims", False))
+        reduce = reductions[cls_name]
+        fn = lambda x: reduce(x, axis=axis, keepdims=keep)  # noqa: E731
+    elif cls_name in plain and not config:
+        fn = plain[cls_name]
+    elif cls_name == "Cast" and set(config) == {"dtype"}:
+        fn = lambda x: t.cast(x, config["dtype"])  # noqa: E731
+    elif cls_name == "Reshape" and set(config) == {"newshape"}:
+        fn = lambda x: t.reshape(x, config["newshape"])  # noqa: E731
+    elif cls_name == "Transpose" and set(config) == {"axes"}:
+        fn = lambda x: t.transpose(x, config["axes"])  # noqa: E731
+    elif cls_name == "ExpandDims" and set(config) == {"axis"}:
+        fn = lambda x: t.expand_dims(x, config["axis"])  # noqa: E731
+    elif cls_name == "Squeeze" and set(config) == {"axis"}:
+        fn = lambda x: t.squeeze(x, config["axis"])  # noqa: E731
+    if fn is None:
+        raise BridgeError(f"operation {name!r} (keras.ops {cls_name}) has no tf_keras "
+                          "translation in edgenn's bridge",
+                          "write it as a layer, or save the model with tf_keras")
+    return fn
 
 
 def _scalar_merge(cls_name: str, args: list, name: str):
