@@ -713,3 +713,34 @@ def test_binary_classifier_with_one_sigmoid_unit_takes_every_recipe(tmp_path):
     distiller.fit(x.astype(np.float32), with_teacher_logits(model, x.astype(np.float32), y),
                   epochs=4, batch_size=32, verbose=0)
     assert np.mean((student.predict(x, verbose=0)[:, 0] > 0.5) == y) > 0.85
+
+
+def test_block_pruning_skips_kernels_one_block_covers_and_loops_are_refused_before_training(tmp_path):
+    """prune-80-int8 prunes Dense kernels in [4, 1] blocks; a head with 4 inputs is one block
+    along that axis and tfmot raised on it (exit 1): it prunes weight by weight. A ConvLSTM2D,
+    whose int8 the converter cannot calibrate, is refused before any step trains."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    video = keras.Sequential([keras.Input((4, 8, 8, 1)), layers.Conv3D(4, 3, activation="relu"),
+                              layers.GlobalAveragePooling3D(),
+                              layers.Dense(3, activation="softmax", name="head")])
+    x = rng.standard_normal((160, 4, 8, 8, 1)).astype("float32")
+    video.save(tmp_path / "video.keras")
+    np.savez(tmp_path / "video.npz", x=x, y=video.predict(x, verbose=0).argmax(1))
+    data = ["--data", str(tmp_path / "video.npz"), "--scale", "none", "--epochs-scale", "0.05"]
+    r = run_cli("compress", str(tmp_path / "video.keras"), "-r", "prune-80-int8", *data,
+                "-o", str(tmp_path / "out"))
+    assert r.code in (0, 4), r.err
+    details = json.loads((tmp_path / "out" / "report.json").read_text())["steps"][0]["details"]
+    assert "head" in details["pruned_layers"] and "head" not in details["block_pruned_layers"]
+
+    loop = keras.Sequential([keras.Input((4, 8, 8, 1)), layers.ConvLSTM2D(2, 3),
+                             layers.GlobalAveragePooling2D(), layers.Dense(3, activation="softmax")])
+    loop.save(tmp_path / "loop.keras")
+    r = run_cli("compress", str(tmp_path / "loop.keras"), "-r", "prune-80-int8", *data,
+                "-o", str(tmp_path / "loop"))
+    assert_clean_error(r, 2, "conv_lstm2d (ConvLSTM2D)", "--quantize dynamic")
+    assert "step 1/" not in r.out + r.err and not (tmp_path / "loop").exists()

@@ -6,6 +6,7 @@ import struct
 import numpy as np
 import pytest
 
+from conftest import assert_clean_error, run_cli
 from edgenn.data import DataSpec, load, match_model, sources
 from edgenn.errors import DataError
 
@@ -159,3 +160,26 @@ def test_missing_and_unknown_sources(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no IDX files and no class sub-folders"):
         load(DataSpec(str(tmp_path / "empty")))
+
+
+def test_float_targets_are_not_argmaxed_into_classes(tmp_path):
+    """Rows of float targets (a 3-value regression) were read as one-hot and arg-maxed: an
+    accuracy recipe then scored a regression model (prune "lost 57 pt"). They are refused in
+    one line naming evaluate.metric: mse; convert, which reads only the inputs, takes them."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, activation="tanh"),
+                              keras.layers.Dense(3)])
+    x = np.random.default_rng(0).standard_normal((120, 12)).astype("float32")
+    model.save(tmp_path / "reg.keras")
+    np.savez(tmp_path / "reg.npz", x=x, y=model.predict(x, verbose=0))
+    data = ["--data", str(tmp_path / "reg.npz"), "--scale", "none"]
+    r = run_cli("compress", str(tmp_path / "reg.keras"), "-r", "prune-80-int8", *data,
+                "-o", str(tmp_path / "out"))
+    assert_clean_error(r, 2, "not one-hot rows", "evaluate.metric: mse")
+    assert not (tmp_path / "out").exists()
+    ok = run_cli("convert", str(tmp_path / "reg.keras"), "--to", "tflite", "--quantize", "int8",
+                 *data, "-o", str(tmp_path / "r.tflite"), "--json")
+    assert ok.code == 0, ok.err
+    assert ok.json()["fidelity"]["task"] == "regression"

@@ -91,6 +91,11 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
                          f"{model_path} is a SavedModel without Keras metadata (no layers to train)",
                          "pass the Keras model it was exported from, or a PTQ-only recipe "
                          "(int8-ptq, float16, dynamic-range)")
+    from ..convert.tflite import check_integer_recurrent
+
+    for spec in specs:  # before any step trains, not after
+        if spec.format.value == "tflite" and hasattr(model, "layers"):  # a SavedModel has none
+            check_integer_recurrent(model, spec.quantization, spec.fused_lstm)
     several = len(model.inputs) != 1 or len(model.outputs) != 1
     if several:
         _check_multi_steps(recipe, model_path, model)

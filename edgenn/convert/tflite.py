@@ -116,19 +116,21 @@ def _has_lstm(model) -> bool:
     return any(type(layer).__name__ == "LSTM" for layer in _cells(model))
 
 
-def _check_integer_recurrent(model, q: Quantization) -> None:
+def check_integer_recurrent(model, q: Quantization, lstm_fuses: bool | None = None) -> None:
     """Refuse what crashes the converter: full-integer calibration of a recurrent loop.
 
     Only tf_keras's LSTM becomes a fused kernel; every other recurrent layer becomes a WHILE
     loop, and calibrating a WHILE loop for int8/int16x8 kills TensorFlow 2.21's converter with
     a segmentation fault (measured on GRU, SimpleRNN and Keras 3 LSTM loops).
+    ``lstm_fuses``: whether an LSTM will reach the fused kernel (default: it does in a tf_keras
+    model); `compress` asks before it trains, of the Keras 3 model the bridge will convert.
     """
     from .._tf import is_keras3
 
     if q not in (Quantization.int8, Quantization.int16x8):
         return
     masked = _masked(model)  # a masked LSTM is a loop in tf_keras too (measured: a segfault)
-    fused = not is_keras3(model) and not masked
+    fused = (not is_keras3(model) if lstm_fuses is None else lstm_fuses) and not masked
     loops = [f"{layer.name} ({type(layer).__name__})" for layer in _cells(model)
              if not (fused and type(layer).__name__ == "LSTM")]
     if loops:
@@ -229,7 +231,7 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     tensorflow = tf()
     model = fresh_copy(for_fused_kernels(model) if fused_lstm else model)
     q = Quantization(quantization)
-    _check_integer_recurrent(model, q)
+    check_integer_recurrent(model, q)
     io = IOType(io)
     if io is not IOType.float32 and q is not Quantization.int8:
         raise UsageError(f"io {io.value} needs int8 quantization; received {q.value}",

@@ -49,7 +49,8 @@ class DataSpec:
     resize: tuple[int, int] | None = None
     channels: int | None = None
     limit: int | None = None
-    task: str = "classification"  # or "regression": float targets, no class checks
+    task: str = "classification"  # or "regression": float targets, no class checks; or
+    # "inputs": a command that reads only x (calibration, fidelity) keeps y as stored
 
 
 @dataclass
@@ -93,7 +94,8 @@ def load(spec: DataSpec) -> Splits:
     raw = read(spec.source)
     _check_raw(raw)
     rng = np.random.default_rng(spec.seed)
-    targets = _labels if spec.task == "classification" else _targets
+    targets = {"classification": _labels, "regression": _targets}.get(spec.task,
+                                                                       lambda y, source: y)
     x, y = raw.x_train, targets(raw.y_train, raw.source)
     if raw.x_test is not None:
         xt, yt = raw.x_test, targets(raw.y_test, raw.source)
@@ -159,6 +161,12 @@ def _targets(y: np.ndarray, source: str) -> np.ndarray:
 def _labels(y: np.ndarray, source: str) -> np.ndarray:
     """Integer class labels; one-hot rows become indices."""
     if y.ndim == 2 and y.shape[1] > 1:
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise DataError(f"{source}: labels have shape {list(y.shape)} and are not one-hot rows "
+                            f"(values {float(y.min()):g}..{float(y.max()):g}), so they are not "
+                            "classes for a model scored by top-1 accuracy",
+                            "for regression targets use a recipe with evaluate.metric: mse (or "
+                            "mae); for a classifier, store class indices or one-hot rows")
         y = y.argmax(axis=1)
     y = y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y
     if y.ndim != 1:
@@ -277,7 +285,14 @@ def integer_dtype(dtype) -> np.dtype | None:
 
 def load_for(spec: DataSpec, input_shape: tuple, num_classes: int | None,
              input_dtype=None) -> Splits:
-    """``load`` then ``match_model`` for a model input of ``input_shape`` and ``input_dtype``."""
+    """``load`` then ``match_model`` for a model input of ``input_shape`` and ``input_dtype``.
+
+    Without ``num_classes`` (a command that scores no classes) the labels are not checked.
+    """
+    if num_classes is None and spec.task == "classification":
+        from dataclasses import replace
+
+        spec = replace(spec, task="inputs")
     return match_model(load(for_input(spec, input_dtype)), input_shape, num_classes, input_dtype)
 
 

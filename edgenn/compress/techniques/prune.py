@@ -73,11 +73,14 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
         if m_by_n:
             kwargs["sparsity_m_by_n"] = m_by_n
         # tfmot prunes blocks only in 2-D kernels (Dense); other layers prune weight by weight.
-        # It squeezes the kernel first, so a Dense with one unit (a binary head) or one input
-        # is a vector to it, and block pooling raises: such a layer prunes weight by weight.
+        # It squeezes the kernel, pools it in blocks and squeezes the pooled mask again, so a
+        # kernel that is a vector (a binary head) or that one block covers along an axis (4
+        # inputs, blocks of 16) leaves a vector, and tfmot raises: such a layer prunes weight
+        # by weight.
         found = kernels(layer)
         if config.block_size and len(found) == 1 and len(found[0].shape) == 2 \
-                and min(found[0].shape) > 1:
+                and all(-(-dim // block) > 1 for dim, block in zip(found[0].shape,
+                                                                   config.block_size)):
             kwargs["block_size"] = tuple(config.block_size)
             blocked.append(layer.name)
         return sparsity.prune_low_magnitude(layer, **kwargs)
