@@ -344,3 +344,26 @@ def test_percentile_calibration_narrows_an_outlier_range_and_converts(digits_mod
                   "--calibration", "entropy", "--data", "digits", "-o", str(tmp_path / "e.tflite"))
     assert_clean_error(bad, 2, "entropy calibration is ONNX Runtime's", "--calibration percentile")
     assert not (tmp_path / "e.tflite").exists()
+
+
+def test_grouped_convolution_reaches_onnx(tmp_path):
+    """Keras 3 runs a grouped Conv2D as an XLA-compiled function; ONNX got a
+    StatefulPartitionedCall it has no op for (exit 3). Inlined, it is a Conv with groups."""
+    import keras
+    import numpy as np
+    import onnx
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 4)), keras.layers.Conv2D(8, 3, groups=2),
+                              keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    x = np.random.default_rng(0).standard_normal((60, 8, 8, 4)).astype("float32")
+    model.save(tmp_path / "g.keras")
+    np.savez(tmp_path / "g.npz", x=x, y=model.predict(x, verbose=0).argmax(1))
+    out = tmp_path / "g.onnx"
+    r = run_cli("convert", str(tmp_path / "g.keras"), "--to", "onnx", "--data",
+                str(tmp_path / "g.npz"), "--scale", "none", "-o", str(out), "--json")
+    assert r.code == 0, r.err
+    assert r.json()["fidelity"]["top1_agreement"] == 1.0
+    convs = [n for n in onnx.load(out).graph.node if n.op_type == "Conv"]
+    assert [a.i for n in convs for a in n.attribute if a.name == "group"] == [2]

@@ -197,10 +197,29 @@ def _convert_frozen(tensorflow, tf2onnx, model, signature, opset: int):
     frozen = convert_variables_to_constants_v2(fn.get_concrete_function(*signature),
                                                lower_control_flow=False)
     proto, _ = tf2onnx.convert.from_graph_def(
-        frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
+        _inlinable(frozen.graph.as_graph_def()), input_names=[t.name for t in frozen.inputs],
         output_names=[t.name for t in frozen.outputs], opset=opset,
         custom_op_handlers={"Erfc": (_erfc, [])})
     return proto
+
+
+def _inlinable(graph_def):
+    """``graph_def`` with functions marked for XLA made ordinary, so they inline.
+
+    Keras 3 runs a grouped convolution as a ``tf.function(jit_compile=True)`` (TF's CPU kernel
+    lacks groups); the mark keeps grappler from inlining the call, and tf2onnx then meets a
+    StatefulPartitionedCall, which ONNX has no op for. Inlined, it is a Conv with groups.
+    """
+    marks = ("_XlaMustCompile", "_noinline")
+    for function in graph_def.library.function:
+        for mark in marks:
+            if mark in function.attr:
+                del function.attr[mark]
+    for node in list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]:
+        for mark in marks:
+            if mark in node.attr:
+                del node.attr[mark]
+    return graph_def
 
 
 def _erfc(ctx, node, name, args):
