@@ -272,3 +272,27 @@ def test_attention_block_prunes_through_the_bridge(tmp_path):
     assert {"attn", "ffn", "head"} <= set(details["pruned_layers"]), details
     assert details["sparsity"]["attn"] >= 0.5, details["sparsity"]
     assert (out / "block.tflite").stat().st_size > 0
+
+
+def test_qat_of_a_swish_model_saves_a_keras_model_that_loads_back(tmp_path):
+    """Keras 3's silu crossed the bridge as a registered function, which tf_keras's .h5
+    loader cannot read back: a QAT run of any EfficientNet-style model shipped no Keras model.
+    It crosses as tf_keras's own swish (the same function) and the saved .h5 loads."""
+    import keras
+    import numpy as np
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    h = layers.BatchNormalization()(layers.Conv2D(4, 3, activation="swish")(inp))
+    h = layers.GlobalAveragePooling2D()(layers.Activation("silu")(h))
+    model = keras.Model(inp, layers.Dense(3, activation="softmax")(h))
+    x = np.random.default_rng(0).standard_normal((90, 8, 8, 3)).astype("float32")
+    model.save(tmp_path / "s.keras")
+    np.savez(tmp_path / "s.npz", x=x, y=model.predict(x, verbose=0).argmax(1))
+    r = run_cli("compress", str(tmp_path / "s.keras"), "-r", "int8-qat", "--data",
+                str(tmp_path / "s.npz"), "--scale", "none", "-o", str(tmp_path / "out"))
+    assert r.code in (0, 4), r.err
+    assert (tmp_path / "out" / "s.h5").exists(), r.err
+    again = run_cli("inspect", str(tmp_path / "out" / "s.h5"), "--json")
+    assert again.code == 0, again.err

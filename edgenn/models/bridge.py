@@ -496,6 +496,8 @@ _KERAS3_ONLY_ACTIVATIONS = {name.split(">", 1)[1] for name in BRIDGE_ACTIVATIONS
 
 
 def _activation(name):
+    if name == "silu":  # tf_keras's own swish, the same function: a QAT .h5 then reloads
+        return "swish"  # (tf_keras's h5 loader cannot read back a registered function)
     if isinstance(name, str) and name in _KERAS3_ONLY_ACTIVATIONS:
         return _keras3_activation(name)
     return name
