@@ -715,10 +715,10 @@ def test_binary_classifier_with_one_sigmoid_unit_takes_every_recipe(tmp_path):
     assert np.mean((student.predict(x, verbose=0)[:, 0] > 0.5) == y) > 0.85
 
 
-def test_block_pruning_skips_kernels_one_block_covers_and_loops_are_refused_before_training(tmp_path):
+@pytest.mark.slow
+def test_block_pruning_skips_kernels_one_block_covers(tmp_path):
     """prune-80-int8 prunes Dense kernels in [4, 1] blocks; a head with 4 inputs is one block
-    along that axis and tfmot raised on it (exit 1): it prunes weight by weight. A ConvLSTM2D,
-    whose int8 the converter cannot calibrate, is refused before any step trains."""
+    along that axis and tfmot raised on it (exit 1): it prunes weight by weight."""
     import keras
     from keras import layers
 
@@ -737,10 +737,19 @@ def test_block_pruning_skips_kernels_one_block_covers_and_loops_are_refused_befo
     details = json.loads((tmp_path / "out" / "report.json").read_text())["steps"][0]["details"]
     assert "head" in details["pruned_layers"] and "head" not in details["block_pruned_layers"]
 
+
+def test_int8_of_a_recurrent_loop_is_refused_before_training(tmp_path):
+    """A ConvLSTM2D, whose int8 the converter cannot calibrate, is refused before any step
+    trains (it was refused at export, after the training)."""
+    import keras
+    from keras import layers
+
+    x = np.random.default_rng(0).standard_normal((40, 4, 8, 8, 1)).astype("float32")
+    np.savez(tmp_path / "video.npz", x=x, y=np.arange(40) % 3)
     loop = keras.Sequential([keras.Input((4, 8, 8, 1)), layers.ConvLSTM2D(2, 3),
                              layers.GlobalAveragePooling2D(), layers.Dense(3, activation="softmax")])
     loop.save(tmp_path / "loop.keras")
-    r = run_cli("compress", str(tmp_path / "loop.keras"), "-r", "prune-80-int8", *data,
-                "-o", str(tmp_path / "loop"))
+    r = run_cli("compress", str(tmp_path / "loop.keras"), "-r", "prune-80-int8", "--data",
+                str(tmp_path / "video.npz"), "--scale", "none", "-o", str(tmp_path / "loop"))
     assert_clean_error(r, 2, "conv_lstm2d (ConvLSTM2D)", "--quantize dynamic")
     assert "step 1/" not in r.out + r.err and not (tmp_path / "loop").exists()

@@ -244,6 +244,7 @@ def test_qat_leaves_activations_tfmot_cannot_emulate_in_float(models, tmp_path):
     assert "activation hard_silu" in notes, notes
 
 
+@pytest.mark.slow
 def test_attention_block_prunes_through_the_bridge(tmp_path):
     """MultiHeadAttention crosses the bridge (tf_keras builds it from the shapes in the Keras 3
     config) and tfmot prunes its query/key/value/output kernels with the Dense layers."""
@@ -274,6 +275,7 @@ def test_attention_block_prunes_through_the_bridge(tmp_path):
     assert (out / "block.tflite").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_qat_of_a_swish_model_saves_a_keras_model_that_loads_back(tmp_path):
     """Keras 3's silu crossed the bridge as a registered function, which tf_keras's .h5
     loader cannot read back: a QAT run of any EfficientNet-style model shipped no Keras model.
