@@ -298,3 +298,40 @@ def test_qat_of_a_swish_model_saves_a_keras_model_that_loads_back(tmp_path):
     assert (tmp_path / "out" / "s.h5").exists(), r.err
     again = run_cli("inspect", str(tmp_path / "out" / "s.h5"), "--json")
     assert again.code == 0, again.err
+
+
+def test_mixed_precision_model_converts_and_bridges_and_text_models_are_refused(tmp_path):
+    """A model trained under mixed_float16 computes in float16: TFLite asked for Flex Conv2D,
+    MatMul and Relu (exit 3) and the bridge's float32 copy differed by float16 rounding. Every
+    command now works on its float32-computing copy. A model that reads strings
+    (TextVectorization inside) is refused in one line (convert exited 1)."""
+    import keras
+    import numpy as np
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    mixed = "mixed_float16"
+    inp = keras.Input((8, 8, 3))
+    h = layers.BatchNormalization(dtype=mixed)(layers.Conv2D(4, 3, activation="relu", dtype=mixed)(inp))
+    h = layers.Dense(3, dtype=mixed)(layers.GlobalAveragePooling2D(dtype=mixed)(h))
+    model = keras.Model(inp, layers.Activation("softmax", dtype="float32")(h))
+    x = np.random.default_rng(0).uniform(0, 1, (80, 8, 8, 3)).astype("float32")
+    model.save(tmp_path / "mixed.keras")
+    np.savez(tmp_path / "mixed.npz", x=x, y=model.predict(x, verbose=0).argmax(1))
+    r = run_cli("convert", str(tmp_path / "mixed.keras"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "mixed.npz"), "--scale", "none",
+                "-o", str(tmp_path / "m.tflite"), "--json")
+    assert r.code == 0, r.err
+    assert r.json()["fidelity"]["top1_agreement"] >= 0.97
+    doc = run_cli("inspect", str(tmp_path / "mixed.keras"), "--json").json()
+    assert doc["bridge"]["ok"] is True, doc["bridge"]
+
+    vectorize = layers.TextVectorization(max_tokens=20, output_sequence_length=4)
+    vectorize.adapt(["a cat sat", "a dog ran"])
+    words = keras.Input((1,), dtype="string")
+    text = keras.Model(words, layers.Dense(2, activation="softmax")(
+        layers.GlobalAveragePooling1D()(layers.Embedding(20, 4)(vectorize(words)))))
+    text.save(tmp_path / "text.keras")
+    bad = run_cli("convert", str(tmp_path / "text.keras"), "--to", "tflite",
+                  "-o", str(tmp_path / "t.tflite"))
+    assert_clean_error(bad, 2, "reads text", "vectorized input")

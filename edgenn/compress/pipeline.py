@@ -86,6 +86,9 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     loaded = load_model(model_path, allow_unsafe=allow_unsafe,
                         custom_objects_file=custom_objects_file, bridge_tolerance=bridge_tolerance)
     model = loaded.original  # Keras 3 first: only tfmot's steps get the bridged copy
+    from ..models.load import refuse_text_inputs
+
+    refuse_text_inputs(model, "compress")
     if loaded.flavour == "savedmodel" and recipe.steps:
         raise UsageError(f"recipe {recipe.name} trains the model ({recipe.steps[0].technique}), and "
                          f"{model_path} is a SavedModel without Keras metadata (no layers to train)",

@@ -148,6 +148,9 @@ def load_for_export(model_path: str, data_spec, allow_unsafe: bool, custom_objec
     log(f"loading {model_path} ...")
     loaded = load_model(model_path, allow_unsafe=allow_unsafe, custom_objects_file=custom_objects_file)
     model = loaded.original  # Keras 3 first: converted as it is, no bridge
+    from ..models.load import refuse_text_inputs
+
+    refuse_text_inputs(model, "conversion")
     splits = None
     if data_spec is not None and len(model.inputs) > 1:
         splits = load_multi(data_spec, model)

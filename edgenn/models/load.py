@@ -143,10 +143,51 @@ def _load_keras3(info: FormatInfo, custom: dict, allow_unsafe: bool):
     if not allow_unsafe:
         check_config(info.config, info.path, keras_names("keras3"), custom)
     try:
-        return keras.saving.load_model(str(info.path), compile=False, safe_mode=not allow_unsafe,
-                                       custom_objects=custom or None)
+        model = keras.saving.load_model(str(info.path), compile=False, safe_mode=not allow_unsafe,
+                                        custom_objects=custom or None)
     except Exception as err:
         raise _load_error(info, err) from None
+    return float32_compute(model)
+
+
+def refuse_text_inputs(model, what: str) -> None:
+    """Refuse a model that reads strings (TextVectorization, StringLookup inside the model).
+
+    TFLite's builtin kernels and edgenn's data and fidelity checks take numbers; the text
+    preprocessing belongs on the device or in a model of its own.
+    """
+    text = [getattr(t, "name", "?") for t in getattr(model, "inputs", None) or []
+            if "string" in str(getattr(t.dtype, "name", t.dtype))]
+    if text:
+        raise UsageError(f"{what} takes numeric inputs, and this model reads text (input "
+                         f"{', '.join(map(repr, text))} has dtype string)",
+                         "save the model from its vectorized input on (keras.Model(vectorizer "
+                         "output, model output)) and run the text preprocessing beside it")
+
+
+def float32_compute(model):
+    """A model trained under a mixed-precision policy, computing in float32.
+
+    Its weights are float32 already; its layers compute in float16 (or bfloat16), which TFLite
+    has no builtin kernels for (the converter asked for Flex Conv2D, MatMul, Relu...) and which
+    the bridge's float32 copy cannot match. Edge targets run float32 or quantize from float32,
+    so every command works on this copy: the same layers and weights, float32 computation.
+    """
+    layers = list(model._flatten_layers(include_self=False))  # noqa: SLF001
+    if not any(getattr(layer, "compute_dtype", "float32") in ("float16", "bfloat16")
+               for layer in layers):
+        return model
+    keras = keras3()
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(config.get("dtype"), (str, dict)):
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _load_tf_keras(info: FormatInfo, custom: dict, allow_unsafe: bool):
