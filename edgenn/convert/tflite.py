@@ -302,6 +302,12 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
                 f"{', '.join(flex)}", "replace those layers, or rerun with --allow-flex (the "
                 "artifact then needs the Flex delegate, which stock ai-edge-litert and "
                 "tflite-runtime lack)") from None
+        if needs_data and batch_size is None and "failed to invoke" in text:
+            # Calibration runs the graph: a shape built from the dynamic batch (tf_keras's
+            # GroupNormalization broadcasts to one) can fail there and not with a fixed batch,
+            # which is what an edge runtime feeds anyway.
+            return to_tflite(model, q, io, x_calib, calibration_samples, allow_flex, 1,
+                             fused_lstm, keep_float, sparse_weights, calibration)
         raise ConversionError(f"TFLite conversion ({q.value}) failed: {text[:400]}",
                               "run `edgenn check` to find the op at fault, or try another "
                               "quantization mode") from None
