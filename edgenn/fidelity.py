@@ -91,8 +91,8 @@ def _task_of(last, output) -> Task:
     act = getattr(activation, "__name__", None) or getattr(activation, "name", "") or ""
     rank2 = len(tuple(output.shape)) == 2
     units = int(tuple(output.shape)[-1] or 0)
-    if name == "Softmax" or act == "softmax":
-        return Task.classification if rank2 else Task.regression
+    if name == "Softmax" or act == "softmax":  # per sample, or per position (tagger, segmenter)
+        return Task.classification
     if act == "sigmoid" and rank2 and 1 <= units <= 64:
         return Task.multilabel
     return Task.regression
@@ -163,6 +163,12 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray]) ->
     """Per-output agreement: top-1 agreement, max/mean |difference|, cosine, SNR (dB)."""
     results = []
     for i, (ref, cand) in enumerate(zip(reference, candidate, strict=True)):
+        # top-1 over the last axis, per position (a tagger's (N, T, C), a segmenter's
+        # (N, H, W, C)); one position per sample for a plain classifier
+        classes = np.asarray(ref).shape[-1] if np.asarray(ref).ndim > 1 else 1
+        ref_pos = np.asarray(ref).reshape(-1, classes)
+        cand_pos = np.asarray(cand).reshape(-1, classes) if np.asarray(cand).size == ref_pos.size \
+            else None
         ref = np.asarray(ref, dtype=np.float64).reshape(len(ref), -1)
         cand = np.asarray(cand, dtype=np.float64).reshape(len(cand), -1)
         if ref.shape != cand.shape:
@@ -181,7 +187,8 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray]) ->
             mean_abs_diff=float(np.mean(np.abs(diff))) if diff.size else 0.0,
             cosine=float(np.mean(cos)),
             snr_db=float("inf") if noise == 0 else round(10 * np.log10(max(signal, 1e-30) / noise), 3),
-            top1_agreement=float(np.mean(ref.argmax(1) == cand.argmax(1))) if ref.shape[1] > 1 else None,
+            top1_agreement=(float(np.mean(ref_pos.argmax(1) == cand_pos.argmax(1)))
+                            if classes > 1 and cand_pos is not None else None),
             label_agreement=float(np.mean((ref > 0.5) == (cand > 0.5))),
         ))
     return results

@@ -367,3 +367,28 @@ def test_grouped_convolution_reaches_onnx(tmp_path):
     assert r.json()["fidelity"]["top1_agreement"] == 1.0
     convs = [n for n in onnx.load(out).graph.node if n.op_type == "Conv"]
     assert [a.i for n in convs for a in n.attribute if a.name == "group"] == [2]
+
+
+def test_a_class_per_position_is_judged_by_top1_per_position(tmp_path):
+    """A tagger's softmax over (steps, classes) was judged as a regression (SNR); it is top-1
+    agreement per position now. compress, which scores one class per sample, says so."""
+    import keras
+    import numpy as np
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((10, 6))
+    h = layers.Conv1D(8, 3, padding="same", activation="relu")(inp)
+    model = keras.Model(inp, layers.TimeDistributed(layers.Dense(4, activation="softmax"))(h))
+    x = np.random.default_rng(0).standard_normal((60, 10, 6)).astype("float32")
+    model.save(tmp_path / "tagger.keras")
+    np.savez(tmp_path / "tags.npz", x=x, y=model.predict(x, verbose=0).argmax(-1))
+    data = ["--data", str(tmp_path / "tags.npz"), "--scale", "none"]
+    r = run_cli("convert", str(tmp_path / "tagger.keras"), "--to", "tflite", *data,
+                "-o", str(tmp_path / "t.tflite"), "--json")
+    assert r.code == 0, r.err
+    fid = r.json()["fidelity"]
+    assert fid["task"] == "classification" and fid["top1_agreement"] == 1.0, fid
+    bad = run_cli("compress", str(tmp_path / "tagger.keras"), "-r", "int8-ptq", *data,
+                  "-o", str(tmp_path / "out"))
+    assert_clean_error(bad, 2, "a class per position", "edgenn convert")

@@ -162,6 +162,12 @@ def _labels(y: np.ndarray, source: str) -> np.ndarray:
     """Integer class labels; one-hot rows become indices."""
     if y.ndim == 2 and y.shape[1] > 1:
         if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            if np.issubdtype(y.dtype, np.integer) or np.array_equal(y, np.round(y)):
+                raise DataError(f"{source}: labels have shape {list(y.shape)}, a class per "
+                                "position (a tagger or segmenter); compress trains and scores "
+                                "one class per sample",
+                                "use `edgenn convert` for such a model (it judges per-position "
+                                "top-1 agreement), or labels with one class per sample")
             raise DataError(f"{source}: labels have shape {list(y.shape)} and are not one-hot rows "
                             f"(values {float(y.min()):g}..{float(y.max()):g}), so they are not "
                             "classes for a model scored by top-1 accuracy",
