@@ -160,30 +160,34 @@ def _targets(y: np.ndarray, source: str) -> np.ndarray:
 
 def _labels(y: np.ndarray, source: str) -> np.ndarray:
     """Integer class labels; one-hot rows become indices."""
-    if y.ndim == 2 and y.shape[1] > 1:
-        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
-            if np.issubdtype(y.dtype, np.integer) or np.array_equal(y, np.round(y)):
-                raise DataError(f"{source}: labels have shape {list(y.shape)}, a class per "
-                                "position (a tagger or segmenter); compress trains and scores "
-                                "one class per sample",
-                                "use `edgenn convert` for such a model (it judges per-position "
-                                "top-1 agreement), or labels with one class per sample")
-            raise DataError(f"{source}: labels have shape {list(y.shape)} and are not one-hot rows "
-                            f"(values {float(y.min()):g}..{float(y.max()):g}), so they are not "
-                            "classes for a model scored by top-1 accuracy",
-                            "for regression targets use a recipe with evaluate.metric: mse (or "
-                            "mae); for a classifier, store class indices or one-hot rows")
-        y = y.argmax(axis=1)
     y = y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y
-    if y.ndim != 1:
-        raise DataError(f"{source}: labels have shape {y.shape}; expected one integer per sample",
-                        "store class indices (or one-hot rows)")
+    one_hot = y.ndim == 2 and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
+    if one_hot:
+        y = y.argmax(axis=1)
+    elif y.ndim > 1:
+        whole = np.issubdtype(y.dtype, np.integer) or (
+            np.issubdtype(y.dtype, np.floating) and np.array_equal(y, np.round(y)))
+        if whole:
+            raise DataError(f"{source}: labels have shape {list(y.shape)}, a class per "
+                            "position (a tagger or segmenter); compress trains and scores "
+                            "one class per sample",
+                            "use `edgenn convert` for such a model (it judges per-position "
+                            "top-1 agreement), or labels with one class per sample")
+        low, high = (f"{float(y.min()):g}", f"{float(y.max()):g}") if y.dtype.kind in "fiub" \
+            else ("?", "?")
+        raise DataError(f"{source}: labels have shape {list(y.shape)} and are not one-hot rows "
+                        f"(values {low}..{high}), so they are not classes for a model scored by "
+                        "top-1 accuracy",
+                        "for regression targets use a recipe with evaluate.metric: mse (or "
+                        "mae); for a classifier, store class indices or one-hot rows")
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all():
             raise DataError(f"{source}: labels hold NaN or infinite values", "fix the labels")
         if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise DataError(f"{source}: labels are not whole numbers (e.g. {y[np.mod(y, 1) != 0][0]})",
-                            "store class indices")
+            raise DataError(f"{source}: labels are not whole numbers (e.g. {y[np.mod(y, 1) != 0][0]}), "
+                            "so they are not classes for a model scored by top-1 accuracy",
+                            "for regression targets use a recipe with evaluate.metric: mse (or "
+                            "mae); for a classifier, store class indices")
     if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
         raise DataError(f"{source}: labels have dtype {y.dtype}", "store integer class indices")
     y = y.astype(np.int64)
