@@ -279,7 +279,8 @@ def test_attention_block_prunes_through_the_bridge(tmp_path):
 def test_qat_of_a_swish_model_saves_a_keras_model_that_loads_back(tmp_path):
     """Keras 3's silu crossed the bridge as a registered function, which tf_keras's .h5
     loader cannot read back: a QAT run of any EfficientNet-style model shipped no Keras model.
-    It crosses as tf_keras's own swish (the same function) and the saved .h5 loads."""
+    silu crosses as tf_keras's own swish (the same function); the activations only Keras 3 has
+    (relu6, hard_silu) are written into the .h5 by their registered names; the .h5 loads."""
     import keras
     import numpy as np
     from keras import layers
@@ -287,7 +288,8 @@ def test_qat_of_a_swish_model_saves_a_keras_model_that_loads_back(tmp_path):
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 3))
     h = layers.BatchNormalization()(layers.Conv2D(4, 3, activation="swish")(inp))
-    h = layers.GlobalAveragePooling2D()(layers.Activation("silu")(h))
+    h = layers.Conv2D(4, 1, activation="relu6")(layers.Activation("silu")(h))
+    h = layers.GlobalAveragePooling2D()(layers.Activation("hard_silu")(h))
     model = keras.Model(inp, layers.Dense(3, activation="softmax")(h))
     x = np.random.default_rng(0).standard_normal((90, 8, 8, 3)).astype("float32")
     model.save(tmp_path / "s.keras")

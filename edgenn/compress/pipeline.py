@@ -336,6 +336,39 @@ def _to_tf_keras(model, loaded, technique: str, report: Report):
     return copy
 
 
+def _registered_functions_by_name(path: Path) -> None:
+    """Write the bridge's registered activations into an .h5 config as tf_keras reads them.
+
+    tf_keras saves a registered function (the bridge's ``edgenn>relu6``, ``edgenn>hard_silu``)
+    as a ``{"class_name": "function", ...}`` object, which its own .h5 loader cannot read back
+    ("Unknown activation function: 'function'"); by its registered name, it can.
+    """
+    import json
+
+    import h5py
+
+    from ..models.bridge import ACTIVATION_PACKAGE
+
+    def plain(value):
+        if isinstance(value, dict):
+            if value.get("class_name") == "function" and isinstance(value.get("config"), str) \
+                    and value["config"].startswith(f"{ACTIVATION_PACKAGE}>"):
+                return value["config"]
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    with h5py.File(path, "r+") as f:
+        raw = f.attrs.get("model_config")
+        if raw is None:
+            return
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        fixed = json.dumps(plain(json.loads(text)))
+        if fixed != text:
+            f.attrs["model_config"] = fixed.encode()
+
+
 def save_keras(model, path: Path, notes: list[str]) -> Path | None:
     """Save the compressed Keras model, and keep the file only if it loads back.
 
@@ -350,6 +383,8 @@ def save_keras(model, path: Path, notes: list[str]) -> Path | None:
     with warnings.catch_warnings():  # tf_keras calls .h5 "legacy"; it is the format QAT needs
         warnings.filterwarnings("ignore", message=".*HDF5 file via `model.save\\(\\)`.*")
         model.save(path)
+    if path.suffix == ".h5":
+        _registered_functions_by_name(path)
     try:
         load_keras(path)
     except Exception as err:  # noqa: BLE001 - any failure to reload means the same to a user
