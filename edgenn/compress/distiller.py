@@ -37,6 +37,12 @@ _WIDTH_KEYS = ("filters", "units")
 MAX_ONE_BY_ONE = 120
 
 
+def _layers(model) -> list:
+    """The layers a clone rebuilds: nested models' too in Keras 3, the top level in tf_keras."""
+    return (list(model._flatten_layers(include_self=False)) if is_keras3(model)  # noqa: SLF001
+            else list(model.layers))
+
+
 def narrowable(model) -> list[str]:
     """Names of the layers ``width_student`` may narrow: Conv/Dense widths, outputs excluded.
 
@@ -46,9 +52,7 @@ def narrowable(model) -> list[str]:
     from ..fidelity import output_names
 
     outputs = set(output_names(model))  # a Keras 3 Sequential has no .output_names
-    layers = (model._flatten_layers(include_self=False) if is_keras3(model)  # noqa: SLF001
-              else model.layers)
-    return [layer.name for layer in layers if layer.name not in outputs
+    return [layer.name for layer in _layers(model) if layer.name not in outputs
             and any(isinstance(layer.get_config().get(k), int) for k in _WIDTH_KEYS)]
 
 
@@ -116,11 +120,8 @@ def width_student(teacher, width: float):
 
 def kept_width(teacher, student) -> list[str]:
     """The narrowable layers the student left at the teacher's width (see width_student)."""
-    layers = {layer.name: layer for layer in (student._flatten_layers(include_self=False)  # noqa: SLF001
-                                              if is_keras3(student) else student.layers)}
-    teacher_layers = {layer.name: layer for layer in (
-        teacher._flatten_layers(include_self=False) if is_keras3(teacher)  # noqa: SLF001
-        else teacher.layers)}
+    layers = {layer.name: layer for layer in _layers(student)}
+    teacher_layers = {layer.name: layer for layer in _layers(teacher)}
 
     def widths(layer):
         config = layer.get_config()

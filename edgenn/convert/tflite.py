@@ -78,15 +78,18 @@ RECURRENT = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "
              "ConvLSTM3D")
 
 
-def has_recurrent(model) -> bool:
-    """Whether a recurrent layer sits anywhere in the model (nested models too)."""
+def _all_layers(model):
+    """Every layer of the model, nested models' layers too."""
     stack = list(model.layers)
     while stack:
         layer = stack.pop()
-        if type(layer).__name__ in RECURRENT:
-            return True
+        yield layer
         stack.extend(getattr(layer, "layers", []))
-    return False
+
+
+def has_recurrent(model) -> bool:
+    """Whether a recurrent layer sits anywhere in the model (nested models too)."""
+    return any(type(layer).__name__ in RECURRENT for layer in _all_layers(model))
 
 
 def _cells(model):
@@ -103,13 +106,8 @@ def _cells(model):
 
 def _masked(model) -> bool:
     """Whether the model masks its sequences (a Masking layer, an Embedding with mask_zero)."""
-    stack = list(model.layers)
-    while stack:
-        layer = stack.pop()
-        if type(layer).__name__ == "Masking" or getattr(layer, "mask_zero", False):
-            return True
-        stack.extend(getattr(layer, "layers", []))
-    return False
+    return any(type(layer).__name__ == "Masking" or getattr(layer, "mask_zero", False)
+               for layer in _all_layers(model))
 
 
 def _has_lstm(model) -> bool:
@@ -282,11 +280,6 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
                              "drop one of them")
         converter.optimizations = list(converter.optimizations) + [
             tensorflow.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    if calibration not in ("minmax", "percentile") or (
-            calibration != "minmax" and q is not Quantization.int8):
-        raise UsageError(f"{calibration} calibration does not apply to TFLite {q.value}",
-                         "TFLite int8 takes --calibration minmax or percentile (entropy is ONNX "
-                         "Runtime's)")
     if keep_float or calibration == "percentile":
         return _calibrated(converter, model, keep_float, io, calibration,
                            representative(x_calib, calibration_samples))
