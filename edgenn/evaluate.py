@@ -6,14 +6,15 @@ import numpy as np
 
 
 def top1(pred: np.ndarray) -> np.ndarray:
-    """Each sample's predicted class from scores ``pred`` (N, C).
+    """Each sample's predicted class from scores ``pred`` (N, C), or each position's from
+    (N, *positions, C) (a tagger, a segmenter).
 
-    A single score per sample is a binary classifier's: class 1 above 0.5 when every score is
-    a probability (a sigmoid output, all in [0, 1]), above 0 otherwise (a logit).
+    A single score is a binary classifier's: class 1 above 0.5 when every score is a
+    probability (a sigmoid output, all in [0, 1]), above 0 otherwise (a logit).
     """
     pred = np.asarray(pred)
     if pred.ndim >= 1 and pred.shape[-1] == 1:
-        scores = pred.reshape(len(pred), -1)[:, 0]
+        scores = pred[..., 0] if pred.ndim > 1 else pred
         probability = bool(scores.size) and float(scores.min()) >= 0 and float(scores.max()) <= 1
         return (scores > (0.5 if probability else 0.0)).astype(np.int64)
     return pred.argmax(axis=-1)

@@ -181,14 +181,14 @@ def make_distiller(teacher, student, alpha: float, temperature: float, cached: b
 
         def train_step(self, data):
             x, y = data
-            if cached:  # column 0: the label; the rest: the teacher's logits
-                y, t = (y[:, :1] if binary else tensorflow.cast(y[:, 0], "int32")), y[:, 1:]
+            if cached:  # last axis, 0: the label; the rest: the teacher's logits
+                y, t = (y[..., :1] if binary else tensorflow.cast(y[..., 0], "int32")), y[..., 1:]
             else:
                 t = logits(self.teacher(x, training=False), t_prob)
-            if binary:
-                y = tensorflow.reshape(tensorflow.cast(y, "float32"), (-1, 1))
             with tensorflow.GradientTape() as tape:
                 s_out = self.student(x, training=True)
+                if binary:  # one score per sample or per position, shaped as the output
+                    y = tensorflow.reshape(tensorflow.cast(y, "float32"), tensorflow.shape(s_out))
                 s = logits(s_out, s_prob)
                 soft = self.kl(softened(t), softened(s))
                 loss = alpha * self.ce(y, s_out) + (1 - alpha) * temperature ** 2 * soft
@@ -229,7 +229,8 @@ def fit_distilled(teacher, student, config: Training, ctx: StepContext, alpha: f
 
 
 def with_teacher_logits(teacher, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(N, 1 + classes) float32: each sample's label, then the teacher's logits for it.
+    """(N, 1 + classes) float32: each sample's label, then the teacher's logits for it; with a
+    class per position, (N, *positions, 1 + classes): each position's label and logits.
 
     A softmax teacher's probabilities become log-probabilities (logits up to a constant per
     sample, which the softened softmax cancels), clipped as in the training step.
@@ -241,4 +242,5 @@ def with_teacher_logits(teacher, x: np.ndarray, y: np.ndarray) -> np.ndarray:
             out = np.log(p) - np.log(1 - p)
     elif output_is_probability(teacher):
         out = np.log(np.clip(out, 1e-7, 1.0))
-    return np.concatenate([np.asarray(y, dtype=np.float32).reshape(len(out), 1), out], axis=1)
+    labels = np.asarray(y, dtype=np.float32).reshape(out.shape[:-1] + (1,))
+    return np.concatenate([labels, out], axis=-1)

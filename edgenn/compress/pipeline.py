@@ -62,7 +62,7 @@ def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: 
 def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Path, *, seed,
          epochs_scale, allow_unsafe, custom_objects_file, progress, log, split_seed,
          bridge_tolerance) -> Report:
-    from ..data import load_for
+    from ..data import load_for, match_positions
     from ..models.load import load_model
     from ..models.safety import load_custom_objects
 
@@ -120,14 +120,20 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
                          "output, not class scores)", "use a recipe with evaluate.metric: mse "
                          "(or mae) and data whose y matches the output, or `edgenn convert`, "
                          "which judges such outputs by SNR")
-    data_spec = replace(data_spec, seed=seed if split_seed is None else split_seed, task=task,
+    in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
+    # a class per position (a tagger's (N, T, C), a segmenter's (N, H, W, C)): labels (N, T)
+    # or (N, H, W), scored and trained per position
+    positions = task == "classification" and len(out_shape) > 2
+    data_spec = replace(data_spec, seed=seed if split_seed is None else split_seed,
+                        task="positions" if positions else task,
                         calibration_samples=max(s.calibration_samples for s in specs))
     log(f"loading data {data_spec.source} ...")
-    in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
     classes = int(out_shape[-1]) if task == "classification" else None
-    if classes == 1:  # one score per sample: a binary classifier, labels 0 and 1
+    if classes == 1:  # one score per sample (or position): binary, labels 0 and 1
         classes = 2
     splits = load_for(data_spec, in_shape, classes, model.inputs[0].dtype)
+    if positions:
+        match_positions(splits, out_shape)
     from ..models.describe import pixel_range_mismatch
 
     warning = pixel_range_mismatch(model, splits.x_calib)
@@ -135,8 +141,11 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
         log(f"warning: {warning}")
         splits.notes.append(warning)
     for step in recipe.steps:  # before any step trains, not in the middle
-        check_augment(getattr(step.config, "augment", None), splits.x_train.shape,
-                      f"the {step.technique}")
+        augments = check_augment(getattr(step.config, "augment", None), splits.x_train.shape,
+                                 f"the {step.technique}")
+        if augments and positions:
+            raise UsageError(f"the {step.technique} step's augment flips or shifts the images "
+                             "but not their per-position labels", "remove the step's augment key")
     x_eval, y_eval = ((splits.x_test, splits.y_test) if recipe.evaluate.split is Split.test
                       else (splits.x_val, splits.y_val))
     metric = recipe.evaluate.metric.value

@@ -50,6 +50,7 @@ class DataSpec:
     channels: int | None = None
     limit: int | None = None
     task: str = "classification"  # or "regression": float targets, no class checks; or
+    # "positions": a class per position (a tagger's (N, T), a segmenter's (N, H, W)); or
     # "inputs": a command that reads only x (calibration, fidelity) keeps y as stored
 
 
@@ -94,8 +95,8 @@ def load(spec: DataSpec) -> Splits:
     raw = read(spec.source)
     _check_raw(raw)
     rng = np.random.default_rng(spec.seed)
-    targets = {"classification": _labels, "regression": _targets}.get(spec.task,
-                                                                       lambda y, source: y)
+    targets = {"classification": _labels, "regression": _targets,
+               "positions": _position_labels}.get(spec.task, lambda y, source: y)
     x, y = raw.x_train, targets(raw.y_train, raw.source)
     if raw.x_test is not None:
         xt, yt = raw.x_test, targets(raw.y_test, raw.source)
@@ -169,10 +170,10 @@ def _labels(y: np.ndarray, source: str) -> np.ndarray:
             np.issubdtype(y.dtype, np.floating) and np.array_equal(y, np.round(y)))
         if whole:
             raise DataError(f"{source}: labels have shape {list(y.shape)}, a class per "
-                            "position (a tagger or segmenter); compress trains and scores "
-                            "one class per sample",
-                            "use `edgenn convert` for such a model (it judges per-position "
-                            "top-1 agreement), or labels with one class per sample")
+                            "position (a tagger or segmenter), but the model outputs one "
+                            "class per sample",
+                            "use labels with one class per sample, or a model whose output "
+                            "has a class per position")
         low, high = (f"{float(y.min()):g}", f"{float(y.max()):g}") if y.dtype.kind in "fiub" \
             else ("?", "?")
         raise DataError(f"{source}: labels have shape {list(y.shape)} and are not one-hot rows "
@@ -195,6 +196,48 @@ def _labels(y: np.ndarray, source: str) -> np.ndarray:
         raise DataError(f"{source}: labels include {int(y.min())}; class indices start at 0",
                         "remap the labels to 0..N-1")
     return y
+
+
+def _position_labels(y: np.ndarray, source: str) -> np.ndarray:
+    """Integer classes per position: (N, T) for a tagger, (N, H, W) for a segmenter."""
+    if y.ndim < 2:
+        raise DataError(f"{source}: labels have shape {list(y.shape)}, one class per sample, "
+                        "but the model outputs a class per position (a tagger or segmenter)",
+                        "store one label per position: shape (N, steps) or (N, height, width)")
+    whole = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_) or (
+        np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all()
+        and np.array_equal(y, np.round(y)))
+    if not whole:
+        raise DataError(f"{source}: per-position labels must be whole class numbers (dtype "
+                        f"{y.dtype}" + (", with fractions)" if y.dtype.kind == "f" else ")"),
+                        "store integer class indices per position; for regression targets use "
+                        "a recipe with evaluate.metric: mse (or mae)")
+    y = y.astype(np.int64)
+    if y.size and y.min() < 0:
+        raise DataError(f"{source}: labels include {int(y.min())}; class indices start at 0 "
+                        "(mark positions to ignore by cropping them out)",
+                        "remap the labels to 0..N-1")
+    return y
+
+
+def match_positions(splits: "Splits", out_shape: tuple) -> None:
+    """Fit per-position labels to a model output of ``out_shape`` (N, *positions, classes).
+
+    A trailing axis of 1 on labels for a one-score-per-position output (N, H, W, 1) is
+    dropped; any other difference is an error naming both shapes.
+    """
+    want = tuple(out_shape[1:-1])
+    for name in ("y_train", "y_val", "y_test"):
+        y = getattr(splits, name)
+        if y.ndim == len(want) + 2 and y.shape[-1] == 1:
+            y = y.reshape(y.shape[:-1])
+            setattr(splits, name, y)
+        have = tuple(y.shape[1:])
+        if len(have) != len(want) or any(w is not None and w != h for w, h in zip(want, have)):
+            raise DataError(f"{splits.source}: labels have shape {[None, *have]} but the model "
+                            f"outputs a class per position of {[None, *want]}",
+                            "store one label per output position (the model's output shape "
+                            "without its last axis)")
 
 
 class _Preprocessor:

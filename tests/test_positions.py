@@ -1,0 +1,151 @@
+"""A class per position: a tagger's (N, T) labels, a segmenter's (N, H, W), through compress.
+
+compress refused such labels; it now trains (cross-entropy per position), distils (the
+teacher's logits per position) and scores top-1 per position, in Keras and in the .tflite.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_clean_error, run_cli
+from edgenn import recipe as rc
+from edgenn.data import DataSpec
+
+
+def _run(model, name, data, out, **kwargs):
+    from edgenn.compress.pipeline import run
+
+    path = rc.resolve(name) if not isinstance(name, Path) else name
+    return run(str(model), rc.load(str(path)), path, DataSpec(str(data), scale="none"), out,
+               **kwargs)
+
+
+def _tagger_data(tmp_path, n=600):
+    """Sequences of 12 steps x 6 features; each step's class is a fixed linear rule of its
+    own features and its neighbours' (learnable by a Conv1D)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 12, 6)).astype("float32")
+    w = rng.standard_normal((6, 4))
+    mixed = x + 0.5 * np.roll(x, 1, axis=1)
+    y = (mixed @ w).argmax(-1)
+    np.savez(tmp_path / "tags.npz", x=x, y=y)
+    return x, y
+
+
+def _tagger(x, y, width=16, epochs=40):
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12, 6))
+    h = layers.Conv1D(width, 3, padding="causal", activation="relu", name="conv")(inp)
+    h = layers.Dense(width, activation="relu", name="hidden")(h)
+    model = keras.Model(inp, layers.Dense(4, activation="softmax", name="tags")(h))
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+def test_a_tagger_distils_and_quantizes_per_position(tmp_path):
+    x, y = _tagger_data(tmp_path, n=2500)
+    model = _tagger(x, y, width=32, epochs=10)
+    own = float((model.predict(x, verbose=0).argmax(-1) == y).mean())
+    assert own > 0.85, own  # the rule is learnt: the figures below mean something
+    model.save(tmp_path / "tagger.keras")
+    _run(tmp_path / "tagger.keras", "distill-half-int8", tmp_path / "tags.npz", tmp_path / "out",
+         epochs_scale=1.0)
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    base, final = doc["metrics"]["baseline"], doc["metrics"]["final"]
+    # scored per position: over (samples x 12 steps), with every one of the 4 classes
+    assert base["accuracy"] > 0.8 and set(base["per_class"]) == {"0", "1", "2", "3"}, base
+    assert final["accuracy"] > 0.7, (final, base)  # the half-width student learnt the tags
+    assert doc["steps"][0]["details"]["param_ratio"] < 0.5
+
+
+def test_a_segmenter_prunes_and_scores_every_pixel(tmp_path):
+    """A per-pixel softmax (N, 8, 8, 3) with labels stored as (N, 8, 8, 1): pruned, int8, and
+    its accuracy is the fraction of pixels whose class the .tflite gets right."""
+    import keras
+    from keras import layers
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (500, 8, 8, 1)).astype("float32")
+    y = np.digitize(x, [0.33, 0.66]).astype("int64")  # (N, 8, 8, 1): 3 classes by brightness
+    np.savez(tmp_path / "seg.npz", x=x, y=y)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    h = layers.Conv2D(16, 1, activation="relu", name="c1")(inp)
+    model = keras.Model(inp, layers.Conv2D(3, 1, activation="softmax", name="seg")(h))
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=30, batch_size=64, verbose=0)
+    model.save(tmp_path / "seg.keras")
+    recipe = tmp_path / "p.yaml"
+    recipe.write_text("name: prune-seg\nsteps:\n  - prune: {target_sparsity: 0.5, epochs: 2, "
+                      "learning_rate: 0.001}\nexport: {format: tflite, quantization: int8}\n")
+    _run(tmp_path / "seg.keras", recipe, tmp_path / "seg.npz", tmp_path / "out", epochs_scale=1.0)
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    art = next(a for a in doc["artifacts"] if a["format"] == "tflite")
+    from edgenn.evaluate import predict_file
+
+    # the reported accuracy is the pixels' (recomputed here on the whole data set)
+    pred = predict_file(art["path"], x).argmax(-1)
+    assert abs(float((pred == y[..., 0]).mean()) - doc["metrics"]["final"]["accuracy"]) < 0.03
+    assert doc["metrics"]["final"]["accuracy"] > 0.8, doc["metrics"]
+    assert doc["steps"][0]["details"]["pruned_layers"], doc["steps"][0]["details"]
+
+
+def test_a_binary_segmenter_scores_every_pixel_at_one_half():
+    """One sigmoid per pixel (N, H, W, 1): each pixel's class is its own score against 0.5,
+    not the first pixel's for the whole image."""
+    from edgenn.evaluate import classification_metrics, top1
+
+    pred = np.array([[[[0.9], [0.2]], [[0.6], [0.1]]]])  # (1, 2, 2, 1)
+    assert top1(pred).tolist() == [[[1, 0], [1, 0]]]
+    assert classification_metrics(pred, np.array([[[1, 0], [0, 0]]]))["accuracy"] == 0.75
+    assert top1(np.array([[0.7], [0.2]])).tolist() == [1, 0]  # one score per sample, as before
+
+
+def test_labels_that_do_not_fit_the_positions_are_named(tmp_path):
+    """Per-position labels for a per-sample classifier, per-sample labels for a tagger, the
+    wrong number of positions, and augmentation that would move pixels but not labels: each
+    refused in one line naming the shapes and the fix, before anything trains."""
+    x, y = _tagger_data(tmp_path, n=120)
+    model = _tagger(x, y, epochs=1)
+    model.save(tmp_path / "tagger.keras")
+    np.savez(tmp_path / "flat.npz", x=x, y=y[:, 0])
+    np.savez(tmp_path / "short.npz", x=x, y=y[:, :10])
+    data = ["--scale", "none", "-o", str(tmp_path / "o")]
+    r = run_cli("compress", str(tmp_path / "tagger.keras"), "-r", "int8-ptq", "--data",
+                str(tmp_path / "flat.npz"), *data)
+    assert_clean_error(r, 2, "one class per sample", "class per position", "(N, steps)")
+    r = run_cli("compress", str(tmp_path / "tagger.keras"), "-r", "int8-ptq", "--data",
+                str(tmp_path / "short.npz"), *data)
+    assert_clean_error(r, 2, "[None, 10]", "[None, 12]")
+    import keras
+
+    flat = keras.Sequential([keras.Input((12, 6)), keras.layers.Flatten(),
+                             keras.layers.Dense(4, activation="softmax")])
+    flat.save(tmp_path / "flat.keras")
+    r = run_cli("compress", str(tmp_path / "flat.keras"), "-r", "int8-ptq", "--data",
+                str(tmp_path / "tags.npz"), *data)
+    assert_clean_error(r, 2, "a class per position", "outputs one class per sample")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("augment", ["{horizontal_flip: true}"])
+def test_augmenting_a_segmenter_is_refused(tmp_path, augment):
+    import keras
+
+    x = np.random.default_rng(0).uniform(0, 1, (40, 8, 8, 1)).astype("float32")
+    np.savez(tmp_path / "seg.npz", x=x, y=(x[..., 0] > 0.5).astype("int64"))
+    inp = keras.Input((8, 8, 1))
+    keras.Model(inp, keras.layers.Conv2D(2, 1, activation="softmax")(inp)).save(
+        tmp_path / "seg.keras")
+    recipe = tmp_path / "ft.yaml"
+    recipe.write_text(f"name: ft\nsteps:\n  - finetune: {{epochs: 1, augment: {augment}}}\n"
+                      "export: {format: tflite, quantization: int8}\n")
+    r = run_cli("compress", str(tmp_path / "seg.keras"), "-r", str(recipe), "--data",
+                str(tmp_path / "seg.npz"), "--scale", "none", "-o", str(tmp_path / "o"))
+    assert_clean_error(r, 2, "not their per-position labels", "augment")
