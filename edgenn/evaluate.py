@@ -6,8 +6,9 @@ import numpy as np
 
 
 def top1(pred: np.ndarray) -> np.ndarray:
-    """Each sample's predicted class from scores ``pred`` (N, C), or each position's from
-    (N, *positions, C) (a tagger, a segmenter).
+    """Each sample's predicted class from scores ``pred`` (N, C).
+
+    With a class per position (a tagger, a segmenter), each position's from (N, *positions, C).
 
     A single score is a binary classifier's: class 1 above 0.5 when every score is a
     probability (a sigmoid output, all in [0, 1]), above 0 otherwise (a logit).

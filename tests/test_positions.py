@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import assert_clean_error, run_cli
 from edgenn import recipe as rc
 from edgenn.data import DataSpec

@@ -229,8 +229,9 @@ def fit_distilled(teacher, student, config: Training, ctx: StepContext, alpha: f
 
 
 def with_teacher_logits(teacher, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(N, 1 + classes) float32: each sample's label, then the teacher's logits for it; with a
-    class per position, (N, *positions, 1 + classes): each position's label and logits.
+    """(N, 1 + classes) float32: each sample's label, then the teacher's logits for it.
+
+    With a class per position, (N, *positions, 1 + classes): each position's label and logits.
 
     A softmax teacher's probabilities become log-probabilities (logits up to a constant per
     sample, which the softened softmax cancels), clipped as in the training step.

@@ -220,7 +220,7 @@ def _position_labels(y: np.ndarray, source: str) -> np.ndarray:
     return y
 
 
-def match_positions(splits: "Splits", out_shape: tuple) -> None:
+def match_positions(splits: Splits, out_shape: tuple) -> None:
     """Fit per-position labels to a model output of ``out_shape`` (N, *positions, classes).
 
     A trailing axis of 1 on labels for a one-score-per-position output (N, H, W, 1) is
