@@ -18,6 +18,19 @@ def _cpus(ctx, param, value):
         raise click.BadParameter(f"expected comma-separated CPU numbers; received {value!r}") from None
 
 
+def _shapes(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        shapes = [[int(d) for d in part.lower().split("x")] for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected shapes such as 1x224x224x3 (one per input, "
+                                 f"comma-separated); received {value!r}") from None
+    if any(d < 1 for shape in shapes for d in shape):
+        raise click.BadParameter(f"every dimension must be at least 1; received {value!r}")
+    return shapes
+
+
 @click.command("profile")
 @click.argument("models", nargs=-1, required=True, type=click.Path())
 @click.option("--device", default=None, help="A device profile (name or YAML): runtime, accelerator, limits.")
@@ -46,13 +59,16 @@ def _cpus(ctx, param, value):
 @click.option("--calibrate", is_flag=True,
               help="Write the measured GMAC/s back into the --device YAML file (for `estimate`).")
 @click.option("--strict", is_flag=True, help="Exit 4 when a device limit is exceeded (default: warn).")
+@click.option("--input-shape", "input_shapes", callback=_shapes, default=None,
+              help="Input shape(s) to measure at, e.g. 1x224x224x3 (comma-separated, one per "
+                   "input): needed by a model whose input size is open.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write a latency histogram/CDF PNG.")
 @common_options
 @guarded_stdout
 def profile_cmd(models, device, host, identity, known_hosts, remote_python, runtime, accelerator,
                 threads, cpus, warmup, runs, duration, timeout, memory_limit, op_profile, calibrate,
-                strict, plot) -> None:
+                strict, input_shapes, plot) -> None:
     """Measure latency and memory of .tflite/.onnx MODELS in one schema for every runtime.
 
     Each model runs in its own child process (or on the --host device) with a timeout and a
@@ -78,7 +94,8 @@ def profile_cmd(models, device, host, identity, known_hosts, remote_python, runt
     report = profile_models([Path(m) for m in models], device=profile, remote=remote,
                             runtime=runtime, accelerator=accelerator, threads=threads, cpus=cpus,
                             warmup=warmup, runs=runs, duration=duration, timeout=timeout,
-                            memory_limit=memory_limit, op_profile=op_profile, strict=strict)
+                            memory_limit=memory_limit, op_profile=op_profile, strict=strict,
+                            input_shapes=input_shapes)
     measured = [r.measurement for r in report.runs if r.ok]
     if calibrate:
         from dataclasses import replace

@@ -101,6 +101,12 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
     static = mode in ("int8", "int16")
     if static and x_calib is None:
         raise UsageError(f"--mode {mode} calibrates activations on real data", "pass --data")
+    open_dims = [list(shape) for shape in _input_shapes(runner) if None in shape[1:]]
+    if suffix == ".tflite" and static and open_dims:
+        raise UsageError(f"{source} takes inputs of open size {open_dims[0]}, and "
+                         "ai-edge-quantizer calibrates a .tflite only at the size stored in it",
+                         "quantize from the Keras model: `edgenn convert MODEL --to tflite "
+                         f"--quantize {mode if mode == 'int8' else 'int16x8'} --data ...`")
     if suffix == ".tflite":
         blob, tool, notes = _aeq(source, mode, layers, x_calib, log)
     else:

@@ -47,13 +47,20 @@ def percentile_ranges(calibrated: bytes, samples, percentile: float = DEFAULT_PE
     seen = {i: [np.inf, -np.inf] for i in ranged}
     with quiet_stderr():
         interp = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
-        interp.allocate_tensors()
     inputs = _in_order(interp, interp.get_input_details(), "inputs")
+    shapes = None  # allocated at the first sample's shapes
     for sample in samples():
         arrays = ([sample[k] for k in sorted(sample, key=lambda n: int(n.split("_")[-1]))]
                   if isinstance(sample, dict) else list(sample))
-        for detail, value in zip(inputs, arrays):
-            interp.set_tensor(detail["index"], np.asarray(value, detail["dtype"]))
+        values = [np.asarray(value, detail["dtype"]) for detail, value in zip(inputs, arrays)]
+        if [v.shape for v in values] != shapes:  # the first, or an open dimension's size
+            for detail, value in zip(inputs, values):
+                interp.resize_tensor_input(detail["index"], list(value.shape), strict=False)
+            with quiet_stderr():
+                interp.allocate_tensors()
+            shapes = [v.shape for v in values]
+        for detail, value in zip(inputs, values):
+            interp.set_tensor(detail["index"], value)
         interp.invoke()
         for i, (lo, hi) in ranged.items():
             v = interp.get_tensor(i).ravel()

@@ -417,6 +417,9 @@ def _as_integers(splits: Splits, kind: np.dtype) -> None:
 
 
 def _adapt(have: tuple, want: tuple) -> tuple | None:
+    if (len(want) == len(have) + 1 and want[-1] == 1
+            and all(w is None or w == h for w, h in zip(want, have))):
+        return have + (1,)  # grayscale images for a model of any size (fully convolutional)
     if any(w is None for w in want):
         return None
     if int(np.prod(have)) != int(np.prod(want)):

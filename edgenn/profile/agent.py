@@ -79,6 +79,8 @@ class LiteRT:
             raise RuntimeError("the GPU accelerator runs through LiteRT's CompiledModel API; "
                                "use runtime litert with accelerator gpu")
         self.interp = mod.Interpreter(**kwargs)
+        for detail, shape in zip(self.interp.get_input_details(), cfg.get("input_shapes") or ()):
+            self.interp.resize_tensor_input(detail["index"], shape, strict=False)
         self.interp.allocate_tensors()
         self.inputs = self.interp.get_input_details()
         self.outputs = self.interp.get_output_details()
@@ -179,14 +181,16 @@ class ORT:
                                f"{', '.join(ort.get_available_providers())})")
         self.session = ort.InferenceSession(cfg["model"], options, providers=[provider])
         self.inputs = self.session.get_inputs()
+        self.shapes = cfg.get("input_shapes")
         self.feed = {}
 
     def input_specs(self):
         kinds = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
                  "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
                  "tensor(int8)": np.int8, "tensor(bool)": np.bool_}
-        return [([d if isinstance(d, int) else 1 for d in i.shape], kinds.get(i.type, np.float32))
-                for i in self.inputs]
+        shapes = self.shapes or [[d if isinstance(d, int) else 1 for d in i.shape]
+                                 for i in self.inputs]
+        return [(shape, kinds.get(i.type, np.float32)) for shape, i in zip(shapes, self.inputs)]
 
     def set_inputs(self, arrays):
         self.feed = {i.name: a for i, a in zip(self.inputs, arrays)}
@@ -282,6 +286,7 @@ def measure(cfg) -> dict:
         "peak_rss_mb": round(peak, 2), "rss_growth_mb": round(peak - baseline, 2),
         "baseline_rss_mb": round(baseline, 2),
         "op_profile": runner.op_profile(),
+        "input_shapes": [list(np.shape(a)) for a in arrays],
     }
     result["latency_ms"] = {k: round(v, 4) for k, v in result["latency_ms"].items()}
     if cfg.get("keep_times"):

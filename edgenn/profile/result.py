@@ -44,12 +44,14 @@ class Measurement:
     baseline_rss_mb: float
     op_profile: tuple[dict, ...] = ()
     times_ms: tuple[float, ...] = ()
+    input_shapes: tuple[tuple[int, ...], ...] = ()  # what was fed, batch included
 
     @classmethod
     def from_agent(cls, doc: dict, model: str) -> Measurement:
         fields = {k: doc.get(k) for k in cls.__dataclass_fields__ if k not in ("model", "latency_ms")}
         fields["op_profile"] = tuple(doc.get("op_profile") or ())
         fields["times_ms"] = tuple(doc.get("times_ms") or ())
+        fields["input_shapes"] = tuple(tuple(shape) for shape in doc.get("input_shapes") or ())
         return cls(model=model, latency_ms=Latency(**doc["latency_ms"]), **fields)
 
     def stability_warning(self) -> str | None:
@@ -102,6 +104,7 @@ class ProfileRun:
             m = asdict(self.measurement)
             m["model"] = self.model
             m["op_profile"] = list(m["op_profile"])
+            m["input_shapes"] = [list(shape) for shape in m["input_shapes"]]
             if times:
                 m["times_ms"] = list(m["times_ms"])
             else:

@@ -75,6 +75,49 @@ def check_model_file(path: Path) -> None:
         detect(path)
 
 
+def input_signatures(path: Path) -> list[tuple[str, list[int]]]:
+    """Each input's name and shape, with -1 where the model leaves a dimension open."""
+    if path.suffix.lower() == ".tflite":
+        from ..runtime.tflite_info import describe
+
+        return [(t["name"], t.get("shape_signature", t["shape"])) for t in describe(path)["inputs"]]
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    known = {init.name for init in graph.initializer}
+    return [(i.name, [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1
+                      for d in i.type.tensor_type.shape.dim])
+            for i in graph.input if i.name not in known]
+
+
+def check_input_shapes(path: Path, shapes: list[list[int]] | None) -> None:
+    """Refuse a model whose input size is open without --input-shape, and shapes that do
+    not fit its inputs (the batch dimension may be any size)."""
+    if path.suffix.lower() not in (".tflite", ".onnx") or (
+            path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None):
+        return
+    signatures = input_signatures(path)
+    if shapes is None:
+        for name, sig in signatures:
+            if any(d < 0 for d in sig[1:]):
+                example = "x".join(["1"] + [str(d) if d > 0 else "224" for d in sig[1:]])
+                raise UsageError(f"{path}: input {name!r} has an open size "
+                                 f"{[d if d > 0 else None for d in sig]}, so there is no one "
+                                 "size to measure", f"pass --input-shape, e.g. {example}")
+        return
+    if len(shapes) != len(signatures):
+        raise UsageError(f"{path} has {len(signatures)} input(s) but --input-shape gives "
+                         f"{len(shapes)}", "give one shape per input, comma-separated")
+    for (name, sig), shape in zip(signatures, shapes):
+        fits = len(sig) == len(shape) and all(d < 0 or d == s or k == 0
+                                              for k, (d, s) in enumerate(zip(sig, shape)))
+        if not fits:
+            raise UsageError(f"{path}: input {name!r} has shape "
+                             f"{[d if d > 0 else None for d in sig]}; --input-shape gives "
+                             f"{'x'.join(map(str, shape))}",
+                             "keep the model's fixed dimensions and choose the open ones")
+
+
 def pick_accelerator(runtime: str, requested: str | None, device=None) -> str:
     if requested:
         check_accelerator(requested)
@@ -147,7 +190,8 @@ def profile_models(paths: list[Path], *, device=None, remote=None, runtime: str 
                    cpus: list[int] | None = None, warmup: int = 10, runs: int | None = None,
                    duration: float | None = None, timeout: float = 300,
                    memory_limit: int | None = None, op_profile: bool = False,
-                   strict: bool = False, keep_times: bool = False):
+                   strict: bool = False, keep_times: bool = False,
+                   input_shapes: list[list[int]] | None = None):
     """Measure each model in its own child process (or on the device), one at a time.
 
     A model that crashes its runtime is an error for that model; the others still report.
@@ -162,6 +206,7 @@ def profile_models(paths: list[Path], *, device=None, remote=None, runtime: str 
     pinned = pin_cpus(cpus, threads, remote)
     for path in paths:
         check_model_file(path)
+        check_input_shapes(path, input_shapes)
     results = []
     for path in paths:
         rt = pick_runtime(path, runtime, device)
@@ -169,6 +214,8 @@ def profile_models(paths: list[Path], *, device=None, remote=None, runtime: str 
                   "accelerator": pick_accelerator(rt, accelerator, device), "threads": threads,
                   "warmup": warmup, "runs": runs, "duration": duration, "op_profile": op_profile,
                   "keep_times": True}
+        if input_shapes:
+            config["input_shapes"] = input_shapes
         if remote is not None:
             from .ssh import run_remote
 

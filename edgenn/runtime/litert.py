@@ -105,13 +105,18 @@ class TFLiteRunner:
         # a set of independent samples, so the state is reset before each one
         self.stateful = stateful_ops(self.interpreter)
 
-    def _resize(self, batch: int) -> None:
-        if batch == self._batch:
+    def _resize(self, batch: int, samples: list[tuple] | None = None) -> None:
+        """Input tensors for ``batch`` samples; a dimension the model leaves open (an image
+        size of a fully convolutional model, a sequence length) takes ``samples``' size."""
+        key = (batch, tuple(map(tuple, samples or ())))
+        if key == self._batch:
             return
-        for detail in self.inputs:
+        for i, detail in enumerate(self.inputs):
             shape = list(detail["shape_signature"] if len(detail["shape_signature"]) else detail["shape"])
             shape[0] = batch
-            shape = [d if d > 0 else 1 for d in shape]
+            sample = samples[i] if samples and i < len(samples) else ()
+            shape = [d if d > 0 else (int(sample[k - 1]) if 0 < k <= len(sample) else 1)
+                     for k, d in enumerate(shape)]
             self.interpreter.resize_tensor_input(detail["index"], shape, strict=False)
         try:
             with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate" and friends
@@ -119,7 +124,7 @@ class TFLiteRunner:
         except RuntimeError as err:
             raise RuntimeFailure(f"LiteRT could not allocate tensors for batch {batch}: {err}",
                                  "the model may have a fixed batch size; use batch 1") from None
-        self._batch = batch
+        self._batch = key
         self.inputs = _in_order(self.interpreter, self.interpreter.get_input_details(), "inputs")
         self.outputs = _in_order(self.interpreter, self.interpreter.get_output_details(), "outputs")
 
@@ -147,11 +152,12 @@ class TFLiteRunner:
         """Outputs (float32) for inputs ``xs`` (one array per model input), in batches."""
         n = len(xs[0])
         batch_size = max(1, min(batch_size, n))
+        samples = [x.shape[1:] for x in xs]
         try:
-            self._resize(batch_size)
+            self._resize(batch_size, samples)
             fixed = True
         except RuntimeFailure:
-            self._resize(1)
+            self._resize(1, samples)
             batch_size, fixed = 1, False
         results: list[list[np.ndarray]] = [[] for _ in self.outputs]
         for start in range(0, n, batch_size):

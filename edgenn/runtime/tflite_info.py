@@ -105,6 +105,8 @@ def _tensor_info(sg, index: int, type_names: dict[int, str]) -> dict:
         "shape": [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
         "dtype": type_names.get(t.Type(), str(t.Type())).lower(),
     }
+    if t.ShapeSignatureLength():  # -1 where the model leaves a dimension open
+        info["shape_signature"] = [int(d) for d in t.ShapeSignatureAsNumpy()]
     if scales is not None:
         if len(scales) == 1:
             info["quantization"] = {"scale": float(scales[0]),
