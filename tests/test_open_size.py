@@ -6,18 +6,19 @@ profile measured nothing. Now the data's size is used wherever a size is needed,
 asks for --input-shape in one line.
 """
 
-import json
 
 import numpy as np
 import pytest
+
 from conftest import assert_clean_error, run_cli
 
 
 @pytest.fixture(scope="module")
 def open_size(tmp_path_factory):
     import keras
-    from edgenn.data import DataSpec, load
     from keras import layers
+
+    from edgenn.data import DataSpec, load
 
     tmp = tmp_path_factory.mktemp("open")
     splits = load(DataSpec("digits"))

@@ -91,8 +91,10 @@ def input_signatures(path: Path) -> list[tuple[str, list[int]]]:
 
 
 def check_input_shapes(path: Path, shapes: list[list[int]] | None) -> None:
-    """Refuse a model whose input size is open without --input-shape, and shapes that do
-    not fit its inputs (the batch dimension may be any size)."""
+    """Refuse an open-size input without --input-shape, and shapes that do not fit.
+
+    The batch dimension may be any size; the model's fixed dimensions must match.
+    """
     if path.suffix.lower() not in (".tflite", ".onnx") or (
             path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None):
         return

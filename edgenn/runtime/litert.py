@@ -106,8 +106,11 @@ class TFLiteRunner:
         self.stateful = stateful_ops(self.interpreter)
 
     def _resize(self, batch: int, samples: list[tuple] | None = None) -> None:
-        """Input tensors for ``batch`` samples; a dimension the model leaves open (an image
-        size of a fully convolutional model, a sequence length) takes ``samples``' size."""
+        """Input tensors for ``batch`` samples.
+
+        A dimension the model leaves open (the image size of a fully convolutional model, a
+        sequence length) takes ``samples``' size.
+        """
         key = (batch, tuple(map(tuple, samples or ())))
         if key == self._batch:
             return
