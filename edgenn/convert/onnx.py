@@ -89,7 +89,20 @@ def to_onnx(model, opset: int = 17):
         onnx.checker.check_model(proto)
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True)
     except Exception as err:
-        raise ConversionError(f"the exported ONNX model fails onnx's checker: {err}",
+        import re
+
+        text = " ".join(str(err).split())
+        left = re.search(r"No Op registered for (\w+)", text)
+        node = re.search(r"Name: (\S+) OpType", text)
+        if left:  # a TensorFlow op tf2onnx passed through untranslated: no opset has it
+            where = f" (in {node.group(1)})" if node else ""
+            hint = ("export to TFLite (--to tflite), or compute that part outside the model"
+                    + ("; a spectrogram front end exports to ONNX as keras.layers.STFTSpectrogram"
+                       if left.group(1) in ("RFFT", "RFFT2D", "FFT") else ""))
+            raise ConversionError(f"tf2onnx has no ONNX translation for the TensorFlow op "
+                                  f"{left.group(1)}{where}, so the exported model is not valid "
+                                  "ONNX", hint) from None
+        raise ConversionError(f"the exported ONNX model fails onnx's checker: {text[:400]}",
                               "try another --opset") from None
     return proto
 

@@ -17,7 +17,7 @@ from .. import __version__
 from ..artifacts import refuse_overwrite, sha256
 from ..errors import UsageError
 from ..fidelity import Fidelity, Task, detect_task, detect_tasks, judge, output_names
-from ..recipe import ExportFormat
+from ..recipe import ExportFormat, Quantization, Target
 from .export import EXECUTION_PROVIDERS, Artifact, ExportSpec, export
 
 
@@ -45,6 +45,7 @@ class ConvertResult:
     bridge_max_abs_diff: float | None = None
     explain: object | None = None  # explain.Explanation
     trainable: TrainableExport | None = None
+    front_end: tuple[str, ...] = ()  # spectrogram layers quantized (the Edge TPU's int8)
 
     @property
     def exit_code(self) -> int:
@@ -63,7 +64,11 @@ class ConvertResult:
             # activations keep it where keeping a few layers float does not
             advice = ("try --quantize int16x8 (16-bit activations, int8 weights: the same size, "
                       "slower kernels), or " + advice)
-        if self.explain is None and self.artifact.spec.needs_calibration:
+        if self.front_end:
+            advice = (f"the spectrogram front end ({', '.join(self.front_end)}) loses its signal "
+                      "in int8, and the Edge TPU runs int8 only: compute the spectrogram outside "
+                      "the model and feed it, or target cpu (which keeps it float); or " + advice)
+        elif self.explain is None and self.artifact.spec.needs_calibration:
             advice = "rerun with --explain to find the layers that lose accuracy, or " + advice
         elif self.explain is not None and getattr(self.explain, "starved", None):
             starved = self.explain.starved[0]
@@ -233,7 +238,13 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
         else:
             explanation = Explanation(0, (), (), skipped="--explain compares layers of int8/int16x8 "
                                                         "TFLite models")
-    return ConvertResult(str(model_path), artifact, fidelity, bridge, explanation, info)
+    from .export import FRONT_ENDS
+
+    front = tuple(layer.name for layer in getattr(model, "layers", None) or ()
+                  if type(layer).__name__ in FRONT_ENDS) if spec.target is Target.edgetpu \
+        and spec.quantization is Quantization.int8 else ()
+    return ConvertResult(str(model_path), artifact, fidelity, bridge, explanation, info,
+                         front_end=front)
 
 
 def _provenance(model_path: str) -> dict:

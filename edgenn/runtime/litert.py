@@ -130,6 +130,12 @@ class TFLiteRunner:
         self._batch = key
         self.inputs = _in_order(self.interpreter, self.interpreter.get_input_details(), "inputs")
         self.outputs = _in_order(self.interpreter, self.interpreter.get_output_details(), "outputs")
+        if batch > 1 and any(len(d["shape"]) and d["shape"][0] != batch for d in self.outputs):
+            # a graph built for one batch size (a reshape to a constant, as an Edge TPU file's
+            # fixed batch gives) allocates for more but still answers for one
+            self._batch = None
+            raise RuntimeFailure(f"the model answers for a fixed batch, not {batch}",
+                                 "run it with batch 1")
 
     @staticmethod
     def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
