@@ -175,6 +175,12 @@ def main() -> None:
                         help="samples the model is trained on before it is saved (default: --limit);"
                              " the commands still get --limit")
     parser.add_argument("--table", default=None, help="print the table of a finished run's zoo.json")
+    parser.add_argument("--fresh-process", action="store_true",
+                        help="run each command in its own process, as a user's shell does (big "
+                             "models: one process running every command grew past 24 GB)")
+    parser.add_argument("--model", default=None,
+                        help="with one --only NAME: run the commands on this saved model "
+                             "instead of building and training one")
     opts = parser.parse_args()
     if opts.table:
         rows = json.loads(Path(opts.table).read_text())
@@ -191,6 +197,8 @@ def main() -> None:
 
     runner.CASE_SECONDS = 1800  # a command past 30 min is recorded as a hang (exit -1)
     signal.signal(signal.SIGALRM, runner._alarm)
+    if opts.fresh_process:
+        run_case = _in_child
 
     from edgenn.data import DataSpec, load
 
@@ -215,7 +223,9 @@ def main() -> None:
             x, y = splits.x_train, splits.y_train
             if name == "Autoencoder":
                 x = x.reshape(len(x), -1)
-            if name == "Tokens":
+            if opts.model:
+                path = Path(opts.model).resolve()
+            elif name == "Tokens":
                 path = tokens(work, opts.train_limit or opts.limit, opts.epochs)
             elif name in ("TwoInTwoOut", "SavedModel"):
                 path = special(name, work, x.reshape(len(x), 28, 28, 1), y, opts.epochs)
@@ -254,6 +264,21 @@ def main() -> None:
         print(name, json.dumps(row), flush=True)
         (out_root / "zoo.json").write_text(json.dumps(rows, indent=1))
     print(table(rows))
+
+
+def _in_child(args: list[str], cwd: Path) -> dict:
+    """``runner.run_case``'s result, from `python -m edgenn ARGS` in a child process."""
+    import subprocess
+
+    started = time.monotonic()
+    try:
+        run = subprocess.run([sys.executable, "-m", "edgenn", *args], cwd=cwd, capture_output=True,
+                             text=True, timeout=1800)
+        code, out, err = run.returncode, run.stdout, run.stderr
+    except subprocess.TimeoutExpired:
+        code, out, err = -1, "", "hang"
+    return {"code": code, "out": out, "err": err,
+            "seconds": round(time.monotonic() - started, 1)}
 
 
 def special(name: str, work: Path, x, y, epochs: int = 3):

@@ -219,6 +219,25 @@ def test_keep_float_follows_the_explain_advice(digits_model, tmp_path):
     assert any(worst[0] in name for name in floats), floats  # the kept layer's output is float
 
 
+def test_keep_float_of_the_head_keeps_its_softmax_float(digits_model, tmp_path):
+    """A kept Dense with a softmax: the softmax op (its tensor named after the model output,
+    not the layer) stays float too; the float logits were quantized again before it."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    head = keras.models.load_model(digits_model).layers[-1]
+    assert head.get_config().get("activation") == "softmax"
+    r = run_cli("convert", str(digits_model), "--to", "tflite", "--quantize", "int8", "--data",
+                "digits", "--keep-float", head.name, "-o", str(tmp_path / "h.tflite"))
+    assert r.code == 0, r.err
+    interp = Interpreter(model_path=str(tmp_path / "h.tflite"))
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    ops = {op["op_name"]: [tensors[i]["dtype"] for i in op["outputs"]]
+           for op in interp._get_ops_details()}  # noqa: SLF001 - the op list LiteRT exposes
+    assert ops["SOFTMAX"] == [np.float32] and ops["FULLY_CONNECTED"] == [np.float32], ops
+    assert "QUANTIZE" not in [op["op_name"] for op in interp._get_ops_details()][-2:]  # noqa: SLF001
+
+
 def test_keep_float_refusals(digits_model, tmp_path):
     base = ["convert", str(digits_model), "--to", "tflite", "--data", "digits", "-o",
             str(tmp_path / "x.tflite")]

@@ -376,6 +376,18 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
         if fused & keep:
             nodes.append(name)
             found |= fused & keep
+    # A kept layer that produces a model output: its fused activation (a Dense's softmax) is
+    # an op of its own whose tensor carries the output's name, not the layer's; left out, the
+    # float logits were quantized again right before it.
+    from ..fidelity import _producer
+    from ..runtime.litert import _in_order
+
+    interp = Interpreter(model_content=calibrated)
+    for tensor, detail in zip(model.outputs,
+                              _in_order(interp, interp.get_output_details(), "outputs")):
+        producer = _producer(tensor)
+        if producer is not None and producer.name in keep and detail["name"] not in nodes:
+            nodes.append(detail["name"])
     missing = sorted(keep - found, key=position.get)
     if missing:
         raise UsageError(f"--keep-float: {', '.join(missing)} computes no op of its own in the "
