@@ -145,6 +145,24 @@ def test_attention_normalization_and_1d_layers_cross_the_bridge():
     assert len(to_tflite(result.model, Quantization.int8, x_calib=calib)) > 0
 
 
+def test_options_keras3_renamed_cross_under_tf_keras_names():
+    """LeakyReLU's negative_slope is tf_keras's alpha: any Keras 3 LeakyReLU (even at its
+    default) was refused as "an option tf_keras does not support" by prune, cluster and QAT."""
+    import keras
+    from keras import layers
+
+    from edgenn.models.bridge import bridge
+
+    inp = keras.Input((6,))
+    h = layers.LeakyReLU(negative_slope=0.1, name="leaky")(layers.Dense(8)(inp))
+    h = layers.LeakyReLU(name="leaky_default")(layers.Dense(8)(h))
+    model = keras.Model(inp, layers.Dense(2)(h))
+    result = bridge(model)
+    assert abs(result.model.get_layer("leaky").get_config()["alpha"] - 0.1) < 1e-6
+    x = -np.abs(random_inputs(model, seed=1, batch=5)[0])  # the negative side is the slope's
+    assert np.allclose(model(x), result.model(x), atol=1e-6)
+
+
 def test_keras3_operations_cross_the_bridge_and_a_masked_lstm_is_not_calibrated(tmp_path):
     """keras.ops calls on symbolic tensors (a Masking layer's not_equal/any feeding the LSTM's
     mask, and ops users write) become TensorFlow op layers in tf_keras and agree. A masked LSTM

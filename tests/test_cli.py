@@ -92,3 +92,22 @@ def test_device_side_modules_import_without_tensorflow():
         f"importlib.import_module({m!r})\n" for m in modules)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_converter_reason_only_in_its_log_reaches_the_message():
+    """TFLite's converter raised with an empty message and put the reason in its C++ log
+    ("TFLite conversion (int8) failed:: run ..."); the log is captured and its error named."""
+    import os
+
+    from edgenn.quiet import logged_error, quiet_stderr
+
+    log = []
+    with quiet_stderr(capture=log):
+        os.write(2, b"E0000 cuda_platform.cc:52] failed call to cuInit: error: no GPU\n"
+                    b'loc("model/quant_pad/Pad"): error: \'tfl.pad\' op quantization parameters '
+                    b"violate the same scale constraint\n")
+    text = "".join(log)
+    assert "tfl.pad" in text
+    assert logged_error(text) == ("at model/quant_pad/Pad: 'tfl.pad' op quantization parameters "
+                                  "violate the same scale constraint")
+    assert logged_error("nothing here\n") == ""

@@ -283,11 +283,16 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     if keep_float or calibration == "percentile":
         return _calibrated(converter, model, keep_float, io, calibration,
                            representative(x_calib, calibration_samples))
+    log: list[str] = []
     try:
-        with quiet_stderr():
+        with quiet_stderr(capture=log):
             flatbuffer = converter.convert()
     except Exception as err:  # the converter raises ConverterError, ValueError, RuntimeError...
         text = " ".join(str(err).split())
+        if not text.strip(" :"):  # the reason is only in the converter's log
+            from ..quiet import logged_error
+
+            text = logged_error("".join(log)) or type(err).__name__
         flex = sorted(set(re.findall(r"\btf\.([A-Z]\w+)", text)))
         if flex and not allow_flex:
             raise ConversionError(

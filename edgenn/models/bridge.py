@@ -67,6 +67,8 @@ _DROPPABLE_DEFAULTS = {
     "pad_to_aspect_ratio": (False,), "antialias": (False,),  # Resizing
     "fill_mode": ("constant",), "fill_value": (0.0, 0),  # Resizing, read only when padding
 }
+# Options Keras 3 renamed: the tf_keras name for each (per layer class).
+_RENAMED = {"LeakyReLU": {"negative_slope": "alpha"}}
 _LAYER_BASE_KWARGS = {"name", "dtype", "trainable", "dynamic", "input_dim", "input_shape",
                       "batch_input_shape", "batch_size", "weights", "activity_regularizer",
                       "autocast", "implementation"}
@@ -418,6 +420,9 @@ def _make_layer(entry: dict, custom_objects: dict, notes: list[str]):
     for key in ("activation", "recurrent_activation"):
         if key in config:
             config[key] = _activation(config[key])
+    for k3_key, tfk_key in _RENAMED.get(cls_name, {}).items():
+        if k3_key in config:
+            config[tfk_key] = config.pop(k3_key)
     config = _fit_kwargs(tfk_cls, config, where, cls_name, notes)
     if cls_name == "MultiHeadAttention":  # tf_keras builds it from shapes in its config
         shapes = (entry.get("build_config") or {}).get("shapes_dict") or {}
