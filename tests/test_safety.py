@@ -72,3 +72,24 @@ def test_keras3_operations_in_a_config_load_but_control_flow_is_refused(tmp_path
         for name, data in files.items():
             z.writestr(name, data)
     assert_clean_error(run_cli("inspect", str(crafted)), 2, "Cond", "--allow-unsafe")
+
+
+def test_a_compiled_tf_keras_savedmodel_is_not_taken_for_custom_code(tmp_path):
+    """tf_keras registers its optimizers under the package "Custom": the SavedModel of any
+    compiled model names "Custom>Adam" in its training config and was refused as unknown code."""
+    import numpy as np
+
+    from edgenn._tf import tf_keras
+    from edgenn.models.safety import keras_names
+
+    tfk = tf_keras()
+    tfk.utils.set_random_seed(0)
+    inp = tfk.Input((6,))
+    model = tfk.Model(inp, tfk.layers.Dense(3, activation="softmax")(inp))
+    model.compile(tfk.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(np.zeros((4, 6), "float32"), np.zeros(4, "int64"), epochs=1, verbose=0)
+    model.save(tmp_path / "sm")
+    r = run_cli("inspect", str(tmp_path / "sm"), "--json")
+    assert r.code == 0, r.err
+    names = keras_names("tf_keras").classes
+    assert {"Custom>Adam", "Custom>SGD"} <= names and "Custom>system" not in names

@@ -54,6 +54,10 @@ def keras_names(flavour: str) -> KerasNames:
         classes |= _keras3_operations()
     if flavour == "tf_keras":
         classes |= al.TF_KERAS_OP_LAYERS | set(tfmot_objects())
+        # tf_keras registers its own optimizers under the package "Custom": a compiled model's
+        # training config names "Custom>Adam" (a SavedModel of any compiled model was refused)
+        classes |= {f"Custom>{name}" for name, obj in vars(k.optimizers).items()
+                    if inspect.isclass(obj) and not name.startswith("_")}
     functions = {name for mod in (k.activations, k.losses, k.metrics)
                  for name, obj in vars(mod).items()
                  if callable(obj) and not inspect.isclass(obj) and not name.startswith("_")
