@@ -163,6 +163,33 @@ def test_options_keras3_renamed_cross_under_tf_keras_names():
     assert np.allclose(model(x), result.model(x), atol=1e-6)
 
 
+def test_inception_resnet_scale_layer_crosses_and_its_saved_copy_reloads(tmp_path):
+    """InceptionResNetV2's CustomScaleLayer has no tf_keras class (prune, cluster and QAT of
+    the model exited 3): edgenn rebuilds it, registered, and a saved pruned copy loads back
+    through edgenn's safety check."""
+    import keras
+    from keras import layers
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    from edgenn.models.bridge import bridge
+    from edgenn.models.load import load_keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 2))
+    a = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    h = CustomScaleLayer(0.17, name="scale")([a, layers.Conv2D(4, 1)(a)])
+    model = keras.Model(inp, layers.Dense(3)(layers.GlobalAveragePooling2D()(h)))
+    result = bridge(model)
+    assert type(result.model.get_layer("scale")).__name__ == "CustomScaleLayer"
+    x = random_inputs(model, seed=2, batch=4)[0]
+    assert np.allclose(model(x), result.model(x), atol=1e-6)
+    for suffix in (".keras", ".h5"):  # what compress writes after a prune, after QAT
+        result.model.save(tmp_path / f"bridged{suffix}")
+        again = load_keras(tmp_path / f"bridged{suffix}").original
+        assert again.get_layer("scale").get_config()["scale"] == 0.17
+        assert np.allclose(again(x), result.model(x), atol=1e-6)
+
+
 def test_keras3_operations_cross_the_bridge_and_a_masked_lstm_is_not_calibrated(tmp_path):
     """keras.ops calls on symbolic tensors (a Masking layer's not_equal/any feeding the LSTM's
     mask, and ops users write) become TensorFlow op layers in tf_keras and agree. A masked LSTM

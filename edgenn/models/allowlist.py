@@ -36,6 +36,11 @@ BRIDGE_ACTIVATIONS = frozenset(f"edgenn>{name}" for name in (
     "glu", "hard_tanh", "log_sigmoid", "soft_shrink", "hard_shrink", "tanh_shrink", "squareplus",
     "sparse_plus", "sparse_sigmoid", "sparsemax", "threshold"))
 
+# Layers of Keras 3's applications that tf_keras has no class for, rebuilt by edgenn's bridge
+# (models/bridge.py) and registered with tf_keras under these names.
+BRIDGE_LAYERS = frozenset({"edgenn>CustomScaleLayer"})
+BRIDGE_MODULE = "edgenn.models.bridge"
+
 # Config keys whose string value names a function or class Keras looks up.
 CALLABLE_KEY_SUFFIXES = ("activation", "_initializer", "_regularizer", "_constraint")
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._tf import keras3, tf_keras
 from ..errors import BridgeError
-from .allowlist import BRIDGE_ACTIVATIONS
+from .allowlist import BRIDGE_ACTIVATIONS, BRIDGE_LAYERS
 
 # Layer classes the bridge translates and tests. Anything else fails with the list.
 SUPPORTED_LAYERS = frozenset({
@@ -409,6 +409,8 @@ def _make_layer(entry: dict, custom_objects: dict, notes: list[str]):
 
         module = importlib.import_module(f"tf_keras.src.applications.{_APPLICATION_LAYERS[cls_name]}")
         tfk_cls = custom = getattr(module, cls_name)
+    if f"{ACTIVATION_PACKAGE}>{cls_name}" in BRIDGE_LAYERS and not _is_tf_keras_class(custom):
+        tfk_cls = custom = _own_layer(cls_name)
     if tfk_cls is None or (cls_name not in SUPPORTED_LAYERS and tfk_cls is not custom):
         raise BridgeError(
             f"layer {where!r} (class {cls_name}) has no tf_keras translation in edgenn's bridge",
@@ -489,9 +491,45 @@ def _keras3_activation(name: str):
 
 
 def register_activations() -> None:
-    """Register every bridge activation with tf_keras (see ``_keras3_activation``)."""
+    """Register every bridge activation and layer with tf_keras (see ``_keras3_activation``)."""
     for name in sorted(_KERAS3_ONLY_ACTIVATIONS):
         _keras3_activation(name)
+    for name in sorted(BRIDGE_LAYERS):
+        _own_layer(name.split(">", 1)[1])
+
+
+_OWN_LAYERS: dict = {}
+
+
+def _own_layer(cls_name: str):
+    """A tf_keras class for a Keras 3 application layer tf_keras lacks.
+
+    Registered as ``edgenn>NAME``, so tfmot's clone_model and a saved model's reload find it.
+
+    CustomScaleLayer (InceptionResNetV2's residual scale): inputs[0] + inputs[1] * scale, as
+    Keras 3 computes it (tf_keras's InceptionResNetV2 used a Lambda for the same sum).
+    """
+    if cls_name in _OWN_LAYERS:
+        return _OWN_LAYERS[cls_name]
+    tfk = tf_keras()
+    if cls_name != "CustomScaleLayer":
+        raise KeyError(cls_name)
+
+    class CustomScaleLayer(tfk.layers.Layer):
+        def __init__(self, scale, **kwargs):
+            super().__init__(**kwargs)
+            self.scale = scale
+
+        def get_config(self):
+            return {**super().get_config(), "scale": self.scale}
+
+        def call(self, inputs):
+            return inputs[0] + inputs[1] * self.scale
+
+    CustomScaleLayer.__module__ = __name__
+    _OWN_LAYERS[cls_name] = tfk.utils.register_keras_serializable(
+        package=ACTIVATION_PACKAGE, name=cls_name)(CustomScaleLayer)
+    return _OWN_LAYERS[cls_name]
 
 
 # Keras 3 activations that tf_keras lacks, or defines differently (Keras 3's hard_sigmoid is

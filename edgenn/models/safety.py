@@ -58,6 +58,7 @@ def keras_names(flavour: str) -> KerasNames:
         # training config names "Custom>Adam" (a SavedModel of any compiled model was refused)
         classes |= {f"Custom>{name}" for name, obj in vars(k.optimizers).items()
                     if inspect.isclass(obj) and not name.startswith("_")}
+        classes |= al.BRIDGE_LAYERS | {name.split(">", 1)[1] for name in al.BRIDGE_LAYERS}
     functions = {name for mod in (k.activations, k.losses, k.metrics)
                  for name, obj in vars(mod).items()
                  if callable(obj) and not inspect.isclass(obj) and not name.startswith("_")
@@ -223,7 +224,9 @@ def _check_object(obj: dict, where: str, source: Path, names: KerasNames, custom
     foreign = module is not None and not (
         str(module).startswith(prefixes) or (module == "builtins" and cls == "function"))
     custom_marker = registered not in (None, cls) and not str(registered).startswith("keras")
-    if foreign or custom_marker:
+    bridged = (names.flavour == "tf_keras" and registered in al.BRIDGE_LAYERS
+               and module in (None, al.BRIDGE_MODULE))  # edgenn's own, saved after a prune
+    if (foreign or custom_marker) and not bridged:
         raise UnsafeModelError(
             f"{source}: {where} is a custom object {registered or cls!r} (module {module!r}) that "
             "edgenn does not know; loading it could run code", _CUSTOM_HINT)
