@@ -204,6 +204,12 @@ def gzip_size(data: bytes) -> int:
 FRONT_ENDS = ("MelSpectrogram", "STFTSpectrogram")
 
 
+def front_end_layers(model) -> tuple[str, ...]:
+    """The names of the model's spectrogram front-end layers."""
+    return tuple(layer.name for layer in getattr(model, "layers", None) or ()
+                 if type(layer).__name__ in FRONT_ENDS)
+
+
 def front_end_float(model, spec: ExportSpec) -> ExportSpec:
     """``spec`` with the model's spectrogram front end kept float in an int8 file.
 
@@ -213,8 +219,7 @@ def front_end_float(model, spec: ExportSpec) -> ExportSpec:
     if (spec.format is not ExportFormat.tflite or spec.quantization is not Quantization.int8
             or spec.target is Target.edgetpu or spec.sparse_weights):
         return spec
-    names = [layer.name for layer in getattr(model, "layers", None) or ()
-             if type(layer).__name__ in FRONT_ENDS and layer.name not in spec.keep_float]
+    names = [name for name in front_end_layers(model) if name not in spec.keep_float]
     return replace(spec, keep_float=spec.keep_float + tuple(names)) if names else spec
 
 

@@ -238,10 +238,9 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
         else:
             explanation = Explanation(0, (), (), skipped="--explain compares layers of int8/int16x8 "
                                                         "TFLite models")
-    from .export import FRONT_ENDS
+    from .export import front_end_layers
 
-    front = tuple(layer.name for layer in getattr(model, "layers", None) or ()
-                  if type(layer).__name__ in FRONT_ENDS) if spec.target is Target.edgetpu \
+    front = front_end_layers(model) if spec.target is Target.edgetpu \
         and spec.quantization is Quantization.int8 else ()
     return ConvertResult(str(model_path), artifact, fidelity, bridge, explanation, info,
                          front_end=front)

@@ -363,7 +363,8 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
     try:
         with quiet_stderr():
             calibrated = converter.convert()
-            names = [t["name"] for t in Interpreter(model_content=calibrated).get_tensor_details()]
+            interp = Interpreter(model_content=calibrated)  # its tensor and output names
+            names = [t["name"] for t in interp.get_tensor_details()]
     except Exception as err:  # noqa: BLE001 - converter errors of every type, one line
         raise ConversionError(f"TFLite calibration for {road} failed: "
                               f"{' '.join(str(err).split())[:300]}",
@@ -387,7 +388,6 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
     from ..fidelity import _producer
     from ..runtime.litert import _in_order
 
-    interp = Interpreter(model_content=calibrated)
     for tensor, detail in zip(model.outputs,
                               _in_order(interp, interp.get_output_details(), "outputs")):
         producer = _producer(tensor)

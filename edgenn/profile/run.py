@@ -57,8 +57,11 @@ def check_cpus(cpus: list[int]) -> list[int]:
     return cpus
 
 
-def check_model_file(path: Path) -> None:
-    """Refuse a missing, empty, truncated or corrupt model before a runtime is started on it."""
+def check_model_file(path: Path) -> dict | None:
+    """Refuse a missing, empty, truncated or corrupt model before a runtime is started on it.
+
+    Returns a .tflite file's description (``tflite_info.describe``), None for other files.
+    """
     from ..errors import InputFileError
 
     if not path.is_file():
@@ -68,19 +71,24 @@ def check_model_file(path: Path) -> None:
     if path.suffix.lower() == ".tflite":
         from ..runtime.tflite_info import describe
 
-        describe(path)  # parses every table: a corrupt file is one line, exit 2
+        return describe(path)  # parses every table: a corrupt file is one line, exit 2
     elif path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is not None:
         from ..models.formats import detect
 
         detect(path)
+    return None
 
 
-def input_signatures(path: Path) -> list[tuple[str, list[int]]]:
-    """Each input's name and shape, with -1 where the model leaves a dimension open."""
+def input_signatures(path: Path, info: dict | None = None) -> list[tuple[str, list[int]]]:
+    """Each input's name and shape, with -1 where the model leaves a dimension open.
+
+    ``info``: the .tflite file's description when the caller has it already.
+    """
     if path.suffix.lower() == ".tflite":
         from ..runtime.tflite_info import describe
 
-        return [(t["name"], t.get("shape_signature", t["shape"])) for t in describe(path)["inputs"]]
+        info = info or describe(path)
+        return [(t["name"], t.get("shape_signature", t["shape"])) for t in info["inputs"]]
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -90,7 +98,8 @@ def input_signatures(path: Path) -> list[tuple[str, list[int]]]:
             for i in graph.input if i.name not in known]
 
 
-def check_input_shapes(path: Path, shapes: list[list[int]] | None) -> None:
+def check_input_shapes(path: Path, shapes: list[list[int]] | None,
+                       info: dict | None = None) -> None:
     """Refuse an open-size input without --input-shape, and shapes that do not fit.
 
     The batch dimension may be any size; the model's fixed dimensions must match.
@@ -98,7 +107,7 @@ def check_input_shapes(path: Path, shapes: list[list[int]] | None) -> None:
     if path.suffix.lower() not in (".tflite", ".onnx") or (
             path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None):
         return
-    signatures = input_signatures(path)
+    signatures = input_signatures(path, info)
     if shapes is None:
         for name, sig in signatures:
             if any(d < 0 for d in sig[1:]):
@@ -207,8 +216,7 @@ def profile_models(paths: list[Path], *, device=None, remote=None, runtime: str 
         check_accelerator(accelerator)
     pinned = pin_cpus(cpus, threads, remote)
     for path in paths:
-        check_model_file(path)
-        check_input_shapes(path, input_shapes)
+        check_input_shapes(path, input_shapes, check_model_file(path))
     results = []
     for path in paths:
         rt = pick_runtime(path, runtime, device)
