@@ -218,3 +218,33 @@ def test_keras3_operations_cross_the_bridge_and_a_masked_lstm_is_not_calibrated(
                 str(tmp_path / "seq.npz"), "--scale", "none", "-o", str(tmp_path / "m.tflite"))
     assert_clean_error(r, 2, "masked sequences", "--quantize dynamic")
     assert not (tmp_path / "m.tflite").exists()
+
+
+def test_any_keras3_operation_crosses_the_bridge_as_tensorflow_ops(tmp_path):
+    """Operations the bridge had no entry for (relu6, silu, clip, concatenate, a slice, softmax)
+    made prune, cluster and QAT exit 3 ("operation 'relu6' has no tf_keras translation"). Any
+    Keras 3 operation now runs as itself on the tf_keras tensors, which records the TensorFlow
+    functions it calls; the copy agrees and a saved copy reloads through the safety check."""
+    import keras
+    from keras import layers, ops
+
+    from edgenn.models.bridge import bridge
+    from edgenn.models.load import load_keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 2))
+    h = layers.Conv2D(6, 3, padding="same")(inp)
+    h = ops.relu6(h) * 0.5 + ops.silu(h)
+    h = ops.concatenate([h, ops.clip(ops.square(h), 0.0, 2.0)], axis=-1)
+    h = h[:, 1:7, ::2, :]
+    h = ops.softmax(ops.mean(h, axis=(1, 2)), axis=-1)
+    model = keras.Model(inp, layers.Dense(3, activation="softmax")(h))
+    result = bridge(model)
+    functions = {layer.get_config().get("function") for layer in result.model.layers
+                 if type(layer).__name__ in ("TFOpLambda", "SlicingOpLambda")}
+    assert {"nn.relu6", "__operators__.getitem"} <= functions, functions
+    x = random_inputs(model, seed=3, batch=4)[0]
+    assert np.allclose(model(x), result.model(x), atol=1e-6)
+    result.model.save(tmp_path / "bridged.keras")
+    again = load_keras(tmp_path / "bridged.keras").original
+    assert np.allclose(again(x), result.model(x), atol=1e-6)

@@ -113,6 +113,7 @@ def bridge(k3_model, custom_objects: dict | None = None, tolerance: float = DEFA
     serialized = keras.saving.serialize_keras_object(k3_model)
     try:
         tfk_model = _build_model(serialized, custom_objects or {}, notes)
+        _tf_ops_allowed(tfk_model)
         _copy_weights(k3_model, tfk_model)
     except BridgeError:
         raise
@@ -336,10 +337,52 @@ def _operation(entry: dict, name: str):
     elif cls_name == "Squeeze" and set(config) == {"axis"}:
         fn = lambda x: t.squeeze(x, config["axis"])  # noqa: E731
     if fn is None:
-        raise BridgeError(f"operation {name!r} (keras.ops {cls_name}) has no tf_keras "
+        fn = _keras_operation(entry, name)
+    return fn
+
+
+def _keras_operation(entry: dict, name: str):
+    """Any other Keras 3 operation, run as itself on tf_keras tensors.
+
+    With the TensorFlow backend a Keras 3 operation is TensorFlow functions, and tf_keras records
+    each one it is given a symbolic tensor as a TFOpLambda layer (a function named by its
+    TensorFlow API path, which a saved copy reloads through edgenn's safety check: `_tf_ops_allowed`
+    checks the names when the model is built). Only operations of Keras 3's own ``keras.src.ops``
+    modules are built: the safety check has refused any other class before the bridge runs.
+    """
+    import importlib
+
+    module_name = str(entry.get("module") or "")
+    cls = None
+    if module_name.startswith("keras.src.ops."):
+        try:
+            cls = getattr(importlib.import_module(module_name), entry["class_name"], None)
+        except ImportError:
+            cls = None
+    if cls is None:
+        raise BridgeError(f"operation {name!r} (keras.ops {entry['class_name']}) has no tf_keras "
                           "translation in edgenn's bridge",
                           "write it as a layer, or save the model with tf_keras")
-    return fn
+    config = dict(entry.get("config") or {})
+    try:
+        return cls.from_config(config)
+    except Exception as err:  # noqa: BLE001 - an operation this Keras cannot rebuild from its config
+        raise BridgeError(f"operation {name!r} (keras.ops {entry['class_name']}) could not be "
+                          f"rebuilt from its config ({type(err).__name__}: {err})",
+                          "write it as a layer, or save the model with tf_keras") from None
+
+
+def _tf_ops_allowed(tfk_model) -> None:
+    """Every TensorFlow function the tf_keras copy calls is one a saved copy may reload with."""
+    from . import allowlist as al
+
+    for layer in tfk_model.layers:
+        if type(layer).__name__ in ("TFOpLambda", "SlicingOpLambda"):
+            symbol = layer.get_config().get("function")
+            if not (isinstance(symbol, str) and al.tf_function_allowed(symbol)):
+                raise BridgeError(f"layer {layer.name!r} calls the TensorFlow function {symbol!r}, "
+                                  "which edgenn would refuse in the saved copy",
+                                  "write it as a layer, or save the model with tf_keras")
 
 
 def _scalar_merge(cls_name: str, args: list, name: str):
@@ -368,8 +411,21 @@ def _scalar_merge(cls_name: str, args: list, name: str):
 
 
 def _resolve(structure, tensors: dict, layer_name: str):
-    """Replace Keras 3 ``__keras_tensor__`` references with the tf_keras tensors built so far."""
+    """Replace Keras 3 ``__keras_tensor__`` references with the tf_keras tensors built so far.
+
+    Slices and ellipses (``x[:, 1:7, ...]``) become Python's again, and a list of them a tuple,
+    as Keras 3 reads them back.
+    """
     if isinstance(structure, dict):
+        kind = structure.get("class_name")
+        if kind == "__slice__":
+            inner = structure.get("config") or {}
+            return slice(inner.get("start"), inner.get("stop"), inner.get("step"))
+        if kind == "__ellipsis__":
+            return Ellipsis
+        if kind == "__numpy__":
+            inner = structure.get("config") or {}
+            return np.array(inner.get("value"), dtype=inner.get("dtype"))
         if structure.get("class_name") == "__keras_tensor__":
             history = tuple(structure["config"]["keras_history"])
             if history not in tensors:
@@ -378,7 +434,10 @@ def _resolve(structure, tensors: dict, layer_name: str):
             return tensors[history]
         return {k: _resolve(v, tensors, layer_name) for k, v in structure.items()}
     if isinstance(structure, (list, tuple)):
-        return [_resolve(v, tensors, layer_name) for v in structure]
+        items = [_resolve(v, tensors, layer_name) for v in structure]
+        if any(isinstance(v, slice) or v is Ellipsis for v in items):
+            return tuple(items)
+        return items
     return structure
 
 
