@@ -91,7 +91,7 @@ def _task_of(last, output) -> Task:
     act = getattr(activation, "__name__", None) or getattr(activation, "name", "") or ""
     rank2 = len(tuple(output.shape)) == 2
     units = int(tuple(output.shape)[-1] or 0)
-    if name == "Softmax" or act == "softmax":  # per sample, or per position (tagger, segmenter)
+    if name == "Softmax" or act in ("softmax", "log_softmax"):  # per sample or per position
         return Task.classification
     if act == "sigmoid" and rank2 and 1 <= units <= 64:
         return Task.multilabel

@@ -93,3 +93,47 @@ def test_a_compiled_tf_keras_savedmodel_is_not_taken_for_custom_code(tmp_path):
     assert r.code == 0, r.err
     names = keras_names("tf_keras").classes
     assert {"Custom>Adam", "Custom>SGD"} <= names and "Custom>system" not in names
+
+
+def test_a_model_compiled_with_a_lambda_loss_loads_its_layers_do_not(tmp_path):
+    """compile(loss=lambda y, p: ...) is saved in the model's compile config, which loading with
+    compile=False never reads (Keras 3 and tf_keras drop it): such a model was refused as a
+    Python lambda on every command. It loads now; a Lambda in the layers is still refused, and
+    so is a lambda loss of a nested model, which Keras 3 compiles whatever the top-level flag."""
+    import keras
+    import numpy as np
+
+    from edgenn._tf import tf_keras
+
+    def build(k, lambda_layer=False):
+        inp = k.Input((6,))
+        h = k.layers.Lambda(lambda t: t * 2.0)(inp) if lambda_layer else inp
+        model = k.Model(inp, k.layers.Dense(3, activation="softmax")(h))
+        model.compile("adam", lambda y, p: k.losses.sparse_categorical_crossentropy(y, p))
+        model.fit(np.zeros((4, 6), "float32"), np.zeros(4, "int64"), epochs=1, verbose=0)
+        return model
+
+    build(keras).save(tmp_path / "k3.keras")
+    build(tf_keras()).save(tmp_path / "tfk.keras")
+    for name in ("k3.keras", "tfk.keras"):
+        r = run_cli("inspect", str(tmp_path / name), "--json")
+        assert r.code == 0, (name, r.err)
+    build(keras, lambda_layer=True).save(tmp_path / "layer.keras")
+    assert_clean_error(run_cli("inspect", str(tmp_path / "layer.keras")), 2, "--allow-unsafe")
+    inner = build(keras)
+    outer = keras.Sequential([keras.Input((6,)), inner])
+    outer.save(tmp_path / "nested.keras")
+    assert_clean_error(run_cli("inspect", str(tmp_path / "nested.keras")), 2, "lambda",
+                       "--allow-unsafe")
+
+
+def test_log_softmax_output_is_judged_as_a_classifier():
+    import keras
+
+    from edgenn.fidelity import Task, detect_task
+
+    inp = keras.Input((5,))
+    model = keras.Model(inp, keras.layers.Dense(4, activation="log_softmax")(inp))
+    assert detect_task(model) is Task.classification
+    model = keras.Model(inp, keras.layers.Dense(4)(inp))
+    assert detect_task(model) is Task.regression

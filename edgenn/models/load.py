@@ -141,7 +141,7 @@ def load_model(path: str | Path, *, allow_unsafe: bool = False,
 def _load_keras3(info: FormatInfo, custom: dict, allow_unsafe: bool):
     keras = keras3()
     if not allow_unsafe:
-        check_config(info.config, info.path, keras_names("keras3"), custom)
+        _check_loaded_part(info.config, info, keras_names("keras3"), custom)
     try:
         model = keras.saving.load_model(str(info.path), compile=False, safe_mode=not allow_unsafe,
                                         custom_objects=custom or None)
@@ -200,7 +200,7 @@ def _load_tf_keras(info: FormatInfo, custom: dict, allow_unsafe: bool):
             config = _savedmodel_keras_config(info.path)
             check_savedmodel(info.path)
         if config is not None:
-            check_config(config, info.path, keras_names("tf_keras"), custom)
+            _check_loaded_part(config, info, keras_names("tf_keras"), custom)
     from .bridge import register_activations
     from .safety import tfmot_objects
 
@@ -233,9 +233,38 @@ def _savedmodel_keras_config(path: Path) -> dict:
     except Exception as err:
         raise InputFileError(f"{path}/keras_metadata.pb is corrupt ({type(err).__name__})",
                              "save the model again") from None
-    nodes = [parse_config(node.metadata, f"{path}/keras_metadata.pb node {node.node_path}")
-             for node in meta.nodes if node.metadata]
-    return {"saved_model_nodes": nodes}
+    nodes, training = [], None
+    for node in meta.nodes:
+        if node.metadata:
+            parsed = parse_config(node.metadata, f"{path}/keras_metadata.pb node {node.node_path}")
+            if node.node_path == "root" and isinstance(parsed, dict) and "training_config" in parsed:
+                training = parsed.pop("training_config")  # read only to compile: see loaded_part
+            nodes.append(parsed)
+    return {"saved_model_nodes": nodes, "training_config": training}
+
+
+def loaded_part(config):
+    """The part of a model config that loading with ``compile=False`` deserializes.
+
+    The model's own compile config (its loss, metrics and optimizer: a lambda loss, a custom
+    metric) is never read: Keras 3's and tf_keras's loaders drop a .keras file's top-level
+    compile_config, and tf_keras reads an .h5's or a SavedModel's training_config only to
+    compile. edgenn trains with losses of its own, so a model compiled with a lambda or a custom
+    loss loads without running it. A nested model's compile config is still checked: Keras 3
+    compiles a nested model from it whatever the top-level flag says.
+    """
+    if isinstance(config, dict):
+        return {k: v for k, v in config.items() if k not in ("compile_config", "training_config")}
+    return config
+
+
+def _check_loaded_part(config, info: FormatInfo, names, custom: dict) -> None:
+    from .safety import check_compile_config
+
+    if isinstance(config, dict):  # a .keras file's compile_config, a SavedModel root's training_config
+        check_compile_config(config.get("compile_config"), info.path)
+        check_compile_config(config.get("training_config"), info.path)
+    check_config(loaded_part(config), info.path, names, custom)
 
 
 def _load_error(info: FormatInfo, err: Exception) -> InputFileError:

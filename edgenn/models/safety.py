@@ -195,6 +195,30 @@ def check_config(config, source: Path, names: KerasNames,
                         "it while loading; a saved model never holds such a call", _UNSAFE_HINT)
 
 
+def check_compile_config(config, source: Path) -> None:
+    """The model's own compile config, which loading with ``compile=False`` never reads.
+
+    A loss or metric the user wrote (a lambda, a function or class of their own module) is
+    saved there and never runs, so it is accepted. A reference into Python's standard library
+    (os.system, subprocess.Popen...) is no training code anyone writes: such a file was crafted,
+    and is refused like the rest of its kind.
+    """
+    import sys
+
+    for _where, _key, node in walk(config):
+        if not isinstance(node, dict):
+            continue
+        module = node.get("module")
+        if not isinstance(module, str):
+            continue
+        top = module.split(".")[0]
+        # Keras itself writes builtins for a function or a module a lambda's closure holds
+        if top in sys.stdlib_module_names and top != "builtins":
+            raise UnsafeModelError(f"{source}: the compile config names {module}."
+                                   f"{node.get('class_name')}, which no training code saves; "
+                                   "edgenn refused the file", _UNSAFE_HINT)
+
+
 def _check_object(obj: dict, where: str, source: Path, names: KerasNames, custom: set) -> None:
     cls = obj.get("class_name")
     cfg = obj.get("config")
