@@ -753,3 +753,117 @@ def test_int8_of_a_recurrent_loop_is_refused_before_training(tmp_path):
                 str(tmp_path / "video.npz"), "--scale", "none", "-o", str(tmp_path / "loop"))
     assert_clean_error(r, 2, "conv_lstm2d (ConvLSTM2D)", "--quantize dynamic")
     assert "step 1/" not in r.out + r.err and not (tmp_path / "loop").exists()
+
+
+def _digits_cnn(splits, extra=None):
+    """A small tf_keras CNN trained on digits; ``extra(L, x)`` adds layers after the first conv."""
+    from edgenn._tf import tf_keras
+
+    k = tf_keras()
+    k.utils.set_random_seed(0)
+    L = k.layers
+    x = inp = L.Input(splits.x_train.shape[1:])
+    x = L.Conv2D(16, 3, padding="same", name="conv_a")(x)
+    x = L.BatchNormalization(name="bn_a")(x)
+    x = L.ReLU(name="relu_a")(x)
+    if extra is not None:
+        x = extra(L, x)
+    x = L.Conv2D(16, 3, activation="relu", name="conv_b")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = k.Model(inp, L.Dense(10, activation="softmax", name="out")(x))
+    model.compile(k.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(splits.x_train, splits.y_train, epochs=30, batch_size=64, verbose=0)
+    return model
+
+
+def test_qat_starts_from_the_ranges_the_data_gives():
+    """tfmot starts every activation range at [-6, 6] (the input's at [0, 0]) and moves it by
+    0.1% a step: a short QAT run (a small data set) trained and exported with those ranges, and
+    a digits CNN lost 44 points. The ranges now start at the data's min/max, so the QAT model
+    agrees with its float model before training has moved anything."""
+    from edgenn.compress.techniques.quantize import init_ranges
+    from edgenn.data import load, match_model
+
+    splits = match_model(load(DataSpec("digits", limit=512)), (None, 8, 8, 1), 10)
+    model = _digits_cnn(splits)
+    res = _qat(model, limit=512, epochs=1, learning_rate=1e-9)
+    assert res.details["ranges_from_data"] >= 4  # input, conv_a's BN, conv_b, out (and kernels)
+    ranges = {w.name: float(w.numpy().max()) for w in res.model.weights
+              if w.name.endswith(("_max:0",)) and "kernel" not in w.name}
+    assert all(v != 6.0 for v in ranges.values()), ranges  # none left at tfmot's start
+    assert all(v > 0.0 for v in ranges.values()), ranges  # the input's starts at 0: set too
+    float_top1 = model.predict(splits.x_test, verbose=0).argmax(1)
+    qat_top1 = res.model.predict(splits.x_test, verbose=0).argmax(1)
+    assert (float_top1 == qat_top1).mean() >= 0.9
+    # each range is the float tensor's own on the first 512 training images
+    from edgenn._tf import tf_keras
+
+    seen = splits.x_train[:512]
+    def top(layer, suffix):  # variable names carry a session-unique layer name
+        return next(float(w.numpy().max()) for w in layer.weights if w.name.endswith(suffix))
+
+    quantize_input = next(la for la in res.model.layers if type(la).__name__ == "QuantizeLayer")
+    assert top(quantize_input, "_max:0") == pytest.approx(float(seen.max()))
+    conv_b = tf_keras().Model(model.input, model.get_layer("conv_b").output)
+    peak = float(conv_b.predict(seen, verbose=0).max())
+    assert top(res.model.get_layer("quant_conv_b"), "post_activation_max:0") == pytest.approx(
+        peak, rel=0.1)
+    assert init_ranges(res.model, None) == 0  # nothing to run on: nothing set
+
+
+def test_qat_leaves_a_concatenation_of_float_inputs_float(tmp_path):
+    """A Concatenate whose inputs QAT cannot emulate (an ELU layer, a TensorFlow op): tfmot put a
+    fake-quant on each input, and TFLite's int8 concatenation needs one scale for all of them,
+    so the int8 export failed (exit 3, "violate the same scale constraint"). The concatenation
+    now stays float through QAT and the converter calibrates it."""
+    from edgenn._tf import tf
+    from edgenn.compress.step import StepContext
+    from edgenn.compress.techniques.quantize import quantize
+    from edgenn.convert.export import ExportSpec, tflite_bytes
+    from edgenn.data import load, match_model
+    from edgenn.recipe import QuantizeStep
+
+    splits = match_model(load(DataSpec("digits", limit=256)), (None, 8, 8, 1), 10)
+
+    def branches(L, x):
+        a = L.ELU(name="elu_a")(L.Conv2D(8, 3, padding="same", name="conv_e")(x))
+        b = tf().math.square(x)
+        return L.Concatenate(name="cat")([a, b])
+
+    model = _digits_cnn(splits, branches)
+    res = quantize(model, QuantizeStep(epochs=1), StepContext(splits=splits, seed=0))
+    assert "cat" not in res.details["quantized_layers"]
+    assert "conv_b" in res.details["quantized_layers"]
+    assert any("cat (Concatenate, an input stays float)" in n for n in res.notes), res.notes
+    spec = ExportSpec(quantization="int8")
+    flat = tflite_bytes(res.model, spec, x_calib=splits.x_calib)
+    assert len(flat) > 1000
+
+
+def test_activity_regularization_does_not_break_qat_or_clustering():
+    """An activity regularizer (a Dense's activity_regularizer=, an ActivityRegularization
+    layer) made QAT and clustering exit 1: tfmot rebuilds the model in a graph of its own and
+    the regularizer's loss tensor was out of scope in the training step. tfmot's copy trains
+    without it, and the step says so."""
+    from edgenn._tf import tf_keras
+    from edgenn.compress.step import StepContext
+    from edgenn.compress.techniques.cluster import cluster
+    from edgenn.data import load, match_model
+    from edgenn.recipe import ClusterStep
+
+    k = tf_keras()
+    k.utils.set_random_seed(0)
+    L = k.layers
+    x = inp = L.Input((8, 8, 1))
+    x = L.Conv2D(8, 3, activation="relu", activity_regularizer="l1", name="conv")(x)
+    x = L.ActivityRegularization(l2=1e-3, name="act_reg")(L.Flatten()(x))
+    x = L.Dense(16, activation="relu", activity_regularizer=k.regularizers.L2(1e-4), name="hid")(x)
+    model = k.Model(inp, L.Dense(10, activation="softmax", name="out")(x))
+    res = _qat(model, epochs=1)
+    assert any("activity regularization left out" in n and "conv, act_reg, hid" in n
+               for n in res.notes), res.notes
+    assert {"conv", "hid", "out"} <= set(res.details["quantized_layers"])
+    splits = match_model(load(DataSpec("digits", limit=64)), model.input_shape, 10)
+    res = cluster(model, ClusterStep(clusters=4, epochs=1), StepContext(splits=splits, seed=0))
+    assert any("activity regularization left out" in n for n in res.notes), res.notes
+    assert model.get_layer("hid").activity_regularizer is not None  # the caller's model untouched
