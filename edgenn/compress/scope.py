@@ -20,18 +20,38 @@ def in_scope(layer, scope: Scope) -> bool:
     return included and not _matches(layer, scope.exclude)
 
 
-def apply_to_layers(model, scope: Scope, wants, wrap):
+def apply_to_layers(model, scope: Scope, wants, wrap, notes: list[str] | None = None):
     """Clone ``model``, replacing each layer in scope that ``wants(layer)`` with ``wrap(layer)``.
 
     Returns the clone and the names of the wrapped layers. The model is first copied (config
     and weights), so the wrappers never touch the caller's layers: tfmot's documented pattern
     wraps the original layer objects, which then belong to two models and break both.
+
+    The copy has no activity regularization (``activity_regularizer=``, ActivityRegularization
+    layers): tfmot's wrappers rebuild the model in a graph of their own, and the loss an activity
+    regularizer added there is out of scope in the training step (QAT and clustering exited 1).
+    It is a training-time penalty that computes nothing at inference; said in ``notes``.
     """
     from .._tf import tf_keras
 
     tfk = tf_keras()
-    copy = tfk.models.clone_model(model)
+    regularized: list[str] = []
+
+    def without_activity_loss(layer):
+        if type(layer).__name__ == "ActivityRegularization":  # rebuilt from l1/l2 by every clone
+            regularized.append(layer.name)
+            return tfk.layers.Identity(name=layer.name)
+        config = layer.get_config()
+        if config.get("activity_regularizer") is not None:
+            config["activity_regularizer"] = None
+            regularized.append(layer.name)
+        return layer.__class__.from_config(config)
+
+    copy = tfk.models.clone_model(model, clone_function=without_activity_loss)
     copy.set_weights(model.get_weights())
+    if regularized and notes is not None:
+        notes.append("activity regularization left out while tfmot trains (its wrappers cannot "
+                     f"carry the loss; it computes nothing at inference): {', '.join(regularized)}")
     model = copy
     wrapped: list[str] = []
 

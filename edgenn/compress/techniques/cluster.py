@@ -32,7 +32,8 @@ def cluster(model, config: ClusterStep, ctx: StepContext) -> StepResult:
                                           cluster_centroids_init=init,
                                           preserve_sparsity=config.preserve_sparsity)
 
-    wrapped_model, wrapped = apply_to_layers(model, config.scope, wants, wrap)
+    notes: list[str] = []
+    wrapped_model, wrapped = apply_to_layers(model, config.scope, wants, wrap, notes)
     if not wrapped:
         raise nothing_in_scope("cluster", model)
     with frozen_outside(wrapped_model, wrapped, config.freeze_rest):
@@ -44,4 +45,4 @@ def cluster(model, config: ClusterStep, ctx: StepContext) -> StepResult:
         details["trained_layers"] = "the clustered layers only (freeze_rest)"
     if config.preserve_sparsity:
         details["sparsity"] = {n: s for n, s in kernel_sparsity(stripped).items() if n in wrapped}
-    return StepResult(stripped, details)
+    return StepResult(stripped, details, notes)

@@ -85,7 +85,8 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
             blocked.append(layer.name)
         return sparsity.prune_low_magnitude(layer, **kwargs)
 
-    wrapped_model, wrapped = apply_to_layers(model, config.scope, wants, wrap)
+    copy_notes: list[str] = []
+    wrapped_model, wrapped = apply_to_layers(model, config.scope, wants, wrap, copy_notes)
     if not wrapped:
         raise nothing_in_scope("prune", model)
     with frozen_outside(wrapped_model, wrapped, config.freeze_rest):
@@ -110,6 +111,7 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
         details["m_by_n_ok"] = {name: check_m_by_n(stripped.get_layer(name), m_by_n)
                                 for name in wrapped}
     notes = [f"not {config.structure}-pruned: {', '.join(skipped)}"] if skipped else []
+    notes += copy_notes
     if unsupported:
         notes.append(f"not pruned (tfmot cannot prune the layer): {', '.join(unsupported)}")
     if dense_kept:
