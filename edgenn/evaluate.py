@@ -91,12 +91,47 @@ def keras_predict(model, x, batch_size: int = 512, every_output: bool = False):
 
     The first output, or with ``every_output`` a list of all of them in the model's order.
     """
-    out = model.predict(list(x) if isinstance(x, (list, tuple)) else x, batch_size=batch_size,
-                        verbose=0)
-    outs = [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else [np.asarray(out)]
-    if isinstance(out, dict):
-        outs = [np.asarray(out[k]) for k in out]
+    out = model.predict(as_feed(model, list(x) if isinstance(x, (list, tuple)) else x),
+                        batch_size=batch_size, verbose=0)
+    outs = flat_outputs(out)
     return outs if every_output else outs[0]
+
+
+def as_feed(model, x):
+    """``x`` (an array per input, in ``model.inputs`` order) as the model takes it.
+
+    A model built on a dict of inputs gets the dict (a list works too, with a warning on every
+    call, and fails where the dict's keys were not written in sorted order).
+    """
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(struct, dict) and isinstance(x, (list, tuple)) and len(x) == len(struct):
+        return dict(zip(sorted(struct), x))  # Keras flattens a dict in sorted key order
+    return x
+
+
+def inference_call(model):
+    """``call(*xs)``: the model in inference mode, as the exporters trace it.
+
+    It takes one tensor per input (``model.inputs`` order) and answers with its outputs in
+    ``model.outputs`` order.
+    """
+    def call(*xs):
+        out = model(as_feed(model, list(xs) if len(xs) > 1 else xs[0]), training=False)
+        return [out[k] for k in sorted(out)] if isinstance(out, dict) else out
+    return call
+
+
+def flat_outputs(out) -> list[np.ndarray]:
+    """A model's answer as a list in ``model.outputs`` order.
+
+    A dict of outputs comes back in the order its keys were written, while ``model.outputs``
+    lists them by sorted key.
+    """
+    if isinstance(out, dict):
+        return [np.asarray(out[k]) for k in sorted(out)]
+    if isinstance(out, (list, tuple)):
+        return [np.asarray(o) for o in out]
+    return [np.asarray(out)]
 
 
 def tflite_predict(model: bytes | str, x: np.ndarray) -> np.ndarray:

@@ -137,3 +137,84 @@ def test_compress_trains_a_two_input_two_output_model(tmp_path):
     assert final["score"]["mse"] < 0.05, (base["score"], prune["metrics"]["outputs"]["score"],
                                           final["score"])
     assert any(a["format"] == "keras" for a in doc["artifacts"])
+
+
+def test_a_two_input_binary_model_is_scored_by_accuracy_and_regression_heads_print(tmp_path):
+    """A siamese verifier (a shared encoder on two images, one sigmoid: same digit or not) was
+    scored by MSE, and compress then crashed printing its accuracy (exit 1, KeyError
+    'accuracy'); a model whose every head is a regression crashed the same way. The binary head
+    is scored by accuracy now, and regression heads print their MSE."""
+    import keras
+    from keras import layers, ops
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    image = (x / 16.0).reshape(-1, 8, 8, 1).astype("float32")
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, len(x), 600), rng.integers(0, len(x), 600)
+    same = (y[i] == y[j]).astype("float32")
+    np.savez(tmp_path / "pairs.npz", x_a=image[i], x_b=image[j], y=same)
+    keras.utils.set_random_seed(0)
+    e_in = keras.Input((8, 8, 1))
+    encoder = keras.Model(e_in, layers.Dense(16)(layers.Flatten()(layers.Conv2D(8, 3)(e_in))),
+                          name="encoder")
+    a, b = keras.Input((8, 8, 1), name="a"), keras.Input((8, 8, 1), name="b")
+    gap = ops.abs(layers.Subtract()([encoder(a), encoder(b)]))
+    model = keras.Model([a, b], layers.Dense(1, activation="sigmoid", name="same")(gap))
+    model.compile("adam", "binary_crossentropy")
+    model.fit([image[i], image[j]], same, epochs=3, verbose=0)
+    model.save(tmp_path / "siamese.keras")
+    r = run_cli("compress", str(tmp_path / "siamese.keras"), "-r", "int8-ptq", "--data",
+                str(tmp_path / "pairs.npz"), "--scale", "none", "-o", str(tmp_path / "out"))
+    assert r.code in (0, 4), r.err[-2000:]
+    assert "int8-ptq: accuracy" in r.out, r.out
+    doc = __import__("json").loads((tmp_path / "out" / "report.json").read_text())
+    assert "accuracy" in doc["metrics"]["final"]["outputs"]["same"]
+
+    two = keras.Model(a, [layers.Dense(1, name="u")(layers.Flatten()(a)),
+                          layers.Dense(2, name="v")(layers.Flatten()(a))])
+    two.save(tmp_path / "two.keras")
+    np.savez(tmp_path / "two.npz", x=image, y_u=image.mean((1, 2)),
+             y_v=np.stack([image.mean((1, 2, 3)), image.std((1, 2, 3))], 1))
+    r = run_cli("compress", str(tmp_path / "two.keras"), "-r", "int8-ptq", "--data",
+                str(tmp_path / "two.npz"), "--scale", "none", "-o", str(tmp_path / "out2"))
+    assert r.code in (0, 4), r.err[-2000:]
+    assert "output u: mse" in r.out and "output v: mse" in r.out, r.out
+
+
+def test_a_model_built_on_dicts_converts_and_crosses_the_bridge(tmp_path):
+    """keras.Model({"meta": ..., "img": ...}, {"reg": ..., "cls": ...}): Keras lists a dict's
+    inputs and outputs by sorted key but answers in the order the keys were written. Such a
+    model made convert exit 1 (a list fed to dict inputs) and the bridge fail (KeyError 0); now
+    every command pairs each output with its own name."""
+    import json
+
+    import keras
+    from keras import layers
+
+    from edgenn.evaluate import keras_predict
+    from edgenn.models.bridge import bridge
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    image = rng.random((120, 6, 6, 1)).astype("float32")
+    meta = rng.random((120, 3)).astype("float32")
+    img, mt = keras.Input((6, 6, 1), name="img"), keras.Input((3,), name="meta")
+    h = layers.Concatenate()([layers.Flatten()(layers.Conv2D(4, 3)(img)), mt])
+    model = keras.Model({"meta": mt, "img": img},
+                        {"reg": layers.Dense(1, name="reg")(h),
+                         "cls": layers.Dense(5, activation="softmax", name="cls")(h)})
+    path = tmp_path / "dicts.keras"
+    model.save(path)
+    np.savez(tmp_path / "d.npz", x_img=image, x_meta=meta)
+    outs = keras_predict(model, [image, meta], every_output=True)  # model.inputs: img, meta
+    assert [o.shape[-1] for o in outs] == [5, 1]  # model.outputs: cls, reg
+    copy = bridge(model)
+    assert copy.relative_error <= copy.tolerance
+    for to, q in (("tflite", "int8"), ("onnx", "none")):  # an untrained model: near ties
+        r = run_cli("convert", str(path), "--to", to, "--quantize", q, "--data",
+                    str(tmp_path / "d.npz"), "--scale", "none", "-o", str(tmp_path / f"m.{to}"),
+                    "--threshold", "0.5", "--json")
+        assert r.code == 0, r.err[-2000:]
+        judged = json.loads(r.out)["fidelity"]["outputs"]
+        assert [o["name"] for o in judged] == ["cls", "reg"], judged

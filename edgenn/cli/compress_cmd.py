@@ -61,13 +61,21 @@ def compress_cmd(model, recipe_name, data, seed, scale, mean, std, resize, chann
 def _human(report, output) -> None:
     con = console()
     metric = report.metrics["metric"]
-    base = report.metrics["baseline"][metric]
-    final = report.metrics["final"][metric]
     first = report.exported[0]
     runtime = "LiteRT" if first.format == "tflite" else "ONNX Runtime"
-    con.print(f"{report.recipe['name']}: {metric} {base:.4f} (input, Keras) -> {final:.4f} "
-              f"(.{first.format} on {runtime})"
-              + (f", {100 * (final - base):+.2f} pt" if metric == "accuracy" else ""))
+    base = report.metrics["baseline"].get(metric)
+    final = report.metrics["final"].get(metric)
+    if base is None or final is None:  # several outputs, none of them scored by this metric
+        for name, m in report.metrics["final"].get("outputs", {}).items():
+            before = report.metrics["baseline"]["outputs"][name]
+            shown = ", ".join(f"{k} {before[k]:.4f} -> {m[k]:.4f}" for k in ("accuracy", "mse")
+                              if k in m)
+            con.print(f"{report.recipe['name']}: output {name}: {shown} (input, Keras -> "
+                      f".{first.format} on {runtime})")
+    else:
+        con.print(f"{report.recipe['name']}: {metric} {base:.4f} (input, Keras) -> {final:.4f} "
+                  f"(.{first.format} on {runtime})"
+                  + (f", {100 * (final - base):+.2f} pt" if metric == "accuracy" else ""))
     for step in report.steps:
         con.print(f"  after {step.name}: {step.metrics.get(metric, float('nan')):.4f} "
                   f"({step.seconds:.1f} s)")

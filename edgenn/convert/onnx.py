@@ -206,7 +206,9 @@ def _convert_frozen(tensorflow, tf2onnx, model, signature, opset: int):
     """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    fn = tensorflow.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+    from ..evaluate import inference_call
+
+    fn = tensorflow.function(inference_call(model))
     frozen = convert_variables_to_constants_v2(fn.get_concrete_function(*signature),
                                                lower_control_flow=False)
     proto, _ = tf2onnx.convert.from_graph_def(

@@ -181,7 +181,9 @@ def traced(model, batch_size: int | None = None):
     The same road for Keras 3 and tf_keras models (Keras 3 runs on the TensorFlow backend).
     """
     tensorflow = tf()
-    fn = tensorflow.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+    from ..evaluate import inference_call
+
+    fn = tensorflow.function(inference_call(model))
     return fn.get_concrete_function(*input_specs(model, batch_size))
 
 

@@ -76,6 +76,8 @@ def load_multi(spec: DataSpec, model) -> MultiSplits:
     except Exception as err:  # noqa: BLE001 - zip, pickle and truncation errors alike
         raise DataError(f"{path} is not a readable .npz file ({type(err).__name__})",
                         "write it again with numpy.savez") from None
+    if len(names) == 1 and f"x_{names[0]}" not in arrays and "x" in arrays:
+        arrays[f"x_{names[0]}"] = arrays["x"]  # one input (and several outputs): x will do
     missing = [n for n in names if f"x_{n}" not in arrays]
     if missing:
         raise DataError(f"{path} has no array for input{'s' * (len(missing) > 1)} "

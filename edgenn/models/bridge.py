@@ -275,6 +275,9 @@ def _build_functional(config: dict, custom_objects: dict, notes: list[str]):
                 tensors[(name, node_index, tensor_index)] = tensor
 
     def pick(spec):
+        if isinstance(spec, dict):  # keras.Model({"img": ..., "meta": ...}, {"cls": ...}):
+            # a list in the order Keras 3 flattens a dict (sorted keys), which tfmot can clone
+            return [pick(spec[key]) for key in sorted(spec)]
         if spec and isinstance(spec[0], str):  # a single [name, node, tensor]
             return tensors[tuple(spec)]
         return [tensors[tuple(s)] for s in spec]
@@ -713,10 +716,10 @@ def _walk(model):
 
 
 def _predict(model, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    feed = inputs[0] if len(inputs) == 1 else inputs
-    out = model(feed, training=False)
-    out = out if isinstance(out, (list, tuple)) else [out]
-    return [np.asarray(o) for o in out]
+    from ..evaluate import as_feed, flat_outputs
+
+    out = model(as_feed(model, inputs[0] if len(inputs) == 1 else inputs), training=False)
+    return flat_outputs(out)
 
 
 def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float]:
