@@ -111,10 +111,24 @@ class OutputFidelity:
     label_agreement: float | None = None  # multi-label: same side of 0.5, per label
     name: str | None = None  # the model's name for this output, when it has several
     verdict: dict | None = None  # its own task, metric, value, threshold and passed (several)
+    # top-1 answers that changed, and how many of them the source model nearly tied: its two top
+    # scores closer than one step of the artifact's quantized output (``output_step``)
+    changed: int | None = None
+    near_ties: int | None = None
+    output_step: float | None = None
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items()
-                if not (k in ("top1_agreement", "label_agreement", "name", "verdict") and v is None)}
+        optional = ("top1_agreement", "label_agreement", "name", "verdict", "changed", "near_ties",
+                    "output_step")
+        return {k: v for k, v in asdict(self).items() if not (k in optional and v is None)}
+
+    def ties(self) -> str:
+        """How many changed answers were near-ties, for a failure message ('' if unknown)."""
+        if not self.changed or self.near_ties is None:
+            return ""
+        return (f"; {self.near_ties} of the {self.changed} changed answers were near-ties (the "
+                f"source model's two top scores closer than one step, {self.output_step:.3g}, "
+                "of the quantized output)")
 
     def summary(self) -> str:
         agree = f"top-1 agreement {self.top1_agreement:.4f}, " if self.top1_agreement is not None else ""
@@ -149,8 +163,13 @@ class Fidelity:
 
     def failure(self, path: str, advice: str) -> str:
         """The one-line error of a failed check whose artifact ``path`` was kept."""
+        ties = ""
+        if self.metric == "top-1 agreement":
+            failing = [o for o in self.outputs if o.top1_agreement is not None and (
+                o.verdict is None or not o.verdict.get("passed", True))]
+            ties = failing[0].ties() if failing else ""
         return (f"fidelity check failed: {self.summary()} on {self.samples} samples "
-                f"({self.data}); {path} was written for inspection: {advice}")
+                f"({self.data}){ties}; {path} was written for inspection: {advice}")
 
     def summary(self) -> str:
         shown = "-" if self.value is None else (f"{self.value:.4f}" if self.metric != "SNR dB"
@@ -181,6 +200,7 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray]) ->
         if not (np.isfinite(ref).all() and np.isfinite(cand).all()):
             which = "source model" if not np.isfinite(ref).all() else "artifact"
             raise_nonfinite(which, i)
+        changed, ties, step = _near_ties(ref_pos, cand_pos) if classes > 1 else (None, None, None)
         results.append(OutputFidelity(
             output=i,
             max_abs_diff=float(np.max(np.abs(diff))) if diff.size else 0.0,
@@ -190,8 +210,30 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray]) ->
             top1_agreement=(float(np.mean(ref_pos.argmax(1) == cand_pos.argmax(1)))
                             if classes > 1 and cand_pos is not None else None),
             label_agreement=float(np.mean((ref > 0.5) == (cand > 0.5))),
+            changed=changed, near_ties=ties, output_step=step,
         ))
     return results
+
+
+def _near_ties(ref_pos: np.ndarray, cand_pos: np.ndarray | None, sample: int = 100_000):
+    """(changed answers, how many were near-ties, the quantized output's step), or Nones.
+
+    A quantized output takes few distinct values (an int8 one at most 256), spaced by its scale;
+    where the source model's two top scores are closer than that, the artifact cannot tell them
+    apart however good its body is. A float output has no such step: (changed, None, None).
+    """
+    if cand_pos is None:
+        return None, None, None
+    changed = ref_pos.argmax(1) != cand_pos.argmax(1)
+    values = np.unique(cand_pos.ravel()[:sample])
+    if not changed.any() or len(values) < 2 or len(values) > 65536:
+        return int(changed.sum()), None, None
+    step = float(np.min(np.diff(values)))
+    if (values[-1] - values[0]) / step > 65535:  # not a grid of 16 bits or fewer: a float output
+        return int(changed.sum()), None, None
+    top2 = np.partition(ref_pos[changed], -2, axis=1)[:, -2:]
+    gaps = top2[:, 1] - top2[:, 0]
+    return int(changed.sum()), int(np.sum(gaps < step)), step
 
 
 def raise_nonfinite(which: str, output: int):

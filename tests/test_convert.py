@@ -408,3 +408,27 @@ def test_a_class_per_position_is_judged_by_top1_per_position(tmp_path):
     assert r.code == 0, r.err
     fid = r.json()["fidelity"]
     assert fid["task"] == "classification" and fid["top1_agreement"] == 1.0, fid
+
+
+def test_a_failed_check_counts_the_near_ties_of_a_quantized_output():
+    """Where the source model's two top scores are closer than one step of an int8 output, the
+    artifact cannot tell them apart: the failure says how many changed answers were such ties
+    (an under-trained digits model: all of them), and says nothing of ties for a float output."""
+    from edgenn.fidelity import judge
+
+    rng = np.random.default_rng(0)
+    ref = rng.dirichlet(np.ones(10) * 50, size=200).astype(np.float32)  # near-uniform scores
+    step = 1 / 256
+    cand = np.round(ref / step) * step  # an int8 softmax output, dequantized
+    verdict = judge([ref], [cand], "classification", "int8", "test")
+    out = verdict.outputs[0]
+    assert not verdict.passed and out.changed > 0
+    assert out.output_step == pytest.approx(step)
+    top2 = np.sort(ref, 1)[:, -2:]
+    changed = ref.argmax(1) != cand.argmax(1)
+    assert out.near_ties == int(np.sum((top2[:, 1] - top2[:, 0])[changed] < step))
+    assert f"{out.near_ties} of the {out.changed} changed answers were near-ties" in \
+        verdict.failure("m.tflite", "advice")
+    noisy = ref + rng.normal(0, 0.01, ref.shape).astype(np.float32)  # float: no step
+    verdict = judge([ref], [noisy], "classification", "float32", "test")
+    assert verdict.outputs[0].near_ties is None and "near-ties" not in verdict.failure("m", "a")
