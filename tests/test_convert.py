@@ -432,3 +432,40 @@ def test_a_failed_check_counts_the_near_ties_of_a_quantized_output():
     noisy = ref + rng.normal(0, 0.01, ref.shape).astype(np.float32)  # float: no step
     verdict = judge([ref], [noisy], "classification", "float32", "test")
     assert verdict.outputs[0].near_ties is None and "near-ties" not in verdict.failure("m", "a")
+
+
+def test_keep_float_reaches_the_fused_lstm_kernels_of_a_layer(tmp_path):
+    """TFLite names a fused LSTM kernel's output tfl.unidirectional_sequence_lstm<N>, not after
+    its layer: --keep-float of a Bidirectional LSTM (what --explain advises when its int8 loses:
+    a Bidirectional summing its two directions lost 40 points) kept its reverse and add float
+    and left both kernels int8, with no word. The kernels are matched to their layer now."""
+    import keras
+    from keras import layers
+    from sklearn.datasets import load_digits
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).reshape(-1, 8, 8).astype("float32")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8))
+    seq = layers.Bidirectional(layers.LSTM(12, return_sequences=True), merge_mode="sum",
+                               name="bi")(inp)
+    model = keras.Model(inp, layers.Dense(10, activation="softmax", name="out")(
+        layers.GlobalAveragePooling1D()(seq)))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=3, verbose=0)
+    model.save(tmp_path / "bi.keras")
+    np.savez(tmp_path / "seq.npz", x=x, y=y)
+    out = tmp_path / "bi.tflite"
+    r = run_cli("convert", str(tmp_path / "bi.keras"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "seq.npz"), "--keep-float", "bi", "--threshold", "0.9",
+                "-o", str(out))
+    assert r.code == 0, r.err[-2000:]
+    interp = Interpreter(model_path=str(out))
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    kernels = [tensors[op["outputs"][0]]["dtype"] for op in interp._get_ops_details()
+               if op["op_name"] == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+    assert kernels == [np.float32, np.float32], kernels
+    assert tensors[next(op["outputs"][0] for op in interp._get_ops_details()
+                        if op["op_name"] == "FULLY_CONNECTED")]["dtype"] == np.int8  # the rest int8
