@@ -440,10 +440,9 @@ def test_keep_float_reaches_the_fused_lstm_kernels_of_a_layer(tmp_path):
     a Bidirectional summing its two directions lost 40 points) kept its reverse and add float
     and left both kernels int8, with no word. The kernels are matched to their layer now."""
     import keras
+    from ai_edge_litert.interpreter import Interpreter
     from keras import layers
     from sklearn.datasets import load_digits
-
-    from ai_edge_litert.interpreter import Interpreter
 
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).reshape(-1, 8, 8).astype("float32")
