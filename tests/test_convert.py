@@ -468,3 +468,8 @@ def test_keep_float_reaches_the_fused_lstm_kernels_of_a_layer(tmp_path):
     assert kernels == [np.float32, np.float32], kernels
     assert tensors[next(op["outputs"][0] for op in interp._get_ops_details()
                         if op["op_name"] == "FULLY_CONNECTED")]["dtype"] == np.int8  # the rest int8
+    # failing without it, the advice names the modes a fused LSTM has (no 16x8 kernel)
+    r = run_cli("convert", str(tmp_path / "bi.keras"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "seq.npz"), "--threshold", "0.999",
+                "-o", str(tmp_path / "plain.tflite"))
+    assert r.code == 3 and "--quantize dynamic or float16" in r.err and "int16x8" not in r.err

@@ -61,9 +61,12 @@ class ConvertResult:
         if spec.quantization.value == "int8" and self.artifact.format == "tflite" \
                 and spec.target.value != "edgetpu":
             # error spread over many layers (EfficientNet's swish and squeeze-excite): 16-bit
-            # activations keep it where keeping a few layers float does not
-            advice = ("try --quantize int16x8 (16-bit activations, int8 weights: the same size, "
-                      "slower kernels), or " + advice)
+            # activations keep it where keeping a few layers float does not; TFLite has no
+            # 16x8 fused LSTM kernel, so a model with one gets the weight-only modes instead
+            advice = ("try --quantize dynamic or float16 (the fused LSTM kernels have no 16x8 "
+                      "version), or " if self.artifact.stateful_ops else
+                      "try --quantize int16x8 (16-bit activations, int8 weights: the same size, "
+                      "slower kernels), or ") + advice
         if self.front_end:
             advice = (f"the spectrogram front end ({', '.join(self.front_end)}) loses its signal "
                       "in int8, and the Edge TPU runs int8 only: compute the spectrogram outside "
