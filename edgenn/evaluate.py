@@ -117,8 +117,12 @@ def inference_call(model):
     """
     def call(*xs):
         out = model(as_feed(model, list(xs) if len(xs) > 1 else xs[0]), training=False)
-        return [out[k] for k in sorted(out)] if isinstance(out, dict) else out
+        return _in_model_order(out) if isinstance(out, dict) else out
     return call
+
+
+def _in_model_order(out: dict) -> list:
+    return [out[k] for k in sorted(out)]  # Keras flattens a dict in sorted key order
 
 
 def flat_outputs(out) -> list[np.ndarray]:
@@ -128,7 +132,7 @@ def flat_outputs(out) -> list[np.ndarray]:
     lists them by sorted key.
     """
     if isinstance(out, dict):
-        return [np.asarray(out[k]) for k in sorted(out)]
+        return [np.asarray(o) for o in _in_model_order(out)]
     if isinstance(out, (list, tuple)):
         return [np.asarray(o) for o in out]
     return [np.asarray(out)]

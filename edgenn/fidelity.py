@@ -262,21 +262,24 @@ def judge(reference: list[np.ndarray], candidate: list[np.ndarray], task,
         return _judge_each(reference, candidate, [Task(t) for t in task], quantization, data,
                            threshold, min_snr, names)
     outputs = compare_outputs(reference, candidate)
-    task = Task(task)
+    task, metric, value, limit = _decide(outputs, Task(task), quantization, threshold, min_snr)
     agreements = [o.top1_agreement for o in outputs if o.top1_agreement is not None]
-    worst_top1 = min(agreements) if agreements else None
-    if task is Task.classification and worst_top1 is not None:
-        metric, value = "top-1 agreement", worst_top1
+    return Fidelity(int(len(reference[0])), data, limit, bool(value >= limit),
+                    min(agreements) if agreements else None, tuple(outputs), task.value, metric,
+                    float(value))
+
+
+def _decide(outputs: list[OutputFidelity], task: Task, quantization: str, threshold, min_snr):
+    """(task, metric, worst value, limit) of compared outputs judged by ``task``'s measure."""
+    agreements = [o.top1_agreement for o in outputs if o.top1_agreement is not None]
+    if task is Task.classification and agreements:
         limit = threshold if threshold is not None else DEFAULT_THRESHOLDS[quantization]
-    elif task is Task.multilabel:
-        metric, value = "label agreement", min(o.label_agreement for o in outputs)
+        return task, "top-1 agreement", min(agreements), limit
+    if task is Task.multilabel:
         limit = threshold if threshold is not None else DEFAULT_THRESHOLDS[quantization]
-    else:
-        metric, value = "SNR dB", min(o.snr_db for o in outputs)
-        limit = min_snr if min_snr is not None else DEFAULT_MIN_SNR[quantization]
-        task = Task.regression
-    return Fidelity(int(len(reference[0])), data, limit, bool(value >= limit), worst_top1,
-                    tuple(outputs), task.value, metric, float(value))
+        return task, "label agreement", min(o.label_agreement for o in outputs), limit
+    limit = min_snr if min_snr is not None else DEFAULT_MIN_SNR[quantization]
+    return Task.regression, "SNR dB", min(o.snr_db for o in outputs), limit
 
 
 def _judge_each(reference, candidate, tasks: list[Task], quantization: str, data: str,
@@ -288,12 +291,11 @@ def _judge_each(reference, candidate, tasks: list[Task], quantization: str, data
     if len(tasks) != len(outputs):
         raise ValueError(f"{len(tasks)} tasks for {len(outputs)} outputs")
     judged = []
-    for i, (o, task) in enumerate(zip(outputs, tasks)):
-        verdict = judge([reference[i]], [candidate[i]], task, quantization, data, threshold, min_snr)
+    for i, (o, task) in enumerate(zip(outputs, tasks)):  # each compared once, judged alone
+        kind, metric, value, limit = _decide([o], task, quantization, threshold, min_snr)
         judged.append(replace(o, name=names[i] if names else None,
-                              verdict={"task": verdict.task, "metric": verdict.metric,
-                                       "value": verdict.value, "threshold": verdict.threshold,
-                                       "passed": verdict.passed}))
+                              verdict={"task": kind.value, "metric": metric, "value": float(value),
+                                       "threshold": limit, "passed": bool(value >= limit)}))
     failing = [o for o in judged if not o.verdict["passed"]]
     shown = (failing or judged)[0].verdict
     agreements = [o.top1_agreement for o in judged if o.top1_agreement is not None

@@ -56,10 +56,10 @@ _FOLDS_AFTER = {"Conv2D", "DepthwiseConv2D", "Dense"}
 def _folds_into(layer, config: QuantizeStep, registry) -> bool:
     if not is_batch_norm(layer):
         return False
-    inbound = [n for n in layer.inbound_nodes if n.inbound_layers]
-    if len(inbound) != 1 or isinstance(inbound[0].inbound_layers, list):
+    inbound = _inbound(layer)
+    if len(inbound) != 1:
         return False
-    prev = inbound[0].inbound_layers
+    prev = inbound[0]
     return (type(prev).__name__ in _FOLDS_AFTER and in_scope(prev, config.scope)
             and registry.supports(prev)
             and prev.get_config().get("activation") in ("linear", None))
@@ -107,6 +107,7 @@ def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
         {"prune", "cluster"} & set(ctx.done))
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
     decided: dict[str, str | None] = {}  # layer name -> why it stays float (None: annotated)
+    same_scale: set[str] = set()  # kept float for an input that stays float
 
     def why_float(layer) -> str | None:
         if layer.name in decided:
@@ -125,6 +126,7 @@ def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
             # concatenation needs one scale for all of them and its output: the conversion
             # fails ("violate the same scale constraint"); float, the converter calibrates it
             reason = f"{layer.name} ({name}, an input stays float)"
+            same_scale.add(layer.name)
         decided[layer.name] = reason
         return reason
 
@@ -136,9 +138,7 @@ def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
         raise nothing_in_scope("quantize", model)
     frozen = _freeze_batch_norm(annotated) if config.freeze_batch_norm else []
     with qk.quantize_scope():
-        same_scale = frozenset(name for name, why in decided.items()
-                               if why and why.endswith("an input stays float)"))
-        qat_model = qk.quantize_apply(annotated, _scheme(preserve, same_scale))
+        qat_model = qk.quantize_apply(annotated, _scheme(preserve, frozenset(same_scale)))
     if frozen:
         _check_frozen(qat_model, frozen)
     ranged = init_ranges(qat_model, ctx.splits.x_train)
