@@ -15,6 +15,11 @@ Models: "cnn" (Conv-BN-ReLU x2, GAP, softmax) and the same network with one laye
 emulate in the middle (ELU, LeakyReLU, PReLU) or a bilinear upsampling, and one with all of them.
 Data: digits (1,437 training images, 8x8; float models trained 30 epochs) and Fashion-MNIST
 limited to 1,000 training images (float models trained 60 epochs).
+
+    python bench/qat_ranges.py --model bench/out/effb0/b0.keras --limit 300 --resize 32x32 \
+        --channels 3 --scale none --epochs-scale 0.05 --out bench/out/qat_ranges_b0
+
+runs both arms on a trained model of your own (Fashion-MNIST data prepared as the flags say).
 """
 
 from __future__ import annotations
@@ -55,6 +60,33 @@ def build(kind: str, splits, epochs: int):
     return model
 
 
+def both_arms(path: Path, spec, out: Path, epochs_scale: float = 1.0) -> dict:
+    """int8-qat on the model at ``path`` with ranges from the data, then with tfmot's start."""
+    import edgenn.compress.techniques.quantize as q
+    from edgenn import recipe as rc
+    from edgenn.compress.pipeline import run
+
+    recipe_path = rc.resolve("int8-qat")
+    row = {}
+    for arm in ("data ranges", "tfmot start"):
+        original = q.init_ranges
+        if arm == "tfmot start":
+            q.init_ranges = lambda *a, **k: 0
+        try:
+            report = run(str(path), rc.load(str(recipe_path)), recipe_path, spec,
+                         out / f"{path.stem}-{arm.split()[0]}", overwrite=True,
+                         epochs_scale=epochs_scale)
+        except Exception as err:  # noqa: BLE001 - a constraint miss still wrote its report
+            report = getattr(err, "report", None)
+            row[arm] = f"{type(err).__name__}: {str(err)[:120]}"
+        finally:
+            q.init_ranges = original
+        if report is not None:
+            row["keras"] = round(report.metrics["baseline"]["accuracy"], 4)
+            row[arm] = round(report.metrics["final"]["accuracy"], 4)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "qat_ranges"))
@@ -62,16 +94,25 @@ def main() -> None:
     ap.add_argument("--sets", default="digits,fashion-1000")
     ap.add_argument("--fashion-epochs", type=int, default=60,
                     help="epochs the float models train on the 1,000 Fashion-MNIST images")
+    ap.add_argument("--model", help="a trained model of your own instead (Fashion-MNIST data)")
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--resize", help="HxW")
+    ap.add_argument("--channels", type=int)
+    ap.add_argument("--scale", default="auto")
+    ap.add_argument("--epochs-scale", type=float, default=1.0)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    import edgenn.compress.techniques.quantize as q
-    from edgenn import recipe as rc
-    from edgenn.compress.pipeline import run
     from edgenn.data import DataSpec, load, match_model
 
-    recipe_path = rc.resolve("int8-qat")
+    if args.model:
+        resize = tuple(int(v) for v in args.resize.split("x")) if args.resize else None
+        spec = DataSpec("fashion-mnist", limit=args.limit, resize=resize, channels=args.channels,
+                        scale=args.scale)
+        row = {"model": args.model, **both_arms(Path(args.model), spec, out, args.epochs_scale)}
+        print(json.dumps(row), flush=True)
+        return
     sets = {"digits": (DataSpec("digits"), 30),
             "fashion-1000": (DataSpec("fashion-mnist", limit=1000), args.fashion_epochs)}
     sets = {k: v for k, v in sets.items() if k in args.sets.split(",")}
@@ -81,28 +122,11 @@ def main() -> None:
         for kind in args.only.split(","):
             path = out / f"{data_name}-{kind}.keras"
             build(kind, splits, epochs).save(path)
-            row = {"data": data_name, "model": kind}
-            for arm in ("data ranges", "tfmot start"):
-                original = q.init_ranges
-                if arm == "tfmot start":
-                    q.init_ranges = lambda *a, **k: 0
-                try:
-                    report = run(str(path), rc.load(str(recipe_path)), recipe_path, spec,
-                                 out / f"{data_name}-{kind}-{arm.split()[0]}", overwrite=True)
-                except Exception as err:  # noqa: BLE001 - a constraint miss still wrote its report
-                    report = getattr(err, "report", None)
-                    row[arm] = f"{type(err).__name__}: {str(err)[:120]}"
-                finally:
-                    q.init_ranges = original
-                if report is not None:
-                    base = report.metrics["baseline"]["accuracy"]
-                    final = report.metrics["final"]["accuracy"]
-                    row["keras"] = round(base, 4)
-                    row[arm] = round(final, 4)
+            row = {"data": data_name, "model": kind, **both_arms(path, spec, out)}
             print(json.dumps(row), flush=True)
             rows.append(row)
     (out / "results.json").write_text(json.dumps(rows, indent=1))
-    print("| data | model | Keras input | int8 QAT .tflite, ranges from data | tfmot's start |")
+    print("| data | model | Keras input | int8 QAT .tflite, ranges from the data | tfmot's start |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['data']} | {r['model']} | {r.get('keras')} | {r.get('data ranges')} | "
