@@ -260,3 +260,14 @@ def test_int8_slower_than_its_float_model_is_flagged(models):
     assert "tfk_cnn.tflite (float)" in notes[0] and "--host" in notes[0]
     assert slower_int8([run(f32, 1.0), run(int8, 0.5)]) == []
     assert slower_int8([run(int8, 2.0)]) == []  # nothing to compare with
+
+
+def test_profile_of_a_model_fed_token_ids(models, tmp_path):
+    """Found with a text classifier: random int32 inputs are not valid ids, and the Embedding's
+    GATHER failed (exit 3) on every model that reads token ids."""
+    r = run_cli("convert", str(models / "k3_ids.keras"), "--to", "tflite",
+                "-o", str(tmp_path / "ids.tflite"))
+    assert r.code == 0, r.err
+    r = run_cli("profile", str(tmp_path / "ids.tflite"), "--runs", "5", "--json", block_tf=True)
+    assert r.code == 0, r.err
+    assert r.json()["results"][0]["runs"] == 5

@@ -119,6 +119,7 @@ class OnnxQuantization:
     calibration: str | None = None
     samples: int | None = None
     why: str = ""
+    float_nodes: tuple[str, ...] = ()  # left float: an input's normalization (front_layers)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -130,7 +131,9 @@ class OnnxQuantization:
         reduce = ", reduced range" if self.reduce_range else ""
         channel = "per-channel " if self.per_channel else ""
         return (f"{self.mode}: {channel}{self.weights} weights, {self.activations} activations"
-                f"{reduce}{extra}" + (f" ({self.why})" if self.why else ""))
+                f"{reduce}{extra}" + (f" ({self.why})" if self.why else "")
+                + (f"; {len(self.float_nodes)} node(s) at the input left float"
+                   if self.float_nodes else ""))
 
 
 _COUNTER = re.compile(r"__(\d+)")
@@ -284,8 +287,11 @@ def _working_in(folder):
 
 
 def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
-             method: str = "minmax", samples: int = 200):
+             method: str = "minmax", samples: int = 200, float_inputs: list[int] = ()):
     """Quantize an ONNX model: "dynamic" (int8 weights) or "int8" (static QDQ, calibrated).
+
+    ``float_inputs``: positions of graph inputs whose first computing nodes stay float (an input
+    whose features are at unequal scales, read by a normalization: `export.front_layers`).
 
     Returns (quantized ModelProto, an OnnxQuantization describing what was done).
     """
@@ -332,22 +338,63 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
                 raise UsageError("static int8 ONNX quantization needs calibration data", "pass --data")
             scheme = scheme_for(target)
             names = [i.name for i in proto.graph.input]
+            excluded = _first_computing_nodes(onnx.load(str(pre)).graph,
+                                              [names[i] for i in float_inputs])
             with quiet_stderr():
                 quantize_static(
                     str(pre), str(out), _Reader(names, take(x_calib, slice(0, samples))),
                     quant_format=QuantFormat.QDQ,
                     per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
                     activation_type=types[scheme.activation], weight_type=types[scheme.weight],
-                    calibrate_method=methods[method])
+                    calibrate_method=methods[method], nodes_to_exclude=excluded)
             info = OnnxQuantization("static QDQ", scheme.weight, scheme.activation,
                                     scheme.per_channel, scheme.reduce_range, method,
-                                    int(min(samples, count(x_calib))), scheme.why)
+                                    int(min(samples, count(x_calib))), scheme.why,
+                                    tuple(excluded))
         else:
             raise UsageError(f"ONNX quantization {mode!r} is not supported",
                              "use --quantize none, dynamic or int8 with --to onnx")
         result = onnx.load(str(out))
     canonical_order(result.graph)
     return result, info
+
+
+_LAYOUT_OPS = {"Identity", "Cast", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten"}
+_AFFINE_OPS = {"Sub", "Add", "Mul", "Div"}
+
+
+def _first_computing_nodes(graph, inputs: list[str]) -> list[str]:
+    """The nodes that keep ``inputs`` float until they are normalized.
+
+    From each input, through layout-only nodes, the chain of element-wise ops with a constant
+    (a normalization's subtract and scale); where an input has no such chain, the first node
+    that computes on it.
+    """
+    constants = {t.name for t in graph.initializer}
+    constants |= {o for node in graph.node if node.op_type == "Constant" for o in node.output}
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    out: list[str] = []
+    for start in inputs:
+        chain, first, frontier, seen, scaled = [], [], [start], set(), False
+        while frontier:
+            tensor = frontier.pop()
+            for node in readers.get(tensor, []):
+                if node.name in seen:
+                    continue
+                seen.add(node.name)
+                affine = node.op_type in _AFFINE_OPS and all(
+                    name == tensor or name in constants for name in node.input)
+                if node.op_type in _LAYOUT_OPS or affine:
+                    chain.append(node.name)
+                    frontier.extend(node.output)
+                    scaled = scaled or affine
+                else:
+                    first.append(node.name)
+        out += [name for name in chain + ([] if scaled else first) if name not in out]
+    return out
 
 
 def canonical_order(graph) -> None:

@@ -17,7 +17,7 @@ from .. import __version__
 from ..artifacts import refuse_overwrite, sha256
 from ..errors import UsageError
 from ..fidelity import Fidelity, Task, detect_task, detect_tasks, judge, output_names
-from ..recipe import ExportFormat, Quantization, Target
+from ..recipe import ExportFormat
 from .export import EXECUTION_PROVIDERS, Artifact, ExportSpec, export
 
 
@@ -45,7 +45,7 @@ class ConvertResult:
     bridge_max_abs_diff: float | None = None
     explain: object | None = None  # explain.Explanation
     trainable: TrainableExport | None = None
-    front_end: tuple[str, ...] = ()  # spectrogram layers quantized (the Edge TPU's int8)
+    front_end: tuple = ()  # export.FrontLayer: front layers int8 quantized although they lose
 
     @property
     def exit_code(self) -> int:
@@ -68,9 +68,13 @@ class ConvertResult:
                       "try --quantize int16x8 (16-bit activations, int8 weights: the same size, "
                       "slower kernels), or ") + advice
         if self.front_end:
-            advice = (f"the spectrogram front end ({', '.join(self.front_end)}) loses its signal "
-                      "in int8, and the Edge TPU runs int8 only: compute the spectrogram outside "
-                      "the model and feed it, or target cpu (which keeps it float); or " + advice)
+            first = self.front_end[0]
+            names = ", ".join(f.name for f in self.front_end if f.kind == first.kind)
+            why, fix = (("the Edge TPU runs int8 only", "target cpu")
+                        if spec.target.value == "edgetpu" else
+                        ("an int8 input is quantized before it", "use --io float32"))
+            advice = (f"the {first.kind} ({names}) {first.loss}, and {why}: {first.outside}, or "
+                      f"{fix} (which keeps it float); or " + advice)
         elif self.explain is None and self.artifact.spec.needs_calibration:
             advice = "rerun with --explain to find the layers that lose accuracy, or " + advice
         elif self.explain is not None and getattr(self.explain, "starved", None):
@@ -241,12 +245,10 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
         else:
             explanation = Explanation(0, (), (), skipped="--explain compares layers of int8/int16x8 "
                                                         "TFLite models")
-    from .export import front_end_layers
+    from .export import lost_front
 
-    front = front_end_layers(model) if spec.target is Target.edgetpu \
-        and spec.quantization is Quantization.int8 else ()
     return ConvertResult(str(model_path), artifact, fidelity, bridge, explanation, info,
-                         front_end=front)
+                         front_end=lost_front(model, spec))
 
 
 def _provenance(model_path: str) -> dict:

@@ -93,6 +93,18 @@ def describe_savedmodel(info: FormatInfo, *, allow_unsafe: bool = False) -> dict
     }
 
 
+def inbound_layers(layer) -> list:
+    """The layers whose outputs ``layer`` reads (Keras 3 and tf_keras; an input's InputLayer)."""
+    out = []
+    for node in getattr(layer, "_inbound_nodes", None) or []:
+        for tensor in node.input_tensors:
+            history = getattr(tensor, "_keras_history", None)
+            prev = getattr(history, "operation", None) or getattr(history, "layer", None)
+            if prev is not None and prev not in out:
+                out.append(prev)
+    return out
+
+
 def pixel_range_mismatch(model, x) -> str | None:
     """A warning when the model rescales raw pixel values itself but ``x`` is already in [0, 1].
 

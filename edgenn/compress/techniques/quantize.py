@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...models.describe import inbound_layers
 from ...recipe import QuantizeStep
 from ..registry import register
 from ..scope import apply_to_layers, in_scope, nothing_in_scope
@@ -56,7 +57,7 @@ _FOLDS_AFTER = {"Conv2D", "DepthwiseConv2D", "Dense"}
 def _folds_into(layer, config: QuantizeStep, registry) -> bool:
     if not is_batch_norm(layer):
         return False
-    inbound = _inbound(layer)
+    inbound = inbound_layers(layer)
     if len(inbound) != 1:
         return False
     prev = inbound[0]
@@ -75,14 +76,6 @@ _QAT_ACTIVATION_LAYER = _QAT_ACTIVATIONS | {"relu6"}
 
 # Layers whose int8 TFLite op needs one scale on every input and its output.
 _SAME_SCALE = {"Concatenate"}
-
-
-def _inbound(layer) -> list:
-    out = []
-    for node in layer.inbound_nodes:
-        prev = node.inbound_layers
-        out.extend(prev if isinstance(prev, list) else [prev])
-    return out
 
 
 def _unsupported_activation(layer) -> str | None:
@@ -121,7 +114,7 @@ def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
             reason = f"{layer.name} ({name}, activation {activation})"
         elif not (registry.supports(layer) or _folds_into(layer, config, registry)):
             reason = f"{layer.name} ({name})"
-        elif name in _SAME_SCALE and any(why_float(prev) for prev in _inbound(layer)):
+        elif name in _SAME_SCALE and any(why_float(prev) for prev in inbound_layers(layer)):
             # tfmot would put a fake-quant of its own on each float input, and TFLite's int8
             # concatenation needs one scale for all of them and its output: the conversion
             # fails ("violate the same scale constraint"); float, the converter calibrates it
