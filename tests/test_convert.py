@@ -473,3 +473,41 @@ def test_keep_float_reaches_the_fused_lstm_kernels_of_a_layer(tmp_path):
                 "--data", str(tmp_path / "seq.npz"), "--threshold", "0.999",
                 "-o", str(tmp_path / "plain.tflite"))
     assert r.code == 3 and "--quantize dynamic or float16" in r.err and "int16x8" not in r.err
+
+
+def test_a_lone_lstm_is_explained_and_kept_float(tmp_path):
+    """Found with a video classifier (TimeDistributed CNN, then an LSTM): its int8 LSTM kernel
+    saturated (agreement 0.50), --explain could not see the kernel (named
+    tfl.unidirectional_sequence_lstm, not after its layer) and blamed the layers before it, and
+    --keep-float lstm kept the kernel float but was refused as not kept, because the check
+    looked for another float op named after the layer, which only a Bidirectional has."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+    from keras import layers
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).reshape(-1, 8, 8).astype("float32")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8))
+    model = keras.Model(inp, layers.Dense(10, activation="softmax", name="out")(
+        layers.LSTM(12, name="rnn")(inp)))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0)
+    model.save(tmp_path / "rnn.keras")
+    np.savez(tmp_path / "seq.npz", x=x, y=y)
+    data = ["--data", str(tmp_path / "seq.npz"), "--threshold", "0"]
+    r = run_cli("convert", str(tmp_path / "rnn.keras"), "--to", "tflite", "--quantize", "int8",
+                *data, "--explain", "--json", "-o", str(tmp_path / "a.tflite"))
+    assert r.code == 0, r.err[-2000:]
+    rows = {row["layer"]: row for row in r.json()["explain"]["layers"]}
+    assert "rnn" in rows and rows["rnn"]["relative_error"] < 1, rows
+    out = tmp_path / "k.tflite"
+    r = run_cli("convert", str(tmp_path / "rnn.keras"), "--to", "tflite", "--quantize", "int8",
+                *data, "--keep-float", "rnn", "-o", str(out))
+    assert r.code == 0, r.err[-2000:]
+    interp = Interpreter(model_path=str(out))
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    kernels = [tensors[op["outputs"][0]]["dtype"] for op in interp._get_ops_details()
+               if op["op_name"] == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+    assert kernels == [np.float32], kernels

@@ -181,6 +181,26 @@ def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
         rank = len(layers)
         if last not in best or rank >= best[last][0]:
             best[last] = (rank, {"index": t["index"], "detail": t, "value": value})
+    # A fused LSTM kernel's output is named tfl.unidirectional_sequence_lstm<N>, not after its
+    # layer: matched as --keep-float matches it (an LSTM that lost most went unnamed, and the
+    # blame fell on the layers before it)
+    from .tflite import _fused_lstm_tensors
+
+    details = {t["name"]: t for t in interp.get_tensor_details()}
+    for owner, tensor in _fused_lstm_tensors(interp, model, set(order)):
+        if owner in best or type(model.get_layer(owner)).__name__ != "LSTM":
+            continue  # a Bidirectional's merge is named after it
+        try:
+            value = interp.get_tensor(details[tensor]["index"])
+        except (KeyError, ValueError):
+            continue
+        want = keras_out[position[owner]][: len(samples)]
+        if value.ndim == 3 and want.ndim == 2:  # return_sequences=False: the last step
+            value = value[:, -1, :]
+        if value.size == want.size:
+            with_ops.add(owner)
+            best[owner] = (1, {"index": details[tensor]["index"], "detail": details[tensor],
+                               "value": value})
 
     rows, previous = [], 0.0
     for name in [n for n in order if n in best]:

@@ -458,9 +458,10 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
     for t in details:
         if np.dtype(t["dtype"]) == np.float32:
             floats |= layers_of_tensor(t["name"], position)
-    kept_lstm = {tensor for _, tensor in lstm_nodes}
-    if any(t["name"] in kept_lstm and np.dtype(t["dtype"]) != np.float32 for t in details):
-        floats -= {owner for owner, _ in lstm_nodes}
+    # a kept LSTM is float when its kernels are (a lone LSTM owns no other op to show it)
+    dtypes = {t["name"]: np.dtype(t["dtype"]) for t in details}
+    floats |= {owner for owner, _ in lstm_nodes}
+    floats -= {owner for owner, tensor in lstm_nodes if dtypes.get(tensor) != np.float32}
     ignored = sorted(keep - floats, key=position.get)
     if ignored:
         raise ConversionError(f"TFLite's quantizer did not keep {', '.join(ignored)} in float "
