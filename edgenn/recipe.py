@@ -300,7 +300,10 @@ class Export(Strict):
 
 
 class Evaluate(Strict):
-    metric: Metric = Metric.accuracy
+    metric: Metric | None = Field(
+        None, description="accuracy or mse/mae; unset, the model's output decides: accuracy for "
+                          "class scores, mse for a reconstruction, multi-label or regression "
+                          "output")
     split: Split = Split.test
 
 

@@ -164,8 +164,9 @@ def test_missing_and_unknown_sources(tmp_path):
 
 def test_float_targets_are_not_argmaxed_into_classes(tmp_path):
     """Rows of float targets (a 3-value regression) were read as one-hot and arg-maxed: an
-    accuracy recipe then scored a regression model (prune "lost 57 pt"). They are refused in
-    one line naming evaluate.metric: mse; convert, which reads only the inputs, takes them."""
+    accuracy recipe then scored a regression model (prune "lost 57 pt"). A recipe that asks for
+    accuracy is refused in one line naming evaluate.metric: mse; one that leaves the metric to
+    the model scores it by MSE; convert, which reads only the inputs, takes them."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -175,10 +176,22 @@ def test_float_targets_are_not_argmaxed_into_classes(tmp_path):
     model.save(tmp_path / "reg.keras")
     np.savez(tmp_path / "reg.npz", x=x, y=model.predict(x, verbose=0))
     data = ["--data", str(tmp_path / "reg.npz"), "--scale", "none"]
-    r = run_cli("compress", str(tmp_path / "reg.keras"), "-r", "prune-80-int8", *data,
+    recipe = tmp_path / "acc.yaml"
+    recipe.write_text("name: acc\nexport: {format: tflite, quantization: int8}\n"
+                      "evaluate: {metric: accuracy}\n")
+    r = run_cli("compress", str(tmp_path / "reg.keras"), "-r", str(recipe), *data,
                 "-o", str(tmp_path / "out"))
     assert_clean_error(r, 2, "not one-hot rows", "evaluate.metric: mse")
     assert not (tmp_path / "out").exists()
+    r = run_cli("compress", str(tmp_path / "reg.keras"), "-r", "int8-ptq", *data,
+                "-o", str(tmp_path / "auto"), "--json")
+    assert r.code == 0, r.err
+    assert r.json()["metrics"]["metric"] == "mse" and r.json()["metrics"]["final"]["mse"] < 0.01
+    # targets that do not match the output's values are refused, not broadcast
+    np.savez(tmp_path / "short.npz", x=x, y=model.predict(x, verbose=0)[:, :2])
+    r = run_cli("compress", str(tmp_path / "reg.keras"), "-r", "int8-ptq", "--data",
+                str(tmp_path / "short.npz"), "--scale", "none", "-o", str(tmp_path / "short"))
+    assert_clean_error(r, 2, "y holds 2 values per sample", "has 3")
     ok = run_cli("convert", str(tmp_path / "reg.keras"), "--to", "tflite", "--quantize", "int8",
                  *data, "-o", str(tmp_path / "r.tflite"), "--json")
     assert ok.code == 0, ok.err

@@ -66,11 +66,22 @@ def test_autoencoder_is_judged_by_snr_not_top1(models, tmp_path):
     fid = r.json()["fidelity"]
     assert fid["task"] == "regression" and fid["metric"] == "SNR dB" and fid["value"] >= 20
     assert fid["outputs"][0]["cosine"] > 0.99
-    # compress would score it as top-1 of class ids: refused, naming the metric that fits
+    # compress scores it by MSE, as its output says (it was refused, naming evaluate.metric)
     c = run_cli("compress", str(models / "k3_autoencoder.keras"), "-r", "int8-ptq", "--data",
-                str(models / "ae.npz"), "-o", str(tmp_path / "c"))
+                str(models / "ae.npz"), "-o", str(tmp_path / "c"), "--json")
+    assert c.code == 0, c.err
+    scores = c.json()["metrics"]
+    assert scores["metric"] == "mse", scores  # int8 adds little to the model's own error
+    assert abs(scores["final"]["mse"] - scores["baseline"]["mse"]) < 0.01, scores
+    assert any("max_accuracy_drop bounds class scores" in n for n in c.json()["notes"])
+    # a recipe that asks for top-1 accuracy of it is refused, naming the metric that fits
+    recipe = tmp_path / "acc.yaml"
+    recipe.write_text("name: acc\nexport: {format: tflite, quantization: int8}\n"
+                      "evaluate: {metric: accuracy}\n")
+    c = run_cli("compress", str(models / "k3_autoencoder.keras"), "-r", str(recipe), "--data",
+                str(models / "ae.npz"), "-o", str(tmp_path / "d"))
     assert_clean_error(c, 2, "640 sigmoid values", "evaluate.metric: mse")
-    assert not (tmp_path / "c").exists()
+    assert not (tmp_path / "d").exists()
 
 
 def test_recurrent_macs_count_every_time_step(models):

@@ -110,7 +110,7 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
                           staging, outdir, out, name, seed=seed, log=log, started=started,
                           epochs_scale=epochs_scale, progress=progress,
                           custom_objects_file=custom_objects_file, allow_unsafe=allow_unsafe)
-    task = "regression" if recipe.evaluate.metric in (Metric.mse, Metric.mae) else "classification"
+    task = _task_for(recipe, model, data_spec)
     from ..fidelity import bounded_output
 
     bounded = bounded_output(model) if task == "classification" else None
@@ -134,6 +134,8 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     splits = load_for(data_spec, in_shape, classes, model.inputs[0].dtype)
     if positions:
         match_positions(splits, out_shape)
+    if task == "regression":
+        _match_targets(splits, out_shape, data_spec.source)
     from ..models.describe import pixel_range_mismatch
 
     warning = pixel_range_mismatch(model, splits.x_calib)
@@ -148,7 +150,8 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
                              "but not their per-position labels", "remove the step's augment key")
     x_eval, y_eval = ((splits.x_test, splits.y_test) if recipe.evaluate.split is Split.test
                       else (splits.x_val, splits.y_val))
-    metric = recipe.evaluate.metric.value
+    metric = recipe.evaluate.metric.value if recipe.evaluate.metric else (
+        "mse" if task == "regression" else "accuracy")
 
     report = Report(command="compress", versions=_versions())
     report.model = {"path": str(model_path), "sha256": sha256(Path(model_path))
@@ -251,6 +254,62 @@ def _check_multi_steps(recipe: Recipe, model_path, model) -> None:
                              f"input; {model_path} has {shape}", "remove the step's augment key")
 
 
+def _task_for(recipe: Recipe, model, data_spec) -> str:
+    """What a single-output model is scored as: the recipe's evaluate.metric, or, unset, its output.
+
+    A reconstruction or multi-label output (several sigmoid, tanh... values) is scored by MSE,
+    and so is a linear output with measured (not whole-number) targets; class scores, logits
+    and a binary head by accuracy.
+    """
+    if recipe.evaluate.metric is not None:
+        return ("regression" if recipe.evaluate.metric in (Metric.mse, Metric.mae)
+                else "classification")
+    if not getattr(model, "layers", None):  # a SavedModel: its answers are judged when converted
+        return "classification"
+    from ..fidelity import Task, bounded_output, detect_task
+
+    if bounded_output(model):
+        return "regression"
+    if detect_task(model) is Task.regression and _measured_targets(data_spec):
+        return "regression"  # a linear output: logits have class ids for labels, not fractions
+    return "classification"
+
+
+def _match_targets(splits, out_shape: tuple, source) -> None:
+    """Refuse targets that do not hold one value per output value.
+
+    (Class ids for a reconstruction were broadcast against its 640 values into a meaningless
+    MSE.)
+    """
+    import numpy as np
+
+    want = int(np.prod([d for d in out_shape[1:] if d])) if len(out_shape) > 1 else 1
+    y = splits.y_test
+    have = int(np.prod(y.shape[1:])) if y is not None and y.ndim > 1 else 1
+    if y is not None and have != want:
+        raise UsageError(f"{source}: y holds {have} value{'s' * (have != 1)} per sample, but the "
+                         f"model's output, scored by MSE, has {want}",
+                         "store the target output per sample as y (for an autoencoder, y = x), "
+                         "or set evaluate.metric: accuracy for class ids")
+
+
+def _measured_targets(data_spec) -> bool:
+    """Whether an .npz data set's y holds measurements (fractions) rather than class ids."""
+    import numpy as np
+
+    source = Path(str(data_spec.source))
+    if source.suffix != ".npz" or not source.is_file():
+        return False  # the builtin sets and image folders hold classes
+    try:
+        with np.load(source, allow_pickle=False) as z:
+            y = z["y"] if "y" in z.files else None
+            if y is None or not np.issubdtype(y.dtype, np.floating):
+                return False
+            return bool(np.isfinite(y).all() and not np.array_equal(y, np.round(y)))
+    except (OSError, ValueError):
+        return False  # the loader says what is wrong with the file
+
+
 def _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs, staging, outdir,
                out: Path, name: str, *, seed, log, started, epochs_scale=1.0, progress=None,
                custom_objects_file=None, allow_unsafe=False) -> Report:
@@ -292,7 +351,8 @@ def _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs,
     report.data = {**data.summary(), "seed": seed, "evaluated_on": "test"}
     baseline = metrics_per_output(keras_predict(model, data.x_test, every_output=True),
                                   data.y_test, tasks, outputs)
-    report.metrics = {"metric": recipe.evaluate.metric.value, "baseline": baseline}
+    report.metrics = {"metric": recipe.evaluate.metric.value if recipe.evaluate.metric else (
+        "accuracy" if "classification" in tasks else "mse"), "baseline": baseline}
     reference = tflite_bytes(model, ExportSpec())
     report.reference = {"float32_tflite_bytes": len(reference),
                         "float32_tflite_gzip_bytes": gzip_size(reference)}
@@ -445,6 +505,10 @@ def _check(recipe: Recipe, report: Report, task: str) -> list[Constraint]:
         drop = round(max(b - f for b, f in pairs) * 100, 3)
         checks.append(Constraint("max_accuracy_drop", c.max_accuracy_drop, drop,
                                  drop <= c.max_accuracy_drop, " pt"))
+    if c.max_accuracy_drop is not None and task != "classification":
+        report.notes.append(f"max_accuracy_drop bounds class scores; {report.metrics['metric']} "
+                            "is reported and no constraint bounds it (set max_bytes, or check "
+                            "the figures in this report)")
     if c.max_latency_ms is not None:
         report.notes.append("max_latency_ms is checked by `edgenn profile`, not by compress")
     return checks

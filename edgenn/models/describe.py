@@ -97,7 +97,10 @@ def inbound_layers(layer) -> list:
     """The layers whose outputs ``layer`` reads (Keras 3 and tf_keras; an input's InputLayer)."""
     out = []
     for node in getattr(layer, "_inbound_nodes", None) or []:
-        for tensor in node.input_tensors:
+        tensors = node.input_tensors  # tf_keras: one tensor, a list or a dict of them
+        tensors = list(tensors.values()) if isinstance(tensors, dict) else (
+            list(tensors) if isinstance(tensors, (list, tuple)) else [tensors])
+        for tensor in tensors:
             history = getattr(tensor, "_keras_history", None)
             prev = getattr(history, "operation", None) or getattr(history, "layer", None)
             if prev is not None and prev not in out:

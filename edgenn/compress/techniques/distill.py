@@ -34,8 +34,9 @@ def _load_student(spec: str, teacher, ctx: StepContext):
 @register("distill")
 def distill(model, config: DistillStep, ctx: StepContext) -> StepResult:
     if ctx.task != "classification":
-        raise UsageError("distillation needs a classification model (metric accuracy)",
-                         "remove the distill step or set evaluate.metric: accuracy")
+        raise UsageError("distillation learns softened class scores, and this model's output "
+                         "is scored by MSE (a regression, reconstruction or multi-label output)",
+                         "use a recipe without the distill step (prune, cluster, quantize)")
     student = _load_student(config.student, model, ctx)
     history = fit_distilled(model, student, config, ctx, config.alpha, config.temperature,
                             "distilling")

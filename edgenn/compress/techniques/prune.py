@@ -89,8 +89,13 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
     wrapped_model, wrapped = apply_to_layers(model, config.scope, wants, wrap, copy_notes)
     if not wrapped:
         raise nothing_in_scope("prune", model)
+    # distillation learns softened class scores: a model scored by MSE prunes on its labels
+    distilled = config.distill is not None and ctx.task == "classification"
+    if config.distill is not None and not distilled:
+        copy_notes.append("prune.distill skipped: it learns softened class scores, and this "
+                          "model's output is scored by MSE; pruned on the labels alone")
     with frozen_outside(wrapped_model, wrapped, config.freeze_rest):
-        if config.distill is None:
+        if not distilled:
             fit(wrapped_model, ctx.splits, config, ctx, "pruning",
                 callbacks=[sparsity.UpdatePruningStep()])
         else:
@@ -99,7 +104,7 @@ def prune(model, config: PruneStep, ctx: StepContext) -> StepResult:
     per_layer = {name: s for name, s in kernel_sparsity(stripped).items() if name in wrapped}
     details = {"pruned_layers": wrapped, "sparsity": per_layer,
                "target_sparsity": config.target_sparsity, "end_step": end, "frequency": frequency}
-    if config.distill is not None:
+    if distilled:
         details["distilled_from_input"] = config.distill.model_dump()
     if config.freeze_rest:
         details["trained_layers"] = "the pruned layers only (freeze_rest)"
@@ -126,11 +131,6 @@ def _fit_distilled(teacher, student, config: PruneStep, ctx: StepContext, update
     The distill step's loss and teacher. The pruning wrappers sit inside the distiller, where
     tfmot's UpdatePruningStep finds them (it walks nested models).
     """
-    from ...errors import UsageError
-
-    if ctx.task != "classification":
-        raise UsageError("prune.distill needs a classification model (metric accuracy)",
-                         "remove prune.distill or set evaluate.metric: accuracy")
     fit_distilled(teacher, student, config, ctx, config.distill.alpha, config.distill.temperature,
                   "pruning (distilled)", callbacks=[update_step])
 
