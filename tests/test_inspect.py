@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import run_cli
+from conftest import assert_clean_error, run_cli
 
 
 def test_keras3_residual_param_count_matches_keras(models, manifest):
@@ -98,3 +98,29 @@ def test_keras_inspect_with_tf_blocked_says_what_to_install(models):
     r = run_cli("inspect", str(models / "tfk_cnn.keras"), block_tf=True)
     assert r.code == 2
     assert "TensorFlow is not installed" in r.err and "edgenn[tf]" in r.err
+
+
+def test_a_savedmodel_without_signatures_is_described_as_such(tmp_path):
+    """tf.saved_model.save without signatures= (a tf.Module with two tf.functions, so none is
+    picked as serving_default): inspect said it "converts to every target", and convert then
+    refused it."""
+    import subprocess
+    import sys
+
+    code = ("import tensorflow as tf\n"
+            "class M(tf.Module):\n"
+            "    def __init__(self):\n"
+            "        self.w = tf.Variable(tf.ones((4, 2)))\n"
+            "    @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32)])\n"
+            "    def predict(self, x):\n"
+            "        return x @ self.w\n"
+            "    @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32)])\n"
+            "    def logits(self, x):\n"
+            "        return x @ self.w - 1\n"
+            f"tf.saved_model.save(M(), {str(tmp_path / 'sm')!r})\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+    r = run_cli("inspect", str(tmp_path / "sm"), "--json")
+    assert r.code == 0, r.err
+    assert "no serving signature" in r.json()["note"], r.json()
+    r = run_cli("convert", str(tmp_path / "sm"), "--to", "tflite", "-o", str(tmp_path / "s.tflite"))
+    assert_clean_error(r, 2, "no serving signature", "signatures=")

@@ -81,6 +81,15 @@ def describe_savedmodel(info: FormatInfo, *, allow_unsafe: bool = False) -> dict
                         for k, spec in fn.structured_outputs.items()},
         })
     variables = list(getattr(loaded, "variables", []))
+    keys = [s["key"] for s in signatures]
+    if not keys:  # tf.saved_model.save without signatures= (and no __call__ to serve)
+        note = ("no Keras metadata and no serving signature: nothing to convert; save it again "
+                "with a signature (model.export, or tf.saved_model.save with signatures=...)")
+    else:
+        used = "serving_default" if "serving_default" in keys else sorted(keys)[0]
+        note = ("no Keras metadata: it converts to every target and takes PTQ-only recipes; "
+                "recipes that train need the Keras model"
+                + (f"; convert uses its {used} signature" if len(keys) > 1 else ""))
     return {
         "format": ModelFormat.savedmodel.value,
         "label": info.label,
@@ -88,8 +97,7 @@ def describe_savedmodel(info: FormatInfo, *, allow_unsafe: bool = False) -> dict
         "bytes": file_bytes(info.path),
         "signatures": signatures,
         "params": int(sum(int(np.prod(v.shape)) for v in variables)),
-        "note": "no Keras metadata: it converts to every target and takes PTQ-only recipes; "
-                "recipes that train need the Keras model",
+        "note": note,
     }
 
 
