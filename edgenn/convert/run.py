@@ -46,6 +46,7 @@ class ConvertResult:
     explain: object | None = None  # explain.Explanation
     trainable: TrainableExport | None = None
     front_end: tuple = ()  # export.FrontLayer: front layers int8 quantized although they lose
+    head: str | None = None  # the layer that produces a single output (what --keep-float names)
 
     @property
     def exit_code(self) -> int:
@@ -75,6 +76,10 @@ class ConvertResult:
                         ("an int8 input is quantized before it", "use --io float32"))
             advice = (f"the {first.kind} ({names}) {first.loss}, and {why}: {first.outside}, or "
                       f"{fix} (which keeps it float); or " + advice)
+        elif self._ties_only() and self.head not in spec.keep_float:
+            advice = ("the changed answers are near-ties, closer than one step of the int8 "
+                      f"output: keep the output layer float with --keep-float {self.head} (an "
+                      "unconfident model's scores need finer steps than 1/256), or " + advice)
         elif self.explain is None and self.artifact.spec.needs_calibration:
             advice = "rerun with --explain to find the layers that lose accuracy, or " + advice
         elif self.explain is not None and getattr(self.explain, "starved", None):
@@ -89,6 +94,15 @@ class ConvertResult:
                       f"float with --keep-float {layers} (or export.keep_float in a recipe), or "
                       + advice)
         return self.fidelity.failure(self.artifact.path, advice)
+
+    def _ties_only(self) -> bool:
+        """Whether (nearly) every changed answer is a near-tie an int8 TFLite output can keep."""
+        spec = self.artifact.spec
+        if (self.head is None or self.artifact.format != "tflite" or spec.target.value == "edgetpu"
+                or spec.quantization.value != "int8"):
+            return False
+        changed = [o for o in self.fidelity.outputs if o.changed and o.near_ties is not None]
+        return bool(changed) and all(o.near_ties >= 0.9 * o.changed for o in changed)
 
     def to_dict(self) -> dict:
         a = self.artifact
@@ -248,7 +262,17 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
     from .export import lost_front
 
     return ConvertResult(str(model_path), artifact, fidelity, bridge, explanation, info,
-                         front_end=lost_front(model, spec))
+                         front_end=lost_front(model, spec), head=_head(model))
+
+
+def _head(model) -> str | None:
+    """The name of the Keras layer that produces the model's only output."""
+    from ..fidelity import _producer
+
+    if len(getattr(model, "outputs", None) or ()) != 1 or not getattr(model, "layers", None):
+        return None
+    layer = _producer(model.outputs[0])
+    return getattr(layer, "name", None)
 
 
 def _provenance(model_path: str) -> dict:

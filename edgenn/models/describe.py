@@ -129,12 +129,16 @@ def pixel_range_mismatch(model, x) -> str | None:
 
     if x is None or isinstance(x, (list, tuple)) or not np.issubdtype(x.dtype, np.floating):
         return None
-    reason = None
+    reason = expects = None
     for layer in (getattr(model, "layers", None) or [])[:4]:
         kind = type(layer).__name__
         if kind == "Rescaling":
             scale = np.abs(np.asarray(layer.scale, dtype=np.float64)).ravel()
-            if scale.size and float(scale.max()) <= 1 / 100:
+            # 1/255 or 1/127.5 for 0-255 pixels; 1/16 for 0-16 digits: a model that divides
+            # its input by 4 or more was trained on values well past 1
+            if scale.size and 0 < float(scale.max()) <= 1 / 4:
+                top = 1 / float(scale.max())
+                expects = "pixel values 0-255" if top >= 100 else f"values up to about {top:.3g}"
                 reason = f"its {layer.name} layer multiplies the input by {float(scale.max()):.4g}"
                 break
         if kind == "Normalization":
@@ -144,9 +148,10 @@ def pixel_range_mismatch(model, x) -> str | None:
             except (TypeError, ValueError):
                 continue
             if top > 2:
+                expects = "pixel values 0-255"
                 reason = f"its {layer.name} layer subtracts means up to {top:.4g}"
                 break
     if reason is None or float(np.max(x)) > 1.5:
         return None
-    return (f"the model expects pixel values 0-255 ({reason}) but the data is in [0, 1]: pass "
+    return (f"the model expects {expects} ({reason}) but the data is in [0, 1]: pass "
             "--scale none (int8 quantization loses most of such an input)")
