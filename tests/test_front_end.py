@@ -118,3 +118,41 @@ def test_int8_keeps_an_input_normalization_of_unequal_features_float(tabular, tm
                 "--min-snr", "0")
     assert r.code == 0, r.err
     assert r.json()["spec"]["keep_float"] == [], r.json()["spec"]
+
+
+def test_prune_cluster_and_qat_reach_a_model_with_a_spectrogram_front_end(mel, tmp_path):
+    """The bridge had no tf_keras class for MelSpectrogram, so prune, cluster and QAT exited 3
+    on every keyword-spotting model that computes its own spectrogram. A weightless Keras 3
+    layer now crosses as itself (edgenn>Keras3Layer), and the saved copy reloads through the
+    safety check; a crafted copy that hides a Lambda there is refused."""
+    import json
+    import zipfile
+
+    out = tmp_path / "c"
+    r = run_cli("compress", str(mel / "kws.keras"), "-r", "cluster-16-int8", "--data",
+                str(mel / "audio.npz"), "--scale", "none", "--limit", "120", "--epochs-scale",
+                "0.05", "-o", str(out), "--json")
+    assert r.code in (0, 4), r.err  # 4: the accuracy constraint, after this little training
+    doc = r.json()
+    assert any("mel_spectrogram (MelSpectrogram) has no tf_keras class" in n
+               for n in doc["notes"]), doc["notes"]
+    saved = out / "kws.keras"
+    again = run_cli("inspect", str(saved), "--json")
+    assert again.code == 0, again.err
+    # the same file with a Lambda inside the wrapper
+    with zipfile.ZipFile(saved) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(parts["config.json"])
+    for layer in config["config"]["layers"]:
+        if layer["class_name"] == "Keras3Layer" or layer.get("registered_name") == "edgenn>Keras3Layer":
+            layer["config"]["keras3"] = json.dumps({
+                "module": "keras.layers", "class_name": "Lambda", "registered_name": None,
+                "config": {"name": "x", "function": {"class_name": "__lambda__", "config": {
+                    "code": "", "defaults": None, "closure": None}}}})
+    parts["config.json"] = json.dumps(config).encode()
+    crafted = tmp_path / "crafted.keras"
+    with zipfile.ZipFile(crafted, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    bad = run_cli("inspect", str(crafted))
+    assert_clean_error(bad, 2, "is a Lambda layer", "--allow-unsafe")

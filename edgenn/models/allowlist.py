@@ -38,7 +38,7 @@ BRIDGE_ACTIVATIONS = frozenset(f"edgenn>{name}" for name in (
 
 # Layers of Keras 3's applications that tf_keras has no class for, rebuilt by edgenn's bridge
 # (models/bridge.py) and registered with tf_keras under these names.
-BRIDGE_LAYERS = frozenset({"edgenn>CustomScaleLayer"})
+BRIDGE_LAYERS = frozenset({"edgenn>CustomScaleLayer", "edgenn>Keras3Layer"})
 BRIDGE_MODULE = "edgenn.models.bridge"
 
 # Config keys whose string value names a function or class Keras looks up.

@@ -266,7 +266,12 @@ def _build_functional(config: dict, custom_objects: dict, notes: list[str]):
             elif layer is None and _is_operation(entry, args):
                 layer = _operation(entry, name)
             elif layer is None:
-                layer = _make_layer(entry, custom_objects, notes)
+                try:
+                    layer = _make_layer(entry, custom_objects, notes)
+                except BridgeError:
+                    layer = _weightless_keras_layer(entry, name, notes)
+                    if layer is None:
+                        raise
             if entry["class_name"] in _MERGE_LAYERS and len(args) > 1:
                 args = [list(args)]  # Keras 3 takes merge inputs as separate arguments too
             outputs = layer(*args, **kwargs)
@@ -373,6 +378,34 @@ def _keras_operation(entry: dict, name: str):
         raise BridgeError(f"operation {name!r} (keras.ops {entry['class_name']}) could not be "
                           f"rebuilt from its config ({type(err).__name__}: {err})",
                           "write it as a layer, or save the model with tf_keras") from None
+
+
+def _weightless_keras_layer(entry: dict, name: str, notes: list[str]):
+    """A Keras 3 layer with no tf_keras class and no weights, wrapped as it is.
+
+    The tf_keras copy holds an ``edgenn>Keras3Layer`` that runs the Keras 3 layer's own
+    ``call`` on its TensorFlow tensors (the TensorFlow backend computes with them), so a
+    MelSpectrogram front end no longer keeps prune, cluster and QAT from the rest of the model.
+    Only Keras 3's own layer classes, and only those without weights (weights would not reach
+    tfmot); `verify` checks the copy equal. None when the layer is not one of them.
+    """
+    import json
+
+    module = str(entry.get("module") or "")
+    if not (module == "keras.layers" or module.startswith("keras.src.layers")):
+        return None
+    inner = {k: entry[k] for k in ("module", "class_name", "config", "registered_name")
+             if k in entry}
+    try:
+        layer = _own_layer("Keras3Layer")(json.dumps(inner),
+                                           build_config=entry.get("build_config"), name=name)
+    except Exception:  # noqa: BLE001 - a layer this Keras cannot rebuild: the bridge's refusal stands
+        return None
+    if layer.keras3_layer.weights:
+        return None
+    notes.append(f"{name} ({entry['class_name']}) has no tf_keras class: the tf_keras copy runs "
+                 "the Keras 3 layer itself (it has no weights for tfmot to train)")
+    return layer
 
 
 def _tf_ops_allowed(tfk_model) -> None:
@@ -574,6 +607,10 @@ def _own_layer(cls_name: str):
     if cls_name in _OWN_LAYERS:
         return _OWN_LAYERS[cls_name]
     tfk = tf_keras()
+    if cls_name == "Keras3Layer":
+        _OWN_LAYERS[cls_name] = tfk.utils.register_keras_serializable(
+            package=ACTIVATION_PACKAGE, name=cls_name)(_keras3_layer_class(tfk))
+        return _OWN_LAYERS[cls_name]
     if cls_name != "CustomScaleLayer":
         raise KeyError(cls_name)
 
@@ -592,6 +629,42 @@ def _own_layer(cls_name: str):
     _OWN_LAYERS[cls_name] = tfk.utils.register_keras_serializable(
         package=ACTIVATION_PACKAGE, name=cls_name)(CustomScaleLayer)
     return _OWN_LAYERS[cls_name]
+
+
+def _keras3_layer_class(tfk):
+    """The tf_keras layer that runs a weightless Keras 3 layer (`_weightless_keras_layer`).
+
+    Its config holds the Keras 3 layer's serialized config as a JSON string; the safety check
+    reads that string as a Keras 3 config (`safety._check_layer_config`) before any reload.
+    """
+    import json
+
+    class Keras3Layer(tfk.layers.Layer):
+        def __init__(self, keras3, build_config=None, **kwargs):
+            super().__init__(**kwargs)
+            self.keras3 = keras3
+            self.build_config = build_config
+            layer = keras3_module().layers.deserialize(json.loads(keras3))
+            if build_config:
+                layer.build_from_config(build_config)
+            object.__setattr__(self, "keras3_layer", layer)  # not tracked: it has no weights
+
+        def get_config(self):
+            return {**super().get_config(), "keras3": self.keras3,
+                    "build_config": self.build_config}
+
+        def call(self, inputs):
+            return self.keras3_layer.call(inputs)
+
+        def compute_output_shape(self, input_shape):
+            return self.keras3_layer.compute_output_shape(input_shape)
+
+    Keras3Layer.__module__ = __name__
+    return Keras3Layer
+
+
+def keras3_module():
+    return keras3()
 
 
 # Keras 3 activations that tf_keras lacks, or defines differently (Keras 3's hard_sigmoid is

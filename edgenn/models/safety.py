@@ -288,11 +288,33 @@ def _check_layer_config(cls: str, cfg: dict, where: str, source: Path) -> None:
         attr = cfg.get("attr_name")
         if attr not in al.TENSOR_ATTRIBUTES:
             problem = f"reads the attribute {attr!r} of its input, which is not a tensor attribute"
+    elif cls == "Keras3Layer":  # edgenn's bridge: a weightless Keras 3 layer, as JSON
+        problem = _keras3_layer_problem(cfg.get("keras3"), where, source)
     elif cls in al.VOCABULARY_LAYERS and isinstance(cfg.get("vocabulary"), str):
         problem = f"reads its vocabulary from the file {cfg['vocabulary']!r} named in the config"
     if problem:
         raise UnsafeModelError(f"{source}: layer {where} ({cls}) {problem}; edgenn refused it",
                                _UNSAFE_HINT)
+
+
+def _keras3_layer_problem(text, where: str, source: Path) -> str | None:
+    """What is wrong with the Keras 3 layer an ``edgenn>Keras3Layer`` holds, or None.
+
+    One Keras 3 built-in layer, checked as a Keras 3 config: a crafted file cannot put a Lambda
+    or a class from another module there.
+    """
+    import json
+
+    try:
+        inner = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        inner = None
+    module = inner.get("module") if isinstance(inner, dict) else None
+    if not (isinstance(module, str) and (module == "keras.layers"
+                                         or module.startswith("keras.src.layers"))):
+        return "holds something other than one Keras 3 layer"
+    check_config(inner, source, keras_names("keras3"))
+    return None
 
 
 def _check_callable_strings(node: dict, where: str, source: Path, names: KerasNames,
