@@ -147,7 +147,34 @@ def _load_keras3(info: FormatInfo, custom: dict, allow_unsafe: bool):
                                         custom_objects=custom or None)
     except Exception as err:
         raise _load_error(info, err) from None
-    return float32_compute(model)
+    return float32_compute(functional_view(model, info))
+
+
+def functional_view(model, info: FormatInfo):
+    """A subclassed Keras 3 model as a functional model that calls it.
+
+    ``class Net(keras.Model)`` with its own ``call``, viewed at the input shape it was built
+    with. A reloaded subclassed model has no symbolic inputs or outputs, which every command reads
+    (it failed with an internal error). The view holds the same model, weights and all.
+    """
+    try:
+        model.inputs  # noqa: B018 - a functional or Sequential model has them
+        return model
+    except AttributeError:
+        pass
+    keras = keras3()
+    build = model.get_build_config() or {}
+    shape = build.get("input_shape")
+    if shape is None and len(build.get("shapes_dict") or {}) == 1:
+        shape = next(iter(build["shapes_dict"].values()))
+    if not isinstance(shape, (list, tuple)) or not shape or isinstance(shape[0], (list, tuple)):
+        raise UsageError(f"{info.path} holds a subclassed model (class {type(model).__name__}) "
+                         "that was saved before it was built on one input, so edgenn cannot "
+                         "tell its input shape",
+                         "call the model on a batch (or model.build(shape)) before saving it, or "
+                         "save a functional model")
+    inp = keras.Input(batch_shape=tuple(shape))
+    return keras.Model(inp, model(inp), name=model.name)
 
 
 def refuse_text_inputs(model, what: str) -> None:
