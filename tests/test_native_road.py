@@ -390,3 +390,40 @@ def test_a_subclassed_model_is_worked_on_through_a_functional_view(tmp_path):
     r = run_cli("compress", model, *objects, "-r", "prune-80-int8", "--data", "digits",
                 "-o", str(tmp_path / "p"))
     assert_clean_error(r, 3, "class Net", "distill, finetune and every export work without it")
+
+
+def test_a_subclassed_tf_keras_model_in_both_its_formats(tmp_path):
+    """The same for tf_keras: its .keras failed with an internal error (inputs None), and its
+    SavedModel was refused although --custom-objects defined the class (the SavedModel names
+    it "package>Name"), then had no built shape (read from its saved input spec now)."""
+    import os
+    import subprocess
+    import sys
+
+    module = tmp_path / "tnets.py"
+    module.write_text(
+        "import tf_keras as keras\n"
+        "@keras.saving.register_keras_serializable(package='usernets')\n"
+        "class TNet(keras.Model):\n"
+        "    def __init__(self, **kw):\n"
+        "        super().__init__(**kw)\n"
+        "        self.flat = keras.layers.Flatten()\n"
+        "        self.out = keras.layers.Dense(10, activation='softmax')\n"
+        "    def call(self, x):\n"
+        "        return self.out(self.flat(x))\n")
+    build = (f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+             "import numpy as np, tf_keras as keras\nfrom tnets import TNet\n"
+             "x = np.random.default_rng(0).random((64, 8, 8, 1)).astype('float32')\n"
+             "net = TNet(); net.compile('adam', 'sparse_categorical_crossentropy')\n"
+             "net.fit(x, np.arange(64) % 10, epochs=1, verbose=0)\n"
+             f"net.save({str(tmp_path / 'tnet.keras')!r}); net.save({str(tmp_path / 'tnet_sm')!r})\n")
+    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True, timeout=300,
+                   env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
+    for name in ("tnet.keras", "tnet_sm"):
+        objects = ["--custom-objects", str(module)]
+        r = run_cli("inspect", str(tmp_path / name), *objects, "--json")
+        assert r.code == 0, (name, r.err)
+        assert r.json()["params"] == 64 * 10 + 10
+        r = run_cli("convert", str(tmp_path / name), *objects, "--to", "tflite",
+                    "-o", str(tmp_path / f"{name}.tflite"))
+        assert r.code == 0, (name, r.err)

@@ -151,20 +151,26 @@ def _load_keras3(info: FormatInfo, custom: dict, allow_unsafe: bool):
 
 
 def functional_view(model, info: FormatInfo):
-    """A subclassed Keras 3 model as a functional model that calls it.
+    """A subclassed Keras model as a functional model that calls it.
 
-    ``class Net(keras.Model)`` with its own ``call``, viewed at the input shape it was built
-    with. A reloaded subclassed model has no symbolic inputs or outputs, which every command reads
-    (it failed with an internal error). The view holds the same model, weights and all.
+    ``class Net(keras.Model)`` with its own ``call`` (Keras 3 or tf_keras), viewed at the input
+    shape it was built with. A reloaded subclassed model has no symbolic inputs or outputs,
+    which every command reads (it failed with an internal error). The view holds the same
+    model, weights and all.
     """
-    try:
-        model.inputs  # noqa: B018 - a functional or Sequential model has them
-        return model
-    except AttributeError:
-        pass
-    keras = keras3()
-    build = model.get_build_config() or {}
-    shape = build.get("input_shape")
+    if getattr(model, "inputs", None):  # a functional or Sequential model (Keras 3 raises
+        return model                     # AttributeError for a subclassed one, tf_keras None)
+    keras = tf_keras() if type(model).__module__.startswith("tf_keras") or any(
+        c.__module__.startswith("tf_keras") for c in type(model).__mro__) else keras3()
+    build = (model.get_build_config() if hasattr(model, "get_build_config") else None) or {}
+    shape = build.get("input_shape") or getattr(model, "_build_input_shape", None)
+    if shape is None and hasattr(model, "save_spec"):  # tf_keras, revived from a SavedModel
+        spec = model.save_spec()
+        args = spec[0] if spec else ()
+        if isinstance(args, (list, tuple)) and len(args) == 1 and hasattr(args[0], "shape"):
+            shape = args[0].shape
+    if hasattr(shape, "as_list"):  # tf_keras keeps a TensorShape
+        shape = shape.as_list()
     if shape is None and len(build.get("shapes_dict") or {}) == 1:
         shape = next(iter(build["shapes_dict"].values()))
     if not isinstance(shape, (list, tuple)) or not shape or isinstance(shape[0], (list, tuple)):
@@ -238,9 +244,10 @@ def _load_tf_keras(info: FormatInfo, custom: dict, allow_unsafe: bool):
     if info.format is ModelFormat.keras_zip:
         kwargs["safe_mode"] = not allow_unsafe
     try:
-        return tfk.models.load_model(str(info.path), **kwargs)
+        model = tfk.models.load_model(str(info.path), **kwargs)
     except Exception as err:
         raise _load_error(info, err) from None
+    return functional_view(model, info)
 
 
 def _savedmodel_keras_config(path: Path) -> dict:

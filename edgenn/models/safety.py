@@ -227,7 +227,10 @@ def _check_object(obj: dict, where: str, source: Path, names: KerasNames, custom
                                _UNSAFE_HINT)
     registered = obj.get("registered_name")
     module = obj.get("module")
+    # a class the user's --custom-objects file defines, also as its registered "package>Name"
+    # (the class_name a tf_keras SavedModel stores)
     if cls in custom or (isinstance(registered, str) and registered in custom) or (
+            ">" in cls and cls.split(">", 1)[1] in custom) or (
             cls == "function" and isinstance(cfg, str) and cfg in custom):
         return
     if cls == "__lambda__" or (isinstance(cfg, dict) and cfg.get("function_type") == "lambda"):
