@@ -31,17 +31,18 @@ DEFAULT_MIN_SNR = {"float32": 60.0, "float16": 35.0, "dynamic": 25.0, "int8": 20
                    "int16x8": 30.0}
 
 
-def detect_task(model) -> Task:
+def detect_task(model, loss=None) -> Task:
     """The task a Keras model's output layer suggests.
 
     A softmax output is a classifier; a sigmoid over a few units (at most 64) a multi-label
-    model; anything else outputs values. Logits without a softmax are judged as values too:
-    pass --task classification to judge them by top-1 agreement.
+    model; anything else outputs values, unless ``loss`` (what the model was compiled with,
+    `FormatInfo.loss`) is a categorical cross-entropy: then its linear output is logits, judged
+    by top-1 agreement like a softmax. --task overrides either.
     """
     if len(model.outputs) > 1:
-        tasks = detect_tasks(model)
+        tasks = detect_tasks(model, loss)
         return tasks[0] if len(set(tasks)) == 1 else Task.auto  # auto: judged per output
-    return _task_of(model.layers[-1], model.outputs[0])
+    return _logits(_task_of(model.layers[-1], model.outputs[0]), _losses(loss, model)[0])
 
 
 def _producer(tensor):
@@ -52,9 +53,34 @@ def _producer(tensor):
     return layer
 
 
-def detect_tasks(model) -> list[Task]:
-    """One task per output, each from the layer that produces it."""
-    return [_task_of(_producer(t) or model.layers[-1], t) for t in model.outputs]
+def detect_tasks(model, loss=None) -> list[Task]:
+    """One task per output, each from the layer that produces it (and its loss, if saved)."""
+    return [_logits(_task_of(_producer(t) or model.layers[-1], t), each)
+            for t, each in zip(model.outputs, _losses(loss, model))]
+
+
+_CLASS_LOSSES = ("categorical_crossentropy", "categoricalcrossentropy", "categorical_focal",
+                 "categoricalfocal", "categorical_hinge", "categoricalhinge")
+
+
+def _logits(task: Task, loss) -> Task:
+    """A value output trained with a categorical cross-entropy is a classifier's logits."""
+    if task is not Task.regression or loss is None:
+        return task
+    if isinstance(loss, dict):
+        loss = loss.get("class_name") or (loss.get("config") or {}).get("name")
+    name = str(loss or "").lower()
+    return Task.classification if any(k in name for k in _CLASS_LOSSES) else task
+
+
+def _losses(loss, model) -> list:
+    """``loss`` as saved (one for all outputs, a list, or a dict by output name), per output."""
+    outputs = list(model.outputs)
+    if isinstance(loss, list) and len(loss) == len(outputs):
+        return loss
+    if isinstance(loss, dict) and "class_name" not in loss:
+        return [loss.get(n) for n in output_names(model)]
+    return [loss] * len(outputs)
 
 
 def output_names(model) -> list[str]:

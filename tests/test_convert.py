@@ -434,6 +434,7 @@ def test_a_failed_check_counts_the_near_ties_of_a_quantized_output():
     assert verdict.outputs[0].near_ties is None and "near-ties" not in verdict.failure("m", "a")
 
 
+@pytest.mark.slow  # about a minute; the lone LSTM's test covers the kernel match by default
 def test_keep_float_reaches_the_fused_lstm_kernels_of_a_layer(tmp_path):
     """TFLite names a fused LSTM kernel's output tfl.unidirectional_sequence_lstm<N>, not after
     its layer: --keep-float of a Bidirectional LSTM (what --explain advises when its int8 loses:
@@ -558,3 +559,35 @@ def test_a_model_that_divides_by_16_warns_of_unit_range_data():
     assert pixel_range_mismatch(model, unit * 16) is None
     halves = keras.Sequential([keras.Input((4,)), keras.layers.Rescaling(0.5)])
     assert pixel_range_mismatch(halves, unit.reshape(-1, 4)) is None  # not a pixel scale
+
+
+def test_logits_trained_with_a_categorical_loss_are_judged_by_top1(tmp_path):
+    """keras-io's image classifier ends in Dense(10) without a softmax, compiled with
+    SparseCategoricalCrossentropy(from_logits=True): its conversions were judged by SNR, as
+    values. The saved loss (read, never built) says they are logits: top-1 agreement now, in
+    .keras and in a tf_keras .h5 (its training_config)."""
+    import os
+    import subprocess
+    import sys
+
+    import keras
+
+    inp = keras.Input((8,))
+    model = keras.Model(inp, keras.layers.Dense(4)(inp))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.save(tmp_path / "logits.keras")
+    plain = keras.Model(inp, keras.layers.Dense(4)(inp))
+    plain.compile("adam", "mse")
+    plain.save(tmp_path / "values.keras")
+    build = ("import tf_keras as k\n"
+             "m = k.Sequential([k.Input((8,)), k.layers.Dense(4)])\n"
+             "m.compile('adam', k.losses.SparseCategoricalCrossentropy(from_logits=True))\n"
+             f"m.save({str(tmp_path / 'logits.h5')!r})\n")
+    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True, timeout=300,
+                   env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
+    for name, task in (("logits.keras", "classification"), ("logits.h5", "classification"),
+                       ("values.keras", "regression")):
+        r = run_cli("convert", str(tmp_path / name), "--to", "tflite",
+                    "-o", str(tmp_path / f"{name}.tflite"), "--json")
+        assert r.code == 0, (name, r.err)
+        assert r.json()["fidelity"]["task"] == task, (name, r.json()["fidelity"])

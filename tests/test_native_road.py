@@ -392,6 +392,7 @@ def test_a_subclassed_model_is_worked_on_through_a_functional_view(tmp_path):
     assert_clean_error(r, 3, "class Net", "distill, finetune and every export work without it")
 
 
+@pytest.mark.slow  # the Keras 3 subclassed model's test covers the view by default
 def test_a_subclassed_tf_keras_model_in_both_its_formats(tmp_path):
     """The same for tf_keras: its .keras failed with an internal error (inputs None), and its
     SavedModel was refused although --custom-objects defined the class (the SavedModel names

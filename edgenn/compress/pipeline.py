@@ -341,7 +341,7 @@ def _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs,
     # a binary head (one sigmoid unit, labels 0 and 1) is scored by accuracy like a softmax
     tasks = ["classification" if t is Task.classification or (
         t is Task.multilabel and int(tuple(o.shape)[-1] or 0) == 1) else "regression"
-        for t, o in zip(detect_tasks(model), model.outputs)]
+        for t, o in zip(detect_tasks(model, loaded.info.loss), model.outputs)]
     report = Report(command="compress", versions=_versions())
     report.model = {"path": str(model_path), "sha256": sha256(Path(model_path))
                     if Path(model_path).is_file() else None, "label": loaded.info.label,

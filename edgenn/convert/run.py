@@ -238,12 +238,13 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
     judged, names = Task(task), None
     if loaded.flavour != "savedmodel" and len(model.outputs) > 1:  # each head by its own task
         names = output_names(model)
-        judged = detect_tasks(model) if judged is Task.auto else [judged] * len(names)
+        judged = (detect_tasks(model, loaded.info.loss) if judged is Task.auto
+                  else [judged] * len(names))
     elif judged is Task.auto:
         if loaded.flavour == "savedmodel":  # no output layer to read: read its answers
             judged = Task.classification if model.looks_like_probabilities(x_check) else Task.regression
         else:
-            judged = detect_task(model)
+            judged = detect_task(model, loaded.info.loss)
     fidelity = judge(keras_predict(model, x_check, every_output=True), candidate, judged,
                      spec.quantization.value, source, threshold, min_snr, names)
     explanation = None

@@ -37,6 +37,16 @@ class FormatInfo:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def loss(self):
+        """The loss the model was compiled with, as saved; None when it was not saved.
+
+        A name, a serialized object, or one per output: read from the file, never built.
+        """
+        config = self.config if isinstance(self.config, dict) else {}
+        compiled = config.get("compile_config") or config.get("training_config") or {}
+        return compiled.get("loss") if isinstance(compiled, dict) else None
+
+    @property
     def is_keras(self) -> bool:
         return self.format in (ModelFormat.keras_zip, ModelFormat.h5) or (
             self.format is ModelFormat.savedmodel and self.has_keras_metadata
@@ -183,6 +193,7 @@ def _detect_h5(p: Path) -> FormatInfo:
         with h5py.File(p, "r") as f:
             raw = f.attrs.get("model_config")
             version = f.attrs.get("keras_version")
+            training = f.attrs.get("training_config")
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as err:
         raise InputFileError(
             f"{p} is a truncated or corrupt HDF5 file ({' '.join(str(err).split())[:160]})",
@@ -198,6 +209,11 @@ def _detect_h5(p: Path) -> FormatInfo:
     if isinstance(version, bytes):
         version = version.decode("utf-8", "replace")
     config = parse_config(raw, f"{p}: the model config")
+    if isinstance(training, (bytes, str)) and isinstance(config, dict) and len(training) < 1 << 20:
+        try:  # what the model was compiled with: read for its loss's name only, never built
+            config = {**config, "training_config": parse_config(training, f"{p}: training")}
+        except InputFileError:
+            pass
     return FormatInfo(p, ModelFormat.h5, keras_version=str(version or _guess_version(config)),
                       config=config)
 
