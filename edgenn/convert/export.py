@@ -402,12 +402,12 @@ def _inputs_read_by(model, names: list[str]) -> list[int]:
     """The positions of the model inputs that the layers ``names`` read directly."""
     if not names:
         return []
+    from ..fidelity import _producer
     from ..models.describe import inbound_layers
 
     sources = {prev.name for name in names for prev in inbound_layers(model.get_layer(name))}
     return [i for i, t in enumerate(model.inputs)
-            if getattr(getattr(t, "_keras_history", None), "operation",
-                       getattr(getattr(t, "_keras_history", None), "layer", None)).name in sources]
+            if getattr(_producer(t), "name", None) in sources]
 
 
 EXECUTION_PROVIDERS = {

@@ -73,6 +73,8 @@ class ConvertResult:
             names = ", ".join(f.name for f in self.front_end if f.kind == first.kind)
             why, fix = (("the Edge TPU runs int8 only", "target cpu")
                         if spec.target.value == "edgetpu" else
+                        ("sparse weights quantize every layer", "drop --sparse-weights")
+                        if spec.sparse_weights else
                         ("an int8 input is quantized before it", "use --io float32"))
             advice = (f"the {first.kind} ({names}) {first.loss}, and {why}: {first.outside}, or "
                       f"{fix} (which keeps it float); or " + advice)

@@ -391,9 +391,12 @@ def _weightless_keras_layer(entry: dict, name: str, notes: list[str]):
     """
     import json
 
+    from .allowlist import CODE_LAYERS
+
     module = str(entry.get("module") or "")
-    if not (module == "keras.layers" or module.startswith("keras.src.layers")):
-        return None
+    if entry["class_name"] in CODE_LAYERS or not (module == "keras.layers"
+                                                  or module.startswith("keras.src.layers")):
+        return None  # a Lambda (loaded with --allow-unsafe) stays the bridge's refusal
     inner = {k: entry[k] for k in ("module", "class_name", "config", "registered_name")
              if k in entry}
     try:
