@@ -127,6 +127,41 @@ def layers_of_tensor(tensor_name: str, position: dict) -> set[str]:
             for name in [_layer_name(piece.split("/")[1], position)] if name}
 
 
+def fused_lstm_tensors(interp, model, keep: set[str]) -> list[tuple[str, str]]:
+    """(layer, output tensor) of each fused LSTM kernel that belongs to a kept layer.
+
+    The converter names a fused kernel's output ``tfl.unidirectional_sequence_lstm<N>``, not
+    after its layer, so the denylist missed it and a kept LSTM stayed int8 (a Bidirectional
+    summing its directions lost 40 points there). The kernels come in the model's layer order,
+    one per LSTM and two per Bidirectional LSTM; each is matched by that order and checked by
+    its width, and nothing is matched when the two do not line up.
+    """
+    owners = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        inner = getattr(layer, "forward_layer", None) if kind == "Bidirectional" else layer
+        if type(inner).__name__ == "LSTM":
+            owners += [(layer.name, int(inner.units))] * (2 if kind == "Bidirectional" else 1)
+    if not owners or not keep & {name for name, _ in owners}:
+        return []
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    try:
+        ops = [op for op in interp._get_ops_details()  # noqa: SLF001 - as stateful_ops reads it
+               if op["op_name"] == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+    except Exception:  # noqa: BLE001 - no op details: nothing matched, the float check decides
+        return []
+    if len(ops) != len(owners):
+        return []
+    found = []
+    for op, (owner, units) in zip(ops, owners):
+        out = tensors[op["outputs"][0]]
+        if int(out["shape"][-1]) != units:
+            return []
+        if owner in keep:
+            found.append((owner, out["name"]))
+    return found
+
+
 def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
     """Per-layer relative error (||keras - tflite|| / ||keras||) in model order."""
     from ai_edge_litert.interpreter import Interpreter
@@ -184,10 +219,8 @@ def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
     # A fused LSTM kernel's output is named tfl.unidirectional_sequence_lstm<N>, not after its
     # layer: matched as --keep-float matches it (an LSTM that lost most went unnamed, and the
     # blame fell on the layers before it)
-    from .tflite import _fused_lstm_tensors
-
     details = {t["name"]: t for t in interp.get_tensor_details()}
-    for owner, tensor in _fused_lstm_tensors(interp, model, set(order)):
+    for owner, tensor in fused_lstm_tensors(interp, model, set(order)):
         if owner in best or type(model.get_layer(owner)).__name__ != "LSTM":
             continue  # a Bidirectional's merge is named after it
         try:

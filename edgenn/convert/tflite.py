@@ -339,41 +339,6 @@ def _check_sparse_runs(flatbuffer: bytes) -> None:
             "[4, 1] for float), or drop sparse_weights") from None
 
 
-def _fused_lstm_tensors(interp, model, keep: set[str]) -> list[tuple[str, str]]:
-    """(layer, output tensor) of each fused LSTM kernel that belongs to a kept layer.
-
-    The converter names a fused kernel's output ``tfl.unidirectional_sequence_lstm<N>``, not
-    after its layer, so the denylist missed it and a kept LSTM stayed int8 (a Bidirectional
-    summing its directions lost 40 points there). The kernels come in the model's layer order,
-    one per LSTM and two per Bidirectional LSTM; each is matched by that order and checked by
-    its width, and nothing is matched when the two do not line up.
-    """
-    owners = []
-    for layer in model.layers:
-        kind = type(layer).__name__
-        inner = getattr(layer, "forward_layer", None) if kind == "Bidirectional" else layer
-        if type(inner).__name__ == "LSTM":
-            owners += [(layer.name, int(inner.units))] * (2 if kind == "Bidirectional" else 1)
-    if not owners or not keep & {name for name, _ in owners}:
-        return []
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    try:
-        ops = [op for op in interp._get_ops_details()  # noqa: SLF001 - as stateful_ops reads it
-               if op["op_name"] == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
-    except Exception:  # noqa: BLE001 - no op details: nothing matched, the float check decides
-        return []
-    if len(ops) != len(owners):
-        return []
-    found = []
-    for op, (owner, units) in zip(ops, owners):
-        out = tensors[op["outputs"][0]]
-        if int(out["shape"][-1]) != units:
-            return []
-        if owner in keep:
-            found.append((owner, out["name"]))
-    return found
-
-
 def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calibration: str,
                 samples) -> bytes:
     """int8 in two passes: calibrate, then quantize (see ``to_tflite``).
@@ -384,7 +349,7 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
     from ai_edge_litert.interpreter import Interpreter
     from tensorflow.lite.python import convert as tfl_convert
 
-    from .explain import layers_of_tensor
+    from .explain import fused_lstm_tensors, layers_of_tensor
 
     tensorflow = tf()
     position = {layer.name: i for i, layer in enumerate(model.layers)}
@@ -430,7 +395,7 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
         producer = _producer(tensor)
         if producer is not None and producer.name in keep and detail["name"] not in nodes:
             nodes.append(detail["name"])
-    lstm_nodes = _fused_lstm_tensors(interp, model, keep)
+    lstm_nodes = fused_lstm_tensors(interp, model, keep)
     for owner, tensor in lstm_nodes:
         nodes.append(tensor)
         found.add(owner)
