@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._tf import keras3, tf, tf_keras
+from .._tf import keras3, keras_of, tf, tf_keras
 from ..errors import InputFileError, UsageError
 from .formats import FormatInfo, ModelFormat, detect
 from .safety import check_config, keras_names, load_custom_objects
@@ -160,8 +160,7 @@ def functional_view(model, info: FormatInfo):
     """
     if getattr(model, "inputs", None):  # a functional or Sequential model (Keras 3 raises
         return model                     # AttributeError for a subclassed one, tf_keras None)
-    keras = tf_keras() if type(model).__module__.startswith("tf_keras") or any(
-        c.__module__.startswith("tf_keras") for c in type(model).__mro__) else keras3()
+    keras = keras_of(model)
     build = (model.get_build_config() if hasattr(model, "get_build_config") else None) or {}
     shape = build.get("input_shape") or getattr(model, "_build_input_shape", None)
     if shape is None and hasattr(model, "save_spec"):  # tf_keras, revived from a SavedModel
