@@ -54,7 +54,56 @@ def tf():
     except ImportError:  # pragma: no cover - absl ships with TensorFlow
         pass
     tensorflow.get_logger().setLevel("ERROR")
+    _guard_strided_pointwise_gradient()
     return tensorflow
+
+
+def _guard_strided_pointwise_gradient() -> None:
+    """Compute the filter gradient of 1x1 strided convolutions without oneDNN's kernel.
+
+    oneDNN's backward-weights kernel for a 1x1 convolution with stride 2 crashes the process
+    (SIGSEGV or a heap abort, no message) for some channel counts: 8 or 12 input channels into
+    16 with its AVX-512 kernels, 4 into 8 with its AVX2 ones (the shortcut convolutions of a
+    Keras 2 mini-Xception and of its half-width student). Every training step of such a model
+    died: prune, cluster, QAT, distill, finetune, fit. Capping oneDNN's instruction set only
+    moved the crash to other channel counts, and turning oneDNN off doubled training time.
+
+    A 1x1 kernel never pads (SAME and VALID agree), so that convolution is a matrix product of
+    the input's every stride-th pixel: its filter gradient is that product's, computed as a
+    MatMul. Every other convolution keeps TensorFlow's gradient. Installed once, in place of
+    TensorFlow's registered Conv2D gradient.
+    """
+    try:
+        from tensorflow.python.framework import ops
+        from tensorflow.python.ops import array_ops, gen_nn_ops, math_ops
+    except ImportError:  # pragma: no cover - TensorFlow moved its internals: keep its gradient
+        return
+    entry = getattr(ops, "_gradient_registry", None)
+    entry = getattr(entry, "_registry", {}).get("Conv2D")
+    if not entry or getattr(entry.get("type"), "_edgenn", False):
+        return
+    original = entry["type"]
+
+    def conv2d_grad(op, grad):
+        x, w = op.inputs[0], op.inputs[1]
+        strides = list(op.get_attr("strides"))
+        kernel = w.shape.as_list() if w.shape.rank == 4 else None
+        if (op.get_attr("data_format") not in (b"NHWC", "NHWC")
+                or op.get_attr("padding") not in (b"SAME", b"VALID", "SAME", "VALID")
+                or kernel is None or kernel[:2] != [1, 1] or max(strides) == 1
+                or x.shape.rank != 4 or x.shape[-1] != kernel[2]):  # grouped: as before
+            return original(op, grad)
+        dx = gen_nn_ops.conv2d_backprop_input(
+            array_ops.shape(x), w, grad, dilations=op.get_attr("dilations"), strides=strides,
+            padding=op.get_attr("padding"), explicit_paddings=op.get_attr("explicit_paddings"),
+            use_cudnn_on_gpu=op.get_attr("use_cudnn_on_gpu"), data_format="NHWC")
+        picked = x[:, ::strides[1], ::strides[2], :]
+        dw = math_ops.matmul(array_ops.reshape(picked, [-1, kernel[2]]),
+                             array_ops.reshape(grad, [-1, kernel[3]]), transpose_a=True)
+        return [dx, array_ops.reshape(dw, kernel)]
+
+    conv2d_grad._edgenn = True
+    entry["type"] = conv2d_grad
 
 
 def pin_threads(threads: int | None) -> None:
