@@ -43,17 +43,50 @@ def _layers(model) -> list:
             else list(model.layers))
 
 
+def _has_width(layer) -> bool:
+    return any(isinstance(layer.get_config().get(k), int) for k in _WIDTH_KEYS)
+
+
+def output_width_layers(model) -> set[str]:
+    """The layers whose width is an output's width: each output's producer, or, when that layer
+    keeps the width it reads (a pooling, an activation, a sum, a nested model), the width
+    layers behind it on every path.
+
+    A mini-Xception ends Conv2D(classes) -> GlobalAveragePooling2D -> softmax: narrowing that
+    Conv2D gave a student with 3 outputs for the teacher's 7, and distillation died on the shapes.
+    """
+    from ..fidelity import _producer
+    from ..models.describe import inbound_layers
+
+    found: set[str] = set()
+    seen: set[int] = set()
+    todo = [p for p in (_producer(t) for t in model.outputs) if p is not None]
+    while todo:
+        layer = todo.pop()
+        if id(layer) in seen or type(layer).__name__ == "InputLayer":
+            continue
+        seen.add(id(layer))
+        if _has_width(layer):
+            found.add(layer.name)
+        elif getattr(layer, "outputs", None) and hasattr(layer, "layers"):  # a nested model
+            todo += [p for p in (_producer(t) for t in layer.outputs) if p is not None]
+        else:
+            todo += inbound_layers(layer)
+    return found
+
+
 def narrowable(model) -> list[str]:
-    """Names of the layers ``width_student`` may narrow: Conv/Dense widths, outputs excluded.
+    """Names of the layers ``width_student`` may narrow: Conv/Dense widths, except those that
+    set an output's width (``output_width_layers``).
 
     Layers of nested models count in Keras 3 (the clone recurses into them); tf_keras clones
     the top level only.
     """
     from ..fidelity import output_names
 
-    outputs = set(output_names(model))  # a Keras 3 Sequential has no .output_names
-    return [layer.name for layer in _layers(model) if layer.name not in outputs
-            and any(isinstance(layer.get_config().get(k), int) for k in _WIDTH_KEYS)]
+    # a Keras 3 Sequential has no .output_names
+    keep = set(output_names(model)) | output_width_layers(model)
+    return [layer.name for layer in _layers(model) if layer.name not in keep and _has_width(layer)]
 
 
 def width_student(teacher, width: float):
@@ -89,7 +122,13 @@ def width_student(teacher, width: float):
         student._name = f"{teacher.name}_student"
         # Keras 3 builds some layers symbolically without checking the shapes their call ties
         # (Attention's query and value): one real call finds those.
-        student(sample if len(sample) > 1 else sample[0], training=False)
+        got = student(sample if len(sample) > 1 else sample[0], training=False)
+        got = got if isinstance(got, (list, tuple)) else list(got.values()) \
+            if isinstance(got, dict) else [got]
+        want = [tuple(t.shape)[1:] for t in teacher.outputs]
+        if [tuple(g.shape)[1:] for g in got] != want:  # a width reached an output after all
+            raise ValueError(f"the student's outputs are {[tuple(g.shape)[1:] for g in got]}, "
+                             f"the teacher's {want}")
         return student
 
     from ..models.bridge import random_inputs
