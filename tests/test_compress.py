@@ -646,6 +646,67 @@ def test_width_student_narrows_nested_and_sequential_models_and_trains_every_lay
     assert narrow.get_layer("hidden").units == 4 and narrow.get_layer("logits").units == 3
 
 
+def test_width_student_keeps_the_width_that_reaches_the_output_through_pooling():
+    """A mini-Xception (the FER emotion model shipped in the `fer` package) ends Conv2D(classes)
+    -> GlobalAveragePooling2D -> softmax: that Conv2D was narrowed, the student had 3 outputs
+    for the teacher's 7 and distill exited 1. The widths behind a residual sum narrow together."""
+    import keras
+    from keras import layers
+
+    from edgenn.compress.distiller import kept_width, output_width_layers, width_student
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12, 12, 1))
+    h = layers.Conv2D(8, 3, activation="relu", name="stem")(inp)
+    h = layers.Add()([layers.SeparableConv2D(16, 3, padding="same", name="sep")(h),
+                      layers.Conv2D(16, 1, name="short")(h)])
+    h = layers.GlobalAveragePooling2D()(layers.Conv2D(7, 3, padding="same", name="classes")(h))
+    teacher = keras.Model(inp, layers.Activation("softmax", name="predictions")(h))
+
+    assert output_width_layers(teacher) == {"classes"}
+    student = width_student(teacher, 0.5)
+    assert student.get_layer("classes").filters == 7
+    assert [student.get_layer(n).filters for n in ("stem", "sep", "short")] == [4, 8, 8]
+    assert kept_width(teacher, student) == []
+    assert student.predict(np.zeros((2, 12, 12, 1), "float32"), verbose=0).shape == (2, 7)
+
+
+def test_a_strided_pointwise_convolution_trains():
+    """oneDNN's filter-gradient kernel for a 1x1 stride-2 convolution killed the process
+    (SIGSEGV or a heap abort) for some channel counts: 8 into 16 (its AVX-512 kernels, the
+    mini-Xception's shortcut) and 4 into 8 (AVX2, the shortcut of its half-width student).
+    Run in a child process so a crash fails this test, not the suite; the gradient edgenn
+    computes for such convolutions is checked against NumPy's."""
+    import subprocess
+    import sys
+
+    script = """
+import numpy as np
+from edgenn._tf import tf, keras_of
+tf = tf()
+import keras
+for cin, cout in ((8, 16), (4, 8)):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((60, 60, cin))
+    conv = keras.layers.Conv2D(cout, 1, strides=2, padding="same", use_bias=False)
+    model = keras.Model(inp, conv(inp))
+    x = np.random.default_rng(0).random((32, 60, 60, cin)).astype("float32")
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.sin(model(x)))
+    got = tape.gradient(loss, conv.kernel)
+    picked = x[:, ::2, ::2, :]
+    g = np.cos(np.einsum("bhwc,co->bhwo", picked, conv.kernel.numpy()[0, 0]))
+    want = np.einsum("bhwc,bhwo->co", picked, g)
+    assert np.abs(got.numpy()[0, 0] - want).max() <= 1e-4 * np.abs(want).max(), (cin, cout)
+    model.compile("adam", "mse")
+    model.fit(x, np.zeros((32, 30, 30, cout), "float32"), epochs=1, batch_size=16, verbose=0)
+print("trained")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert done.returncode == 0 and "trained" in done.stdout, (done.returncode, done.stderr[-2000:])
+
+
 def test_width_student_keeps_the_widths_an_attention_ties():
     """Attention needs its query as wide as its value (here the input): narrowing everything
     breaks the first call (exit 1 before), so layers narrow one at a time and the query keeps
