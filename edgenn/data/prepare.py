@@ -93,6 +93,15 @@ class Splits:
 def load(spec: DataSpec) -> Splits:
     """Read, check, split and preprocess a dataset."""
     raw = read(spec.source)
+    if not raw.labeled:
+        if spec.task != "inputs":
+            raise DataError(f"{raw.source} holds inputs only (no y or y_train array), and this "
+                            "command learns or scores against labels",
+                            "save the labels too: numpy.savez(path, x=..., y=...)")
+        none = np.zeros((0,), np.int64)  # no labels: empty per sample, indexable like x
+        raw.y_train = np.broadcast_to(none, (len(raw.x_train), 0))
+        if raw.x_test is not None:
+            raw.y_test = np.broadcast_to(none, (len(raw.x_test), 0))
     _check_raw(raw)
     rng = np.random.default_rng(spec.seed)
     targets = {"classification": _labels, "regression": _targets,

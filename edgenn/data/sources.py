@@ -38,6 +38,7 @@ class RawData:
     classes: list[str] | None = None
     value_max: float | None = None  # the largest value x can take (255 for uint8 images)
     notes: list[str] = field(default_factory=list)
+    labeled: bool = True  # False: an .npz of inputs only (y_train and y_test are None)
 
 
 def read(source: str) -> RawData:
@@ -116,7 +117,8 @@ def _digits() -> RawData:
 
 
 def read_npz(path: Path) -> RawData:
-    """Arrays named x/y, or x_train/y_train with optional x_test/y_test."""
+    """Arrays named x/y, or x_train/y_train with optional x_test/y_test; or inputs alone (x, or
+    x_train with optional x_test), for commands that read no labels."""
     check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -137,6 +139,13 @@ def read_npz(path: Path) -> RawData:
                        value_max=_value_max(arrays["x_train"]))
     if "x" in arrays and "y" in arrays:
         return RawData(str(path), arrays["x"], arrays["y"], value_max=_value_max(arrays["x"]))
+    # Inputs alone (calibration audio, unlabeled images): enough for the commands that read
+    # only x (convert's calibration and fidelity check); ``load`` refuses them elsewhere.
+    for train, test in (("x_train", "x_test"), ("x", None)):
+        if train in arrays and not any(k.startswith("y") for k in arrays):
+            return RawData(str(path), arrays[train], None,
+                           arrays.get(test) if test else None, None,
+                           value_max=_value_max(arrays[train]), labeled=False)
     raise DataError(f"{path} holds arrays {sorted(arrays)}; edgenn needs x and y, or x_train, "
                     "y_train (and optionally x_test, y_test)",
                     "rename the arrays when saving: numpy.savez(path, x=..., y=...)")
