@@ -348,6 +348,49 @@ def test_explain_compares_a_separable_convolution_by_its_output_not_its_depthwis
     assert max(r.relative_error for r in rows.values()) < 0.2, rows
 
 
+def test_inputs_without_labels_calibrate_a_conversion_and_training_asks_for_labels(
+        digits_model, tmp_path):
+    """Calibration audio or unlabeled images: an .npz of inputs alone (x, or x_train with
+    x_test) was refused by convert ("needs x and y"), which reads no labels (Spotify's
+    basic-pitch SavedModel with synthetic tones). A command that scores labels still asks."""
+    from sklearn.datasets import load_digits
+
+    x = (load_digits().images[:300] / 16.0).astype(np.float32)[..., None]
+    np.savez(tmp_path / "x.npz", x=x)
+    np.savez(tmp_path / "split.npz", x_train=x[:240], x_test=x[240:])
+    for name in ("x.npz", "split.npz"):
+        r = run_cli("convert", str(digits_model), "--to", "tflite", "--quantize", "int8",
+                    "--data", str(tmp_path / name), "--scale", "none",
+                    "-o", str(tmp_path / f"{name}.tflite"), "--json")
+        assert r.code == 0, r.err
+        assert r.json()["fidelity"]["top1_agreement"] >= 0.97
+    r = run_cli("compress", str(digits_model), "-r", "int8-ptq", "--data", str(tmp_path / "x.npz"),
+                "--scale", "none", "-o", str(tmp_path / "c"))
+    assert_clean_error(r, 2, "inputs only")
+    assert not (tmp_path / "c").exists()
+
+
+def test_int16x8_leaves_ops_without_a_16x8_kernel_float_and_names_them(tmp_path):
+    """TFLite has no 16x8 kernel for NEG (nine of them in basic-pitch's log-spectrogram front):
+    int16x8 exited 3 with the converter's message repeated. TensorFlow's documented fallback
+    keeps such ops float; the log names them and the fidelity check judges the file."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,))
+    h = layers.Dense(8, activation="relu", name="hidden")(inp)
+    model = keras.Model(inp, layers.Dense(3, name="out")(keras.ops.negative(h)))
+    path = tmp_path / "neg.keras"
+    model.save(path)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((200, 6)).astype("float32"))
+    r = run_cli("convert", str(path), "--to", "tflite", "--quantize", "int16x8",
+                "--data", str(tmp_path / "d.npz"), "--scale", "none", "-o", str(tmp_path / "n.tflite"))
+    assert r.code == 0, r.err
+    assert "no 16x8 kernel for NEG" in r.err
+
+
 def test_percentile_calibration_narrows_an_outlier_range_and_converts(digits_model, tmp_path):
     """One extreme value among the calibration samples stretches a min/max range; percentile
     calibration keeps the range the other values hold. Through the CLI the int8 file passes the

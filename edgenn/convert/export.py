@@ -354,6 +354,14 @@ def _export_tflite(model, spec, path: Path, x_calib, provenance, log) -> Artifac
     with atomic_path(path) as tmp:
         tmp.write_bytes(blob)
     info = describe(path)
+    if spec.quantization is Quantization.int16x8:
+        from .tflite import float_ops
+
+        left = float_ops(path)
+        if left:
+            log("int16x8: TFLite has no 16x8 kernel for "
+                + ", ".join(f"{name} (x{n})" if n > 1 else name for name, n in sorted(left.items()))
+                + "; those ops stay float32, the rest is int16x8")
     compiler = gpu = None
     if spec.target is Target.edgetpu:
         from .edgetpu import compile_model

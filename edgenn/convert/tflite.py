@@ -271,7 +271,11 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     elif q is Quantization.int16x8:
         converter.optimizations = [tensorflow.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative(x_calib, calibration_samples)
-        ops = [tensorflow.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        # With the builtin set beside it, an op TFLite has no 16x8 kernel for (NEG...) stays
+        # float instead of failing the conversion (TensorFlow's documented fallback); the
+        # convert log names those ops (`float_ops`).
+        ops = [tensorflow.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+               tensorflow.lite.OpsSet.TFLITE_BUILTINS]
     if allow_flex:
         ops = ops + [tensorflow.lite.OpsSet.SELECT_TF_OPS]
     converter.target_spec.supported_ops = ops
@@ -314,6 +318,26 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     if sparse_weights:
         _check_sparse_runs(flatbuffer)
     return flatbuffer
+
+
+def float_ops(path) -> dict[str, int]:
+    """Compute ops of a quantized TFLite file that still write float32 (op name -> count)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with quiet_stderr():
+        interp = Interpreter(model_path=str(path))
+        tensors = {t["index"]: t for t in interp.get_tensor_details()}
+        try:
+            ops = interp._get_ops_details()  # noqa: SLF001 - as stateful_ops reads it
+        except Exception:  # noqa: BLE001 - no op details: nothing to name
+            return {}
+    counts: dict[str, int] = {}
+    for op in ops:
+        outs = [tensors[o] for o in op["outputs"] if o in tensors]
+        if op["op_name"] not in ("DEQUANTIZE", "QUANTIZE") and outs \
+                and all(t["dtype"] == np.float32 for t in outs):
+            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return counts
 
 
 def _check_sparse_runs(flatbuffer: bytes) -> None:
