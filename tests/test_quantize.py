@@ -64,3 +64,49 @@ def test_quantize_refusals(float_files, digits_model, tmp_path):
     for args, needle in cases:
         assert_clean_error(run_cli(*args, block_tf=True), 2, needle)
     assert not any(tmp_path.iterdir())
+
+
+def test_outputs_of_a_foreign_file_pair_by_name_even_when_its_signature_is_stale(tmp_path):
+    """A .tflite made elsewhere names its outputs (basic-pitch: contour, note, onset), and the
+    runtime lists them in the file's order. ai-edge-quantizer's int8 basic-pitch kept its
+    signature's `contour` pointing at a tensor it had replaced, so the two files' outputs came
+    in different orders and `quantize` exited 1 on the shapes. Both orders now follow the
+    names, and a name whose tensor is not an output takes the left-over output of its shape.
+    The stale signature is made here as that file had it: `contour` points at an inner tensor
+    of the same shape."""
+    import flatbuffers
+    import keras
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgenn._tf import tf
+    from edgenn.runtime.litert import TFLiteRunner
+
+    tensorflow = tf()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8,), name="x")
+    h = keras.layers.Dense(16, activation="relu")(inp)
+    outs = {"onset": keras.layers.Dense(4, activation="sigmoid")(h),
+            "contour": keras.layers.Dense(12, activation="sigmoid")(h),
+            "note": keras.layers.Dense(6, activation="sigmoid")(h)}
+    keras.Model(inp, outs).export(str(tmp_path / "sm"), verbose=False)
+    good = tmp_path / "m.tflite"
+    good.write_bytes(tensorflow.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm")).convert())
+
+    model = schema.ModelT.InitFromPackedBuf(good.read_bytes(), 0)
+    sg = model.subgraphs[0]
+    sig = model.signatureDefs[0]
+    contour = next(o for o in sig.outputs if o.name in (b"contour", "contour"))
+    inner = next(i for i, t in enumerate(sg.tensors) if i not in sg.outputs
+                 and list(t.shape) == list(sg.tensors[contour.tensorIndex].shape))
+    contour.tensorIndex = inner
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    stale = tmp_path / "stale.tflite"
+    stale.write_bytes(builder.Output())
+
+    x = np.random.default_rng(0).random((5, 8)).astype("float32")
+    want, got = TFLiteRunner(good).predict(x), TFLiteRunner(stale).predict(x)
+    assert [y.shape[-1] for y in want] == [12, 6, 4]  # contour, note, onset: by name
+    assert [y.shape for y in got] == [y.shape for y in want]
+    assert all(np.allclose(a, b) for a, b in zip(want, got))

@@ -57,6 +57,24 @@ def _in_order(interpreter, details: list[dict], kind: str) -> list[dict]:
         order = [named[name]["index"] for name in _numbered(list(named))]
         if sorted(order) == sorted(by_index):
             return [by_index[i] for i in order]
+        # ai-edge-quantizer's int8 file kept basic-pitch's signature pointing at a tensor it
+        # had replaced with a dequantized one: a name whose tensor is not an output takes the
+        # left-over output of its shape (in listed order when shapes repeat).
+        spare = [d for d in details if d["index"] not in order]
+        if len(order) == len(details) and len(spare) == sum(i not in by_index for i in order):
+            fixed = []
+            for i, name in zip(order, _numbered(list(named))):
+                if i in by_index:
+                    fixed.append(by_index[i])
+                    continue
+                shape = list(named[name]["shape"])[1:]  # an inner tensor keeps its old batch
+                match = next((d for d in spare if list(d["shape"])[1:] == shape), None)
+                if match is None:
+                    break
+                spare.remove(match)
+                fixed.append(match)
+            else:
+                return fixed
 
     def position(detail):
         match = re.fullmatch(r"(?:input|Identity)(?:_(\d+))?", detail["name"].split(":")[0])
@@ -69,12 +87,18 @@ def _in_order(interpreter, details: list[dict], kind: str) -> list[dict]:
 
 
 def _numbered(names: list[str]) -> list[str]:
-    """name_0, name_1, ..., name_10 in number order (plain names keep their order)."""
+    """name_0, name_1, ..., name_10 in number order, then plain names in alphabetical order.
+
+    Plain names (a file made elsewhere: basic-pitch's contour, note, onset) are sorted, as a
+    SavedModel's signature outputs are (``SignatureModel``): the runtime lists them in the
+    file's order, which ai-edge-quantizer's rewrite changed, and the quantized file's first
+    output was compared with the float file's third (exit 1 on the shapes).
+    """
     import re
 
     def key(name):
         match = re.search(r"_(\d+)$", name)
-        return (0, int(match.group(1))) if match else (1, 0)
+        return (0, int(match.group(1)), "") if match else (1, 0, name)
 
     return sorted(names, key=key)
 
