@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConversionError, MissingDependencyError, UsageError
+from ..errors import ConversionError, MissingDependencyError, RuntimeFailure, UsageError
 from ..fidelity import Fidelity, Task, judge
 
 TFLITE_MODES = {"dynamic-int8": ("dynamic", 8), "dynamic-int4": ("dynamic", 4),
@@ -114,7 +114,17 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
     with atomic_path(out) as tmp:
         tmp.write_bytes(blob)
     reference = runner.predict(*x_check)
-    candidate = _runner(str(out)).predict(*x_check)
+    try:
+        quantized = _runner(str(out))
+    except RuntimeFailure as err:  # the quantizer's own runtime refuses what it wrote
+        out.unlink(missing_ok=True)
+        plain = "dynamic-int8" if suffix == ".onnx" else "dynamic-int8 or weight-int8"
+        raise ConversionError(
+            f"{tool} wrote a {suffix} file that its runtime cannot load "
+            f"({' '.join(str(err.message).split())[:240]}); nothing was written",
+            f"try --mode {plain}, or quantize from the Keras model or SavedModel with "
+            f"`edgenn convert MODEL --to {suffix[1:]} --quantize int8 --data ...`") from None
+    candidate = quantized.predict(*x_check)
     judged = Task(task)
     if judged is Task.auto:
         judged = Task.classification if _probabilities(reference[0]) else Task.regression
