@@ -1,5 +1,7 @@
 """`edgenn inspect` on every format; TFLite and ONNX with TensorFlow imports blocked."""
 
+import re
+
 import pytest
 
 from conftest import assert_clean_error, run_cli
@@ -53,6 +55,10 @@ def test_plain_savedmodel_lists_signatures(models):
     doc = r.json()
     assert "serving_default" in {s["key"] for s in doc["signatures"]}
     assert doc["params"] == 10 * 16 + 16 + 16 * 3 + 3
+    # the text names each input's dtype and shape: what a user prepares the data by
+    text = run_cli("inspect", str(models / "k3_export_savedmodel"))
+    assert re.search(r"inputs \S+ float32 \[\?, 10\] -> outputs \S+ float32 \[\?, 3\]",
+                     " ".join(text.out.split())), text.out
 
 
 def test_tflite_float_and_int8_without_tensorflow(models, manifest):

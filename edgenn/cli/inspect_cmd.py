@@ -111,9 +111,13 @@ def _human_artifact(doc: dict) -> None:
         con.print(table)
     if "tensor_dtypes" in doc:
         con.print(f"tensor dtypes {doc['tensor_dtypes']}; quantization {doc['quantization']}")
+    def tensors(specs: dict) -> str:  # name dtype [shape], what a user prepares data by
+        return ", ".join(f"{name} {spec.get('dtype', '')} {spec.get('shape')}".replace("None", "?")
+                         for name, spec in specs.items())
+
     for sig in doc.get("signatures", []):
-        con.print(f"signature {sig['key']}: inputs {list(sig['inputs'])} -> "
-                  f"outputs {list(sig['outputs'])}")
+        con.print(f"signature {sig['key']}: inputs {tensors(sig['inputs'])} -> "
+                  f"outputs {tensors(sig['outputs'])}", markup=False, highlight=False)
     if doc.get("flex_ops"):
         con.print(f"[yellow]Flex (Select TF) ops: {', '.join(doc['flex_ops'])}[/yellow]")
     if doc.get("custom_ops"):
