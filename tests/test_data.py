@@ -196,3 +196,34 @@ def test_float_targets_are_not_argmaxed_into_classes(tmp_path):
                  *data, "-o", str(tmp_path / "r.tflite"), "--json")
     assert ok.code == 0, ok.err
     assert ok.json()["fidelity"]["task"] == "regression"
+
+
+def test_a_command_that_reads_inputs_only_prepares_only_what_it_checks():
+    """convert and quantize use calibration samples and a few test samples. Every split was
+    prepared: Fashion-MNIST resized to 320x320x3 for an ONNX detector (nudenet's YOLOv8n) took
+    24 GB and the OOM killer."""
+    spec = DataSpec("fashion-mnist", resize=(64, 64), channels=3, calibration_samples=7,
+                    task="inputs")
+    s = load(spec, check_samples=5)
+    assert s.x_test.shape == (5, 64, 64, 3) and len(s.x_calib) == 7
+    assert len(s.x_train) == 7 and len(s.x_val) == 1
+    full = load(DataSpec("fashion-mnist", calibration_samples=7, task="inputs"))
+    assert np.array_equal(load(DataSpec("fashion-mnist", calibration_samples=7, task="inputs"),
+                               check_samples=5).x_test, full.x_test[:5])  # the same samples
+
+
+def test_channels_last_images_move_channels_first_for_a_channels_first_input(tmp_path):
+    """A model exported from PyTorch reads (3, H, W); images are read (H, W, 3). The pixels
+    move, and the hint for a grey set names --channels 3."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 6, 5, 3)).astype(np.uint8)
+    np.savez(tmp_path / "rgb.npz", x=x, y=rng.integers(0, 2, 40))
+    s = match_model(load(DataSpec(str(tmp_path / "rgb.npz"), task="inputs")),
+                    (None, 3, None, None), None)
+    assert s.x_test.shape[1:] == (3, 6, 5) and "channels first" in " ".join(s.notes)
+    raw = load(DataSpec(str(tmp_path / "rgb.npz"), task="inputs"))
+    assert np.array_equal(s.x_test, raw.x_test.transpose(0, 3, 1, 2))
+    np.savez(tmp_path / "grey.npz", x=x[..., 0], y=rng.integers(0, 2, 40))
+    with pytest.raises(DataError) as err:
+        match_model(load(DataSpec(str(tmp_path / "grey.npz"), task="inputs")), (None, 3, 6, 5), None)
+    assert "--channels 3" in err.value.hint

@@ -179,7 +179,8 @@ def _inputs(runner, data_spec, samples: int):
                          "drop --data (dynamic and weight-only modes need none)")
     from ..data import load_for
 
-    splits = load_for(data_spec, (None, *shapes[0][1:]), None, _input_dtypes(runner)[0])
+    splits = load_for(data_spec, (None, *shapes[0][1:]), None, _input_dtypes(runner)[0],
+                      check_samples=samples)
     return [splits.x_test[:samples]], [splits.x_calib], f"{data_spec.source} test split"
 
 

@@ -163,7 +163,7 @@ class CheckResult:
 
 
 def load_for_export(model_path: str, data_spec, allow_unsafe: bool, custom_objects_file,
-                    log=lambda m: None):
+                    log=lambda m: None, samples: int = 1):
     """The Keras model (as saved: Keras 3 or tf_keras) and its prepared splits, or None.
 
     A model with several inputs reads an .npz with one ``x_<input name>`` array per input
@@ -183,7 +183,8 @@ def load_for_export(model_path: str, data_spec, allow_unsafe: bool, custom_objec
     if data_spec is not None and len(model.inputs) > 1:
         splits = load_multi(data_spec, model)
     elif data_spec is not None:
-        splits = load_for(data_spec, tuple(model.inputs[0].shape), None, model.inputs[0].dtype)
+        splits = load_for(data_spec, tuple(model.inputs[0].shape), None, model.inputs[0].dtype,
+                          check_samples=samples)  # inputs only: calibration and the check
         from ..models.describe import pixel_range_mismatch
 
         warning = pixel_range_mismatch(model, splits.x_calib)
@@ -215,7 +216,8 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
                                   or spec.quantization.value != "float32"):
         raise UsageError("--trainable exports a float32 TFLite model for the CPU",
                          "use --to tflite --target cpu without --quantize")
-    loaded, model, splits = load_for_export(model_path, data_spec, allow_unsafe, custom_objects_file, log)
+    loaded, model, splits = load_for_export(model_path, data_spec, allow_unsafe, custom_objects_file,
+                                            log, samples)
     if spec.needs_calibration and splits is None:
         raise UsageError(f"{spec.quantization.value} quantization calibrates on real data", "pass --data")
     from ..data.multi import as_list, take
