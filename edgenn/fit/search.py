@@ -270,7 +270,7 @@ def _reference_each(runner: Runner, doc: dict) -> tuple[dict, dict]:
 
     Returns (the runs that completed, merged; each quantization the model cannot take -> why).
     A quantization the converter refuses for this
-    model (int16x8 of HARD_SWISH, int8 of a recurrent loop) leaves the search, not ends it;
+    model (int8 of a recurrent loop) leaves the search, not ends it;
     a failing float32 export is the model, data or flags, and ends it as compress said.
     """
     refs = {q: runner.submit(runner.job(0, {**doc, "export": [{"format": "tflite",
