@@ -125,10 +125,10 @@ def width_student(teacher, width: float):
         got = student(sample if len(sample) > 1 else sample[0], training=False)
         got = got if isinstance(got, (list, tuple)) else list(got.values()) \
             if isinstance(got, dict) else [got]
-        want = [tuple(t.shape)[1:] for t in teacher.outputs]
-        if [tuple(g.shape)[1:] for g in got] != want:  # a width reached an output after all
-            raise ValueError(f"the student's outputs are {[tuple(g.shape)[1:] for g in got]}, "
-                             f"the teacher's {want}")
+        want = sorted(str(tuple(t.shape)[1:]) for t in teacher.outputs)  # dicts: any order
+        have = sorted(str(tuple(g.shape)[1:]) for g in got)
+        if have != want:  # a width reached an output after all
+            raise ValueError(f"the student's outputs are {have}, the teacher's {want}")
         return student
 
     from ..models.bridge import random_inputs
