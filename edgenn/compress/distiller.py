@@ -48,9 +48,10 @@ def _has_width(layer) -> bool:
 
 
 def output_width_layers(model) -> set[str]:
-    """The layers whose width is an output's width: each output's producer, or, when that layer
-    keeps the width it reads (a pooling, an activation, a sum, a nested model), the width
-    layers behind it on every path.
+    """The layers whose width is an output's width.
+
+    Each output's producer, or, when that layer keeps the width it reads (a pooling, an
+    activation, a sum, a nested model), the width layers behind it on every path.
 
     A mini-Xception ends Conv2D(classes) -> GlobalAveragePooling2D -> softmax: narrowing that
     Conv2D gave a student with 3 outputs for the teacher's 7, and distillation died on the shapes.
@@ -76,8 +77,9 @@ def output_width_layers(model) -> set[str]:
 
 
 def narrowable(model) -> list[str]:
-    """Names of the layers ``width_student`` may narrow: Conv/Dense widths, except those that
-    set an output's width (``output_width_layers``).
+    """Names of the layers ``width_student`` may narrow.
+
+    Conv/Dense widths, except those that set an output's width (``output_width_layers``).
 
     Layers of nested models count in Keras 3 (the clone recurses into them); tf_keras clones
     the top level only.

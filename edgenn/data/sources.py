@@ -117,8 +117,10 @@ def _digits() -> RawData:
 
 
 def read_npz(path: Path) -> RawData:
-    """Arrays named x/y, or x_train/y_train with optional x_test/y_test; or inputs alone (x, or
-    x_train with optional x_test), for commands that read no labels."""
+    """Arrays named x/y, or x_train/y_train with optional x_test/y_test.
+
+    Or inputs alone (x, or x_train with optional x_test), for commands that read no labels.
+    """
     check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
