@@ -355,7 +355,7 @@ def _export_tflite(model, spec, path: Path, x_calib, provenance, log) -> Artifac
         tmp.write_bytes(blob)
     info = describe(path)
     if spec.quantization is Quantization.int16x8:
-        from .tflite import float_ops
+        from ..runtime.tflite_info import float_ops
 
         left = float_ops(path)
         if left:

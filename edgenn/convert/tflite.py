@@ -320,26 +320,6 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     return flatbuffer
 
 
-def float_ops(path) -> dict[str, int]:
-    """Compute ops of a quantized TFLite file that still write float32 (op name -> count)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    with quiet_stderr():
-        interp = Interpreter(model_path=str(path))
-        tensors = {t["index"]: t for t in interp.get_tensor_details()}
-        try:
-            ops = interp._get_ops_details()  # noqa: SLF001 - as stateful_ops reads it
-        except Exception:  # noqa: BLE001 - no op details: nothing to name
-            return {}
-    counts: dict[str, int] = {}
-    for op in ops:
-        outs = [tensors[o] for o in op["outputs"] if o in tensors]
-        if op["op_name"] not in ("DEQUANTIZE", "QUANTIZE") and outs \
-                and all(t["dtype"] == np.float32 for t in outs):
-            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-    return counts
-
-
 def _check_sparse_runs(flatbuffer: bytes) -> None:
     """Run a sparse file once on LiteRT's CPU kernels (XNNPack included) or refuse it.
 

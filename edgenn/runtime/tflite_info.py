@@ -117,6 +117,27 @@ def _tensor_info(sg, index: int, type_names: dict[int, str]) -> dict:
     return info
 
 
+def float_ops(path: str | Path) -> dict[str, int]:
+    """What a quantized file left in float: ops that write float32 outputs only.
+
+    Op name -> count; QUANTIZE and DEQUANTIZE aside.
+    """
+    schema = _schema()
+    model, _ = read_model(path)
+    counts: Counter = Counter()
+    with parse_guard(path):
+        for s in range(model.SubgraphsLength()):
+            sg = model.Subgraphs(s)
+            for o in range(sg.OperatorsLength()):
+                op = sg.Operators(o)
+                name = op_name(model, op.OpcodeIndex())
+                outs = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
+                if name not in ("QUANTIZE", "DEQUANTIZE") and outs and all(
+                        i >= 0 and sg.Tensors(i).Type() == schema.TensorType.FLOAT32 for i in outs):
+                    counts[name] += 1
+    return dict(counts)
+
+
 def describe(path: str | Path) -> dict:
     """A JSON-able description of a .tflite model."""
     with parse_guard(path):
