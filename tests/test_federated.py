@@ -98,6 +98,7 @@ seed: 3
 """
 
 
+@pytest.mark.slow  # 44 s; simulate stays in the default run (tflite and keras clients)
 def test_fleet_stragglers_exclusion_fedprox_and_seeded_runs(tmp_path):
     cfg = tmp_path / "fleet.yaml"
     cfg.write_text(FLEET)
@@ -155,6 +156,7 @@ def test_fedavg_agrees_with_a_plain_numpy_replay(tmp_path):
     assert result["max_round_gap"] <= 0.01, result  # at most 3 of the 360 test images differ
 
 
+@pytest.mark.slow  # 33 s: starts a Ray cluster; simulate stays in the default run
 def test_ray_address_runs_on_an_existing_cluster(tmp_path):
     """--ray-address: a real Ray head started here; the run's driver registers in its session."""
     import shutil
