@@ -6,7 +6,7 @@ import click
 
 from .data_options import data_options, make_spec
 from .model_options import model_options
-from .output import common_options, console, finish, guarded_stdout, info
+from .output import common_options, console, fidelity_lines, finish, guarded_stdout, info
 
 TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
 
@@ -150,13 +150,8 @@ def _human_convert(result) -> None:
     a, fid = result.artifact, result.fidelity
     con.print(f"wrote {a.path} ({a.bytes:,} bytes, {a.format} {a.spec.quantization.value} for "
               f"{a.spec.target.value})")
-    for o in fid.outputs:
-        head = f"output {o.name!r}" if o.name else "fidelity"
-        verdict = ""
-        if o.verdict:
-            v = o.verdict
-            verdict = f" - {v['task']}: {'ok' if v['passed'] else 'FAILED'}"
-        con.print(f"  {head} on {fid.samples} samples ({fid.data}): {o.summary()}{verdict}")
+    for line in fidelity_lines(fid):
+        con.print(line)
     con.print(f"  {'passed' if fid.passed else 'FAILED'}: {fid.summary()}")
     if a.onnx_quantization is not None:
         con.print(f"  ONNX Runtime quantization: {a.onnx_quantization.summary()}")

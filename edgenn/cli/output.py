@@ -214,3 +214,16 @@ def progress(description: str, total: int | None = None):
         transient=False,
     )
     return bar
+
+
+def fidelity_lines(fid) -> list[str]:
+    """One line per output compared (named, with its own verdict where each has one)."""
+    lines = []
+    for o in fid.outputs:
+        head = f"output {o.name!r}" if o.name else "fidelity"
+        verdict = ""
+        if o.verdict:
+            v = o.verdict
+            verdict = f" - {v['task']}: {'ok' if v['passed'] else 'FAILED'}"
+        lines.append(f"  {head} on {fid.samples} samples ({fid.data}): {o.summary()}{verdict}")
+    return lines

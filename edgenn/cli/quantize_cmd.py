@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .data_options import data_options, make_spec
-from .output import common_options, console, finish, guarded_stdout, info
+from .output import common_options, console, fidelity_lines, finish, guarded_stdout, info
 
 MODES = ["dynamic-int8", "dynamic-int4", "weight-int8", "weight-int4", "int8", "int16"]
 
@@ -23,9 +23,11 @@ MODES = ["dynamic-int8", "dynamic-int4", "weight-int8", "weight-int4", "int8", "
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.option("--samples", type=click.IntRange(min=1), default=500, show_default=True,
               help="Samples for the fidelity check.")
-@click.option("--task", type=click.Choice(["auto", "classification", "multilabel", "regression"]),
-              default="auto", show_default=True,
-              help="How fidelity is judged (auto: outputs that sum to 1 are a classifier's).")
+@click.option("--task", callback=lambda ctx, param, value: _tasks(value), default="auto",
+              show_default=True, metavar="TASK|OUTPUT=TASK[,...]",
+              help="How fidelity is judged: auto, classification, multilabel or regression, for "
+                   "every output or per output name (auto: outputs that sum to 1 are a "
+                   "classifier's; others are judged by SNR).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Minimum agreement for classification/multilabel.")
 @click.option("--min-snr", type=float, default=None, help="Minimum SNR in dB for regression.")
@@ -55,13 +57,33 @@ def quantize_cmd(model, mode, layers, data, seed, scale, mean, std, resize, chan
     finish(result, lambda: _human(result))
 
 
+TASKS = ("auto", "classification", "multilabel", "regression")
+
+
+def _tasks(value: str):
+    """``--task``: one task for every output, or {output name: task} for those named."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if len(parts) == 1 and "=" not in parts[0]:
+        if parts[0] not in TASKS:
+            raise click.BadParameter(f"{parts[0]!r} is not one of {', '.join(TASKS)}")
+        return parts[0]
+    named = {}
+    for part in parts:
+        name, eq, task = part.rpartition("=")
+        if not eq or not name or task not in TASKS:
+            raise click.BadParameter(f"expected TASK or OUTPUT=TASK[,OUTPUT=TASK] with a task "
+                                     f"among {', '.join(TASKS)}; received {value!r}")
+        named[name] = task
+    return named
+
+
 def _human(result) -> None:
     con = console()
     f = result.fidelity
     con.print(f"wrote {result.output} ({result.bytes_before:,} -> {result.bytes_after:,} bytes, "
               f"{result.tool} {result.mode})")
-    for o in f.outputs:
-        con.print(f"  fidelity on {f.samples} samples ({f.data}): {o.summary()}")
+    for line in fidelity_lines(f):
+        con.print(line)
     con.print(f"  {'passed' if f.passed else 'FAILED'}: {f.summary()}")
     for note in result.notes:
         con.print(f"  note: {note}")

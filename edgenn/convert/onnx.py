@@ -254,15 +254,18 @@ def _erfc(ctx, node, name, args):
 class _Reader:
     """Calibration data for ONNX Runtime's static quantization."""
 
-    def __init__(self, names: list[str], x, batch: int = 1):
+    def __init__(self, names: list[str], x, axes: list | None = None):
         from ..data.multi import as_list, count
+        from ..runtime.layout import to_model
 
-        # Batch 1: the entropy and percentile calibrators stack batches and need equal shapes.
+        # One sample a batch: the entropy and percentile calibrators stack batches and need
+        # equal shapes. Each input goes in the model's layout (its batch axis, or one value).
         arrays = as_list(x)
-        self.batches = [{name: (a[i:i + batch] if np.issubdtype(a.dtype, np.integer)
-                                else a[i:i + batch].astype(np.float32))
-                         for name, a in zip(names, arrays)}
-                        for i in range(0, count(x), batch)]
+        axes = axes or [0] * len(arrays)
+        self.batches = [{name: to_model(a[i:i + 1] if np.issubdtype(a.dtype, np.integer)
+                                        else a[i:i + 1].astype(np.float32), axis)
+                         for name, a, axis in zip(names, arrays, axes)}
+                        for i in range(count(x))]
         self.i = 0
 
     def get_next(self):
@@ -337,12 +340,18 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
             if not count(x_calib):
                 raise UsageError("static int8 ONNX quantization needs calibration data", "pass --data")
             scheme = scheme_for(target)
-            names = [i.name for i in proto.graph.input]
+            from ..runtime.layout import batch_axes
+            from ..runtime.onnx_info import tensor_dims
+
+            known = {i.name for i in proto.graph.initializer}
+            graph_inputs = [i for i in proto.graph.input if i.name not in known]
+            names = [i.name for i in graph_inputs]
+            axes, _ = batch_axes([tensor_dims(i) for i in graph_inputs])
             excluded = _first_computing_nodes(onnx.load(str(pre)).graph,
                                               [names[i] for i in float_inputs])
             with quiet_stderr():
                 quantize_static(
-                    str(pre), str(out), _Reader(names, take(x_calib, slice(0, samples))),
+                    str(pre), str(out), _Reader(names, take(x_calib, slice(0, samples)), axes),
                     quant_format=QuantFormat.QDQ,
                     per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
                     activation_type=types[scheme.activation], weight_type=types[scheme.weight],

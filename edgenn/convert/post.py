@@ -56,9 +56,11 @@ class PostQuantResult:
     def failure(self) -> str | None:
         if self.fidelity.passed:
             return None
+        fewer = ("quantize fewer layers (--layers), use a gentler --mode" if self.format == "tflite"
+                 else ("use --mode dynamic-int8" if self.mode != "dynamic-int8" else
+                       "keep the float file") + " (ONNX Runtime's quantizer takes no --layers)")
         return self.fidelity.failure(
-            self.output, "quantize fewer layers (--layers), use a gentler --mode, or set "
-                         f"{self.fidelity.override_flag} if this is close enough")
+            self.output, f"{fewer}, or set {self.fidelity.override_flag} if this is close enough")
 
     def to_dict(self) -> dict:
         return {"source": self.source, "output": self.output, "format": self.format,
@@ -75,7 +77,7 @@ class PostQuantResult:
 
 
 def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers: str = ".*",
-                  samples: int = 500, task: str = "auto", threshold: float | None = None,
+                  samples: int = 500, task: str | dict = "auto", threshold: float | None = None,
                   min_snr: float | None = None, log=lambda m: None) -> PostQuantResult:
     """Quantize ``source`` (.tflite or .onnx) into ``output`` and check it against ``source``."""
     from ..artifacts import atomic_path, check_writable, refuse_overwrite
@@ -97,6 +99,8 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
     refuse_overwrite(out, source)
     check_writable(out)
     runner = _runner(source)
+    names = _output_names(runner)
+    _output_tasks(task, names)  # an output --task names that the file lacks: before any work
     x_check, x_calib, data = _inputs(runner, data_spec, samples)
     static = mode in ("int8", "int16")
     if static and x_calib is None:
@@ -125,10 +129,9 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
             f"try --mode {plain}, or quantize from the Keras model or SavedModel with "
             f"`edgenn convert MODEL --to {suffix[1:]} --quantize int8 --data ...`") from None
     candidate = quantized.predict(*x_check)
-    judged = Task(task)
-    if judged is Task.auto:
-        judged = Task.classification if _probabilities(reference[0]) else Task.regression
-    fidelity = judge(reference, candidate, judged, _BAR[mode], data, threshold, min_snr)
+    tasks = _output_tasks(task, names, reference)
+    fidelity = judge(reference, candidate, tasks[0] if len(set(tasks)) == 1 else tasks,
+                     _BAR[mode], data, threshold, min_snr, names)
     return PostQuantResult(str(source), str(out), suffix[1:], mode, tool, Path(source).stat().st_size,
                            len(blob), fidelity, layers, tuple(notes))
 
@@ -148,7 +151,12 @@ def _input_shapes(runner) -> list[tuple]:
         return [tuple(int(d) if d > 0 else None for d in
                       (x["shape_signature"] if len(x["shape_signature"]) else x["shape"]))
                 for x in runner.inputs]
-    return [tuple(d if isinstance(d, int) else None for d in spec.shape) for spec in runner.inputs]
+    return [(None, *shape) for shape in runner.sample_shapes()]  # samples first, as data is
+
+
+def _batched(runner) -> list[bool]:
+    """Whether each input has a batch axis (an ONNX scalar setting, such as a rate, has none)."""
+    return [axis is not None for axis in getattr(runner, "input_axes", [0] * len(runner.inputs))]
 
 
 def _input_dtypes(runner) -> list:
@@ -168,20 +176,59 @@ def _inputs(runner, data_spec, samples: int):
         rng = np.random.default_rng(0)
         n = min(samples, 64)
         xs = []
-        for shape, dtype in zip(shapes, _input_dtypes(runner)):
-            size = (n, *[d or 8 for d in shape[1:]])
+        for shape, dtype, batched in zip(shapes, _input_dtypes(runner), _batched(runner)):
+            size = (n if batched else 1, *[d or 8 for d in shape[1:]])
             ints = integer_dtype(dtype)  # ids 0 and 1 exist in any embedding table
-            xs.append(rng.integers(0, 2, size=size).astype(ints) if ints is not None
-                      else rng.random(size).astype(np.float32))
+            x = (rng.integers(0, 2, size=size).astype(ints) if ints is not None
+                 else rng.random(size).astype(np.float32))
+            xs.append(x if batched else np.repeat(x, n, 0))  # one setting shared by the batch
         return xs, None, "random inputs"
     if len(shapes) != 1:
-        raise UsageError("quantize reads --data for single-input files",
-                         "drop --data (dynamic and weight-only modes need none)")
+        from ..data.multi import load_multi
+        from ..models.signature import TensorInfo
+
+        inputs = [TensorInfo(spec.name, shape, dtype, batched) for spec, shape, dtype, batched
+                  in zip(runner.inputs, shapes, _input_dtypes(runner), _batched(runner))]
+        splits = load_multi(data_spec, _Inputs(inputs))
+        return ([x[:samples] for x in splits.x_test], splits.x_calib,
+                f"{data_spec.source} test split")
     from ..data import load_for
 
     splits = load_for(data_spec, (None, *shapes[0][1:]), None, _input_dtypes(runner)[0],
                       check_samples=samples)
     return [splits.x_test[:samples]], [splits.x_calib], f"{data_spec.source} test split"
+
+
+class _Inputs:
+    """The inputs of a converted file, as ``load_multi`` reads a model's."""
+
+    def __init__(self, inputs):
+        self.inputs = inputs
+        self.outputs = []
+
+
+def _output_names(runner) -> list[str]:
+    if hasattr(runner, "interpreter"):
+        return [str(d.get("name", f"output_{i}")) for i, d in enumerate(runner.outputs)]
+    return [o.name for o in runner.outputs]
+
+
+def _output_tasks(task, names: list[str], reference: list | None = None) -> list[Task]:
+    """Each output's task: ``task`` for all, or {output name: task}.
+
+    Auto decides by the reference outputs' values (and stays auto without them).
+    """
+    named = task if isinstance(task, dict) else {}
+    unknown = [n for n in named if n not in names]
+    if unknown:
+        raise UsageError(f"--task names output {unknown[0]!r}, which the file does not have "
+                         f"(its outputs: {', '.join(names)})", "name an output as `edgenn "
+                         "inspect` lists it")
+    tasks = [Task(named.get(n, "auto") if named else task) for n in names]
+    if reference is None:
+        return tasks
+    return [(Task.classification if _probabilities(y) else Task.regression) if t is Task.auto
+            else t for t, y in zip(tasks, reference)]
 
 
 def _probabilities(y: np.ndarray) -> bool:

@@ -84,6 +84,11 @@ def load_multi(spec: DataSpec, model) -> MultiSplits:
                         f"{', '.join(missing)} (it holds {', '.join(sorted(arrays)) or 'nothing'})",
                         f"save one array per input: numpy.savez(path, {example})")
     xs = [arrays[f"x_{n}"] for n in names]
+    scalars = [n for n, x, t in zip(names, xs, model.inputs) if x.ndim == 0 and not _once(x, t)]
+    if scalars:
+        raise DataError(f"{path}: x_{scalars[0]} holds one value, not one per sample",
+                        "save an array with the samples first, shape (samples, ...)")
+    xs = _settings(xs, model.inputs)
     lengths = {len(x) for x in xs}
     if len(lengths) != 1:
         raise DataError(f"{path}: the input arrays hold different numbers of samples "
@@ -120,6 +125,21 @@ def load_multi(spec: DataSpec, model) -> MultiSplits:
                        names, notes, [None if y is None else y[test] for y in labels],
                        [x[rest] for x in prepared],
                        [None if y is None else y[rest] for y in labels])
+
+
+def _once(x: np.ndarray, t) -> bool:
+    """Whether ``x`` is one value for an input without a batch axis (a rate, a mode flag)."""
+    return not getattr(t, "batched", True) and x.ndim == len(tuple(t.shape)) - 1
+
+
+def _settings(xs: list, inputs) -> list:
+    """Each input per sample.
+
+    A value stored once, for an input without a batch axis, is repeated for every sample.
+    """
+    per_sample = [len(x) for x, t in zip(xs, inputs) if not _once(x, t) and x.ndim]
+    n = per_sample[0] if per_sample else 1
+    return [np.repeat(x[None], n, 0) if _once(x, t) else x for x, t in zip(xs, inputs)]
 
 
 def _labels(arrays: dict, model, n: int, path: Path) -> list:

@@ -24,6 +24,7 @@ class TensorInfo:
     name: str
     shape: tuple
     dtype: str
+    batched: bool = True  # False: an input without a batch axis, one value for all samples
 
 
 class SignatureModel:

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InputFileError, MissingDependencyError
 
 
-def _dims(value_info) -> list:
+def tensor_dims(value_info) -> list:
     shape = value_info.type.tensor_type.shape
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in shape.dim]
 
@@ -51,7 +51,7 @@ def _describe(p: Path, model, helper) -> dict:
         init_bytes[np.dtype(dtype).name] += count * np.dtype(dtype).itemsize
 
     def io(values):
-        return [{"name": v.name, "shape": _dims(v),
+        return [{"name": v.name, "shape": tensor_dims(v),
                  "dtype": np.dtype(helper.tensor_dtype_to_np_dtype(
                      v.type.tensor_type.elem_type)).name}
                 for v in values if v.name not in init_names]
@@ -73,3 +73,4 @@ def _describe(p: Path, model, helper) -> dict:
         "quantized": any(op in ops for op in ("QuantizeLinear", "QLinearConv", "MatMulInteger",
                                               "ConvInteger", "DynamicQuantizeLinear")),
     }
+

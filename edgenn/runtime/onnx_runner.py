@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependencyError, RuntimeFailure
+from .layout import batch_axes, from_model, to_model
 
 
 class ONNXRunner:
@@ -39,16 +40,44 @@ class ONNXRunner:
             raise RuntimeFailure(f"ONNX Runtime could not load the model: {' '.join(str(err).split())[:300]}",
                                  "check the model with `edgenn inspect`") from None
         self.inputs = self.session.get_inputs()
+        self.outputs = self.session.get_outputs()
+        self.input_axes, self.output_axes = batch_axes([i.shape for i in self.inputs],
+                                                       [o.shape for o in self.outputs])
+
+    def sample_shapes(self) -> list[tuple]:
+        """Each input's shape per sample (its batch axis left out; None for an open size)."""
+        return [tuple(d if isinstance(d, int) and d > 0 else None
+                      for k, d in enumerate(i.shape) if k != axis)
+                for i, axis in zip(self.inputs, self.input_axes)]
+
+    def _step(self, xs, batch_size: int) -> tuple[int, int | None]:
+        """(samples per run, the fixed batch a run is padded to, if the model has one)."""
+        fixed = None
+        for spec, axis, x in zip(self.inputs, self.input_axes, xs):
+            if axis is None and len(x) > 1 and not (x == x[:1]).all():
+                batch_size = 1  # a setting that differs per sample: one sample per run
+            elif axis is not None and isinstance(spec.shape[axis], int) and spec.shape[axis] > 0:
+                fixed = spec.shape[axis]
+        return (min(batch_size, fixed), fixed) if fixed else (batch_size, None)
 
     def predict(self, *xs: np.ndarray, batch_size: int = 256) -> list[np.ndarray]:
-        """Outputs for inputs ``xs`` (one array per model input), in batches."""
+        """Outputs for inputs ``xs`` (one array per model input, samples first), in batches.
+
+        Each input is laid out as the model takes it (its batch axis, or one value for an input
+        without one) and each output comes back samples first.
+        """
         n = len(xs[0])
+        step, fixed = self._step(xs, batch_size)
         outs: list[list[np.ndarray]] = []
-        for start in range(0, n, batch_size):
+        for start in range(0, n, step):
             feed = {}
-            for spec, x in zip(self.inputs, xs):
+            taken = min(step, n - start)
+            for spec, axis, x in zip(self.inputs, self.input_axes, xs):
                 dtype = np.float32 if "float" in spec.type else np.int64 if "int64" in spec.type else None
-                chunk = x[start:start + batch_size]
+                chunk = x[start:start + step]
+                if fixed and axis is not None and taken < fixed:  # pad to the model's batch
+                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - taken, 0)])
+                chunk = to_model(chunk, axis)
                 feed[spec.name] = chunk.astype(dtype) if dtype is not None else chunk
             try:
                 result = self.session.run(None, feed)
@@ -58,6 +87,7 @@ class ONNXRunner:
                                      "check the model's inputs with `edgenn inspect`") from None
             if not outs:
                 outs = [[] for _ in result]
-            for i, r in enumerate(result):
-                outs[i].append(np.asarray(r, dtype=np.float32))
+            for i, (r, axis) in enumerate(zip(result, self.output_axes)):
+                r = from_model(np.asarray(r, dtype=np.float32), axis)
+                outs[i].append(r[:taken] if axis is not None else r)
         return [np.concatenate(o) for o in outs]

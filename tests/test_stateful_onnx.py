@@ -1,0 +1,168 @@
+"""A streaming ONNX model whose inputs do not all keep their samples on axis 0.
+
+silero-vad (from PyPI) takes ``input [batch, sequence]``, ``state [2, batch, 128]`` and a scalar
+``sr``, and returns ``stateN [2, batch, 128]``: edgenn fed and sliced every input along axis 0,
+so `quantize`'s check exited 3 on ONNX Runtime's shape error and `profile` could not be given
+the scalar's shape. The model here has that layout: real ONNX, built with onnx.helper, run by
+ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import assert_clean_error, run_cli
+
+STATE = 4
+
+
+@pytest.fixture(scope="module")
+def streaming(tmp_path_factory):
+    """x [batch, seq], state [2, batch, 4], rate [] int64 -> y [batch, 1], stateN [2, batch, 4]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.5, (1 + 2 * STATE, 2 * STATE)).astype(np.float32)
+    w2 = rng.normal(0, 0.5, (2 * STATE, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=1),
+        helper.make_node("Transpose", ["state"], ["st"], perm=[1, 0, 2]),
+        helper.make_node("Reshape", ["st", "flat"], ["h"]),
+        helper.make_node("Concat", ["m", "h"], ["z"], axis=1),
+        helper.make_node("MatMul", ["z", "w1"], ["z1"]),
+        helper.make_node("Cast", ["rate"], ["rf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["rf", "per_hz"], ["shift"]),
+        helper.make_node("Add", ["z1", "shift"], ["z2"]),
+        helper.make_node("Tanh", ["z2"], ["z3"]),
+        helper.make_node("MatMul", ["z3", "w2"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["y"]),
+        helper.make_node("Reshape", ["z3", "split"], ["s3"]),
+        helper.make_node("Transpose", ["s3"], ["stateN"], perm=[1, 0, 2]),
+    ]
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"),
+             numpy_helper.from_array(np.array([-1, 2 * STATE], np.int64), "flat"),
+             numpy_helper.from_array(np.array([-1, 2, STATE], np.int64), "split"),
+             numpy_helper.from_array(np.array(1e-4, np.float32), "per_hz")]
+    graph = helper.make_graph(
+        nodes, "streaming",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "sequence"]),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", STATE]),
+         helper.make_tensor_value_info("rate", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1]),
+         helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "batch", STATE])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    folder = tmp_path_factory.mktemp("streaming")
+    onnx.save(model, str(folder / "vad.onnx"))
+    n = 120
+    x = rng.normal(0, 1, (n, 64)).astype(np.float32) * rng.uniform(0.1, 2, (n, 1)).astype(np.float32)
+    state = rng.normal(0, 0.5, (n, 2, STATE)).astype(np.float32)
+    np.savez(folder / "chunks.npz", x_x=x, x_state=state, x_rate=np.array(16000))
+    return folder
+
+
+def _by_hand(session, x, state, rate):
+    """The model run one sample at a time in its own layout: what edgenn must agree with."""
+    ys, states = [], []
+    for i in range(len(x)):
+        y, s = session.run(None, {"x": x[i:i + 1], "state": state[i][:, None, :],
+                                  "rate": np.array(rate[i], np.int64)})
+        ys.append(y[0])
+        states.append(s[:, 0, :])
+    return np.stack(ys), np.stack(states)
+
+
+def test_inputs_are_fed_along_each_ones_batch_axis(streaming):
+    import onnxruntime as ort
+
+    from edgenn.runtime.onnx_runner import ONNXRunner
+
+    path = str(streaming / "vad.onnx")
+    runner = ONNXRunner(path)
+    assert (runner.input_axes, runner.output_axes) == ([0, 1, None], [0, 1])
+    assert runner.sample_shapes() == [(None,), (2, STATE), ()]
+    data = np.load(streaming / "chunks.npz")
+    x, state = data["x_x"][:20], data["x_state"][:20]
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for rate in (np.full(20, 16000), np.array([16000, 8000] * 10)):  # shared, then per sample
+        want = _by_hand(session, x, state, rate)
+        got = runner.predict(x, state, rate, batch_size=8)
+        assert [g.shape for g in got] == [(20, 1), (20, 2, STATE)]
+        for w, g in zip(want, got):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    # the rate matters, so the per-sample run above was not the shared one by accident
+    assert not np.allclose(runner.predict(x, state, np.full(20, 8000))[0],
+                           runner.predict(x, state, np.full(20, 16000))[0])
+
+
+@pytest.mark.parametrize("mode", ["dynamic-int8", "int8"])
+def test_quantize_checks_a_model_with_a_state_and_a_scalar_setting(streaming, tmp_path, mode):
+    """--data: one x_<name> per input; the scalar `rate` stored once for every sample."""
+    out = tmp_path / f"{mode}.onnx"
+    r = run_cli("quantize", str(streaming / "vad.onnx"), "--mode", mode, "--data",
+                str(streaming / "chunks.npz"), "-o", str(out), "--json", block_tf=True)
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["fidelity"]["samples"] == 24 and "chunks.npz" in doc["fidelity"]["data"]
+    assert out.stat().st_size > 0
+    # without --data: random inputs, the scalar shared by the batch
+    r = run_cli("quantize", str(streaming / "vad.onnx"), "--mode", "dynamic-int8", "-o",
+                str(tmp_path / "random.onnx"), "--json", block_tf=True)
+    assert r.code == 0, r.err
+    assert r.json()["fidelity"]["data"] == "random inputs"
+
+
+def test_quantize_judges_each_output_by_the_task_named_for_it(streaming, tmp_path):
+    """The probability by which side of 0.5 it lands, the state by SNR."""
+    out = tmp_path / "q.onnx"
+    args = ["quantize", str(streaming / "vad.onnx"), "--mode", "int8", "--data",
+            str(streaming / "chunks.npz"), "-o", str(out)]
+    r = run_cli(*args, "--task", "y=multilabel", "--json")
+    assert r.code == 0, r.err
+    verdicts = {o["name"]: o["verdict"]["task"] for o in r.json()["fidelity"]["outputs"]}
+    assert verdicts == {"y": "multilabel", "stateN": "regression"}
+    out.unlink()
+    r = run_cli(*args, "--task", "why=multilabel")
+    assert_clean_error(r, 2, "output 'why'", "its outputs: y, stateN")
+    r = run_cli(*args, "--task", "y=probability")
+    assert_clean_error(r, 2, "OUTPUT=TASK")
+    assert not out.exists()
+
+
+def test_quantize_data_for_several_inputs_is_checked(streaming, tmp_path):
+    good = np.load(streaming / "chunks.npz")
+    cases = {
+        "missing.npz": ({"x_x": good["x_x"], "x_rate": good["x_rate"]}, "no array for input state"),
+        "batch.npz": ({"x_x": good["x_x"], "x_state": good["x_state"][:, :, :2],
+                       "x_rate": good["x_rate"]}, "x_state samples have shape [2, 2]"),
+        "scalar.npz": ({"x_x": good["x_x"], "x_state": np.array(0.0, np.float32),
+                        "x_rate": good["x_rate"]}, "x_state holds one value"),
+    }
+    for name, (arrays, needle) in cases.items():
+        np.savez(tmp_path / name, **arrays)
+        r = run_cli("quantize", str(streaming / "vad.onnx"), "--mode", "int8", "--data",
+                    str(tmp_path / name), "-o", str(tmp_path / "q.onnx"), block_tf=True)
+        assert_clean_error(r, 2, needle)
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_profile_takes_shapes_by_input_name(streaming):
+    path = str(streaming / "vad.onnx")
+    r = run_cli("profile", path, "--runs", "3", block_tf=True)
+    assert_clean_error(r, 2, "input 'x' has an open size", "--input-shape, e.g. x=1x224")
+    r = run_cli("profile", path, "--runs", "3", "--input-shape", "x=4x64", "--json",
+                block_tf=True)
+    assert r.code == 0, r.err
+    assert r.json()["results"][0]["input_shapes"] == [[4, 64], [2, 4, STATE], []]
+    r = run_cli("profile", path, "--runs", "3", "--input-shape", "1x64,2x1x4,scalar", "--json",
+                block_tf=True)
+    assert r.code == 0, r.err
+    for shapes, needle in (("x=1x64,rat=scalar", "no input 'rat'"),
+                           ("x=1x64,state=3x1x4", "fixed dimensions"),
+                           ("1x64,2x1x4", "gives 2"), ("x=1x64,2x1x4", "by input name or none")):
+        r = run_cli("profile", path, "--runs", "3", "--input-shape", shapes, block_tf=True)
+        assert_clean_error(r, 2, needle)
