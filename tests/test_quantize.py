@@ -110,3 +110,57 @@ def test_outputs_of_a_foreign_file_pair_by_name_even_when_its_signature_is_stale
     assert [y.shape[-1] for y in want] == [12, 6, 4]  # contour, note, onset: by name
     assert [y.shape for y in got] == [y.shape for y in want]
     assert all(np.allclose(a, b) for a, b in zip(want, got))
+
+
+def _rewrite(path, out, change):
+    """``path`` with ``change(model, schema)`` applied to its flatbuffer, written to ``out``."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    change(model, schema)
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    out.write_bytes(builder.Output())
+    return out
+
+
+def test_float16_files_and_old_schema_op_codes_are_quantized(digits_model, tmp_path):
+    """MediaPipe's .tflite files keep float16 weights behind DEQUANTIZE ops and name their ops
+    only in the pre-3a field: ai-edge-quantizer passed both by and wrote the model back
+    unquantized (SNR inf, exit 0). Both are now made readable first, computing the same."""
+    r = run_cli("convert", str(digits_model), "--to", "tflite", "--quantize", "float16",
+                "-o", str(tmp_path / "f16.tflite"))
+    assert r.code == 0, r.err
+
+    def old_schema(model, schema):
+        for code in model.operatorCodes:
+            code.deprecatedBuiltinCode, code.builtinCode = code.builtinCode, 0
+
+    old = _rewrite(tmp_path / "f16.tflite", tmp_path / "old.tflite", old_schema)
+    for source in (tmp_path / "f16.tflite", old):
+        r = run_cli("quantize", str(source), "--mode", "dynamic-int8", "--data", "digits", "-o",
+                    str(tmp_path / f"q_{source.name}"), "--json", block_tf=True)
+        assert r.code == 0, r.err
+        doc = r.json()
+        assert doc["bytes_after"] < 0.75 * doc["bytes_before"], doc  # int8 from float16 weights
+        assert any("float16 weight tensors" in n for n in doc["notes"])
+        assert any("old schema" in n for n in doc["notes"]) == (source == old)
+        assert doc["fidelity"]["passed"] and doc["fidelity"]["value"] < 1.0 + 1e-9
+
+
+def test_a_custom_op_the_runtime_lacks_is_named_and_nothing_is_written(float_files, tmp_path):
+    def custom(model, schema):
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+        code.customCode = "AppOnlyKernel"
+        model.operatorCodes.append(code)
+        model.subgraphs[0].operators[0].opcodeIndex = len(model.operatorCodes) - 1
+
+    app = _rewrite(float_files / "f32.tflite", tmp_path / "app.tflite", custom)
+    r = run_cli("quantize", str(app), "--mode", "dynamic-int8", "-o", str(tmp_path / "q.tflite"),
+                block_tf=True)
+    assert_clean_error(r, 3, "custom op AppOnlyKernel", "does not register")
+    assert not (tmp_path / "q.tflite").exists()
+    r = run_cli("profile", str(app), "--runs", "2", block_tf=True)
+    assert_clean_error(r, 3, "custom op AppOnlyKernel", "delegate:PATH")

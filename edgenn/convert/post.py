@@ -111,24 +111,23 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
                          "ai-edge-quantizer calibrates a .tflite only at the size stored in it",
                          "quantize from the Keras model: `edgenn convert MODEL --to tflite "
                          f"--quantize {mode if mode == 'int8' else 'int16x8'} --data ...`")
+    reference = runner.predict(*x_check)  # a file its runtime cannot run stops here, unwritten
     if suffix == ".tflite":
         blob, tool, notes = _aeq(source, mode, layers, x_calib, log)
     else:
         blob, tool, notes = _ort(source, mode, layers, x_calib, log)
     with atomic_path(out) as tmp:
         tmp.write_bytes(blob)
-    reference = runner.predict(*x_check)
     try:
-        quantized = _runner(str(out))
+        candidate = _runner(str(out)).predict(*x_check)
     except RuntimeFailure as err:  # the quantizer's own runtime refuses what it wrote
         out.unlink(missing_ok=True)
         plain = "dynamic-int8" if suffix == ".onnx" else "dynamic-int8 or weight-int8"
         raise ConversionError(
-            f"{tool} wrote a {suffix} file that its runtime cannot load "
+            f"{tool} wrote a {suffix} file that its runtime cannot load or run "
             f"({' '.join(str(err.message).split())[:240]}); nothing was written",
             f"try --mode {plain}, or quantize from the Keras model or SavedModel with "
             f"`edgenn convert MODEL --to {suffix[1:]} --quantize int8 --data ...`") from None
-    candidate = quantized.predict(*x_check)
     tasks = _output_tasks(task, names, reference)
     fidelity = judge(reference, candidate, tasks[0] if len(set(tasks)) == 1 else tasks,
                      _BAR[mode], data, threshold, min_snr, names)
@@ -245,7 +244,9 @@ def _aeq(source: str, mode: str, layers: str, x_calib, log):
     from ..quiet import quiet_stderr
 
     kind, bits = TFLITE_MODES[mode]
-    q = quantizer.Quantizer(str(source))
+    notes = []
+    readable, notes = readable_for_quantizer(Path(source).read_bytes())
+    q = quantizer.Quantizer(bytearray(readable) if notes else str(source))
     op = qtyping.TFLOperationName.ALL_SUPPORTED
     if kind == "dynamic":
         q.add_dynamic_config(layers, op, bits)
@@ -255,7 +256,6 @@ def _aeq(source: str, mode: str, layers: str, x_calib, log):
         q.add_static_config(layers, op, activation_num_bits=bits, weight_num_bits=8)
     log(f"quantizing with ai-edge-quantizer ({mode}, layers {layers}) ...")
     calibration = None
-    notes = []
     try:
         with quiet_stderr():
             if q.need_calibration:
@@ -270,6 +270,73 @@ def _aeq(source: str, mode: str, layers: str, x_calib, log):
         notes.append(f"hardly smaller than the source: --layers {layers!r} may match no "
                      "quantizable op (it matches op output tensor names; `edgenn inspect` lists them)")
     return blob, "ai-edge-quantizer", notes
+
+
+def readable_for_quantizer(blob: bytes) -> tuple[bytes, list[str]]:
+    """(model, what was changed): the file as ai-edge-quantizer can quantize it.
+
+    ai-edge-quantizer passes by what it does not recognise, silently: ops a file names only
+    in the pre-schema-3a field (it reads them all as ADD), and float16 weights read through
+    DEQUANTIZE ops (TensorFlow's float16 files, MediaPipe's models). Op codes are copied into
+    the current field; float16 constants become float32 ones and their DEQUANTIZE ops go. The
+    model computes the same: DEQUANTIZE of a float16 constant is its float32 value.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(blob, 0)
+    codes = model.operatorCodes or []
+    renamed = sum(code.builtinCode < code.deprecatedBuiltinCode for code in codes)
+    for code in codes:
+        code.builtinCode = max(code.builtinCode, code.deprecatedBuiltinCode)
+    dequantize = {i for i, code in enumerate(codes)
+                  if code.builtinCode == schema.BuiltinOperator.DEQUANTIZE}
+    widened = 0
+    orphans = []
+    for sg in model.subgraphs or []:
+        kept = []
+        outputs = [] if sg.outputs is None else [int(i) for i in sg.outputs]
+        for op in sg.operators or []:
+            single = op.opcodeIndex in dequantize and op.inputs is not None and len(op.inputs) == 1
+            source = sg.tensors[op.inputs[0]] if single else None
+            buffer = model.buffers[source.buffer] if source is not None and source.buffer else None
+            data = getattr(buffer, "data", None)
+            if (source is None or source.type != schema.TensorType.FLOAT16 or data is None
+                    or not len(data) or int(op.outputs[0]) in outputs):
+                kept.append(op)
+                continue
+            wide = schema.BufferT()
+            wide.data = np.frombuffer(bytes(bytearray(data)), np.float16).astype("<f4").view(np.uint8)
+            model.buffers.append(wide)
+            weight = sg.tensors[op.outputs[0]]
+            weight.buffer, weight.quantization = len(model.buffers) - 1, None
+            orphans.append((sg, op.inputs[0]))
+            widened += 1
+        sg.operators = kept
+    read = {(id(sg), int(i)) for sg in model.subgraphs or [] for op in sg.operators or []
+            for i in (op.inputs if op.inputs is not None else []) if i >= 0}
+    for sg, index in orphans:  # a float16 copy that nothing reads any more
+        if (id(sg), int(index)) not in read:
+            tensor = sg.tensors[index]
+            tensor.type = schema.TensorType.FLOAT32
+            tensor.buffer = 0
+    used = {int(t.buffer) for sg in model.subgraphs or [] for t in sg.tensors or []}
+    used |= {int(m.buffer) for m in model.metadata or []}  # metadata lives in buffers too
+    for index, buffer in enumerate(model.buffers):
+        if index and index not in used:
+            buffer.data = None
+    notes = []
+    if renamed:
+        notes.append(f"{renamed} op codes stored only in the old schema's field were copied to "
+                     "the current one, which ai-edge-quantizer reads")
+    if widened:
+        notes.append(f"{widened} float16 weight tensors (each behind a DEQUANTIZE) were widened "
+                     "to float32 first, so they could be quantized")
+    if not notes:
+        return blob, []
+    builder = flatbuffers.Builder(len(blob) * 2)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), notes
 
 
 def _calibration_set(source: str, x_calib) -> dict:

@@ -266,7 +266,10 @@ def profile_models(paths: list[Path], *, device=None, remote=None, runtime: str 
             doc = run_local(config, timeout=timeout, memory_mb=memory_limit, cpus=pinned)
         where = {"cpus": tuple(pinned) if pinned else None, "host": doc.get("host")}
         if "error" in doc:
-            results.append(ProfileRun(str(path), error=doc["error"], hint=doc.get("hint"), **where))
+            from ..runtime.tflite_info import unresolved_custom_ops
+
+            error, hint = unresolved_custom_ops(doc["error"]) or (doc["error"], doc.get("hint"))
+            results.append(ProfileRun(str(path), error=error, hint=hint, **where))
             continue
         m = Measurement.from_agent(doc, str(path))
         results.append(ProfileRun(str(path), m, device=device.name if device is not None else None,

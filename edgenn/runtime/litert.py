@@ -149,6 +149,11 @@ class TFLiteRunner:
             with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate" and friends
                 self.interpreter.allocate_tensors()
         except RuntimeError as err:
+            from .tflite_info import unresolved_custom_ops
+
+            custom = unresolved_custom_ops(str(err))
+            if custom:
+                raise RuntimeFailure(*custom) from None
             raise RuntimeFailure(f"LiteRT could not allocate tensors for batch {batch}: {err}",
                                  "the model may have a fixed batch size; use batch 1") from None
         self._batch = key

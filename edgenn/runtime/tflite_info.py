@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import struct
 from collections import Counter
 from pathlib import Path
@@ -206,3 +207,18 @@ def _describe(p: Path) -> dict:
         "flex_ops": flex,
         "custom_ops": custom,
     }
+
+
+def unresolved_custom_ops(message: str) -> tuple[str, str] | None:
+    """(problem, fix) when a runtime's ``message`` says the model's custom ops are not registered.
+
+    Apps that ship .tflite files (MediaPipe's landmark models and the like) link their own
+    kernels for custom ops; a plain LiteRT cannot prepare those nodes and says so per node.
+    """
+    ops = sorted(set(re.findall(r"unresolved custom op: ([\w.:-]+?)\.?(?:\s|$)", message)))
+    if not ops:
+        return None
+    return (f"the model uses custom op{'s' * (len(ops) > 1)} {', '.join(ops)}, which this "
+            "LiteRT does not register (the app that ships the model links its own kernels)",
+            "run it with a runtime that registers them (--accelerator delegate:PATH for a "
+            "delegate that does); `edgenn inspect` lists every custom op")
