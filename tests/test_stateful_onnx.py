@@ -109,9 +109,13 @@ def test_quantize_checks_a_model_with_a_state_and_a_scalar_setting(streaming, tm
     doc = r.json()
     assert doc["fidelity"]["samples"] == 24 and "chunks.npz" in doc["fidelity"]["data"]
     assert out.stat().st_size > 0
-    # without --data: random inputs, the scalar shared by the batch
-    r = run_cli("quantize", str(streaming / "vad.onnx"), "--mode", "dynamic-int8", "-o",
-                str(tmp_path / "random.onnx"), "--json", block_tf=True)
+    # without --data: random inputs, the scalar shared by the batch, at a size the user gives
+    # for the open sequence (no size suits every model: 8 samples of audio broke silero's STFT)
+    args = ["quantize", str(streaming / "vad.onnx"), "--mode", "dynamic-int8", "-o",
+            str(tmp_path / "random.onnx")]
+    assert_clean_error(run_cli(*args), 2, "input 'x' has an open size", "--data",
+                       "--input-shape, e.g. x=1x224")
+    r = run_cli(*args, "--input-shape", "x=1x48", "--json", block_tf=True)
     assert r.code == 0, r.err
     assert r.json()["fidelity"]["data"] == "random inputs"
 
@@ -166,3 +170,47 @@ def test_profile_takes_shapes_by_input_name(streaming):
                            ("1x64,2x1x4", "gives 2"), ("x=1x64,2x1x4", "by input name or none")):
         r = run_cli("profile", path, "--runs", "3", "--input-shape", shapes, block_tf=True)
         assert_clean_error(r, 2, needle)
+
+
+def test_batch_axes_read_the_names_exporters_give():
+    from edgenn.runtime.layout import batch_axes
+
+    # Paddle2ONNX: "?" for height and width, its own names per tensor
+    assert batch_axes([[-1, 3, "?", "?"]], [[-1, 2]]) == ([0], [0])
+    assert batch_axes([["p2o.DynamicDimension.0", 3, "?", "p2o.DynamicDimension.1"]],
+                      [["p2o.DynamicDimension.2", "p2o.DynamicDimension.3", 6625]]) == ([0], [0])
+    # tf2onnx: a fresh name per input; PyTorch sequence-first; all fixed; a scalar setting
+    assert batch_axes([["unk__1", 28, 28], ["unk__2", 8]], [["unk__3", 10]]) == ([0, 0], [0])
+    assert batch_axes([["seq", "batch", 64]], [["seq", "batch", 32]]) == ([1], [1])
+    assert batch_axes([[1, 224, 224, 3]], [[1, 10]]) == ([0], [0])
+    assert batch_axes([["batch", "sequence"], [], [2, "batch", 64]]) == ([0, None, 1], [])
+
+
+def test_an_onnx_file_with_nothing_the_quantizer_reaches_is_refused(tmp_path):
+    """silero-vad's older export keeps its LSTM inside If branches, which ONNX Runtime's
+    quantizer does not enter: it wrote the model back unchanged and edgenn said "passed"."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32), "w")
+
+    def branch(name):
+        return helper.make_graph([helper.make_node("MatMul", ["x", "w"], [f"{name}_y"])], name, [],
+                                 [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT,
+                                                                ["batch", 4])])
+
+    graph = helper.make_graph(  # the branch taken depends on the input, as silero's sr does
+        [helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+         helper.make_node("Greater", ["total", "zero"], ["flag"]),
+         helper.make_node("If", ["flag"], ["y"], then_branch=branch("then"),
+                          else_branch=branch("else"))], "nested",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [w, numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "nested.onnx"))
+    r = run_cli("quantize", str(tmp_path / "nested.onnx"), "--mode", "dynamic-int8", "-o",
+                str(tmp_path / "q.onnx"), block_tf=True)
+    assert_clean_error(r, 3, "found no op to quantize", "subgraphs", "nothing was written")
+    assert not (tmp_path / "q.onnx").exists()

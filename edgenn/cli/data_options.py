@@ -73,3 +73,26 @@ def make_spec(data, seed, scale, mean, std, resize, channels, limit, calibration
     extra = {"calibration_samples": calibration} if calibration else {}
     return DataSpec(source=data, seed=seed, scale=scale, mean=mean, std=std, resize=resize,
                     channels=int(channels) if channels else None, limit=limit, **extra)
+
+
+def parse_input_shapes(ctx, param, value):
+    """--input-shape as [(input name or None, shape)]: ``1x224x224x3,1x8`` or ``audio=1x512``."""
+    if value is None:
+        return None
+    shapes = []
+    for part in value.split(","):
+        name, _, text = part.rpartition("=")
+        text = text.strip().lower()
+        try:
+            shape = [] if text == "scalar" else [int(d) for d in text.split("x")]
+        except ValueError:
+            raise click.BadParameter(f"expected shapes such as 1x224x224x3 (one per input, "
+                                     f"comma-separated) or NAME=1x512 (by input name); "
+                                     f"received {value!r}") from None
+        shapes.append((name.strip() or None, shape))
+    if any(d < 1 for _, shape in shapes for d in shape):
+        raise click.BadParameter(f"every dimension must be at least 1; received {value!r}")
+    named = {name is None for name, _ in shapes}
+    if len(named) > 1:
+        raise click.BadParameter(f"give every shape by input name or none; received {value!r}")
+    return shapes

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from .data_options import parse_input_shapes
 from .output import common_options, console, finish, guarded_stdout, warn
 
 
@@ -16,29 +17,6 @@ def _cpus(ctx, param, value):
         return [int(v) for v in value.split(",")]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated CPU numbers; received {value!r}") from None
-
-
-def _shapes(ctx, param, value):
-    """--input-shape as [(input name or None, shape)]: ``1x224x224x3,1x8`` or ``audio=1x512``."""
-    if value is None:
-        return None
-    shapes = []
-    for part in value.split(","):
-        name, _, text = part.rpartition("=")
-        text = text.strip().lower()
-        try:
-            shape = [] if text == "scalar" else [int(d) for d in text.split("x")]
-        except ValueError:
-            raise click.BadParameter(f"expected shapes such as 1x224x224x3 (one per input, "
-                                     f"comma-separated) or NAME=1x512 (by input name); "
-                                     f"received {value!r}") from None
-        shapes.append((name.strip() or None, shape))
-    if any(d < 1 for _, shape in shapes for d in shape):
-        raise click.BadParameter(f"every dimension must be at least 1; received {value!r}")
-    named = {name is None for name, _ in shapes}
-    if len(named) > 1:
-        raise click.BadParameter(f"give every shape by input name or none; received {value!r}")
-    return shapes
 
 
 @click.command("profile")
@@ -69,7 +47,7 @@ def _shapes(ctx, param, value):
 @click.option("--calibrate", is_flag=True,
               help="Write the measured GMAC/s back into the --device YAML file (for `estimate`).")
 @click.option("--strict", is_flag=True, help="Exit 4 when a device limit is exceeded (default: warn).")
-@click.option("--input-shape", "input_shapes", callback=_shapes, default=None,
+@click.option("--input-shape", "input_shapes", callback=parse_input_shapes, default=None,
               help="Input shape(s) to measure at, e.g. 1x224x224x3 (comma-separated, one per "
                    "input) or by input name, audio=1x512 (the others keep theirs; `scalar` "
                    "for none): needed by a model whose input size is open.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .data_options import data_options, make_spec
+from .data_options import data_options, make_spec, parse_input_shapes
 from .output import common_options, console, fidelity_lines, finish, guarded_stdout, info
 
 MODES = ["dynamic-int8", "dynamic-int4", "weight-int8", "weight-int4", "int8", "int16"]
@@ -28,13 +28,17 @@ MODES = ["dynamic-int8", "dynamic-int4", "weight-int8", "weight-int4", "int8", "
               help="How fidelity is judged: auto, classification, multilabel or regression, for "
                    "every output or per output name (auto: outputs that sum to 1 are a "
                    "classifier's; others are judged by SNR).")
+@click.option("--input-shape", "input_shapes", callback=parse_input_shapes, default=None,
+              help="Without --data: the shape(s) random check inputs take, e.g. 1x3x640x640 "
+                   "(one per input) or x=1x3x48x320 (by input name): needed by a file whose "
+                   "input size is open.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Minimum agreement for classification/multilabel.")
 @click.option("--min-snr", type=float, default=None, help="Minimum SNR in dB for regression.")
 @common_options
 @guarded_stdout
 def quantize_cmd(model, mode, layers, data, seed, scale, mean, std, resize, channels, limit,
-                 output, samples, task, threshold, min_snr) -> None:
+                 output, samples, task, input_shapes, threshold, min_snr) -> None:
     """Quantize a converted float MODEL and prove it still agrees with the float file.
 
     A .tflite is quantized with ai-edge-quantizer, an .onnx with ONNX Runtime: for files that
@@ -53,7 +57,8 @@ def quantize_cmd(model, mode, layers, data, seed, scale, mean, std, resize, chan
         raise UsageError(f"--layers is not a regular expression: {err}", "fix the pattern") from None
     spec = make_spec(data, seed, scale, mean, std, resize, channels, limit)
     result = quantize_file(model, output, mode, data_spec=spec, layers=layers, samples=samples,
-                           task=task, threshold=threshold, min_snr=min_snr, log=info)
+                           task=task, threshold=threshold, min_snr=min_snr, log=info,
+                           input_shapes=input_shapes)
     finish(result, lambda: _human(result))
 
 

@@ -78,7 +78,8 @@ class PostQuantResult:
 
 def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers: str = ".*",
                   samples: int = 500, task: str | dict = "auto", threshold: float | None = None,
-                  min_snr: float | None = None, log=lambda m: None) -> PostQuantResult:
+                  min_snr: float | None = None, log=lambda m: None,
+                  input_shapes: list | None = None) -> PostQuantResult:
     """Quantize ``source`` (.tflite or .onnx) into ``output`` and check it against ``source``."""
     from ..artifacts import atomic_path, check_writable, refuse_overwrite
     from ..models.formats import ModelFormat, detect
@@ -101,7 +102,10 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
     runner = _runner(source)
     names = _output_names(runner)
     _output_tasks(task, names)  # an output --task names that the file lacks: before any work
-    x_check, x_calib, data = _inputs(runner, data_spec, samples)
+    if input_shapes and data_spec is not None:
+        raise UsageError("--input-shape sizes the random check inputs; --data brings its own",
+                         "drop --input-shape")
+    x_check, x_calib, data = _inputs(runner, data_spec, samples, source, input_shapes)
     static = mode in ("int8", "int16")
     if static and x_calib is None:
         raise UsageError(f"--mode {mode} calibrates activations on real data", "pass --data")
@@ -166,17 +170,28 @@ def _input_dtypes(runner) -> list:
             for x in runner.inputs]
 
 
-def _inputs(runner, data_spec, samples: int):
-    """(check inputs, calibration inputs or None, where they came from): lists, one per input."""
+def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None):
+    """(check inputs, calibration inputs or None, where they came from): lists, one per input.
+
+    Without data, random inputs: at the file's own size, or at ``input_shapes`` where the file
+    leaves a size open (refused without them: no size is right for every model).
+    """
     shapes = _input_shapes(runner)
     if data_spec is None:
         from ..data.prepare import integer_dtype
+        from ..runtime.layout import resolve_input_shapes
 
+        full = resolve_input_shapes(Path(source), input_shapes, purpose="check it at with "
+                                    "random inputs", other="pass --data with inputs it takes, or ")
+        if full:  # the given shapes, samples first
+            axes = getattr(runner, "input_axes", [0] * len(full))
+            shapes = [(None, *[d for k, d in enumerate(shape) if k != axis])
+                      for shape, axis in zip(full, axes)]
         rng = np.random.default_rng(0)
         n = min(samples, 64)
         xs = []
         for shape, dtype, batched in zip(shapes, _input_dtypes(runner), _batched(runner)):
-            size = (n if batched else 1, *[d or 8 for d in shape[1:]])
+            size = (n if batched else 1, *[d or 1 for d in shape[1:]])
             ints = integer_dtype(dtype)  # ids 0 and 1 exist in any embedding table
             x = (rng.integers(0, 2, size=size).astype(ints) if ints is not None
                  else rng.random(size).astype(np.float32))
@@ -371,4 +386,22 @@ def _ort(source: str, mode: str, layers: str, x_calib, log):
     with tempfile.TemporaryDirectory(prefix="edgenn-quantize-"):
         quantized, info = quantize(proto, ONNX_MODES[mode], target,
                                    x_calib if x_calib is None or len(x_calib) > 1 else x_calib[0])
+    if _quantized_nodes(quantized.graph) <= _quantized_nodes(proto.graph):
+        nested = sum(a.type == onnx.AttributeProto.GRAPH for n in proto.graph.node
+                     for a in n.attribute)
+        where = (f"; {nested} of its ops hold subgraphs (If, Loop, Scan), which ONNX Runtime's "
+                 "quantizer does not enter" if nested else "")
+        raise ConversionError(f"ONNX Runtime's quantizer found no op to quantize in {source} "
+                              f"({mode}){where}; nothing was written",
+                              "try --mode int8 with --data, or keep the float file")
     return quantized.SerializeToString(), "onnxruntime", [info.summary()]
+
+
+_QUANTIZED_OPS = {"DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "MatMulInteger",
+                  "ConvInteger", "QLinearConv", "QLinearMatMul", "DynamicQuantizeLSTM",
+                  "MatMulIntegerToFloat", "QAttention", "QGemm"}
+
+
+def _quantized_nodes(graph) -> int:
+    """Nodes of ``graph`` that compute on integers (top level: what the quantizer rewrites)."""
+    return sum(n.op_type in _QUANTIZED_OPS for n in graph.node)

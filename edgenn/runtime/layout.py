@@ -7,11 +7,27 @@ at all (a scalar sample rate that the whole batch shares).
 
 from __future__ import annotations
 
+import importlib.util
+import re
+from pathlib import Path
+
 import numpy as np
+
+from ..errors import UsageError
 
 
 def _dynamic(d) -> bool:
     return not (isinstance(d, int) and d > 0)
+
+
+def _symbol(d, dims) -> bool:
+    """Whether ``d`` names a dimension.
+
+    Paddle's "?" and a name used twice in one tensor ("?, ?" for height and width) are open
+    sizes, not a batch.
+    """
+    return (isinstance(d, str) and re.fullmatch(r"[A-Za-z_][\w.:/-]*", d) is not None
+            and list(dims).count(d) == 1)
 
 
 def batch_axes(inputs: list[list], outputs: list[list] = ()) -> tuple[list, list]:
@@ -28,7 +44,7 @@ def batch_axes(inputs: list[list], outputs: list[list] = ()) -> tuple[list, list
     if not any(_dynamic(d) for dims in tensors for d in dims):
         axis0 = [0 if dims else None for dims in tensors]
         return axis0, [0 if list(dims) else None for dims in outputs]
-    symbols = [s for dims in tensors for s in dict.fromkeys(d for d in dims if isinstance(d, str) and d)]
+    symbols = [s for dims in tensors for s in dict.fromkeys(d for d in dims if _symbol(d, dims))]
     named = [s for s in dict.fromkeys(symbols) if "batch" in s.lower()]
     order = {s: min(dims.index(s) for dims in tensors if s in dims) for s in symbols}
     batch = named[0] if named else max(dict.fromkeys(symbols), key=lambda s: (
@@ -55,3 +71,84 @@ def from_model(value, axis):
     if axis is None:
         return np.asarray(value)[None]
     return value if axis == 0 else np.moveaxis(value, axis, 0)
+
+
+def input_signatures(path: Path, info: dict | None = None) -> list[tuple[str, list]]:
+    """Each input's name and shape, with -1 (or an ONNX symbol name) where a dimension is open.
+
+    ``info``: the .tflite file's description when the caller has it already.
+    """
+    if path.suffix.lower() == ".tflite":
+        from .tflite_info import describe
+
+        info = info or describe(path)
+        return [(t["name"], t.get("shape_signature", t["shape"])) for t in info["inputs"]]
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    known = {init.name for init in graph.initializer}
+    return [(i.name, [d.dim_value if d.HasField("dim_value") and d.dim_value > 0
+                      else (d.dim_param or -1) for d in i.type.tensor_type.shape.dim])
+            for i in graph.input if i.name not in known]
+
+
+def _open(d) -> bool:
+    return not (isinstance(d, int) and d > 0)
+
+
+def resolve_input_shapes(path: Path, given: list | None, info: dict | None = None,
+                         purpose: str = "measure", other: str = "") -> list[list[int]] | None:
+    """The shape each input is measured at, or None where the model's own will do.
+
+    ``given``: ``--input-shape`` as [(input name or None, shape)]: one shape per input in order,
+    or shapes by input name (the others keep theirs). An open batch axis takes 1; any other
+    open dimension needs a shape from the user. Shapes must keep the model's fixed dimensions;
+    the inputs left out take the batch of the ones given. ``purpose`` and ``other`` (another
+    way out) word the refusal of an open size.
+    """
+    if path.suffix.lower() not in (".tflite", ".onnx") or (
+            path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None):
+        return [shape for _, shape in given] if given else None
+    signatures = input_signatures(path, info)
+    names = [name for name, _ in signatures]
+    axes, _ = batch_axes([sig for _, sig in signatures])
+    chosen: dict = {}
+    if given and all(name is None for name, _ in given):
+        if len(given) != len(signatures):
+            raise UsageError(f"{path} has {len(signatures)} input(s) but --input-shape gives "
+                             f"{len(given)}", "give one shape per input, comma-separated, or "
+                             "name the ones to set: --input-shape NAME=SHAPE")
+        chosen = {name: shape for name, (_, shape) in zip(names, given)}
+    elif given:
+        for name, shape in given:
+            if name not in names:
+                raise UsageError(f"{path} has no input {name!r} (its inputs: {', '.join(names)})",
+                                 "name an input as `edgenn inspect` lists it")
+            chosen[name] = shape
+    batches = [chosen[name][axis] for (name, _), axis in zip(signatures, axes)
+               if name in chosen and axis is not None and axis < len(chosen[name])]
+    batch = batches[0] if batches else 1  # the inputs left out share the batch given
+    shapes = []
+    for (name, sig), axis in zip(signatures, axes):
+        shown = [d if not _open(d) else None for d in sig]
+        if name not in chosen:
+            open_dims = [k for k, d in enumerate(sig) if _open(d) and k != axis]
+            if open_dims:
+                example = "x".join("1" if k == axis else str(d) if not _open(d) else "224"
+                                   for k, d in enumerate(sig)) or "scalar"
+                prefix = f"{name}=" if len(signatures) > 1 else ""
+                raise UsageError(f"{path}: input {name!r} has an open size {shown}, so there "
+                                 f"is no one size to {purpose}",
+                                 f"{other}pass --input-shape, e.g. {prefix}{example}")
+            shapes.append([batch if k == axis and _open(d) else 1 if _open(d) else d
+                           for k, d in enumerate(sig)])
+            continue
+        shape = chosen[name]
+        fits = len(sig) == len(shape) and all(_open(d) or d == s or k == axis
+                                              for k, (d, s) in enumerate(zip(sig, shape)))
+        if not fits:
+            raise UsageError(f"{path}: input {name!r} has shape {shown}; --input-shape gives "
+                             f"{'x'.join(map(str, shape)) or 'scalar'}",
+                             "keep the model's fixed dimensions and choose the open ones")
+        shapes.append(list(shape))
+    return shapes if given else None
