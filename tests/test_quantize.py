@@ -34,12 +34,13 @@ def test_tflite_quantized_by_ai_edge_quantizer_without_tensorflow(float_files, t
         assert any("QUANTIZE" in op for op in info["ops"])
 
 
-def test_layers_that_match_nothing_are_said(float_files, tmp_path):
+def test_layers_that_match_nothing_are_refused(float_files, tmp_path):
+    """ai-edge-quantizer writes the model back unchanged when --layers matches nothing: that
+    copy is not handed over as quantized."""
     r = run_cli("quantize", str(float_files / "f32.tflite"), "--mode", "weight-int8",
-                "--layers", "no_such_layer", "-o", str(tmp_path / "q.tflite"), "--json")
-    assert r.code == 0, r.err
-    assert r.json()["bytes_after"] >= r.json()["bytes_before"] * 0.95
-    assert "may match no quantizable op" in r.json()["notes"][0]
+                "--layers", "no_such_layer", "-o", str(tmp_path / "q.tflite"))
+    assert_clean_error(r, 2, "--layers 'no_such_layer' matches no op", "nothing was written")
+    assert not (tmp_path / "q.tflite").exists()
 
 
 def test_onnx_quantized_by_onnx_runtime(float_files, tmp_path):

@@ -281,10 +281,28 @@ def _aeq(source: str, mode: str, layers: str, x_calib, log):
                               f"{' '.join(str(err).split())[:300]}",
                               "try another --mode, or limit it with --layers") from None
     blob = bytes(result.quantized_model)
+    if _integer_tensors(blob) <= _integer_tensors(Path(source).read_bytes()):
+        if layers != ".*":
+            raise UsageError(f"--layers {layers!r} matches no op ai-edge-quantizer quantizes in "
+                             f"{source} ({mode}); nothing was written", "match op output tensor "
+                             "names as `edgenn inspect` lists them, or drop --layers")
+        raise ConversionError(f"ai-edge-quantizer found no op to quantize in {source} ({mode}); "
+                              "nothing was written", "try another --mode, or keep the float file")
     if len(blob) > 0.9 * Path(source).stat().st_size and mode != "int16":
-        notes.append(f"hardly smaller than the source: --layers {layers!r} may match no "
-                     "quantizable op (it matches op output tensor names; `edgenn inspect` lists them)")
+        notes.append(f"hardly smaller than the source: --layers {layers!r} matches few "
+                     "quantizable ops (it matches op output tensor names; `edgenn inspect` lists them)")
     return blob, "ai-edge-quantizer", notes
+
+
+def _integer_tensors(blob: bytes) -> int:
+    """How many tensors of a .tflite file hold integers of 16 bits or fewer (quantized ones)."""
+    from ..runtime.tflite_info import describe
+
+    with tempfile.TemporaryDirectory(prefix="edgenn-quantize-") as tmp:
+        path = Path(tmp, "m.tflite")
+        path.write_bytes(blob)
+        dtypes = describe(path).get("tensor_dtypes", {})
+    return sum(dtypes.get(k, 0) for k in ("int8", "uint8", "int4", "int16"))
 
 
 def readable_for_quantizer(blob: bytes) -> tuple[bytes, list[str]]:
