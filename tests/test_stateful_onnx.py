@@ -167,7 +167,9 @@ def test_profile_takes_shapes_by_input_name(streaming):
     assert r.code == 0, r.err
     for shapes, needle in (("x=1x64,rat=scalar", "no input 'rat'"),
                            ("x=1x64,state=3x1x4", "fixed dimensions"),
-                           ("1x64,2x1x4", "gives 2"), ("x=1x64,2x1x4", "by input name or none")):
+                           ("1x64,2x1x4", "gives 2"), ("x=1x64,2x1x4", "by input name or none"),
+                           ("x=1x100000x100000", "more than 268,435,456 values"),
+                           ("x=1x-4", "at least 1"), ("x=1xfour", "expected shapes such as")):
         r = run_cli("profile", path, "--runs", "3", "--input-shape", shapes, block_tf=True)
         assert_clean_error(r, 2, needle)
 

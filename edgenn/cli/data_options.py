@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 
@@ -92,6 +94,9 @@ def parse_input_shapes(ctx, param, value):
         shapes.append((name.strip() or None, shape))
     if any(d < 1 for _, shape in shapes for d in shape):
         raise click.BadParameter(f"every dimension must be at least 1; received {value!r}")
+    if any(math.prod(shape) > 2**28 for _, shape in shapes):  # 1 GB of float32 per input
+        raise click.BadParameter(f"a shape of more than {2**28:,} values per input is no input "
+                                 f"a device takes; received {value!r}")
     named = {name is None for name, _ in shapes}
     if len(named) > 1:
         raise click.BadParameter(f"give every shape by input name or none; received {value!r}")

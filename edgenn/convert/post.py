@@ -188,7 +188,8 @@ def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None
             shapes = [(None, *[d for k, d in enumerate(shape) if k != axis])
                       for shape, axis in zip(full, axes)]
         rng = np.random.default_rng(0)
-        n = min(samples, 64)
+        per_sample = sum(int(np.prod([d or 1 for d in shape[1:]])) for shape in shapes)
+        n = max(1, min(samples, 64, 2**28 // max(1, per_sample)))  # at most 1 GB of inputs
         xs = []
         for shape, dtype, batched in zip(shapes, _input_dtypes(runner), _batched(runner)):
             size = (n if batched else 1, *[d or 1 for d in shape[1:]])
@@ -260,7 +261,10 @@ def _aeq(source: str, mode: str, layers: str, x_calib, log):
 
     kind, bits = TFLITE_MODES[mode]
     notes = []
-    readable, notes = readable_for_quantizer(Path(source).read_bytes())
+    try:
+        readable, notes = readable_for_quantizer(Path(source).read_bytes())
+    except Exception:  # noqa: BLE001 - a file the object API cannot take goes to the quantizer as it is
+        readable, notes = b"", []
     q = quantizer.Quantizer(bytearray(readable) if notes else str(source))
     op = qtyping.TFLOperationName.ALL_SUPPORTED
     if kind == "dynamic":
