@@ -196,6 +196,20 @@ def test_savedmodel_without_keras_metadata_converts_and_takes_ptq(models, tmp_pa
                     str(tmp_path / f"sm-{q}.{to}"), "--json")
         assert r.code == 0, r.err
         assert r.json()["fidelity"]["task"] == "classification"  # its outputs sum to one
+    # --keep-float: a SavedModel has no Keras layers, but its tensor names keep the scopes of
+    # its TensorFlow ops (basic-pitch's CQT front end kept float: 11 dB -> 28.5 dB)
+    r = run_cli("convert", sm, "--to", "tflite", "--quantize", "int8", "--data", str(data),
+                "--keep-float", "nosuch", "-o", str(tmp_path / "kf.tflite"))
+    assert_clean_error(r, 2, "--keep-float names no layer", "scopes of its TensorFlow ops")
+    scopes = r.err.split("such as ")[1].split(" (")[0].split(", ")
+    floats = {}
+    for keep in ([], ["--keep-float", scopes[-1]]):
+        out = tmp_path / f"kf{len(keep)}.tflite"
+        r = run_cli("convert", sm, "--to", "tflite", "--quantize", "int8", "--data", str(data),
+                    *keep, "-o", str(out))
+        assert r.code == 0, r.err
+        floats[bool(keep)] = run_cli("inspect", str(out), "--json").json()["tensor_dtypes"]["float32"]
+    assert floats[True] > floats[False], floats
     ptq = run_cli("compress", sm, "-r", "int8-ptq", "--data", str(data), "-o", str(tmp_path / "ptq"),
                   "--json")
     assert ptq.code == 0, ptq.err

@@ -47,6 +47,7 @@ class ConvertResult:
     trainable: TrainableExport | None = None
     front_end: tuple = ()  # export.FrontLayer: front layers int8 quantized although they lose
     head: str | None = None  # the layer that produces a single output (what --keep-float names)
+    scopes_only: bool = False  # a SavedModel signature: --keep-float names tensor-name scopes
 
     @property
     def exit_code(self) -> int:
@@ -82,6 +83,10 @@ class ConvertResult:
             advice = ("the changed answers are near-ties, closer than one step of the int8 "
                       f"output: keep the output layer float with --keep-float {self.head} (an "
                       "unconfident model's scores need finer steps than 1/256), or " + advice)
+        elif self.scopes_only and self.artifact.spec.needs_calibration:
+            advice = ("keep the front end in float with --keep-float SCOPE[,SCOPE] (this "
+                      "SavedModel has no Keras layers: its tensor-name scopes stand in, and an "
+                      "unknown name lists them), or " + advice)
         elif self.explain is None and self.artifact.spec.needs_calibration:
             advice = "rerun with --explain to find the layers that lose accuracy, or " + advice
         elif self.explain is not None and getattr(self.explain, "starved", None):
@@ -267,7 +272,8 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
     from .export import lost_front
 
     return ConvertResult(str(model_path), artifact, fidelity, bridge, explanation, info,
-                         front_end=lost_front(model, spec), head=_head(model))
+                         front_end=lost_front(model, spec), head=_head(model),
+                         scopes_only=loaded.flavour == "savedmodel")
 
 
 def _head(model) -> str | None:

@@ -343,6 +343,29 @@ def _check_sparse_runs(flatbuffer: bytes) -> None:
             "[4, 1] for float), or drop sparse_weights") from None
 
 
+def scopes(tensor_names: list[str]) -> dict[str, int]:
+    """{layer scope: order}: the second part of each ``model/layer/op`` a tensor name carries.
+
+    A SavedModel without Keras metadata has no layers to name, but TFLite tensor names keep the
+    scopes of the TensorFlow ops fused into them, and a Keras-built graph scopes ops by layer.
+    """
+    found: dict[str, int] = {}
+    for name in tensor_names:
+        for piece in name.split(";"):
+            parts = piece.split("/")
+            if len(parts) >= 3 and parts[1] not in found:
+                found[parts[1]] = len(found)
+    return found
+
+
+def _known_layers(keep_float, position: dict, names: list[str], where: str) -> None:
+    """Refuse --keep-float names that are no layer (or scope) of the model."""
+    unknown = [name for name in keep_float if name not in position]
+    if unknown:
+        raise UsageError(f"--keep-float names no layer of the model: {', '.join(unknown)}",
+                         f"use layer names such as {', '.join(names[-4:])} ({where})")
+
+
 def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calibration: str,
                 samples) -> bytes:
     """int8 in two passes: calibrate, then quantize (see ``to_tflite``).
@@ -357,13 +380,11 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
 
     tensorflow = tf()
     position = {layer.name: i for i, layer in enumerate(model.layers)}
-    unknown = [name for name in keep_float if name not in position]
     road = "selective int8" if keep_float else f"int8 with {calibration} calibration"
-    if unknown:
+    if position:
         names = [n for n in position if type(model.get_layer(n)).__name__ != "InputLayer"]
-        raise UsageError(f"--keep-float names no layer of the model: {', '.join(unknown)}",
-                         f"use layer names such as {', '.join(names[-4:])} (`edgenn inspect "
-                         "MODEL` lists them, `convert --explain` ranks them)")
+        _known_layers(keep_float, position, names, "`edgenn inspect MODEL` lists them, "
+                      "`convert --explain` ranks them")
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True  # noqa: SLF001 - the selective road TF documents
     try:
@@ -376,6 +397,10 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
                               f"{' '.join(str(err).split())[:300]}",
                               "try without --keep-float" if keep_float else
                               "try --calibration minmax") from None
+    if not position and keep_float:  # a SavedModel's signature: its layers are the scopes of
+        position = scopes(names)    # the TensorFlow ops the tensor names carry
+        _known_layers(keep_float, position, list(position),
+                      "a SavedModel without Keras layers: the scopes of its TensorFlow ops")
     if calibration == "percentile":
         from .ranges import percentile_ranges
 
