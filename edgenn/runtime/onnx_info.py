@@ -16,6 +16,24 @@ def tensor_dims(value_info) -> list:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in shape.dim]
 
 
+def type_name(proto, helper) -> str:
+    """A value's type: numpy's name for a tensor, ``seq(map(int64,float32))`` for the rest."""
+    kind = proto.WhichOneof("value")
+    if kind == "tensor_type":
+        try:
+            return np.dtype(helper.tensor_dtype_to_np_dtype(proto.tensor_type.elem_type)).name
+        except (KeyError, TypeError):
+            return "undefined"
+    if kind == "sequence_type":
+        return f"seq({type_name(proto.sequence_type.elem_type, helper)})"
+    if kind == "map_type":
+        key = np.dtype(helper.tensor_dtype_to_np_dtype(proto.map_type.key_type)).name
+        return f"map({key},{type_name(proto.map_type.value_type, helper)})"
+    if kind == "optional_type":
+        return f"optional({type_name(proto.optional_type.elem_type, helper)})"
+    return str(kind or "undefined")
+
+
 def describe(path: str | Path) -> dict:
     """A JSON-able description of an ONNX model."""
     try:
@@ -51,9 +69,8 @@ def _describe(p: Path, model, helper) -> dict:
         init_bytes[np.dtype(dtype).name] += count * np.dtype(dtype).itemsize
 
     def io(values):
-        return [{"name": v.name, "shape": tensor_dims(v),
-                 "dtype": np.dtype(helper.tensor_dtype_to_np_dtype(
-                     v.type.tensor_type.elem_type)).name}
+        return [{"name": v.name, "shape": tensor_dims(v) if v.type.HasField("tensor_type") else [],
+                 "dtype": type_name(v.type, helper)}
                 for v in values if v.name not in init_names]
 
     return {

@@ -87,7 +87,24 @@ class ONNXRunner:
                                      "check the model's inputs with `edgenn inspect`") from None
             if not outs:
                 outs = [[] for _ in result]
-            for i, (r, axis) in enumerate(zip(result, self.output_axes)):
+            for i, (r, axis, spec) in enumerate(zip(result, self.output_axes, self.outputs)):
+                if isinstance(r, list):  # a sequence, one entry per sample: axis 0
+                    r, axis = _per_sample(r, spec), 0
                 r = from_model(np.asarray(r, dtype=np.float32), axis)
                 outs[i].append(r[:taken] if axis is not None else r)
         return [np.concatenate(o) for o in outs]
+
+
+def _per_sample(values: list, spec) -> np.ndarray:
+    """A sequence output as an array, one row per sample.
+
+    scikit-learn's ZipMap ({class: probability} per sample) becomes the probabilities in class
+    order; any other sequence is refused.
+    """
+    if all(isinstance(v, dict) for v in values):
+        keys = sorted(values[0]) if values else []
+        if all(sorted(v) == keys for v in values):
+            return np.array([[float(v[k]) for k in keys] for v in values], dtype=np.float32)
+    raise RuntimeFailure(f"output {spec.name!r} is a {spec.type}, which edgenn cannot compare "
+                         "sample by sample", "export the model with tensor outputs only (for "
+                         "skl2onnx: options={'zipmap': False})")

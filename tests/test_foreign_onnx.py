@@ -1,4 +1,6 @@
-"""A streaming ONNX model whose inputs do not all keep their samples on axis 0.
+"""ONNX files made elsewhere, as users bring them: streaming state, scalar settings, ZipMap.
+
+A streaming ONNX model whose inputs do not all keep their samples on axis 0:
 
 silero-vad (from PyPI) takes ``input [batch, sequence]``, ``state [2, batch, 128]`` and a scalar
 ``sr``, and returns ``stateN [2, batch, 128]``: edgenn fed and sliced every input along axis 0,
@@ -216,3 +218,42 @@ def test_an_onnx_file_with_nothing_the_quantizer_reaches_is_refused(tmp_path):
                 str(tmp_path / "q.onnx"), block_tf=True)
     assert_clean_error(r, 3, "found no op to quantize", "subgraphs", "nothing was written")
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_a_scikit_learn_zipmap_output_is_described_and_compared(tmp_path):
+    """skl2onnx and onnxmltools classifiers return {class: probability} per sample (ZipMap):
+    `inspect` called onnxruntime's own logreg_iris.onnx "not a valid ONNX model" (KeyError)
+    and `quantize` exited 1 on a TypeError."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgenn.runtime.onnx_runner import ONNXRunner
+
+    coefficients = [0.5, -1.0, 1.5, -0.5, 1.0, 0.25]  # 3 classes x 2 features
+    nodes = [helper.make_node("LinearClassifier", ["x"], ["label", "scores"], domain="ai.onnx.ml",
+                              classlabels_ints=[0, 1, 2], coefficients=coefficients,
+                              intercepts=[0.1, -0.2, 0.0], post_transform="SOFTMAX"),
+             helper.make_node("ZipMap", ["scores"], ["probabilities"], domain="ai.onnx.ml",
+                              classlabels_int64s=[0, 1, 2])]
+    seq_map = helper.make_sequence_type_proto(helper.make_map_type_proto(
+        TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, [])))
+    graph = helper.make_graph(
+        nodes, "logreg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+         helper.make_value_info("probabilities", seq_map)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 8
+    path = tmp_path / "logreg.onnx"
+    onnx.save(model, str(path))
+    r = run_cli("inspect", str(path), "--json", block_tf=True)
+    assert r.code == 0, r.err
+    assert r.json()["outputs"][1] == {"name": "probabilities", "shape": [],
+                                      "dtype": "seq(map(int64,float32))"}
+    x = np.random.default_rng(0).normal(size=(7, 2)).astype(np.float32)
+    label, probabilities = ONNXRunner(path).predict(x, batch_size=3)
+    assert probabilities.shape == (7, 3) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+    assert (probabilities.argmax(1) == label).all()
+    r = run_cli("quantize", str(path), "--mode", "dynamic-int8", "-o", str(tmp_path / "q.onnx"),
+                block_tf=True)
+    assert_clean_error(r, 3, "found no op to quantize")
