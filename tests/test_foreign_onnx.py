@@ -257,3 +257,28 @@ def test_a_scikit_learn_zipmap_output_is_described_and_compared(tmp_path):
     r = run_cli("quantize", str(path), "--mode", "dynamic-int8", "-o", str(tmp_path / "q.onnx"),
                 block_tf=True)
     assert_clean_error(r, 3, "found no op to quantize")
+
+
+def test_inputs_of_other_element_types(tmp_path):
+    """Boolean inputs get random booleans (they got floats, and ONNX Runtime refused them);
+    a string input is one line naming it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    for name, kind, node in (("flags", TensorProto.BOOL, helper.make_node("Cast", ["s"], ["t"],
+                                                                         to=TensorProto.FLOAT)),
+                             ("text", TensorProto.STRING, helper.make_node("Identity", ["s"], ["t"]))):
+        out = TensorProto.FLOAT if kind == TensorProto.BOOL else kind
+        graph = helper.make_graph([node], name, [helper.make_tensor_value_info("s", kind, ["N", 3])],
+                                  [helper.make_tensor_value_info("t", out, ["N", 3])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.save(model, str(tmp_path / f"{name}.onnx"))
+    from edgenn.runtime.onnx_runner import ONNXRunner
+
+    flags = np.array([[True, False, True]] * 4)
+    assert (ONNXRunner(tmp_path / "flags.onnx").predict(flags)[0] == flags).all()
+    r = run_cli("quantize", str(tmp_path / "text.onnx"), "--mode", "dynamic-int8", "-o",
+                str(tmp_path / "q.onnx"), block_tf=True)
+    assert_clean_error(r, 3, "input 's' takes tensor(string)")
+    assert not (tmp_path / "q.onnx").exists()

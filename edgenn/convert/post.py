@@ -195,6 +195,7 @@ def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None
             size = (n if batched else 1, *[d or 1 for d in shape[1:]])
             ints = integer_dtype(dtype)  # ids 0 and 1 exist in any embedding table
             x = (rng.integers(0, 2, size=size).astype(ints) if ints is not None
+                 else rng.integers(0, 2, size=size).astype(bool) if dtype == "bool"
                  else rng.random(size).astype(np.float32))
             xs.append(x if batched else np.repeat(x, n, 0))  # one setting shared by the batch
         return xs, None, "random inputs"

@@ -9,6 +9,11 @@ import numpy as np
 from ..errors import MissingDependencyError, RuntimeFailure
 from .layout import batch_axes, from_model, to_model
 
+_KINDS = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+          "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
+          "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16,
+          "tensor(bool)": np.bool_}
+
 
 class ONNXRunner:
     """Feed numpy inputs to an ONNX model through an execution provider."""
@@ -73,12 +78,16 @@ class ONNXRunner:
             feed = {}
             taken = min(step, n - start)
             for spec, axis, x in zip(self.inputs, self.input_axes, xs):
-                dtype = np.float32 if "float" in spec.type else np.int64 if "int64" in spec.type else None
+                dtype = _KINDS.get(spec.type)
+                if dtype is None:
+                    raise RuntimeFailure(f"input {spec.name!r} takes {spec.type}, and edgenn "
+                                         "feeds numbers", "run the model on numeric inputs "
+                                         "(move text or other preprocessing out of the model)")
                 chunk = x[start:start + step]
                 if fixed and axis is not None and taken < fixed:  # pad to the model's batch
                     chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - taken, 0)])
                 chunk = to_model(chunk, axis)
-                feed[spec.name] = chunk.astype(dtype) if dtype is not None else chunk
+                feed[spec.name] = chunk.astype(dtype)
             try:
                 result = self.session.run(None, feed)
             except Exception as err:  # ORT raises its own exception types
