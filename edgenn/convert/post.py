@@ -195,7 +195,7 @@ def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None
             size = (n if batched else 1, *[d or 1 for d in shape[1:]])
             ints = integer_dtype(dtype)  # ids 0 and 1 exist in any embedding table
             x = (rng.integers(0, 2, size=size).astype(ints) if ints is not None
-                 else rng.integers(0, 2, size=size).astype(bool) if dtype == "bool"
+                 else rng.integers(0, 2, size=size).astype(bool) if _is_bool(dtype)
                  else rng.random(size).astype(np.float32))
             xs.append(x if batched else np.repeat(x, n, 0))  # one setting shared by the batch
         return xs, None, "random inputs"
@@ -245,6 +245,13 @@ def _output_tasks(task, names: list[str], reference: list | None = None) -> list
         return tasks
     return [(Task.classification if _probabilities(y) else Task.regression) if t is Task.auto
             else t for t, y in zip(tasks, reference)]
+
+
+def _is_bool(dtype) -> bool:
+    try:
+        return np.dtype(dtype) == np.bool_
+    except TypeError:
+        return False
 
 
 def _probabilities(y: np.ndarray) -> bool:
