@@ -122,6 +122,16 @@ def test_quantize_checks_a_model_with_a_state_and_a_scalar_setting(streaming, tm
     assert r.json()["fidelity"]["data"] == "random inputs"
 
 
+def test_an_output_a_sigmoid_computes_is_judged_as_a_probability(streaming, tmp_path):
+    """--task auto reads the op behind each output (past reshapes): the streaming model's y is
+    a Sigmoid, so a multi-label probability; its state is no probability, so SNR."""
+    r = run_cli("quantize", str(streaming / "vad.onnx"), "--mode", "dynamic-int8", "--data",
+                str(streaming / "chunks.npz"), "-o", str(tmp_path / "q.onnx"), "--json")
+    assert r.code == 0, r.err
+    verdicts = {o["name"]: o["verdict"]["task"] for o in r.json()["fidelity"]["outputs"]}
+    assert verdicts == {"y": "multilabel", "stateN": "regression"}
+
+
 def test_quantize_judges_each_output_by_the_task_named_for_it(streaming, tmp_path):
     """The probability by which side of 0.5 it lands, the state by SNR."""
     out = tmp_path / "q.onnx"

@@ -102,6 +102,7 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
     runner = _runner(source)
     names = _output_names(runner)
     _output_tasks(task, names)  # an output --task names that the file lacks: before any work
+    ops = output_ops(runner)  # before the first run: a delegate then hides the ops
     if input_shapes and data_spec is not None:
         raise UsageError("--input-shape sizes the random check inputs; --data brings its own",
                          "drop --input-shape")
@@ -132,9 +133,14 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
             f"({' '.join(str(err.message).split())[:240]}); nothing was written",
             f"try --mode {plain}, or quantize from the Keras model or SavedModel with "
             f"`edgenn convert MODEL --to {suffix[1:]} --quantize int8 --data ...`") from None
-    tasks = _output_tasks(task, names, reference)
+    tasks = _output_tasks(task, names, reference, ops)
     fidelity = judge(reference, candidate, tasks[0] if len(set(tasks)) == 1 else tasks,
                      _BAR[mode], data, threshold, min_snr, names)
+    one_sided = [n for n, t, y in zip(names, tasks, reference)
+                 if t is Task.multilabel and ((y >= 0.5).all() or (y < 0.5).all())]
+    if one_sided:  # every label on one side: agreeing on them says little
+        notes.append(f"output {one_sided[0]!r} never crosses 0.5 on these inputs, so its label "
+                     "agreement says little: check on inputs where it does (--data)")
     return PostQuantResult(str(source), str(out), suffix[1:], mode, tool, Path(source).stat().st_size,
                            len(blob), fidelity, layers, tuple(notes))
 
@@ -229,10 +235,48 @@ def _output_names(runner) -> list[str]:
     return [o.name for o in runner.outputs]
 
 
-def _output_tasks(task, names: list[str], reference: list | None = None) -> list[Task]:
+# Ops that only move or relabel values: an output read through them is its producer's.
+_LAYOUT_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Transpose", "Cast",
+               "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "DEQUANTIZE", "QUANTIZE", "CAST"}
+_TASK_OF_OP = {"Sigmoid": Task.multilabel, "LOGISTIC": Task.multilabel,
+               "Softmax": Task.classification, "SOFTMAX": Task.classification}
+
+
+def output_ops(runner) -> list[str | None]:
+    """The op that computes each output of a converted file, past layout-only ops."""
+    if hasattr(runner, "interpreter"):
+        try:
+            ops = runner.interpreter._get_ops_details()  # noqa: SLF001 - as stateful_ops reads it
+        except Exception:  # noqa: BLE001 - no op details: tasks by values
+            return [None] * len(runner.outputs)
+        producer = {int(o): (op["op_name"], [int(i) for i in op["inputs"] if i >= 0])
+                    for op in ops for o in op["outputs"]}
+        starts = [int(d["index"]) for d in runner.outputs]
+    else:
+        graph = runner.graph
+        producer = {o: (n.op_type, [i for i in n.input if i][:1]) for n in graph.node for o in n.output}
+        starts = [o.name for o in runner.outputs]
+    found = []
+    for tensor in starts:
+        op = None
+        for _ in range(16):  # a short walk: layout ops come in ones and twos
+            if tensor not in producer:
+                break
+            op, inputs = producer[tensor]
+            if op not in _LAYOUT_OPS or not inputs:
+                break
+            tensor = inputs[0]
+        found.append(None if op == "DELEGATE" else op)
+    return found
+
+
+def _output_tasks(task, names: list[str], reference: list | None = None,
+                  ops: list | None = None) -> list[Task]:
     """Each output's task: ``task`` for all, or {output name: task}.
 
-    Auto decides by the reference outputs' values (and stays auto without them).
+    Auto decides by the op that computes the output (a sigmoid is a multi-label probability,
+    a softmax a classifier's), else by the reference outputs' values (and stays auto without
+    them).
     """
     named = task if isinstance(task, dict) else {}
     unknown = [n for n in named if n not in names]
@@ -243,8 +287,9 @@ def _output_tasks(task, names: list[str], reference: list | None = None) -> list
     tasks = [Task(named.get(n, "auto") if named else task) for n in names]
     if reference is None:
         return tasks
-    return [(Task.classification if _probabilities(y) else Task.regression) if t is Task.auto
-            else t for t, y in zip(tasks, reference)]
+    ops = ops or [None] * len(tasks)
+    return [(_TASK_OF_OP.get(op) or (Task.classification if _probabilities(y) else Task.regression))
+            if t is Task.auto else t for t, y, op in zip(tasks, reference, ops)]
 
 
 def _is_bool(dtype) -> bool:
