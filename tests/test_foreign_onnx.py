@@ -292,3 +292,28 @@ def test_inputs_of_other_element_types(tmp_path):
                 str(tmp_path / "q.onnx"), block_tf=True)
     assert_clean_error(r, 3, "input 's' takes tensor(string)")
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_a_gemm_bias_of_shape_1_by_n_quantizes_static(tmp_path):
+    """tf2onnx writes Gemm biases as [1, N] (magika 1.0): ONNX Runtime's per-channel int32
+    bias adjustment raised ValueError on them, and edgenn exited 1. It is retried without that
+    adjustment, and the note says so."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["y"])], "gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(rng.normal(size=(8, 4)).astype(np.float32), "w"),
+         numpy_helper.from_array(rng.normal(size=(1, 4)).astype(np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "gemm.onnx"))
+    np.savez(tmp_path / "x.npz", x=rng.normal(size=(100, 8)).astype(np.float32))
+    r = run_cli("quantize", str(tmp_path / "gemm.onnx"), "--mode", "int8", "--data",
+                str(tmp_path / "x.npz"), "-o", str(tmp_path / "q.onnx"), "--json", block_tf=True)
+    assert r.code == 0, r.err
+    assert "not widened for int32 biases" in r.json()["notes"][0]
+    assert r.json()["fidelity"]["passed"]

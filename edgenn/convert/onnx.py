@@ -331,7 +331,7 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
                                       f"{' '.join(str(err).split())[:300]}",
                                       "try --quantize dynamic, or --to tflite") from None
         if mode == "dynamic":
-            with quiet_stderr():
+            with quiet_stderr(), _quantizer_errors():
                 quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True)
             info = OnnxQuantization("dynamic", "int8", "float (quantized on the fly)")
         elif mode == "int8":
@@ -349,23 +349,48 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
             axes, _ = batch_axes([tensor_dims(i) for i in graph_inputs])
             excluded = _first_computing_nodes(onnx.load(str(pre)).graph,
                                               [names[i] for i in float_inputs])
-            with quiet_stderr():
-                quantize_static(
-                    str(pre), str(out), _Reader(names, take(x_calib, slice(0, samples)), axes),
-                    quant_format=QuantFormat.QDQ,
-                    per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
-                    activation_type=types[scheme.activation], weight_type=types[scheme.weight],
-                    calibrate_method=methods[method], nodes_to_exclude=excluded)
+            why = scheme.why
+
+            def static(**extra):
+                with quiet_stderr():
+                    quantize_static(
+                        str(pre), str(out), _Reader(names, take(x_calib, slice(0, samples)), axes),
+                        quant_format=QuantFormat.QDQ,
+                        per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
+                        activation_type=types[scheme.activation], weight_type=types[scheme.weight],
+                        calibrate_method=methods[method], nodes_to_exclude=excluded,
+                        extra_options=extra)
+
+            try:
+                static()
+            except Exception:  # noqa: BLE001 - seen: its int32-bias scale adjustment assumes a
+                # 1-D bias per channel and raises on a bias of shape [1, C] (magika 1.0)
+                with _quantizer_errors():
+                    static(QDQDisableWeightAdjustForInt32Bias=True)
+                why = ((why + "; ") if why else "") + ("weight scales not widened for int32 "
+                                                       "biases (ONNX Runtime's step failed)")
             info = OnnxQuantization("static QDQ", scheme.weight, scheme.activation,
                                     scheme.per_channel, scheme.reduce_range, method,
-                                    int(min(samples, count(x_calib))), scheme.why,
-                                    tuple(excluded))
+                                    int(min(samples, count(x_calib))), why, tuple(excluded))
         else:
             raise UsageError(f"ONNX quantization {mode!r} is not supported",
                              "use --quantize none, dynamic or int8 with --to onnx")
         result = onnx.load(str(out))
     canonical_order(result.graph)
     return result, info
+
+
+@contextlib.contextmanager
+def _quantizer_errors():
+    """ONNX Runtime's quantizer failing inside (its own defects, of any type) as one line."""
+    try:
+        yield
+    except (UsageError, ConversionError):
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise ConversionError(f"ONNX Runtime's quantizer failed ({type(err).__name__}: "
+                              f"{' '.join(str(err).split())[:240]})",
+                              "try the other quantization mode, or keep the float file") from None
 
 
 _LAYOUT_OPS = {"Identity", "Cast", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten"}
