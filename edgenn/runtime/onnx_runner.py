@@ -12,7 +12,7 @@ from .layout import batch_axes, from_model, to_model
 _KINDS = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
           "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16,
-          "tensor(bool)": np.bool_}
+          "tensor(uint32)": np.uint32, "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_}
 
 
 class ONNXRunner:
@@ -90,9 +90,10 @@ class ONNXRunner:
             for spec, axis, x in zip(self.inputs, self.input_axes, xs):
                 dtype = _KINDS.get(spec.type)
                 if dtype is None:
-                    raise RuntimeFailure(f"input {spec.name!r} takes {spec.type}, and edgenn "
-                                         "feeds numbers", "run the model on numeric inputs "
-                                         "(move text or other preprocessing out of the model)")
+                    raise RuntimeFailure(f"input {spec.name!r} takes {spec.type}, which edgenn "
+                                         "cannot feed (it feeds numbers and booleans)",
+                                         "run the model on numeric inputs (move text or other "
+                                         "preprocessing out of the model)")
                 chunk = x[start:start + step]
                 if fixed and axis is not None and taken < fixed:  # pad to the model's batch
                     chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - taken, 0)])
