@@ -197,6 +197,8 @@ def test_batch_axes_read_the_names_exporters_give():
     assert batch_axes([["unk__1", 28, 28], ["unk__2", 8]], [["unk__3", 10]]) == ([0, 0], [0])
     assert batch_axes([["seq", "batch", 64]], [["seq", "batch", 32]]) == ([1], [1])
     assert batch_axes([[1, 224, 224, 3]], [[1, 10]]) == ([0], [0])
+    # a fixed batch of 1 before an open length: the length is no batch
+    assert batch_axes([[1, "time", 80]], [[1, "time", 512]]) == ([0], [0])
     assert batch_axes([["batch", "sequence"], [], [2, "batch", 64]]) == ([0, None, 1], [])
 
 

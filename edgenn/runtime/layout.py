@@ -35,9 +35,9 @@ def batch_axes(inputs: list[list], outputs: list[list] = ()) -> tuple[list, list
 
     ``inputs``/``outputs``: each tensor's dims as ONNX gives them (ints, symbol names, None)
     or as a .tflite signature does (-1 for an open dimension).
-    The batch symbol is a symbol named like "batch" or else the one most inputs share (the
-    first input's earliest on a tie). A tensor holding it is batched along it; one without it is
-    batched along axis 0 when that axis is open; any other tensor (a scalar, a fixed-shape
+    The batch symbol is a symbol named like "batch", or else the one that leads most inputs
+    (the first on a tie). A tensor holding it is batched along it; one without it is batched
+    along axis 0 when that axis is open or 1; any other tensor (a scalar, a fixed-shape
     setting) has no batch axis. A model whose inputs are all fixed is batched along axis 0.
     """
     tensors = [list(d) for d in inputs]
@@ -46,15 +46,15 @@ def batch_axes(inputs: list[list], outputs: list[list] = ()) -> tuple[list, list
         return axis0, [0 if list(dims) else None for dims in outputs]
     symbols = [s for dims in tensors for s in dict.fromkeys(d for d in dims if _symbol(d, dims))]
     named = [s for s in dict.fromkeys(symbols) if "batch" in s.lower()]
-    order = {s: min(dims.index(s) for dims in tensors if s in dims) for s in symbols}
-    batch = named[0] if named else max(dict.fromkeys(symbols), key=lambda s: (
-        symbols.count(s), -order[s]), default=None)
+    # a symbol not named like a batch leads some tensor, or it is a length ([1, "time", 80])
+    leading = [s for s in dict.fromkeys(symbols) if any(dims and dims[0] == s for dims in tensors)]
+    batch = named[0] if named else max(leading, key=symbols.count, default=None)
 
     def axis(dims) -> int | None:
         dims = list(dims)
         if batch is not None and batch in dims:
             return dims.index(batch)
-        return 0 if dims and _dynamic(dims[0]) else None
+        return 0 if dims and (_dynamic(dims[0]) or dims[0] == 1) else None
 
     return [axis(d) for d in tensors], [axis(d) for d in outputs]
 
