@@ -26,8 +26,9 @@ MODES = ["dynamic-int8", "dynamic-int4", "weight-int8", "weight-int4", "int8", "
 @click.option("--task", callback=lambda ctx, param, value: _tasks(value), default="auto",
               show_default=True, metavar="TASK|OUTPUT=TASK[,...]",
               help="How fidelity is judged: auto, classification, multilabel or regression, for "
-                   "every output or per output name (auto: outputs that sum to 1 are a "
-                   "classifier's; others are judged by SNR).")
+                   "every output or per output name (auto: by the op that computes the output, "
+                   "sigmoid multilabel, softmax classification; else outputs that sum to 1 are "
+                   "a classifier's and others are judged by SNR).")
 @click.option("--input-shape", "input_shapes", callback=parse_input_shapes, default=None,
               help="Without --data: the shape(s) random check inputs take, e.g. 1x3x640x640 "
                    "(one per input) or x=1x3x48x320 (by input name): needed by a file whose "
