@@ -103,10 +103,11 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
     names = _output_names(runner)
     _output_tasks(task, names)  # an output --task names that the file lacks: before any work
     ops = output_ops(runner)  # before the first run: a delegate then hides the ops
+    in_names = input_names(runner)
     if input_shapes and data_spec is not None:
         raise UsageError("--input-shape sizes the random check inputs; --data brings its own",
                          "drop --input-shape")
-    x_check, x_calib, data = _inputs(runner, data_spec, samples, source, input_shapes)
+    x_check, x_calib, data = _inputs(runner, data_spec, samples, source, input_shapes, in_names)
     static = mode in ("int8", "int16")
     if static and x_calib is None:
         raise UsageError(f"--mode {mode} calibrates activations on real data", "pass --data")
@@ -118,7 +119,7 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
                          f"--quantize {mode if mode == 'int8' else 'int16x8'} --data ...`")
     reference = runner.predict(*x_check)  # a file its runtime cannot run stops here, unwritten
     if suffix == ".tflite":
-        blob, tool, notes = _aeq(source, mode, layers, x_calib, log, input_names(runner))
+        blob, tool, notes = _aeq(source, mode, layers, x_calib, log, in_names)
     else:
         blob, tool, notes = _ort(source, mode, layers, x_calib, log)
     with atomic_path(out) as tmp:
@@ -176,7 +177,8 @@ def _input_dtypes(runner) -> list:
             for x in runner.inputs]
 
 
-def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None):
+def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None,
+            names: list[str] | None = None):
     """(check inputs, calibration inputs or None, where they came from): lists, one per input.
 
     Without data, random inputs: at the file's own size, or at ``input_shapes`` where the file
@@ -210,7 +212,8 @@ def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None
         from ..models.signature import TensorInfo
 
         inputs = [TensorInfo(name, shape, dtype, batched) for name, shape, dtype, batched
-                  in zip(input_names(runner), shapes, _input_dtypes(runner), _batched(runner))]
+                  in zip(names or input_names(runner), shapes, _input_dtypes(runner),
+                         _batched(runner))]
         splits = load_multi(data_spec, _Inputs(inputs))
         return ([x[:samples] for x in splits.x_test], splits.x_calib,
                 f"{data_spec.source} test split")
