@@ -102,7 +102,7 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
     runner = _runner(source)
     names = _output_names(runner)
     _output_tasks(task, names)  # an output --task names that the file lacks: before any work
-    ops = output_ops(runner)  # before the first run: a delegate then hides the ops
+    ops = output_ops(source, runner)
     in_names = input_names(runner)
     if input_shapes and data_spec is not None:
         raise UsageError("--input-shape sizes the random check inputs; --data brings its own",
@@ -259,24 +259,23 @@ def _output_names(runner) -> list[str]:
 
 
 # Ops that only move or relabel values: an output read through them is its producer's.
-_LAYOUT_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Transpose", "Cast",
+_PASS_THROUGH_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Transpose", "Cast",
                "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "DEQUANTIZE", "QUANTIZE", "CAST"}
 _TASK_OF_OP = {"Sigmoid": Task.multilabel, "LOGISTIC": Task.multilabel,
                "Softmax": Task.classification, "SOFTMAX": Task.classification}
 
 
-def output_ops(runner) -> list[str | None]:
+def output_ops(source: str, runner) -> list[str | None]:
     """The op that computes each output of a converted file, past layout-only ops."""
     if hasattr(runner, "interpreter"):
-        try:
-            ops = runner.interpreter._get_ops_details()  # noqa: SLF001 - as stateful_ops reads it
-        except Exception:  # noqa: BLE001 - no op details: tasks by values
-            return [None] * len(runner.outputs)
-        producer = {int(o): (op["op_name"], [int(i) for i in op["inputs"] if i >= 0])
-                    for op in ops for o in op["outputs"]}
+        from ..runtime.tflite_info import producers
+
+        producer = producers(source)
         starts = [int(d["index"]) for d in runner.outputs]
     else:
-        graph = runner.graph
+        import onnx
+
+        graph = onnx.load(str(source), load_external_data=False).graph
         producer = {o: (n.op_type, [i for i in n.input if i][:1]) for n in graph.node for o in n.output}
         starts = [o.name for o in runner.outputs]
     found = []
@@ -286,10 +285,10 @@ def output_ops(runner) -> list[str | None]:
             if tensor not in producer:
                 break
             op, inputs = producer[tensor]
-            if op not in _LAYOUT_OPS or not inputs:
+            if op not in _PASS_THROUGH_OPS or not inputs:
                 break
             tensor = inputs[0]
-        found.append(None if op == "DELEGATE" else op)
+        found.append(op)
     return found
 
 
@@ -361,7 +360,7 @@ def _aeq(source: str, mode: str, layers: str, x_calib, log, names: list[str] | N
                               f"{' '.join(str(err).split())[:300]}",
                               "try another --mode, or limit it with --layers") from None
     blob = bytes(result.quantized_model)
-    if _integer_tensors(blob) <= _integer_tensors(Path(source).read_bytes()):
+    if _integer_tensors(blob) <= _integer_tensors(source):
         if layers != ".*":
             raise UsageError(f"--layers {layers!r} matches no op ai-edge-quantizer quantizes in "
                              f"{source} ({mode}); nothing was written", "match op output tensor "
@@ -398,14 +397,16 @@ def _min_max(q, data: dict) -> dict:
     return calib.get_model_qsvs()
 
 
-def _integer_tensors(blob: bytes) -> int:
-    """How many tensors of a .tflite file hold integers of 16 bits or fewer (quantized ones)."""
+def _integer_tensors(model: bytes | str) -> int:
+    """How many tensors of a .tflite file (bytes or path) hold integers of 16 bits or fewer."""
     from ..runtime.tflite_info import describe
 
-    with tempfile.TemporaryDirectory(prefix="edgenn-quantize-") as tmp:
-        path = Path(tmp, "m.tflite")
-        path.write_bytes(blob)
-        dtypes = describe(path).get("tensor_dtypes", {})
+    if isinstance(model, bytes):
+        with tempfile.TemporaryDirectory(prefix="edgenn-quantize-") as tmp:
+            path = Path(tmp, "m.tflite")
+            path.write_bytes(model)
+            return _integer_tensors(str(path))
+    dtypes = describe(model).get("tensor_dtypes", {})
     return sum(dtypes.get(k, 0) for k in ("int8", "uint8", "int4", "int16"))
 
 
@@ -481,9 +482,9 @@ def _calibration_set(source: str, x_calib, order: list[str] | None = None) -> di
 
     ``order``: the signature name of each array of ``x_calib`` (``input_names``).
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from ..runtime.tflite_info import describe
 
-    signatures = Interpreter(model_path=str(source)).get_signature_list()
+    signatures = {sd["key"]: {"inputs": list(sd["inputs"])} for sd in describe(source)["signatures"]}
     if not signatures:
         raise UsageError(f"{source} has no signature, and ai-edge-quantizer calibrates through "
                          "signatures", "use --mode dynamic-int8 or weight-int8, or convert the "

@@ -44,20 +44,10 @@ class ONNXRunner:
         except Exception as err:
             raise RuntimeFailure(f"ONNX Runtime could not load the model: {' '.join(str(err).split())[:300]}",
                                  "check the model with `edgenn inspect`") from None
-        self.source = source
         self.inputs = self.session.get_inputs()
         self.outputs = self.session.get_outputs()
         self.input_axes, self.output_axes = batch_axes([i.shape for i in self.inputs],
                                                        [o.shape for o in self.outputs])
-
-    @property
-    def graph(self):
-        """The model's ONNX graph (read from the file on first use)."""
-        import onnx
-
-        if isinstance(self.source, bytes):
-            return onnx.load_from_string(self.source).graph
-        return onnx.load(self.source, load_external_data=False).graph
 
     def sample_shapes(self) -> list[tuple]:
         """Each input's shape per sample (its batch axis left out; None for an open size)."""

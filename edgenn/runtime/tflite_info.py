@@ -139,6 +139,23 @@ def float_ops(path: str | Path) -> dict[str, int]:
     return dict(counts)
 
 
+def producers(path: str | Path) -> dict[int, tuple[str, list[int]]]:
+    """{tensor index: (op name, input tensor indices)} of the main subgraph's ops.
+
+    Read from the file as stored: a delegate the runtime applies later does not hide them.
+    """
+    model, _ = read_model(path)
+    found = {}
+    with parse_guard(path):
+        sg = model.Subgraphs(0)
+        for o in range(sg.OperatorsLength()):
+            op = sg.Operators(o)
+            inputs = [int(i) for i in op.InputsAsNumpy() if i >= 0] if op.InputsLength() else []
+            for out in (op.OutputsAsNumpy() if op.OutputsLength() else []):
+                found[int(out)] = (op_name(model, op.OpcodeIndex()), inputs)
+    return found
+
+
 def describe(path: str | Path) -> dict:
     """A JSON-able description of a .tflite model."""
     with parse_guard(path):
