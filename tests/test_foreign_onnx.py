@@ -200,6 +200,11 @@ def test_batch_axes_read_the_names_exporters_give():
     # a fixed batch of 1 before an open length: the length is no batch
     assert batch_axes([[1, "time", 80]], [[1, "time", 512]]) == ([0], [0])
     assert batch_axes([["batch", "sequence"], [], [2, "batch", 64]]) == ([0, None, 1], [])
+    # all fixed, leading with different sizes: a tensor and the shape it expands to; sequences
+    # of 2, 1 and 3 items (onnx's backend tests): only what leads with 1 is batched
+    assert batch_axes([[1, 3, 1], [2]], [[1, 3, 1]]) == ([0, None], [0])
+    assert batch_axes([[2, 3, 4], [1, 3, 4], [3, 3, 4]], [[None, 3, 4]]) == ([None, 0, None], [0])
+    assert batch_axes([[4, 10], [4, 2]], [[4, 8]]) == ([0, 0], [0])
 
 
 def test_an_onnx_file_with_nothing_the_quantizer_reaches_is_refused(tmp_path):
@@ -319,3 +324,101 @@ def test_a_gemm_bias_of_shape_1_by_n_quantizes_static(tmp_path):
     assert r.code == 0, r.err
     assert "not widened for int32 biases" in r.json()["notes"][0]
     assert r.json()["fidelity"]["passed"]
+
+
+def _ir3(tmp_path, name: str, opset: int, nodes, inputs, outputs, weights) -> str:
+    """An ONNX file as exporters wrote them before 2019: IR version 3, every weight also a
+    graph input (an input with a default value), an old opset."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
+    graph = helper.make_graph(nodes, name, inputs + [
+        helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits],
+        outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 3
+    onnx.checker.check_model(model)
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_an_ir3_file_at_opset_8_quantizes(tmp_path):
+    """The model zoo's older files (IR 3, opset 8, BatchNormalization after each Conv, weights
+    listed as inputs). Static int8 wrote a file ONNX Runtime refused: its quantizer upgrades
+    such a file to opset 11 only, then gives per-channel DequantizeLinear an ``axis`` that opset
+    11 lacks. Dynamic int8 wrote a file that asked for the folded BatchNorm weights as inputs."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    weights = {"w": rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32),
+               "scale": rng.uniform(0.5, 1.5, 8).astype(np.float32),
+               "bias": rng.normal(0, 0.1, 8).astype(np.float32),
+               "mean": rng.normal(0, 0.1, 8).astype(np.float32),
+               "var": rng.uniform(0.5, 1.5, 8).astype(np.float32),
+               "fc": rng.normal(0, 0.5, (8, 10)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["b"]),
+             helper.make_node("Relu", ["b"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("MatMul", ["f", "fc"], ["y"])]
+    path = _ir3(tmp_path, "zoo", 8, nodes,
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], weights)
+    np.savez(tmp_path / "x.npz", x=rng.uniform(0, 1, (64, 3, 16, 16)).astype(np.float32))
+    for mode in ("int8", "dynamic-int8"):
+        r = run_cli("quantize", path, "--mode", mode, "--data", str(tmp_path / "x.npz"),
+                    "-o", str(tmp_path / f"{mode}.onnx"), "--json", block_tf=True)
+        assert r.code == 0, (mode, r.err or r.out)
+        assert "opset 8 upgraded to 13" in r.json()["notes"][0]
+        assert "IR version 3" in r.json()["notes"][0]
+        assert r.json()["fidelity"]["passed"]
+
+
+def test_an_opset_6_file_names_its_opset_and_the_upgrade(tmp_path):
+    """PyTorch 0.3 and Caffe2 wrote opset 6; ONNX Runtime has kernels from opset 7 on. profile
+    and quantize said only "Could not find an implementation for Gemm(6)". The message names the
+    opset and the upgrade, and the upgrade it gives runs."""
+    import onnx
+    from onnx import TensorProto, helper, version_converter
+
+    rng = np.random.default_rng(0)
+    path = _ir3(tmp_path, "old", 6, [helper.make_node("Gemm", ["x", "w", "b"], ["y"])],
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])],
+                {"w": rng.normal(size=(8, 3)).astype(np.float32),
+                 "b": rng.normal(size=3).astype(np.float32)})
+    r = run_cli("profile", path, "--runs", "2", block_tf=True)
+    assert_clean_error(r, 3, "Gemm is at opset 6, older than ONNX Runtime runs", "convert_version")
+    assert "[ONNXRuntimeError]" not in r.err
+    r = run_cli("quantize", path, "--mode", "dynamic-int8", "-o", str(tmp_path / "q.onnx"),
+                block_tf=True)
+    assert_clean_error(r, 3, "Gemm is at opset 6", "convert_version")
+    onnx.save(version_converter.convert_version(onnx.load(path), 17), str(tmp_path / "new.onnx"))
+    r = run_cli("profile", str(tmp_path / "new.onnx"), "--runs", "2", block_tf=True)
+    assert r.code == 0, r.err
+
+
+def test_profile_feeds_each_input_its_element_type(tmp_path):
+    """profile fed float32 to every ONNX input that was not one of seven types: a float64
+    input failed in ONNX Runtime ("expected: (tensor(double))"); a string input now gets one
+    line naming it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    for name, kind in (("double", TensorProto.DOUBLE), ("half", TensorProto.FLOAT16),
+                       ("uint16", TensorProto.UINT16), ("text", TensorProto.STRING)):
+        graph = helper.make_graph([helper.make_node("Identity", ["s"], ["t"])], name,
+                                  [helper.make_tensor_value_info("s", kind, [1, 3])],
+                                  [helper.make_tensor_value_info("t", kind, [1, 3])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.save(model, str(tmp_path / f"{name}.onnx"))
+    r = run_cli("profile", *(str(tmp_path / f"{n}.onnx") for n in ("double", "half", "uint16")),
+                "--runs", "2", "--json", block_tf=True)
+    assert r.code == 0, r.err
+    r = run_cli("profile", str(tmp_path / "text.onnx"), "--runs", "2", block_tf=True)
+    assert_clean_error(r, 3, "input 's' takes tensor(string)")
+    assert "failed (see below)" not in r.out  # nothing measured: no table, the error says it

@@ -107,25 +107,25 @@ def _human(report) -> None:
     table = Table("model", "runtime", "accel", "init ms", "first ms", "p50 ms", "p90 ms", "p99 ms",
                   "mean ± std", "CV", "peak RSS MB", "bytes", box=None)
     fastest = report.fastest
+    if not any(r.ok for r in report.runs):
+        return  # nothing measured: the error line that follows names each failure
     for r in report.runs:
         if not r.ok:
             table.add_row(r.model, "-", "-", "-", "-", "-", "-", "-", "failed (see below)", "",
                           "", "")
             continue
         m, lat = r.measurement, r.measurement.latency_ms
-        mark = " *" if r.model == fastest and len(report.runs) > 1 else ""
+        mark = " *" if r.model == fastest and sum(r.ok for r in report.runs) > 1 else ""
         table.add_row(r.model + mark, m.runtime, m.accelerator, f"{m.init_ms:.1f}",
                       f"{m.first_ms:.2f}", f"{lat.p50:.3f}", f"{lat.p90:.3f}", f"{lat.p99:.3f}",
                       f"{lat.mean:.3f} ± {lat.std:.3f}", f"{m.cv:.1%}",
                       f"{m.peak_rss_mb:.0f}", f"{m.model_bytes:,}")
     con = console()
     con.print(table)
-    if fastest and len(report.runs) > 1:
+    if fastest and sum(r.ok for r in report.runs) > 1:
         con.print(f"* fastest (p50): {fastest}")
-    for r in report.runs:
-        if not r.ok:
-            con.print(f"{r.model}: {r.error}")
-        elif r.measurement.op_profile:
+    for r in report.runs:  # a failed run's error is in the error line that follows
+        if r.ok and r.measurement.op_profile:
             con.print(f"slowest ops in {r.model}:")
             for op in r.measurement.op_profile[:10]:
                 con.print(f"  {op['op']:<24} {op['total_ms']:.3f} ms  {op['node']}")

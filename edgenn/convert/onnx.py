@@ -120,6 +120,7 @@ class OnnxQuantization:
     samples: int | None = None
     why: str = ""
     float_nodes: tuple[str, ...] = ()  # left float: an input's normalization (front_layers)
+    upgraded: str = ""  # how the file was brought up to what the quantizer needs
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -133,7 +134,8 @@ class OnnxQuantization:
         return (f"{self.mode}: {channel}{self.weights} weights, {self.activations} activations"
                 f"{reduce}{extra}" + (f" ({self.why})" if self.why else "")
                 + (f"; {len(self.float_nodes)} node(s) at the input left float"
-                   if self.float_nodes else ""))
+                   if self.float_nodes else "")
+                + (f"; {self.upgraded}" if self.upgraded else ""))
 
 
 _COUNTER = re.compile(r"__(\d+)")
@@ -318,6 +320,7 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
         # (ONNX Runtime's symbolic shape inference writes sym_shape_infer_temp.onnx and its
         # external data into the working folder when it gives up: that must not be the user's)
         src, pre, out = Path(tmp, "in.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "out.onnx")
+        proto, upgraded = for_quantizer(proto)
         onnx.save(proto, src)
         try:
             with quiet_stderr():
@@ -333,7 +336,8 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
         if mode == "dynamic":
             with quiet_stderr(), _quantizer_errors():
                 quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True)
-            info = OnnxQuantization("dynamic", "int8", "float (quantized on the fly)")
+            info = OnnxQuantization("dynamic", "int8", "float (quantized on the fly)",
+                                    upgraded=upgraded)
         elif mode == "int8":
             from ..data.multi import count, take
 
@@ -371,13 +375,54 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
                                                        "biases (ONNX Runtime's step failed)")
             info = OnnxQuantization("static QDQ", scheme.weight, scheme.activation,
                                     scheme.per_channel, scheme.reduce_range, method,
-                                    int(min(samples, count(x_calib))), why, tuple(excluded))
+                                    int(min(samples, count(x_calib))), why, tuple(excluded),
+                                    upgraded)
         else:
             raise UsageError(f"ONNX quantization {mode!r} is not supported",
                              "use --quantize none, dynamic or int8 with --to onnx")
         result = onnx.load(str(out))
     canonical_order(result.graph)
     return result, info
+
+
+QUANT_OPSET = 13  # DequantizeLinear takes a per-channel ``axis`` from opset 13
+
+
+def for_quantizer(proto):
+    """``proto`` as ONNX Runtime's quantizer needs it, and what was changed ("" for nothing).
+
+    - An opset under 13 is upgraded to 13 by onnx's version converter. The quantizer upgrades
+      such a file to opset 11 only, then writes per-channel DequantizeLinear nodes with an
+      ``axis`` attribute that opset 11 lacks: a file its own runtime refuses to load.
+    - A file of IR version 3 (before 2019) lists its weights among the graph inputs, as inputs
+      with default values. Once the quantizer folds them away those inputs stay, now required:
+      they are taken out of the inputs (the weights stay initializers).
+    """
+    import onnx
+    from onnx import version_converter
+
+    changes = []
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and opset < QUANT_OPSET:
+        try:
+            proto = version_converter.convert_version(proto, QUANT_OPSET)
+        except Exception as err:  # noqa: BLE001 - the converter lacks adapters for some ops
+            raise ConversionError(
+                f"the file's opset {opset} is older than ONNX Runtime's quantizer takes "
+                f"({QUANT_OPSET}), and onnx's version converter could not upgrade it: "
+                f"{' '.join(str(err).split())[:200]}",
+                f"export the model again at opset {QUANT_OPSET} or later") from None
+        changes.append(f"opset {opset} upgraded to {QUANT_OPSET}, which per-channel quantization "
+                       "needs")
+    weights = {init.name for init in proto.graph.initializer}
+    if any(i.name in weights for i in proto.graph.input):
+        proto = onnx.ModelProto.FromString(proto.SerializeToString())
+        inputs = [i for i in proto.graph.input if i.name not in weights]
+        del proto.graph.input[:]
+        proto.graph.input.extend(inputs)
+        proto.ir_version = max(proto.ir_version, 7)
+        changes.append("weights listed as graph inputs (IR version 3) kept as weights only")
+    return proto, "; ".join(changes)
 
 
 @contextlib.contextmanager

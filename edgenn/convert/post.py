@@ -128,11 +128,13 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
         candidate = _runner(str(out)).predict(*x_check)
     except RuntimeFailure as err:  # the quantizer's own runtime refuses what it wrote
         out.unlink(missing_ok=True)
-        plain = "dynamic-int8" if suffix == ".onnx" else "dynamic-int8 or weight-int8"
+        plain = [m for m in (("dynamic-int8",) if suffix == ".onnx"
+                             else ("dynamic-int8", "weight-int8")) if m != mode]
         raise ConversionError(
             f"{tool} wrote a {suffix} file that its runtime cannot load or run "
             f"({' '.join(str(err.message).split())[:240]}); nothing was written",
-            f"try --mode {plain}, or quantize from the Keras model or SavedModel with "
+            (f"try --mode {' or '.join(plain)}, or q" if plain else "keep the float file, or q")
+            + f"uantize from the Keras model or SavedModel with "
             f"`edgenn convert MODEL --to {suffix[1:]} --quantize int8 --data ...`") from None
     tasks = _output_tasks(task, names, reference, ops)
     fidelity = judge(reference, candidate, tasks[0] if len(set(tasks)) == 1 else tasks,

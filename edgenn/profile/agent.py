@@ -65,6 +65,25 @@ def random_input(shape, dtype, rng):
     return rng.random(shape).astype(dtype)
 
 
+def element_type(name, kind):
+    """The numpy type of an ONNX input of type ``kind`` ("tensor(double)"), or a clear refusal.
+
+    Strings, sequences, maps and optionals cannot be made up at random.
+    """
+    base = kind[len("tensor("):-1] if kind.startswith("tensor(") and kind.endswith(")") else None
+    base = {"float": "float32", "double": "float64"}.get(base, base)
+    try:
+        if base is None or base == "string":
+            raise TypeError
+        return np.dtype(base)
+    except TypeError:
+        err = RuntimeError(f"input {name!r} takes {kind}, which the profiler cannot make up "
+                           "(it feeds numbers and booleans)")
+        err.hint = ("profile a model whose inputs are numeric tensors (move text or other "
+                    "preprocessing out of the model)")
+        raise err from None
+
+
 class LiteRT:
     def __init__(self, cfg):
         runtime, accel = cfg["runtime"], cfg["accelerator"]
@@ -193,12 +212,9 @@ class ORT:
         self.feed = {}
 
     def input_specs(self):
-        kinds = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
-                 "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
-                 "tensor(int8)": np.int8, "tensor(bool)": np.bool_}
         shapes = self.shapes or [[d if isinstance(d, int) else 1 for d in i.shape]
                                  for i in self.inputs]
-        return [(shape, kinds.get(i.type, np.float32)) for shape, i in zip(shapes, self.inputs)]
+        return [(shape, element_type(i.name, i.type)) for shape, i in zip(shapes, self.inputs)]
 
     def set_inputs(self, arrays):
         self.feed = {i.name: a for i, a in zip(self.inputs, arrays)}
@@ -309,7 +325,8 @@ def main(argv) -> int:
         result = measure(cfg)
     except Exception as err:  # reported as data: the parent turns it into an error for this model
         result = {"model": cfg.get("model"), "error": f"{type(err).__name__}: {err}"}
-        if getattr(err, "hint", None):
+        if getattr(err, "hint", None):  # the agent's own message: no type name needed
+            result["error"] = str(err)
             result["hint"] = err.hint
     sys.stdout.write("EDGENN-RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()

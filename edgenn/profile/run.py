@@ -189,6 +189,10 @@ def profile_models(paths: list[Path], *, device=None, remote=None, runtime: str 
             from ..runtime.tflite_info import unresolved_custom_ops
 
             error, hint = unresolved_custom_ops(doc["error"]) or (doc["error"], doc.get("hint"))
+            if rt == "onnxruntime":
+                from ..runtime.onnx_info import runtime_hint, runtime_message
+
+                error, hint = runtime_message(error), hint or runtime_hint(error)
             results.append(ProfileRun(str(path), error=error, hint=hint, **where))
             continue
         m = Measurement.from_agent(doc, str(path))

@@ -38,12 +38,20 @@ def batch_axes(inputs: list[list], outputs: list[list] = ()) -> tuple[list, list
     The batch symbol is a symbol named like "batch", or else the one that leads most inputs
     (the first on a tie). A tensor holding it is batched along it; one without it is batched
     along axis 0 when that axis is open or 1; any other tensor (a scalar, a fixed-shape
-    setting) has no batch axis. A model whose inputs are all fixed is batched along axis 0.
+    setting) has no batch axis. A model whose inputs are all fixed is batched along axis 0
+    when they all lead with one size; when they lead with different sizes ([1, 3, 1] and a
+    shape vector [2]; sequences of 2, 1 and 3 items), only the ones that lead with 1 are.
     """
     tensors = [list(d) for d in inputs]
     if not any(_dynamic(d) for dims in tensors for d in dims):
-        axis0 = [0 if dims else None for dims in tensors]
-        return axis0, [0 if list(dims) else None for dims in outputs]
+        leads = {dims[0] for dims in tensors if dims}
+        common = leads.pop() if len(leads) == 1 else 1
+
+        def fixed(dims) -> int | None:
+            dims = list(dims)
+            return 0 if dims and (dims[0] == common or _dynamic(dims[0])) else None
+
+        return [fixed(d) for d in tensors], [fixed(d) for d in outputs]
     symbols = [s for dims in tensors for s in dict.fromkeys(d for d in dims if _symbol(d, dims))]
     named = [s for s in dict.fromkeys(symbols) if "batch" in s.lower()]
     # a symbol not named like a batch leads some tensor, or it is a length ([1, "time", 80])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -32,6 +33,35 @@ def type_name(proto, helper) -> str:
     if kind == "optional_type":
         return f"optional({type_name(proto.optional_type.elem_type, helper)})"
     return str(kind or "undefined")
+
+
+_NO_KERNEL = re.compile(r"Could not find an implementation for ([\w.]+)\((\d+)\)")
+_ORT_PREFIX = re.compile(r"\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
+OLDEST_OPSET = 7  # ONNX Runtime registers kernels from opset 7 on
+
+
+def runtime_message(message: str) -> str:
+    """ONNX Runtime's error text on one line, without its "[ONNXRuntimeError] : 9 : CODE :"."""
+    return " ".join(_ORT_PREFIX.sub("", str(message)).split())
+
+
+def runtime_hint(message: str) -> str | None:
+    """The fix for an ONNX Runtime error that edgenn recognizes, else None.
+
+    A node at an opset older than 7 (PyTorch 0.3's and Caffe2's exporters wrote opset 6) has
+    no kernel in ONNX Runtime: onnx's version converter brings the file to a current opset.
+    """
+    found = _NO_KERNEL.search(str(message))
+    if found is None:
+        return None
+    op, version = found.group(1), int(found.group(2))
+    if version < OLDEST_OPSET:
+        return (f"{op} is at opset {version}, older than ONNX Runtime runs ({OLDEST_OPSET} on): "
+                "upgrade the file, e.g. python -c \"import onnx, onnx.version_converter as v; "
+                "onnx.save(v.convert_version(onnx.load('IN.onnx'), 17), 'OUT.onnx')\", "
+                "or export it again")
+    return (f"ONNX Runtime has no {op} kernel for the element types this file gives it "
+            f"(opset {version}): export the model again with float32 tensors at that node")
 
 
 def describe(path: str | Path) -> dict:

@@ -42,8 +42,11 @@ class ONNXRunner:
         try:
             self.session = ort.InferenceSession(source, options, providers=wanted)
         except Exception as err:
-            raise RuntimeFailure(f"ONNX Runtime could not load the model: {' '.join(str(err).split())[:300]}",
-                                 "check the model with `edgenn inspect`") from None
+            from .onnx_info import runtime_hint, runtime_message
+
+            raise RuntimeFailure(f"ONNX Runtime could not load the model: "
+                                 f"{runtime_message(err)[:300]}",
+                                 runtime_hint(err) or "check the model with `edgenn inspect`") from None
         self.inputs = self.session.get_inputs()
         self.outputs = self.session.get_outputs()
         self.input_axes, self.output_axes = batch_axes([i.shape for i in self.inputs],
@@ -92,9 +95,12 @@ class ONNXRunner:
             try:
                 result = self.session.run(None, feed)
             except Exception as err:  # ORT raises its own exception types
+                from .onnx_info import runtime_hint, runtime_message
+
                 raise RuntimeFailure(f"ONNX Runtime could not run the model: "
-                                     f"{' '.join(str(err).split())[:300]}",
-                                     "check the model's inputs with `edgenn inspect`") from None
+                                     f"{runtime_message(err)[:300]}",
+                                     runtime_hint(err) or "check the model's inputs with "
+                                     "`edgenn inspect`") from None
             if not outs:
                 outs = [[] for _ in result]
             for i, (r, axis, spec) in enumerate(zip(result, self.output_axes, self.outputs)):
