@@ -373,7 +373,8 @@ def test_an_ir3_file_at_opset_8_quantizes(tmp_path):
                     "-o", str(tmp_path / f"{mode}.onnx"), "--json", block_tf=True)
         assert r.code == 0, (mode, r.err or r.out)
         assert "opset 8 upgraded to 13" in r.json()["notes"][0]
-        assert "IR version 3" in r.json()["notes"][0]
+        assert "IR version 3 raised to 7" in r.json()["notes"][0]
+        assert "weights also listed as graph inputs" in r.json()["notes"][0]
         assert r.json()["fidelity"]["passed"]
 
 
@@ -422,3 +423,45 @@ def test_profile_feeds_each_input_its_element_type(tmp_path):
     r = run_cli("profile", str(tmp_path / "text.onnx"), "--runs", "2", block_tf=True)
     assert_clean_error(r, 3, "input 's' takes tensor(string)")
     assert "failed (see below)" not in r.out  # nothing measured: no table, the error says it
+
+
+def test_static_int8_calibrates_at_the_files_fixed_batch_and_types(tmp_path):
+    """PyTorch exports fix the batch they were traced with ([2, 8] here): the calibration fed
+    one sample per run and ONNX Runtime refused it ("Got: 1 Expected: 2"); a float64 input was
+    fed float32. One input named as several are (x_<input name>) was refused as "needs x and y"."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["input"], ["f"], to=TensorProto.FLOAT),
+         helper.make_node("MatMul", ["f", "w"], ["y"])], "fixed",
+        [helper.make_tensor_value_info("input", TensorProto.DOUBLE, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [numpy_helper.from_array(rng.normal(size=(8, 4)).astype(np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "fixed.onnx"))
+    np.savez(tmp_path / "x.npz", x_input=rng.normal(size=(41, 8)))
+    r = run_cli("quantize", str(tmp_path / "fixed.onnx"), "--mode", "int8", "--data",
+                str(tmp_path / "x.npz"), "-o", str(tmp_path / "q.onnx"), "--json", block_tf=True)
+    assert r.code == 0, r.err or r.out
+    assert r.json()["fidelity"]["passed"]
+
+
+def test_an_ir3_file_without_weights_calibrates(tmp_path):
+    """An IR-3 file the calibrator adds its own constants to (a single Tanh, as PyTorch 0.3
+    wrote it): ONNX Runtime refused the calibration model, as IR 3 wants every initializer
+    among the inputs. The note says the file was raised to IR 7."""
+    from onnx import TensorProto, helper
+
+    path = _ir3(tmp_path, "tanh", 6, [helper.make_node("Tanh", ["x"], ["t"]),
+                                      helper.make_node("MatMul", ["t", "w"], ["y"])],
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+                {"w": np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32)})
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).normal(size=(30, 6)).astype(np.float32))
+    r = run_cli("quantize", path, "--mode", "int8", "--data", str(tmp_path / "x.npz"), "-o",
+                str(tmp_path / "q.onnx"), "--json", block_tf=True)
+    assert r.code == 0, r.err or r.out
+    assert "IR version 3 raised to 7" in r.json()["notes"][0]

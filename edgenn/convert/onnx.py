@@ -253,21 +253,42 @@ def _erfc(ctx, node, name, args):
                                   inputs=[one.output[0], node.output[0]])
 
 
+def _element_type(value_info):
+    """The numpy type of a graph input (None where it is no plain tensor)."""
+    from onnx import helper
+
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type))
+    except (KeyError, TypeError):
+        return None
+
+
 class _Reader:
     """Calibration data for ONNX Runtime's static quantization."""
 
-    def __init__(self, names: list[str], x, axes: list | None = None):
+    def __init__(self, names: list[str], x, axes: list | None = None, batch: int = 1,
+                 dtypes: list | None = None):
         from ..data.multi import as_list, count
         from ..runtime.layout import to_model
 
-        # One sample a batch: the entropy and percentile calibrators stack batches and need
-        # equal shapes. Each input goes in the model's layout (its batch axis, or one value).
+        # One sample a batch (or the model's fixed batch, the last one padded): the entropy and
+        # percentile calibrators stack batches and need equal shapes. Each input goes in the
+        # model's layout (its batch axis, or one value) and its own element type.
         arrays = as_list(x)
         axes = axes or [0] * len(arrays)
-        self.batches = [{name: to_model(a[i:i + 1] if np.issubdtype(a.dtype, np.integer)
-                                        else a[i:i + 1].astype(np.float32), axis)
-                         for name, a, axis in zip(names, arrays, axes)}
-                        for i in range(count(x))]
+        dtypes = dtypes or [None] * len(arrays)
+        n = count(x)
+
+        def chunk(a, start):
+            part = a[start:start + batch]
+            if len(part) < batch:
+                part = np.concatenate([part, np.repeat(part[-1:], batch - len(part), 0)])
+            return part
+
+        self.batches = [{name: to_model(chunk(a, i), axis).astype(
+                             dtype or (a.dtype if np.issubdtype(a.dtype, np.integer) else np.float32))
+                         for name, a, axis, dtype in zip(names, arrays, axes, dtypes)}
+                        for i in range(0, n, batch)]
         self.i = 0
 
     def get_next(self):
@@ -351,6 +372,9 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
             graph_inputs = [i for i in proto.graph.input if i.name not in known]
             names = [i.name for i in graph_inputs]
             axes, _ = batch_axes([tensor_dims(i) for i in graph_inputs])
+            fixed = [tensor_dims(i)[a] for i, a in zip(graph_inputs, axes) if a is not None]
+            batch = next((d for d in fixed if isinstance(d, int) and d > 0), 1)
+            dtypes = [_element_type(i) for i in graph_inputs]
             excluded = _first_computing_nodes(onnx.load(str(pre)).graph,
                                               [names[i] for i in float_inputs])
             why = scheme.why
@@ -358,7 +382,8 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
             def static(**extra):
                 with quiet_stderr():
                     quantize_static(
-                        str(pre), str(out), _Reader(names, take(x_calib, slice(0, samples)), axes),
+                        str(pre), str(out), _Reader(names, take(x_calib, slice(0, samples)), axes,
+                                                    batch, dtypes),
                         quant_format=QuantFormat.QDQ,
                         per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
                         activation_type=types[scheme.activation], weight_type=types[scheme.weight],
@@ -391,18 +416,32 @@ QUANT_OPSET = 13  # DequantizeLinear takes a per-channel ``axis`` from opset 13
 def for_quantizer(proto):
     """``proto`` as ONNX Runtime's quantizer needs it, and what was changed ("" for nothing).
 
+    - Files of IR version 3 (before 2019) list their weights among the graph inputs, as inputs
+      with default values (later IR versions allow it too). Once the quantizer folds such
+      weights away (a BatchNormalization into its Conv) the inputs stay, now required: they
+      are taken out of the inputs, and the weights stay initializers. The IR version goes to 7,
+      where initializers need not be inputs: the calibrator adds some of its own.
     - An opset under 13 is upgraded to 13 by onnx's version converter. The quantizer upgrades
       such a file to opset 11 only, then writes per-channel DequantizeLinear nodes with an
       ``axis`` attribute that opset 11 lacks: a file its own runtime refuses to load.
-    - A file of IR version 3 (before 2019) lists its weights among the graph inputs, as inputs
-      with default values. Once the quantizer folds them away those inputs stay, now required:
-      they are taken out of the inputs (the weights stay initializers).
     """
     import onnx
     from onnx import version_converter
 
     changes = []
+    weights = {init.name for init in proto.graph.initializer}
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    listed = any(i.name in weights for i in proto.graph.input)
+    if listed or proto.ir_version < 7:
+        proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    if listed:
+        inputs = [i for i in proto.graph.input if i.name not in weights]
+        del proto.graph.input[:]
+        proto.graph.input.extend(inputs)
+        changes.append("weights also listed as graph inputs kept as weights only")
+    if proto.ir_version < 7:
+        changes.append(f"IR version {proto.ir_version} raised to 7")
+        proto.ir_version = 7
     if opset is not None and opset < QUANT_OPSET:
         try:
             proto = version_converter.convert_version(proto, QUANT_OPSET)
@@ -414,14 +453,6 @@ def for_quantizer(proto):
                 f"export the model again at opset {QUANT_OPSET} or later") from None
         changes.append(f"opset {opset} upgraded to {QUANT_OPSET}, which per-channel quantization "
                        "needs")
-    weights = {init.name for init in proto.graph.initializer}
-    if any(i.name in weights for i in proto.graph.input):
-        proto = onnx.ModelProto.FromString(proto.SerializeToString())
-        inputs = [i for i in proto.graph.input if i.name not in weights]
-        del proto.graph.input[:]
-        proto.graph.input.extend(inputs)
-        proto.ir_version = max(proto.ir_version, 7)
-        changes.append("weights listed as graph inputs (IR version 3) kept as weights only")
     return proto, "; ".join(changes)
 
 

@@ -527,7 +527,9 @@ def _ort(source: str, mode: str, layers: str, x_calib, log):
                  "quantizer does not enter" if nested else "")
         raise ConversionError(f"ONNX Runtime's quantizer found no op to quantize in {source} "
                               f"({mode}){where}; nothing was written",
-                              "try --mode int8 with --data, or keep the float file")
+                              "try --mode int8 with --data, or keep the float file"
+                              if mode != "int8" else "keep the float file (ONNX Runtime "
+                              "quantizes convolutions, matrix products and a few ops around them)")
     return quantized.SerializeToString(), "onnxruntime", [info.summary()]
 
 

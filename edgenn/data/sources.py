@@ -116,6 +116,9 @@ def _digits() -> RawData:
                    classes=[str(i) for i in range(10)], value_max=16.0)
 
 
+_SPLITS = ("x_train", "x_test")
+
+
 def read_npz(path: Path) -> RawData:
     """Arrays named x/y, or x_train/y_train with optional x_test/y_test.
 
@@ -133,6 +136,13 @@ def read_npz(path: Path) -> RawData:
     except (OSError, EOFError, Exception) as err:  # zipfile errors and truncation
         raise DataError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})",
                         "write it again with numpy.savez") from None
+    named = [k for k in arrays if k.startswith("x_") and k not in _SPLITS]
+    if "x" not in arrays and "x_train" not in arrays and len(named) == 1:
+        # one input, named as a file for several inputs names each (x_<input name>)
+        arrays["x"] = arrays.pop(named[0])
+        heads = [k for k in arrays if k.startswith("y_") and k not in ("y_train", "y_test")]
+        if "y" not in arrays and len(heads) == 1:
+            arrays["y"] = arrays.pop(heads[0])
     if "x_train" in arrays and "y_train" in arrays:
         has_test = "x_test" in arrays and "y_test" in arrays
         return RawData(str(path), arrays["x_train"], arrays["y_train"],
@@ -149,7 +159,7 @@ def read_npz(path: Path) -> RawData:
                            arrays.get(test) if test else None, None,
                            value_max=_value_max(arrays[train]), labeled=False)
     raise DataError(f"{path} holds arrays {sorted(arrays)}; edgenn needs x and y, or x_train, "
-                    "y_train (and optionally x_test, y_test)",
+                    "y_train (and optionally x_test, y_test), or x_<input name> per input",
                     "rename the arrays when saving: numpy.savez(path, x=..., y=...)")
 
 
