@@ -99,6 +99,7 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
                          f"use one of: {', '.join(modes)}")
     refuse_overwrite(out, source)
     check_writable(out)
+    _survives(source, suffix)
     runner = _runner(source)
     names = _output_names(runner)
     _output_tasks(task, names)  # an output --task names that the file lacks: before any work
@@ -148,6 +149,29 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
                            len(blob), fidelity, layers, tuple(notes))
 
 
+def _survives(source: str, suffix: str) -> None:
+    """Run ``source`` once in a child process first, where a crash cannot take edgenn down.
+
+    A file that aborts or segfaults its runtime would end this process with no message.
+    Only a crash or a hang is reported from the child; any other failure is left to the run
+    in this process, which words it for the user.
+    """
+    from ..profile.isolate import run_local
+
+    runtime = "litert" if suffix == ".tflite" else "onnxruntime"
+    config = {"model": str(Path(source).resolve()), "runtime": runtime,
+              "accelerator": "xnnpack" if suffix == ".tflite" else "cpu", "threads": None,
+              "warmup": 0, "runs": 1}
+    doc = run_local(config, timeout=300)
+    error = str(doc.get("error", ""))
+    if error.startswith(("the runtime crashed", "timed out")):
+        tool = "LiteRT" if suffix == ".tflite" else "ONNX Runtime"
+        raise RuntimeFailure(f"{tool} {error.replace('the runtime ', '')} running {source} once "
+                             "on inputs of its own shape; nothing was written",
+                             "the file may be damaged, or use ops this runtime mishandles: "
+                             "`edgenn inspect` lists them")
+
+
 def _runner(path: str):
     if path.endswith(".onnx"):
         from ..runtime.onnx_runner import ONNXRunner
@@ -159,10 +183,6 @@ def _runner(path: str):
 
 
 def _input_shapes(runner) -> list[tuple]:
-    if hasattr(runner, "interpreter"):
-        return [tuple(int(d) if d > 0 else None for d in
-                      (x["shape_signature"] if len(x["shape_signature"]) else x["shape"]))
-                for x in runner.inputs]
     return [(None, *shape) for shape in runner.sample_shapes()]  # samples first, as data is
 
 
@@ -356,10 +376,17 @@ def _aeq(source: str, mode: str, layers: str, x_calib, log, names: list[str] | N
         with quiet_stderr():
             if q.need_calibration:
                 calibration = _min_max(q, _calibration_set(source, x_calib, names))
-            result = q.quantize(calibration, enable_progress_report=False)
     except (ValueError, RuntimeError, KeyError, NotImplementedError) as err:
-        raise ConversionError(f"ai-edge-quantizer could not quantize {source}: "
+        raise ConversionError(f"ai-edge-quantizer could not calibrate {source}: "
                               f"{' '.join(str(err).split())[:300]}",
+                              "try another --mode, or limit it with --layers") from None
+    try:
+        with quiet_stderr():
+            result = q.quantize(calibration, enable_progress_report=False)
+    except Exception as err:  # noqa: BLE001 - its own defects come in any type (a TypeError on
+        # a resource-variable op's missing inputs): one line, not a traceback
+        raise ConversionError(f"ai-edge-quantizer could not quantize {source} "
+                              f"({type(err).__name__}: {' '.join(str(err).split())[:300]})",
                               "try another --mode, or limit it with --layers") from None
     blob = bytes(result.quantized_model)
     if _integer_tensors(blob) <= _integer_tensors(source):

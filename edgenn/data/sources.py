@@ -143,6 +143,10 @@ def read_npz(path: Path) -> RawData:
         heads = [k for k in arrays if k.startswith("y_") and k not in ("y_train", "y_test")]
         if "y" not in arrays and len(heads) == 1:
             arrays["y"] = arrays.pop(heads[0])
+    flat = [k for k in ("x", "x_train", "x_test") if k in arrays and arrays[k].ndim == 0]
+    if flat:
+        raise DataError(f"{path}: {flat[0]} holds one value, not one per sample",
+                        f"store {flat[0]} with the samples on its first axis (shape [N, ...])")
     if "x_train" in arrays and "y_train" in arrays:
         has_test = "x_test" in arrays and "y_test" in arrays
         return RawData(str(path), arrays["x_train"], arrays["y_train"],

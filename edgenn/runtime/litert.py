@@ -103,6 +103,13 @@ def _numbered(names: list[str]) -> list[str]:
     return sorted(names, key=key)
 
 
+def _signature(detail: dict) -> list[int]:
+    """A tensor's dims as the file declares them: -1 where a size is open."""
+    signature = detail.get("shape_signature")
+    return [int(d) for d in (signature if signature is not None and len(signature)
+                             else detail["shape"])]
+
+
 class TFLiteRunner:
     """Feed float inputs to a .tflite model and read float outputs, whatever its io types.
 
@@ -128,23 +135,43 @@ class TFLiteRunner:
         # fused LSTM/RNN kernels carry their state into the next invoke: every batch here is
         # a set of independent samples, so the state is reset before each one
         self.stateful = stateful_ops(self.interpreter)
+        from .layout import batch_axes
+
+        self.input_axes, self.output_axes = batch_axes([_signature(d) for d in self.inputs],
+                                                       [_signature(d) for d in self.outputs])
+
+    def sample_shapes(self) -> list[tuple]:
+        """Each input's shape per sample (its batch axis left out; None for an open size)."""
+        return [tuple(d if d > 0 else None for k, d in enumerate(_signature(i)) if k != axis)
+                for i, axis in zip(self.inputs, self.input_axes)]
 
     def _resize(self, batch: int, samples: list[tuple] | None = None) -> None:
         """Input tensors for ``batch`` samples.
 
         A dimension the model leaves open (the image size of a fully convolutional model, a
-        sequence length) takes ``samples``' size.
+        sequence length) takes ``samples``' size; an input without a batch axis (a setting, a
+        scalar) keeps its own shape. A tensor the file marks fixed-size is left as it is.
         """
         key = (batch, tuple(map(tuple, samples or ())))
         if key == self._batch:
             return
-        for i, detail in enumerate(self.inputs):
-            shape = list(detail["shape_signature"] if len(detail["shape_signature"]) else detail["shape"])
-            shape[0] = batch
-            sample = samples[i] if samples and i < len(samples) else ()
-            shape = [d if d > 0 else (int(sample[k - 1]) if 0 < k <= len(sample) else 1)
-                     for k, d in enumerate(shape)]
-            self.interpreter.resize_tensor_input(detail["index"], shape, strict=False)
+        for i, (detail, axis) in enumerate(zip(self.inputs, self.input_axes)):
+            signature = _signature(detail)
+            sample = list(samples[i]) if samples and i < len(samples) else []
+            inner = [d for k, d in enumerate(signature) if k != axis]
+            if len(sample) != len(inner):
+                sample = [1] * len(inner)
+            shape = [d if d > 0 else int(s) for d, s in zip(inner, sample)]
+            if axis is not None:
+                shape.insert(axis, batch)
+            if shape == [int(d) for d in detail["shape"]]:
+                continue
+            try:
+                self.interpreter.resize_tensor_input(detail["index"], shape, strict=False)
+            except (RuntimeError, ValueError) as err:  # "Attempting to resize a fixed-size tensor"
+                raise RuntimeFailure(f"LiteRT cannot resize input {detail['name']!r} to {shape}: "
+                                     f"{' '.join(str(err).split())[:200]}",
+                                     "run it at the input shape stored in the file") from None
         try:
             with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate" and friends
                 self.interpreter.allocate_tensors()
@@ -154,12 +181,14 @@ class TFLiteRunner:
             custom = unresolved_custom_ops(str(err))
             if custom:
                 raise RuntimeFailure(*custom) from None
-            raise RuntimeFailure(f"LiteRT could not allocate tensors for batch {batch}: {err}",
+            raise RuntimeFailure(f"LiteRT could not allocate tensors for batch {batch}: "
+                                 f"{' '.join(str(err).split())[:300]}",
                                  "the model may have a fixed batch size; use batch 1") from None
         self._batch = key
         self.inputs = _in_order(self.interpreter, self.interpreter.get_input_details(), "inputs")
         self.outputs = _in_order(self.interpreter, self.interpreter.get_output_details(), "outputs")
-        if batch > 1 and any(len(d["shape"]) and d["shape"][0] != batch for d in self.outputs):
+        if batch > 1 and any(axis is not None and len(d["shape"]) > axis and d["shape"][axis] != batch
+                             for d, axis in zip(self.outputs, self.output_axes)):
             # a graph built for one batch size (a reshape to a constant, as an Edge TPU file's
             # fixed batch gives) allocates for more but still answers for one
             self._batch = None
@@ -186,30 +215,78 @@ class TFLiteRunner:
             return y.astype(np.float32)
         return (y.astype(np.float32) - zero) * scale
 
+    def _steps(self, xs, batch_size: int) -> list[int]:
+        """The samples per run to try, in order: a batch, then one at a time.
+
+        A batch the file fixes is the only size (resizing a fixed tensor is a gamble: a model
+        with resource variables corrupted memory when its [1, 5] input was run at [64, 5]); a
+        setting that differs per sample, or an output without a batch axis, means one sample
+        per run.
+        """
+        fixed = {_signature(d)[axis] for d, axis in zip(self.inputs, self.input_axes)
+                 if axis is not None and _signature(d)[axis] > 0}
+        if fixed:
+            return [min(fixed)]
+        varying = any(axis is None and len(x) > 1 and not (x == x[:1]).all()
+                      for axis, x in zip(self.input_axes, xs))
+        if varying or None in self.output_axes:
+            return [1]
+        step = max(1, min(batch_size, len(xs[0])))
+        return [step, 1] if step > 1 else [1]
+
     def predict(self, *xs: np.ndarray, batch_size: int = 256) -> list[np.ndarray]:
-        """Outputs (float32) for inputs ``xs`` (one array per model input), in batches."""
+        """Outputs (float32) for inputs ``xs`` (one array per model input, samples first).
+
+        Each input is laid out as the model takes it (its batch axis, or one value for an
+        input without one) and each output comes back samples first.
+        """
+        if not self.inputs:
+            raise RuntimeFailure("the model takes no inputs, so there is nothing to feed it "
+                                 "and compare", "check the file with `edgenn inspect`")
+        for detail in self.inputs + self.outputs:
+            if np.dtype(detail["dtype"]).kind in "SUO":
+                where = "input" if detail in self.inputs else "output"
+                raise RuntimeFailure(f"{where} {detail['name']!r} holds strings, which edgenn "
+                                     "cannot feed or compare (it works on numbers and booleans)",
+                                     "run the model on numeric tensors (move text or other "
+                                     "processing out of the model)")
         n = len(xs[0])
-        batch_size = max(1, min(batch_size, n))
         samples = [x.shape[1:] for x in xs]
-        try:
-            self._resize(batch_size, samples)
-            fixed = True
-        except RuntimeFailure:
-            self._resize(1, samples)
-            batch_size, fixed = 1, False
+        steps = self._steps(xs, batch_size)
+        for k, step in enumerate(steps):
+            try:
+                self._resize(step, samples)
+                break
+            except RuntimeFailure:
+                if k == len(steps) - 1:
+                    raise
+        from .layout import from_model, to_model
+
         results: list[list[np.ndarray]] = [[] for _ in self.outputs]
-        for start in range(0, n, batch_size):
-            chunk = [x[start:start + batch_size] for x in xs]
-            real = len(chunk[0])
-            if real < batch_size and fixed:  # pad the last batch instead of re-allocating
-                chunk = [np.concatenate([c, np.repeat(c[-1:], batch_size - real, axis=0)])
-                         for c in chunk]
-            for detail, x in zip(self.inputs, chunk):
-                self.interpreter.set_tensor(detail["index"], self._quantize(x, detail))
+        for start in range(0, n, step):
+            real = min(step, n - start)
+            for detail, axis, x in zip(self.inputs, self.input_axes, xs):
+                chunk = x[start:start + step]
+                if axis is not None and real < step:  # pad the last batch, not re-allocate
+                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - real, axis=0)])
+                self.interpreter.set_tensor(detail["index"],
+                                            self._quantize(to_model(chunk, axis), detail))
             if self.stateful:
                 self.interpreter.reset_all_variables()
-            self.interpreter.invoke()
-            for i, detail in enumerate(self.outputs):
-                y = self.interpreter.get_tensor(detail["index"])[:real]
-                results[i].append(self._dequantize(y, detail))
+            try:
+                self.interpreter.invoke()
+            except RuntimeError as err:
+                raise RuntimeFailure(f"LiteRT could not run the model: "
+                                     f"{' '.join(str(err).split())[:300]}",
+                                     "check the model's inputs with `edgenn inspect`: edgenn "
+                                     "fed values of the types and shapes the file declares") from None
+            for i, (detail, axis) in enumerate(zip(self.outputs, self.output_axes)):
+                try:
+                    value = self.interpreter.get_tensor(detail["index"])
+                except ValueError as err:  # "Invalid tensor size": a size the data decides
+                    raise RuntimeFailure(f"LiteRT could not read output {detail['name']!r}: "
+                                         f"{err} (its size depends on the values computed)",
+                                         "compare the model on outputs of a fixed size") from None
+                y = from_model(self._dequantize(value, detail), axis)
+                results[i].append(y[:real] if axis is not None else y)
         return [np.concatenate(r) for r in results]

@@ -1,15 +1,19 @@
-"""Every ONNX file the onnx and onnxruntime wheels ship, through every edgenn command that takes one.
+"""Model files nobody wrote for edgenn, through every edgenn command that takes them.
 
-    python bench/onnx_corpus.py [--jobs 2] [--only SUBSTRING] [--out DIR]
+    python bench/corpus.py [--jobs 2] [--only SUBSTRING] [--out DIR] [--commands ...] [DIR ...]
 
-The onnx wheel carries its backend test models (PyTorch-exported operators and modules, small
-hand-built graphs with sequences, strings and gradients, and "light" copies of model-zoo
-networks: ResNet50, Inception, DenseNet, SqueezeNet, VGG19...). None was written by or for
-edgenn, which makes them a corpus of files users bring. Each file goes through `inspect`,
-`profile` (3 runs), `quantize --mode dynamic-int8` (random inputs, 20 samples) and `quantize
---mode int8` (calibrated and checked on an .npz of 20 random samples per input, laid out as
-edgenn's --data takes them). A row is a defect when a command exits 1, prints a traceback, times out, or
-leaves an output behind after failing. Prints one line per file and a count per exit code.
+Without DIR: every ONNX file the onnx and onnxruntime wheels ship. The onnx wheel carries its
+backend test models (PyTorch-exported operators and modules, small hand-built graphs with
+sequences, strings and gradients, and "light" copies of model-zoo networks: ResNet50,
+Inception, DenseNet, SqueezeNet, VGG19...). With DIR: the .onnx and .tflite files under it
+(Session 12 used the test data of the LiteRT repository: see bench/RESULTS.md).
+
+Each file goes through `inspect`, `profile` (3 runs), `quantize --mode dynamic-int8` (random
+inputs, 20 samples) and `quantize --mode int8` (calibrated and checked on an .npz of 20 random
+samples per input, laid out as edgenn's --data takes them); a .tflite also through `check
+--target edgetpu` and `estimate --device raspberry-pi-4`. A row is a defect when a command
+exits 1, prints a traceback, times out, or leaves an output behind after failing. Prints one
+line per file and a count per exit code.
 """
 
 from __future__ import annotations
@@ -23,17 +27,43 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnxruntime
 
 EDGENN = [sys.executable, "-m", "edgenn"]
-COMMANDS = ("inspect", "profile", "dynamic-int8", "int8")
+COMMANDS = ("inspect", "check", "estimate", "profile", "dynamic-int8", "int8")
 
 
-def corpus() -> list[Path]:
+def corpus(dirs: list[str]) -> list[Path]:
+    if dirs:
+        return sorted(p for d in dirs for p in Path(d).rglob("*") if p.suffix in (".onnx", ".tflite"))
     roots = [Path(onnx.__file__).parent / "backend" / "test" / "data",
              Path(onnxruntime.__file__).parent / "datasets"]
     return sorted(p for root in roots for p in root.rglob("*.onnx"))
+
+
+def input_specs(path: Path) -> list[tuple[str, list, str]] | None:
+    """(name, dims, numpy type name) per input, as the file's runtime reports; None if it refuses."""
+    try:
+        if path.suffix == ".onnx":
+            inputs = onnxruntime.InferenceSession(str(path)).get_inputs()
+            out = []
+            for i in inputs:
+                kind = i.type[len("tensor("):-1] if i.type.startswith("tensor(") else "string"
+                out.append((i.name, list(i.shape), {"float": "float32", "double": "float64"}
+                            .get(kind, kind)))
+            return out
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(model_path=str(path))
+        runner = interp.get_signature_runner() if interp.get_signature_list() else None
+        details = (runner.get_input_details().items() if runner is not None
+                   else ((d["name"], d) for d in interp.get_input_details()))
+        return [(name, [int(v) for v in d.get("shape_signature", d["shape"])],
+                 np.dtype(d["dtype"]).name) for name, d in details]
+    except Exception:  # noqa: BLE001 - a file its runtime refuses gets no data
+        return None
 
 
 def random_data(path: Path, target: Path) -> bool:
@@ -42,35 +72,34 @@ def random_data(path: Path, target: Path) -> bool:
     Floats are uniform in [0, 1), integers 0 (ids and lengths), booleans random. An input
     without a batch axis is stored once, as a setting.
     """
-    import numpy as np
-
     from edgenn.runtime.layout import batch_axes
 
-    try:
-        inputs = onnxruntime.InferenceSession(str(path)).get_inputs()
-    except Exception:  # noqa: BLE001 - a file its runtime refuses gets no data
+    specs = input_specs(path)
+    if not specs or any(kind in ("string", "object", "bytes_") for _, _, kind in specs):
         return False
     rng = np.random.default_rng(0)
     arrays = {}
-    for spec, axis in zip(inputs, batch_axes([i.shape for i in inputs])[0]):
-        kind = spec.type[len("tensor("):-1] if spec.type.startswith("tensor(") else None
-        kind = {"float": "float32", "double": "float64"}.get(kind, kind)
-        if kind in (None, "string"):
-            return False
-        dims = [d if isinstance(d, int) and d > 0 else 1 for d in spec.shape]
+    for (name, dims, kind), axis in zip(specs, batch_axes([d for _, d, _ in specs])[0]):
+        dims = [d if isinstance(d, int) and d > 0 else 1 for d in dims]
         shape = dims if axis is None else [20] + [d for k, d in enumerate(dims) if k != axis]
         dtype = np.dtype(kind)
         value = (rng.random(shape) if dtype.kind == "f" else rng.integers(0, 2, shape)
                  if dtype.kind == "b" else np.zeros(shape))
-        arrays[f"x_{spec.name}"] = value.astype(dtype)
+        arrays[f"x_{name}"] = value.astype(dtype)
     np.savez(target, **arrays)
     return True
 
 
 def run_one(path: Path, command: str, work: Path) -> dict:
-    out = work / f"{path.parent.name}-{path.stem}-{command}.onnx"
+    out = work / f"{path.parent.name}-{path.stem}-{command}{path.suffix}"
+    if command in ("check", "estimate") and path.suffix != ".tflite":
+        return {"code": "-", "line": "", "defect": False}
     if command == "inspect":
         args = ["inspect", str(path)]
+    elif command == "check":
+        args = ["check", str(path), "--target", "edgetpu"]
+    elif command == "estimate":
+        args = ["estimate", str(path), "--device", "raspberry-pi-4"]
     elif command == "profile":
         args = ["profile", str(path), "--runs", "3", "--warmup", "1", "--timeout", "120"]
     else:
@@ -91,7 +120,7 @@ def run_one(path: Path, command: str, work: Path) -> dict:
     except json.JSONDecodeError:
         line = "stdout is not one JSON document: " + proc.stdout[:120]
     trace = "Traceback" in proc.stderr
-    leftover = proc.returncode != 0 and command not in ("inspect", "profile") and out.exists() \
+    leftover = proc.returncode != 0 and command in ("dynamic-int8", "int8") and out.exists() \
         and proc.returncode != 3
     defect = (proc.returncode == 1 or trace or leftover or line.startswith("stdout is not"))
     if trace and not line:
@@ -105,10 +134,11 @@ def main() -> int:
     ap.add_argument("--only", default="")
     ap.add_argument("--out", default="")
     ap.add_argument("--commands", default=",".join(COMMANDS))
+    ap.add_argument("dirs", nargs="*")
     ns = ap.parse_args()
     commands = tuple(c for c in COMMANDS if c in ns.commands.split(","))
-    files = [p for p in corpus() if ns.only in str(p)]
-    work = Path(ns.out or tempfile.mkdtemp(prefix="edgenn-onnx-corpus-"))
+    files = [p for p in corpus(ns.dirs) if ns.only in str(p)]
+    work = Path(ns.out or tempfile.mkdtemp(prefix="edgenn-corpus-"))
     work.mkdir(parents=True, exist_ok=True)
     tasks = [(p, c) for p in files for c in commands]
     results: dict[tuple[Path, str], dict] = {}
