@@ -3,7 +3,7 @@ size the data decides, files with no inputs, and files that crash LiteRT.
 
 Found by running LiteRT's own test data (bench/corpus.py, bench/RESULTS.md "Session 12")
 through `edgenn quantize`: 37 runs exited 1 or died on a signal. Two models are built here
-by TensorFlow's converter; three files come from the LiteRT repository
+by TensorFlow's converter; four files come from the LiteRT repository
 (tests/data/external/README.md).
 """
 
@@ -61,14 +61,17 @@ def test_a_setting_without_a_batch_goes_in_once_per_run(made, tmp_path):
 
 def test_outputs_sized_by_the_data_and_files_without_inputs_are_one_line(made, tmp_path):
     """WHERE's output size is known only after a run (LiteRT's test file declares [1, 2];
-    LiteRT: "Invalid tensor size"), and a file may take no inputs at all: both exited 1
-    (ValueError, IndexError)."""
+    LiteRT: "Invalid tensor size"), a file may take no inputs at all, or strings: each exited
+    1 (ValueError, IndexError, LiteRT's RuntimeError)."""
     r = run_cli("quantize", str(EXTERNAL / "litert_where.tflite"), "--mode", "dynamic-int8", "-o",
                 str(tmp_path / "q.tflite"), block_tf=True)
     assert_clean_error(r, 3, "could not read output", "its size depends on the values")
     r = run_cli("quantize", str(made / "nothing.tflite"), "--mode", "dynamic-int8", "-o",
                 str(tmp_path / "q.tflite"), block_tf=True)
     assert_clean_error(r, 3, "takes no inputs")
+    r = run_cli("quantize", str(EXTERNAL / "litert_string.tflite"), "--mode", "dynamic-int8",
+                "-o", str(tmp_path / "q.tflite"), block_tf=True)
+    assert_clean_error(r, 3, "input 'string_input' holds strings")
     assert not (tmp_path / "q.tflite").exists()
 
 

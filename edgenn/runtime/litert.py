@@ -243,9 +243,8 @@ class TFLiteRunner:
         if not self.inputs:
             raise RuntimeFailure("the model takes no inputs, so there is nothing to feed it "
                                  "and compare", "check the file with `edgenn inspect`")
-        for detail in self.inputs + self.outputs:
+        for where, detail in [("input", d) for d in self.inputs] + [("output", d) for d in self.outputs]:
             if np.dtype(detail["dtype"]).kind in "SUO":
-                where = "input" if detail in self.inputs else "output"
                 raise RuntimeFailure(f"{where} {detail['name']!r} holds strings, which edgenn "
                                      "cannot feed or compare (it works on numbers and booleans)",
                                      "run the model on numeric tensors (move text or other "
