@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..runtime.tflite_info import describe
-from .compat import read_ops
+from ..runtime.tflite_ops import read_ops
 from .preflight import OpCheck, Preflight
 
 

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .compat import OpView, read_ops
+from ..runtime.tflite_ops import OpView, read_ops
 from .preflight import FirstUnsupported, OpCheck, ParameterMemory, Preflight
 
 # op -> limitation text checked by _op_problem (None: no extra limit beyond int8 tensors)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .compat import read_ops
+from ..runtime.tflite_ops import read_ops
 from .preflight import OpCheck, Preflight
 
 SUPPORTED = {

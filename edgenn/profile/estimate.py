@@ -86,7 +86,7 @@ class Estimate:
 
 def tflite_costs(path: str | Path) -> Costs:
     """MACs per compute dtype, the tensor-arena peak and the weight bytes of a .tflite model."""
-    from ..convert.compat import read_ops
+    from ..runtime.tflite_ops import read_ops
 
     ops, facts = read_ops(path)
     macs: dict[str, int] = {}

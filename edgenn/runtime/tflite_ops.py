@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..runtime.tflite_info import _names, _s, _schema, op_name, parse_guard, read_model
+from .tflite_info import _names, _s, _schema, op_name, parse_guard, read_model
 
 
 @dataclass
