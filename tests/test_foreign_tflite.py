@@ -3,7 +3,7 @@ size the data decides, files with no inputs, and files that crash LiteRT.
 
 Found by running LiteRT's own test data (bench/corpus.py, bench/RESULTS.md "Session 12")
 through `edgenn quantize`: 37 runs exited 1 or died on a signal. Two models are built here
-by TensorFlow's converter; four files come from the LiteRT repository
+by TensorFlow's converter; five files come from the LiteRT repository
 (tests/data/external/README.md).
 """
 
@@ -99,3 +99,13 @@ def test_a_quantizer_defect_and_a_fixed_batch_are_handled(tmp_path):
                 block_tf=True)
     assert_clean_error(r, 3, "ai-edge-quantizer could not quantize", "TypeError")
     assert not (tmp_path / "q.tflite").exists()
+
+
+def test_static_quantization_of_a_quantized_file_is_refused(tmp_path):
+    """--mode int8 on a file that is int8 already: LiteRT aborted while it was calibrated
+    again (exit -6, no message)."""
+    tmp = tmp_path / "x.npz"
+    np.savez(tmp, x=np.random.default_rng(0).random((8, 8, 8, 3)).astype(np.float32))
+    r = run_cli("quantize", str(EXTERNAL / "litert_add_quantized_int8.tflite"), "--mode", "int8",
+                "--data", str(tmp), "-o", str(tmp_path / "q.tflite"), block_tf=True)
+    assert_clean_error(r, 2, "is already quantized", "quantize the float model")

@@ -99,6 +99,15 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
                          f"use one of: {', '.join(modes)}")
     refuse_overwrite(out, source)
     check_writable(out)
+    if suffix == ".tflite" and mode in ("int8", "int16"):
+        from ..runtime.tflite_info import describe
+
+        quantized = sum(n for kind, n in describe(source).get("quantization", {}).items()
+                        if kind != "float")
+        if quantized:  # calibrating quantized tensors again aborted LiteRT (LiteRT's add_quantized_int8)
+            raise UsageError(f"{source} is already quantized ({quantized} quantized tensors), and "
+                             f"--mode {mode} calibrates a float model",
+                             "quantize the float model it came from")
     _survives(source, suffix)
     runner = _runner(source)
     names = _output_names(runner)
