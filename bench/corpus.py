@@ -32,12 +32,22 @@ import onnx
 import onnxruntime
 
 EDGENN = [sys.executable, "-m", "edgenn"]
-COMMANDS = ("inspect", "check", "estimate", "profile", "dynamic-int8", "int8")
+COMMANDS = ("inspect", "check", "estimate", "profile", "dynamic-int8", "int8", "tflite", "onnx")
+APPLIES = {".onnx": ("inspect", "profile", "dynamic-int8", "int8"),
+           ".tflite": ("inspect", "check", "estimate", "profile", "dynamic-int8", "int8"),
+           "savedmodel": ("inspect", "tflite", "onnx", "int8")}
+
+
+def kind(path: Path) -> str:
+    return "savedmodel" if path.is_dir() else path.suffix
 
 
 def corpus(dirs: list[str]) -> list[Path]:
     if dirs:
-        return sorted(p for d in dirs for p in Path(d).rglob("*") if p.suffix in (".onnx", ".tflite"))
+        found = [p for d in dirs for p in Path(d).rglob("*") if p.suffix in (".onnx", ".tflite")
+                 and p.stat().st_size]
+        found += [p.parent for d in dirs for p in Path(d).rglob("saved_model.pb")]
+        return sorted(found)
     roots = [Path(onnx.__file__).parent / "backend" / "test" / "data",
              Path(onnxruntime.__file__).parent / "datasets"]
     return sorted(p for root in roots for p in root.rglob("*.onnx"))
@@ -46,6 +56,14 @@ def corpus(dirs: list[str]) -> list[Path]:
 def input_specs(path: Path) -> list[tuple[str, list, str]] | None:
     """(name, dims, numpy type name) per input, as the file's runtime reports; None if it refuses."""
     try:
+        if path.is_dir():  # a SavedModel: its serving signature, as edgenn reads it
+            proc = subprocess.run([*EDGENN, "inspect", str(path), "--json"], capture_output=True,
+                                  text=True, timeout=300)
+            sigs = {s["key"]: s for s in json.loads(proc.stdout).get("signatures", [])}
+            sig = sigs.get("serving_default") or sigs[sorted(sigs)[0]]
+            return [(name, [d if d is not None else -1 for d in spec["shape"]],
+                     {"string": "string"}.get(spec["dtype"], spec["dtype"]))
+                    for name, spec in sig["inputs"].items()]
         if path.suffix == ".onnx":
             inputs = onnxruntime.InferenceSession(str(path)).get_inputs()
             out = []
@@ -92,9 +110,19 @@ def random_data(path: Path, target: Path) -> bool:
 
 def run_one(path: Path, command: str, work: Path) -> dict:
     out = work / f"{path.parent.name}-{path.stem}-{command}{path.suffix}"
-    if command in ("check", "estimate") and path.suffix != ".tflite":
+    if command not in APPLIES[kind(path)]:
         return {"code": "-", "line": "", "defect": False}
-    if command == "inspect":
+    if path.is_dir():
+        out = out.with_suffix(".onnx" if command == "onnx" else ".tflite")
+    if path.is_dir() and command != "inspect":
+        args = ["convert", str(path), "--to", "onnx" if command == "onnx" else "tflite",
+                "-o", str(out), "--samples", "20"]
+        data = work / f"{path.name}.npz"
+        if random_data(path, data):
+            args += ["--data", str(data)]
+        if command == "int8":
+            args += ["--quantize", "int8"]
+    elif command == "inspect":
         args = ["inspect", str(path)]
     elif command == "check":
         args = ["check", str(path), "--target", "edgetpu"]
@@ -120,9 +148,12 @@ def run_one(path: Path, command: str, work: Path) -> dict:
     except json.JSONDecodeError:
         line = "stdout is not one JSON document: " + proc.stdout[:120]
     trace = "Traceback" in proc.stderr
-    leftover = proc.returncode != 0 and command in ("dynamic-int8", "int8") and out.exists() \
-        and proc.returncode != 3
-    defect = (proc.returncode == 1 or trace or leftover or line.startswith("stdout is not"))
+    leftover = proc.returncode != 0 and command not in ("inspect", "check", "estimate", "profile") \
+        and out.exists() and proc.returncode != 3
+    defect = (proc.returncode == 1 or proc.returncode < 0 or trace or leftover
+              or line.startswith("stdout is not"))
+    if proc.returncode < 0 and not line:
+        line = f"killed by signal {-proc.returncode}"
     if trace and not line:
         line = proc.stderr.strip().splitlines()[-1]
     return {"code": proc.returncode, "line": line[:200], "defect": defect}
