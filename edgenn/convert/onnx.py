@@ -61,7 +61,7 @@ def to_onnx(model, opset: int = 17):
 
     The input batch is left dynamic; the model is traced as a concrete function, as for TFLite.
     """
-    tensorflow = tf()
+    tf()
     try:
         import onnx
         import tf2onnx
@@ -70,17 +70,16 @@ def to_onnx(model, opset: int = 17):
                                      "pip install 'edgenn[tf,onnx]'") from None
     if not 7 <= opset <= 21:
         raise UsageError(f"opset must be between 7 and 21; received {opset}", "use --opset 17")
-    from .tflite import fresh_copy, input_specs
+    from .tflite import fresh_copy
 
     model = fresh_copy(model)  # a trace does not depend on earlier ones (see fresh_copy)
-    signature = input_specs(model)
     # tf2onnx numbers the nodes it adds from a process-wide counter, and picks among equal
     # constants by name when it folds them: start every export from the same count, so the
     # same model gives the same bytes however many exports came before it in this process
     tf2onnx.utils.INTERNAL_NAME = 1
     try:
         with quiet_stderr():
-            proto = _convert_frozen(tensorflow, tf2onnx, model, signature, opset)
+            proto = _convert_frozen(tf2onnx, model, opset)
     except Exception as err:
         raise ConversionError(f"tf2onnx could not convert the model: {' '.join(str(err).split())[:400]}",
                               "try another --opset, or report the layer to edgenn") from None
@@ -201,7 +200,7 @@ def _all_graphs(graph):
                 yield from _all_graphs(sub)
 
 
-def _convert_frozen(tensorflow, tf2onnx, model, signature, opset: int):
+def _convert_frozen(tf2onnx, model, opset: int):
     """Trace, freeze and convert: the frozen graph holds every captured value as a constant.
 
     tf2onnx's own from_function leaves captured tensors that are not variables (a Keras 3
@@ -211,11 +210,9 @@ def _convert_frozen(tensorflow, tf2onnx, model, signature, opset: int):
     """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from ..evaluate import inference_call
+    from .tflite import traced
 
-    fn = tensorflow.function(inference_call(model))
-    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(*signature),
-                                               lower_control_flow=False)
+    frozen = convert_variables_to_constants_v2(traced(model), lower_control_flow=False)
     proto, _ = tf2onnx.convert.from_graph_def(
         _inlinable(frozen.graph.as_graph_def()), input_names=[t.name for t in frozen.inputs],
         output_names=[t.name for t in frozen.outputs], opset=opset,

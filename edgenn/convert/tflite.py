@@ -180,6 +180,11 @@ def traced(model, batch_size: int | None = None):
 
     The same road for Keras 3 and tf_keras models (Keras 3 runs on the TensorFlow backend).
     """
+    if getattr(model, "tf1", False):
+        # A TensorFlow 1 SavedModel's signature function, as it is: wrapped in another, it
+        # becomes a call into the pruned graph, which still holds the reference variables
+        # (VariableV2) that neither converter takes; its own graph has their values.
+        return model.fn
     tensorflow = tf()
     from ..evaluate import inference_call
 
@@ -252,8 +257,11 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     # writes a serving_default signature, which LiteRT's CompiledModel and ai-edge-quantizer
     # run). Keras 3 wraps each tf.Variable; handing it the Keras 3 model made it freeze the
     # wrong ones (every output came back NaN), so it gets the tf.Variables themselves.
+    # A TensorFlow 1 SavedModel's signature has its variables' values captured already; its
+    # reference variables (VariableV2) are nothing the converter can lift from the loaded object.
+    owner = None if getattr(model, "tf1", False) else _holder(model) if is_keras3(model) else model
     converter = tensorflow.lite.TFLiteConverter.from_concrete_functions(
-        [traced(model, batch_size)], _holder(model) if is_keras3(model) else model)
+        [traced(model, batch_size)], owner)
     ops = [tensorflow.lite.OpsSet.TFLITE_BUILTINS]
     if q is Quantization.dynamic:
         converter.optimizations = [tensorflow.lite.Optimize.DEFAULT]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputFileError
 from .formats import FormatInfo, ModelFormat
 
 
@@ -58,6 +57,7 @@ def describe_savedmodel(info: FormatInfo, *, allow_unsafe: bool = False) -> dict
 
     from .._tf import tf
     from .graphscan import check_savedmodel, read_savedmodel
+    from .signature import dims
 
     tensorflow = tf()
     if allow_unsafe:
@@ -67,17 +67,17 @@ def describe_savedmodel(info: FormatInfo, *, allow_unsafe: bool = False) -> dict
     try:
         loaded = tensorflow.saved_model.load(str(info.path))
     except Exception as err:  # TensorFlow raises many kinds for a broken model
-        text = " ".join(str(err).split())[:200]
-        raise InputFileError(f"{info.path} could not be loaded as a SavedModel "
-                             f"({type(err).__name__}: {text})", "save or copy the model again") from None
+        from .signature import load_failure
+
+        raise load_failure(info.path, err) from None
     signatures = []
     for key, fn in loaded.signatures.items():
         _, kwargs = fn.structured_input_signature
         signatures.append({
             "key": key,
-            "inputs": {k: {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
+            "inputs": {k: {"shape": dims(spec.shape), "dtype": spec.dtype.name}
                        for k, spec in kwargs.items()},
-            "outputs": {k: {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
+            "outputs": {k: {"shape": dims(spec.shape), "dtype": spec.dtype.name}
                         for k, spec in fn.structured_outputs.items()},
         })
     variables = list(getattr(loaded, "variables", []))

@@ -5,7 +5,8 @@ op, the restore function; converting or evaluating it runs its signatures. Every
 graph and function is checked before TensorFlow loads anything: a registered stateless op only
 computes (except the few in ``allowlist.STATELESS_BUT_UNSAFE``), a stateful op must be on
 ``allowlist.STATEFUL_OPS``, and the checkpoint-writing ops are allowed only inside the
-SavedModel's own save function, when nothing that runs at load or inference reaches it.
+SavedModel's own save function (TF2) or the Saver's save subgraph (TF1), when nothing that runs
+at load or inference reaches it.
 """
 
 from __future__ import annotations
@@ -103,8 +104,10 @@ def check_savedmodel(path: Path) -> None:
             (save_roots if node.name == save_node else other_roots).update(_called(node) & set(library))
         reached = _reach(other_roots, library)
         save_only = _reach(save_roots, library) - reached
+        runs = _graph_reach(graph, _graph_roots(meta))
         for node in graph.node:
-            problem = op_problem(node.op, library)
+            # a TF1 graph holds its Saver's save/SaveV2, which only a checkpoint save runs
+            problem = op_problem(node.op, library, allow_save=node.name not in runs)
             if problem:
                 raise _refusal(path, node.op, node.name, "graph", problem)
         for name, fn in library.items():
@@ -112,6 +115,39 @@ def check_savedmodel(path: Path) -> None:
                 problem = op_problem(node.op, library, allow_save=name in save_only)
                 if problem:
                     raise _refusal(path, node.op, node.name, f"function {name}", problem)
+
+
+def _node(tensor: str) -> str:
+    """The node a tensor or control input names: "^save/x", "out:0" -> "save/x", "out"."""
+    return tensor.lstrip("^").split(":")[0]
+
+
+def _graph_roots(meta) -> set[str]:
+    """Top-level nodes that run at load or inference (TF1 graphs).
+
+    Every signature's outputs (the init-op signature's too), the Saver's restore op, and the
+    init ops' collections.
+    """
+    roots = {_node(t.name) for sig in meta.signature_def.values() for t in sig.outputs.values()}
+    if meta.HasField("saver_def"):
+        roots.add(_node(meta.saver_def.restore_op_name))
+    for key in ("saved_model_main_op", "legacy_init_op", "main_op", "table_initializer"):
+        if key in meta.collection_def:
+            roots |= {_node(name) for name in meta.collection_def[key].node_list.value}
+    return roots
+
+
+def _graph_reach(graph, roots: set[str]) -> set[str]:
+    """The top-level nodes ``roots`` depend on, data and control inputs alike."""
+    inputs = {node.name: [_node(i) for i in node.input] for node in graph.node}
+    seen, stack = set(), [r for r in roots if r in inputs]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        stack.extend(i for i in inputs.get(name, ()) if i not in seen)
+    return seen
 
 
 def _reach(roots: set[str], library: dict) -> set[str]:

@@ -130,9 +130,9 @@ def load_model(path: str | Path, *, allow_unsafe: bool = False,
         except UsageError:
             raise
         except Exception as err:  # TensorFlow raises many kinds for a broken SavedModel
-            text = " ".join(str(err).split())[:200]
-            raise InputFileError(f"{info.path} could not be loaded as a SavedModel "
-                                 f"({type(err).__name__}: {text})", "save or copy it again") from None
+            from .signature import load_failure
+
+            raise load_failure(info.path, err) from None
         return LoadedModel(info, model)
     return load_keras(path, allow_unsafe=allow_unsafe, custom_objects_file=custom_objects_file,
                       info=info, bridge_tolerance=bridge_tolerance)

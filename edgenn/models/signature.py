@@ -27,6 +27,23 @@ class TensorInfo:
     batched: bool = True  # False: an input without a batch axis, one value for all samples
 
 
+def load_failure(path, err: Exception):
+    """The one-line error for a SavedModel TensorFlow would not load, with what to do."""
+    from ..errors import InputFileError
+
+    text = " ".join(str(err).split())
+    hint = ("it is a TensorFlow 1 graph with reference variables (float_ref), which TensorFlow 2 "
+            "cannot load: export it again after tf.compat.v1.enable_resource_variables(), or "
+            "from TensorFlow 2" if "reference type" in text else "save or copy it again")
+    return InputFileError(f"{path} could not be loaded as a SavedModel "
+                          f"({type(err).__name__}: {text[:200]})", hint)
+
+
+def dims(shape) -> list | None:
+    """A TensorShape as a list (None per open size), or None when even its rank is unknown."""
+    return shape.as_list() if shape.rank is not None else None
+
+
 class SignatureModel:
     """The serving signature of a SavedModel, callable like a Keras model."""
 
@@ -38,6 +55,11 @@ class SignatureModel:
         tensorflow = tf()
         self.path = Path(path)
         self._loaded = tensorflow.saved_model.load(str(path))  # kept: it owns the variables
+        # TensorFlow 1 wrote no object graph: its signatures capture the variables' values,
+        # and its reference variables are nothing a converter can lift from the loaded object
+        from .graphscan import read_savedmodel
+
+        self.tf1 = not any(len(m.object_graph_def.nodes) for m in read_savedmodel(self.path).meta_graphs)
         signatures = dict(self._loaded.signatures)
         if not signatures:
             raise UsageError(f"{path} has no serving signature to convert",
@@ -49,11 +71,19 @@ class SignatureModel:
         self.fn = signatures[key]
         _, kwargs = self.fn.structured_input_signature
         self.input_names = sorted(kwargs)
-        self.inputs = [TensorInfo(n, tuple(kwargs[n].shape.as_list()), kwargs[n].dtype.name)
+        unknown = [n for n in self.input_names if kwargs[n].shape.rank is None]
+        if unknown:
+            raise UsageError(f"{path}'s {key} signature takes {unknown[0]!r} of unknown rank (a "
+                             "TF1 placeholder without a shape), which no converter can size",
+                             "export the model again with a shaped signature, e.g. "
+                             "tf.TensorSpec([None, 1])"
+                             + (f"; its signatures: {', '.join(sorted(signatures))}"
+                                if len(signatures) > 1 else ""))
+        self.inputs = [TensorInfo(n, tuple(dims(kwargs[n].shape)), kwargs[n].dtype.name)
                        for n in self.input_names]
         outputs = self.fn.structured_outputs
         self.output_names = sorted(outputs)
-        self.outputs = [TensorInfo(n, tuple(outputs[n].shape.as_list()), outputs[n].dtype.name)
+        self.outputs = [TensorInfo(n, tuple(dims(outputs[n].shape) or ()), outputs[n].dtype.name)
                         for n in self.output_names]
         self.name = self.path.name
 
