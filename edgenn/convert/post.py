@@ -140,11 +140,11 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
         out.unlink(missing_ok=True)
         plain = [m for m in (("dynamic-int8",) if suffix == ".onnx"
                              else ("dynamic-int8", "weight-int8")) if m != mode]
+        first = f"try --mode {' or '.join(plain)}" if plain else "keep the float file"
         raise ConversionError(
             f"{tool} wrote a {suffix} file that its runtime cannot load or run "
             f"({' '.join(str(err.message).split())[:240]}); nothing was written",
-            (f"try --mode {' or '.join(plain)}, or q" if plain else "keep the float file, or q")
-            + f"uantize from the Keras model or SavedModel with "
+            f"{first}, or quantize from the Keras model or SavedModel with "
             f"`edgenn convert MODEL --to {suffix[1:]} --quantize int8 --data ...`") from None
     tasks = _output_tasks(task, names, reference, ops)
     fidelity = judge(reference, candidate, tasks[0] if len(set(tasks)) == 1 else tasks,
@@ -172,13 +172,12 @@ def _survives(source: str, suffix: str) -> None:
               "accelerator": "xnnpack" if suffix == ".tflite" else "cpu", "threads": None,
               "warmup": 0, "runs": 1}
     doc = run_local(config, timeout=300)
-    error = str(doc.get("error", ""))
-    if error.startswith(("the runtime crashed", "timed out")):
+    if doc.get("signal") or doc.get("timed_out"):
         tool = "LiteRT" if suffix == ".tflite" else "ONNX Runtime"
-        raise RuntimeFailure(f"{tool} {error.replace('the runtime ', '')} running {source} once "
-                             "on inputs of its own shape; nothing was written",
-                             "the file may be damaged, or use ops this runtime mishandles: "
-                             "`edgenn inspect` lists them")
+        what = f"crashed ({doc['signal']})" if doc.get("signal") else "did not finish in 300 s"
+        raise RuntimeFailure(f"{tool} {what} running {source} once on inputs of its own shape; "
+                             "nothing was written", "the file may be damaged, or use ops this "
+                             "runtime mishandles: `edgenn inspect` lists them")
 
 
 def _runner(path: str):

@@ -46,7 +46,7 @@ def run_local(config: dict, timeout: float = 300, memory_mb: int | None = None,
                               capture_output=True, text=True, timeout=timeout, env=env,
                               preexec_fn=_limits(memory_mb, cpus))
     except subprocess.TimeoutExpired:
-        return {"model": config["model"], "error": f"timed out after {timeout:g} s",
+        return {"model": config["model"], "error": f"timed out after {timeout:g} s", "timed_out": True,
                 "hint": "raise --timeout or lower --runs/--duration"}
     return interpret(config["model"], proc.returncode, proc.stdout, proc.stderr, memory_mb)
 
@@ -65,7 +65,7 @@ def interpret(model: str, returncode: int, stdout: str, stderr: str,
                 **({"hint": result["hint"]} if result.get("hint") else {})}
     if returncode < 0:
         name = signal.Signals(-returncode).name
-        return {"model": model, "error": f"the runtime crashed ({name})",
+        return {"model": model, "error": f"the runtime crashed ({name})", "signal": name,
                 "hint": "the model or the runtime is broken; `edgenn inspect` the model"}
     if "MemoryError" in stderr or "bad_alloc" in stderr:
         return {"model": model, "error": f"out of memory (limit {memory_mb} MB)",
