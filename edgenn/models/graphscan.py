@@ -137,29 +137,26 @@ def _graph_roots(meta) -> set[str]:
     return roots
 
 
-def _graph_reach(graph, roots: set[str]) -> set[str]:
-    """The top-level nodes ``roots`` depend on, data and control inputs alike."""
-    inputs = {node.name: [_node(i) for i in node.input] for node in graph.node}
-    seen, stack = set(), [r for r in roots if r in inputs]
+def _closure(roots: set[str], edges: dict) -> set[str]:
+    """Everything ``roots`` reach through ``edges`` (a name -> the names it leads to)."""
+    seen, stack = set(), [r for r in roots if r in edges]
     while stack:
         name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        stack.extend(i for i in inputs.get(name, ()) if i not in seen)
+        if name not in seen:
+            seen.add(name)
+            stack.extend(n for n in edges[name] if n in edges and n not in seen)
     return seen
+
+
+def _graph_reach(graph, roots: set[str]) -> set[str]:
+    """The top-level nodes ``roots`` depend on, data and control inputs alike."""
+    return _closure(roots, {node.name: [_node(i) for i in node.input] for node in graph.node})
 
 
 def _reach(roots: set[str], library: dict) -> set[str]:
-    seen, stack = set(), [r for r in roots if r in library]
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        for node in library[name].node_def:
-            stack.extend(c for c in _called(node) if c in library and c not in seen)
-    return seen
+    """The library functions ``roots`` call, directly or through others."""
+    return _closure(roots, {name: [c for node in fn.node_def for c in _called(node)]
+                            for name, fn in library.items()})
 
 
 def _refusal(path: Path, op: str, node: str, where: str, problem: str) -> UnsafeModelError:
