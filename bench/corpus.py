@@ -65,7 +65,9 @@ def input_specs(path: Path) -> list[tuple[str, list, str]] | None:
                      {"string": "string"}.get(spec["dtype"], spec["dtype"]))
                     for name, spec in sig["inputs"].items()]
         if path.suffix == ".onnx":
-            inputs = onnxruntime.InferenceSession(str(path)).get_inputs()
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3
+            inputs = onnxruntime.InferenceSession(str(path), options).get_inputs()
             out = []
             for i in inputs:
                 kind = i.type[len("tensor("):-1] if i.type.startswith("tensor(") else "string"
