@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import __version__
 from ..artifacts import refuse_overwrite, sha256
-from ..errors import UsageError
+from ..errors import RuntimeFailure, UsageError
 from ..fidelity import Fidelity, Task, detect_task, detect_tasks, judge, output_names
 from ..recipe import ExportFormat
 from .export import EXECUTION_PROVIDERS, Artifact, ExportSpec, export
@@ -243,7 +243,7 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
                                                       x_check, log)
     else:
         artifact = export(model, spec, out, x_calib, provenance=provenance, log=log)
-        candidate, info = _run(artifact, x_check), None
+        candidate, info = _checked_run(artifact, x_check), None
     judged, names = Task(task), None
     if loaded.flavour != "savedmodel" and len(model.outputs) > 1:  # each head by its own task
         names = output_names(model)
@@ -301,6 +301,25 @@ def _run(artifact: Artifact, x: np.ndarray) -> list[np.ndarray]:
     from ..runtime.litert import TFLiteRunner
 
     return TFLiteRunner(artifact.path).predict(*as_list(x))
+
+
+def _checked_run(artifact, x):
+    """The artifact's outputs on ``x``; an artifact its runtime cannot run is not left behind.
+
+    One with Select TF (Flex) ops is kept, as asked for, and the error says its agreement is
+    unchecked: the LiteRT here has no Flex delegate.
+    """
+    try:
+        return _run(artifact, x)
+    except RuntimeFailure as err:
+        if artifact.flex_ops:
+            raise RuntimeFailure(f"{artifact.path} was written with Select TF (Flex) ops "
+                                 f"({', '.join(artifact.flex_ops)}), which this LiteRT cannot run, "
+                                 "so its agreement with the model is unchecked",
+                                 "check it where the Flex delegate is linked (edgenn profile "
+                                 "--accelerator delegate:PATH on that device)") from None
+        Path(artifact.path).unlink(missing_ok=True)
+        raise RuntimeFailure(f"{err.message}; nothing was written", err.hint) from None
 
 
 def _export_trainable(model, spec, out: Path, trainable, provenance, x_check, log):
