@@ -465,3 +465,29 @@ def test_an_ir3_file_without_weights_calibrates(tmp_path):
                 str(tmp_path / "q.onnx"), "--json", block_tf=True)
     assert r.code == 0, r.err or r.out
     assert "IR version 3 raised to 7" in r.json()["notes"][0]
+
+
+def test_the_agent_and_the_runner_read_onnx_element_types_alike():
+    """The profiler's agent stands alone on devices, so it keeps its own copy of the rule the
+    runner and the quantizer use: both must give the same type, or both refuse, for every
+    ONNX element type (and for what is no tensor)."""
+    import numpy as np
+    from onnx import TensorProto
+
+    from edgenn.profile.agent import element_type as agent_type
+    from edgenn.runtime.onnx_info import element_type
+
+    kinds = [f"tensor({name.lower()})" for name in TensorProto.DataType.keys() if name != "UNDEFINED"]
+    kinds += ["seq(tensor(float))", "map(int64,tensor(float))", "optional(tensor(float))"]
+    fed = 0
+    for kind in kinds:
+        ours = element_type(kind)
+        try:
+            theirs = agent_type("x", kind)
+        except RuntimeError:
+            theirs = None
+        assert ours == theirs, kind
+        fed += ours is not None
+    assert element_type("tensor(double)") == np.float64 and element_type("tensor(float)") == np.float32
+    assert element_type("tensor(string)") is None and element_type("seq(tensor(float))") is None
+    assert fed >= 12  # every numeric type numpy has

@@ -68,7 +68,9 @@ def random_input(shape, dtype, rng):
 def element_type(name, kind):
     """The numpy type of an ONNX input of type ``kind`` ("tensor(double)"), or a clear refusal.
 
-    Strings, sequences, maps and optionals cannot be made up at random.
+    Strings, sequences, maps and optionals cannot be made up at random. The rule is
+    runtime/onnx_info.element_type's, kept here because this file stands alone (a test checks
+    that the two agree on every ONNX type).
     """
     base = kind[len("tensor("):-1] if kind.startswith("tensor(") and kind.endswith(")") else None
     base = {"float": "float32", "double": "float64"}.get(base, base)

@@ -35,6 +35,24 @@ def type_name(proto, helper) -> str:
     return str(kind or "undefined")
 
 
+def element_type(kind: str):
+    """The numpy type of an ONNX value of type ``kind`` ("tensor(double)"), or None.
+
+    None for what cannot be fed as a numpy array: strings, sequences, maps, optionals and
+    element types numpy lacks (float8, int4; bfloat16 unless ml_dtypes is loaded).
+    profile/agent.py keeps the same rule (it stands alone on devices); a test in
+    tests/test_foreign_onnx.py checks that the two agree.
+    """
+    base = kind[len("tensor("):-1] if kind.startswith("tensor(") and kind.endswith(")") else None
+    base = {"float": "float32", "double": "float64"}.get(base, base)
+    if base is None or base == "string":
+        return None
+    try:
+        return np.dtype(base)
+    except TypeError:
+        return None
+
+
 _NO_KERNEL = re.compile(r"Could not find an implementation for ([\w.]+)\((\d+)\)")
 _ORT_PREFIX = re.compile(r"\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
 OLDEST_OPSET = 7  # ONNX Runtime registers kernels from opset 7 on

@@ -8,11 +8,7 @@ import numpy as np
 
 from ..errors import MissingDependencyError, RuntimeFailure
 from .layout import batch_axes, from_model, to_model
-
-_KINDS = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-          "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16,
-          "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16,
-          "tensor(uint32)": np.uint32, "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_}
+from .onnx_info import element_type, runtime_hint, runtime_message
 
 
 class ONNXRunner:
@@ -42,8 +38,6 @@ class ONNXRunner:
         try:
             self.session = ort.InferenceSession(source, options, providers=wanted)
         except Exception as err:
-            from .onnx_info import runtime_hint, runtime_message
-
             raise RuntimeFailure(f"ONNX Runtime could not load the model: "
                                  f"{runtime_message(err)[:300]}",
                                  runtime_hint(err) or "check the model with `edgenn inspect`") from None
@@ -81,7 +75,7 @@ class ONNXRunner:
             feed = {}
             taken = min(step, n - start)
             for spec, axis, x in zip(self.inputs, self.input_axes, xs):
-                dtype = _KINDS.get(spec.type)
+                dtype = element_type(spec.type)
                 if dtype is None:
                     raise RuntimeFailure(f"input {spec.name!r} takes {spec.type}, which edgenn "
                                          "cannot feed (it feeds numbers and booleans)",
@@ -95,8 +89,6 @@ class ONNXRunner:
             try:
                 result = self.session.run(None, feed)
             except Exception as err:  # ORT raises its own exception types
-                from .onnx_info import runtime_hint, runtime_message
-
                 raise RuntimeFailure(f"ONNX Runtime could not run the model: "
                                      f"{runtime_message(err)[:300]}",
                                      runtime_hint(err) or "check the model's inputs with "
