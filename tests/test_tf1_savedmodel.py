@@ -68,3 +68,19 @@ def test_an_unshaped_tf1_placeholder_is_one_line(tf1, tmp_path):
     assert r.json()["signatures"][0]["inputs"]["x"]["shape"] is None
     r = run_cli("convert", tf1["unshaped"], "--to", "tflite", "-o", str(tmp_path / "m.tflite"))
     assert_clean_error(r, 2, "'x' of unknown rank", "tf.TensorSpec")
+
+
+def test_the_edge_tpu_road_fixes_a_tf1_graphs_batch(tf1, tmp_path):
+    """The Edge TPU compiles static shapes: a TF1 signature went to the converter as it is and
+    kept its open batch ([-1, 3]). Its placeholders now take the batch of 1, on a fresh load,
+    so the source model still answers for a whole batch in the fidelity check."""
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(1).normal(size=(60, 3)).astype(np.float32))
+    out = tmp_path / "et.tflite"
+    r = run_cli("convert", tf1["plain"], "--to", "tflite", "--target", "edgetpu",
+                "--data", str(tmp_path / "x.npz"), "-o", str(out), "--json")
+    assert r.code == 0, r.err or r.out
+    assert r.json()["fidelity"]["passed"] and r.json()["fidelity"]["samples"] > 1
+    from ai_edge_litert.interpreter import Interpreter
+
+    detail = Interpreter(model_path=str(out)).get_input_details()[0]
+    assert list(detail["shape_signature"]) == [1, 3]

@@ -180,11 +180,9 @@ def traced(model, batch_size: int | None = None):
 
     The same road for Keras 3 and tf_keras models (Keras 3 runs on the TensorFlow backend).
     """
-    if getattr(model, "tf1", False):
-        # A TensorFlow 1 SavedModel's signature function, as it is: wrapped in another, it
-        # becomes a call into the pruned graph, which still holds the reference variables
-        # (VariableV2) that neither converter takes; its own graph has their values.
-        return model.fn
+    own = getattr(model, "own_function", None)  # a SavedModel's signature may go as it is
+    if own is not None and (fn := own(batch_size)) is not None:
+        return fn
     tensorflow = tf()
     from ..evaluate import inference_call
 
@@ -257,9 +255,8 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     # writes a serving_default signature, which LiteRT's CompiledModel and ai-edge-quantizer
     # run). Keras 3 wraps each tf.Variable; handing it the Keras 3 model made it freeze the
     # wrong ones (every output came back NaN), so it gets the tf.Variables themselves.
-    # A TensorFlow 1 SavedModel's signature has its variables' values captured already; its
-    # reference variables (VariableV2) are nothing the converter can lift from the loaded object.
-    owner = None if getattr(model, "tf1", False) else _holder(model) if is_keras3(model) else model
+    # A SavedModel's signature model names the owner itself (none for a TensorFlow 1 graph).
+    owner = _holder(model) if is_keras3(model) else model
     converter = tensorflow.lite.TFLiteConverter.from_concrete_functions(
         [traced(model, batch_size)], owner)
     ops = [tensorflow.lite.OpsSet.TFLITE_BUILTINS]

@@ -89,8 +89,32 @@ class SignatureModel:
 
     @property
     def trackable(self):
-        """The loaded SavedModel: what owns the variables the signature reads."""
-        return self._loaded
+        """The loaded SavedModel: what owns the variables the signature reads.
+
+        None for a TensorFlow 1 graph: its signature captured its variables' values, and its
+        reference variables are nothing a converter can lift from the loaded object.
+        """
+        return None if self.tf1 else self._loaded
+
+    def own_function(self, batch_size: int | None = None):
+        """The signature function as the converters must take it, or None to trace the call.
+
+        A TensorFlow 1 signature goes as it is: wrapped in another function it becomes a call
+        into the pruned graph, which still holds the reference variables (VariableV2) that
+        neither converter takes; its own graph has their values. A fixed batch (the Edge TPU's)
+        is set on a fresh load's placeholders, so this model keeps its open batch.
+        """
+        if not self.tf1:
+            return None
+        if batch_size is None:
+            return self.fn
+        from .._tf import tf
+
+        fn = tf().saved_model.load(str(self.path)).signatures[self.key]
+        for tensor in fn.inputs:
+            if tensor.shape.rank and tensor.shape[0] is None:
+                tensor.set_shape([batch_size, *tensor.shape.as_list()[1:]])
+        return fn
 
     def __call__(self, x, training: bool = False):
         xs = x if isinstance(x, (list, tuple)) else [x]
