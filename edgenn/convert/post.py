@@ -99,11 +99,13 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
                          f"use one of: {', '.join(modes)}")
     refuse_overwrite(out, source)
     check_writable(out)
-    if suffix == ".tflite" and mode in ("int8", "int16"):
+    info = None
+    if suffix == ".tflite":  # read once: the already-quantized check, calibration, the count
         from ..runtime.tflite_info import describe
 
-        quantized = sum(n for kind, n in describe(source).get("quantization", {}).items()
-                        if kind != "float")
+        info = describe(source)
+    if suffix == ".tflite" and mode in ("int8", "int16"):
+        quantized = sum(n for kind, n in info.get("quantization", {}).items() if kind != "float")
         if quantized:  # calibrating quantized tensors again aborted LiteRT (LiteRT's add_quantized_int8)
             raise UsageError(f"{source} is already quantized ({quantized} quantized tensors), and "
                              f"--mode {mode} calibrates a float model",
@@ -129,7 +131,7 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
                          f"--quantize {mode if mode == 'int8' else 'int16x8'} --data ...`")
     reference = runner.predict(*x_check)  # a file its runtime cannot run stops here, unwritten
     if suffix == ".tflite":
-        blob, tool, notes = _aeq(source, mode, layers, x_calib, log, in_names)
+        blob, tool, notes = _aeq(source, info, mode, layers, x_calib, log, in_names)
     else:
         blob, tool, notes = _ort(source, mode, layers, x_calib, log)
     with atomic_path(out) as tmp:
@@ -356,7 +358,9 @@ def _probabilities(y: np.ndarray) -> bool:
     return bool(y.shape[1] > 1 and (y >= 0).all() and np.allclose(y.sum(1), 1, atol=1e-3))
 
 
-def _aeq(source: str, mode: str, layers: str, x_calib, log, names: list[str] | None = None):
+def _aeq(source: str, info: dict, mode: str, layers: str, x_calib, log,
+         names: list[str] | None = None):
+    """Quantize the .tflite ``source`` (``info``: its ``describe``) with ai-edge-quantizer."""
     try:
         from ai_edge_quantizer import qtyping, quantizer
     except ImportError:
@@ -383,7 +387,7 @@ def _aeq(source: str, mode: str, layers: str, x_calib, log, names: list[str] | N
     try:
         with quiet_stderr():
             if q.need_calibration:
-                calibration = _min_max(q, _calibration_set(source, x_calib, names))
+                calibration = _min_max(q, _calibration_set(source, info, x_calib, names))
     except (ValueError, RuntimeError, KeyError, NotImplementedError) as err:
         raise ConversionError(f"ai-edge-quantizer could not calibrate {source}: "
                               f"{' '.join(str(err).split())[:300]}",
@@ -397,7 +401,7 @@ def _aeq(source: str, mode: str, layers: str, x_calib, log, names: list[str] | N
                               f"({type(err).__name__}: {' '.join(str(err).split())[:300]})",
                               "try another --mode, or limit it with --layers") from None
     blob = bytes(result.quantized_model)
-    if _integer_tensors(blob) <= _integer_tensors(source):
+    if _integer_tensors(blob) <= _integer_tensors(info):
         if layers != ".*":
             raise UsageError(f"--layers {layers!r} matches no op ai-edge-quantizer quantizes in "
                              f"{source} ({mode}); nothing was written", "match op output tensor "
@@ -434,16 +438,19 @@ def _min_max(q, data: dict) -> dict:
     return calib.get_model_qsvs()
 
 
-def _integer_tensors(model: bytes | str) -> int:
-    """How many tensors of a .tflite file (bytes or path) hold integers of 16 bits or fewer."""
+def _integer_tensors(model: bytes | dict) -> int:
+    """How many tensors of a .tflite file hold integers of 16 bits or fewer.
+
+    ``model``: the file's bytes, or its ``describe``.
+    """
     from ..runtime.tflite_info import describe
 
     if isinstance(model, bytes):
         with tempfile.TemporaryDirectory(prefix="edgenn-quantize-") as tmp:
             path = Path(tmp, "m.tflite")
             path.write_bytes(model)
-            return _integer_tensors(str(path))
-    dtypes = describe(model).get("tensor_dtypes", {})
+            return _integer_tensors(describe(path))
+    dtypes = model.get("tensor_dtypes", {})
     return sum(dtypes.get(k, 0) for k in ("int8", "uint8", "int4", "int16"))
 
 
@@ -514,14 +521,13 @@ def readable_for_quantizer(blob: bytes) -> tuple[bytes, list[str]]:
     return bytes(builder.Output()), notes
 
 
-def _calibration_set(source: str, x_calib, order: list[str] | None = None) -> dict:
+def _calibration_set(source: str, info: dict, x_calib, order: list[str] | None = None) -> dict:
     """{signature key: [{input name: one sample}, ...]}: how ai-edge-quantizer calibrates.
 
-    ``order``: the signature name of each array of ``x_calib`` (``input_names``).
+    ``info``: the source's ``describe``; ``order``: the signature name of each array of
+    ``x_calib`` (``input_names``).
     """
-    from ..runtime.tflite_info import describe
-
-    signatures = {sd["key"]: {"inputs": list(sd["inputs"])} for sd in describe(source)["signatures"]}
+    signatures = {sd["key"]: {"inputs": list(sd["inputs"])} for sd in info["signatures"]}
     if not signatures:
         raise UsageError(f"{source} has no signature, and ai-edge-quantizer calibrates through "
                          "signatures", "use --mode dynamic-int8 or weight-int8, or convert the "

@@ -137,13 +137,15 @@ class TFLiteRunner:
         self.stateful = stateful_ops(self.interpreter)
         from .layout import batch_axes
 
-        self.input_axes, self.output_axes = batch_axes([_signature(d) for d in self.inputs],
+        # the dims each input is declared with (-1 open), read once: resizing changes "shape"
+        self.declared = [_signature(d) for d in self.inputs]
+        self.input_axes, self.output_axes = batch_axes(self.declared,
                                                        [_signature(d) for d in self.outputs])
 
     def sample_shapes(self) -> list[tuple]:
         """Each input's shape per sample (its batch axis left out; None for an open size)."""
-        return [tuple(d if d > 0 else None for k, d in enumerate(_signature(i)) if k != axis)
-                for i, axis in zip(self.inputs, self.input_axes)]
+        return [tuple(d if d > 0 else None for k, d in enumerate(signature) if k != axis)
+                for signature, axis in zip(self.declared, self.input_axes)]
 
     def _resize(self, batch: int, samples: list[tuple] | None = None) -> None:
         """Input tensors for ``batch`` samples.
@@ -155,8 +157,8 @@ class TFLiteRunner:
         key = (batch, tuple(map(tuple, samples or ())))
         if key == self._batch:
             return
-        for i, (detail, axis) in enumerate(zip(self.inputs, self.input_axes)):
-            signature = _signature(detail)
+        for i, (detail, signature, axis) in enumerate(zip(self.inputs, self.declared,
+                                                          self.input_axes)):
             sample = list(samples[i]) if samples and i < len(samples) else []
             inner = [d for k, d in enumerate(signature) if k != axis]
             if len(sample) != len(inner):
@@ -223,8 +225,8 @@ class TFLiteRunner:
         setting that differs per sample, or an output without a batch axis, means one sample
         per run.
         """
-        fixed = {_signature(d)[axis] for d, axis in zip(self.inputs, self.input_axes)
-                 if axis is not None and _signature(d)[axis] > 0}
+        fixed = {signature[axis] for signature, axis in zip(self.declared, self.input_axes)
+                 if axis is not None and signature[axis] > 0}
         if fixed:
             return [min(fixed)]
         varying = any(axis is None and len(x) > 1 and not (x == x[:1]).all()
