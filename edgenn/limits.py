@@ -137,3 +137,35 @@ def read_gzip(path: Path, what: str) -> bytes:
             f"{_size(path.stat().st_size)} on disk (an archive bomb, or a very large file)",
             f"if you trust the file, raise the limit with {FLAG}")
     return data
+
+
+def available_bytes() -> int | None:
+    """Memory the kernel says a new allocation can have now (MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def made_up_batch(what: str, sample_bytes: int, wanted: int, hint: str) -> int:
+    """How many made-up samples of ``sample_bytes`` fit: ``wanted``, fewer, or a refusal.
+
+    Random check inputs follow the shape a model declares, and a file can declare any shape
+    (a [1, 40000, 40000, 3] input is 19 GB a sample): edgenn spends at most an eighth of the
+    memory available on them. The rest is for running them: the model and its converted file
+    each copy the inputs and hold activations (a 4.8 GB sample through a pooling layer peaked
+    at 15 GB in `inspect`'s bridge check and 20 GB in `convert`).
+    """
+    free = available_bytes()
+    if free is None or sample_bytes <= 0:
+        return wanted
+    budget = max(free // 8, FLOOR)
+    if sample_bytes > budget:
+        raise InputFileError(f"{what} takes {_size(sample_bytes)} per sample, more than "
+                             f"edgenn gives made-up inputs: {_size(budget)}, an eighth of the "
+                             f"{_size(free)} of memory available", hint)
+    return max(1, min(wanted, budget // sample_bytes))

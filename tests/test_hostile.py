@@ -97,9 +97,17 @@ def test_code_carriers_refused_under_every_command(results, family):
 def test_corpus_covers_each_family(results):
     families = {name.split("/")[0].rstrip("0123456789_") for name in results}
     for needed in ("oplambda_write_file", "sm_write", "sm_init_write", "bomb_keras", "bomb_npz",
-                   "yaml_bomb", "deep_50000", "fuzz", "zip_slip", "one_sample", "cpus_99"):
+                   "yaml_bomb", "deep_50000", "fuzz", "zip_slip", "one_sample", "cpus_99",
+                   "huge_input", "huge_arena"):
         assert any(f.startswith(needed.rstrip("0123456789_")) for f in families), needed
     assert sum(name.startswith("fuzz_") for name in results) >= 36
+
+
+def test_a_model_declaring_huge_inputs_is_described_not_run(results):
+    """inspect describes it, and says why the bridge is unchecked; nothing that size was made."""
+    doc = json.loads(results["huge_input_keras/inspect"]["out"])
+    assert doc["params"] == 16 and doc["bridge"]["ok"] is False
+    assert "made-up inputs" in doc["bridge"]["error"], doc["bridge"]
 
 
 # A child forked from this pytest process (TensorFlow loaded: about 2 GB) starts with the

@@ -81,7 +81,7 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
                   min_snr: float | None = None, log=lambda m: None,
                   input_shapes: list | None = None) -> PostQuantResult:
     """Quantize ``source`` (.tflite or .onnx) into ``output`` and check it against ``source``."""
-    from ..artifacts import atomic_path, check_writable, refuse_overwrite
+    from ..artifacts import atomic_path, check_writable, refuse_overwrite, removed_on_failure
     from ..models.formats import ModelFormat, detect
 
     fmt = detect(source)
@@ -136,36 +136,36 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
         blob, tool, notes = _ort(source, mode, layers, x_calib, log)
     with atomic_path(out) as tmp:
         tmp.write_bytes(blob)
-    try:
-        candidate = _runner(str(out)).predict(*x_check)
-    except RuntimeFailure as err:  # the quantizer's own runtime refuses what it wrote
-        out.unlink(missing_ok=True)
-        plain = [m for m in (("dynamic-int8",) if suffix == ".onnx"
-                             else ("dynamic-int8", "weight-int8")) if m != mode]
-        first = f"try --mode {' or '.join(plain)}" if plain else "keep the float file"
-        raise ConversionError(
-            f"{tool} wrote a {suffix} file that its runtime cannot load or run "
-            f"({' '.join(str(err.message).split())[:240]}); nothing was written",
-            f"{first}, or quantize from the Keras model or SavedModel with "
-            f"`edgenn convert MODEL --to {suffix[1:]} --quantize int8 --data ...`") from None
-    tasks = _output_tasks(task, names, reference, ops)
-    fidelity = judge(reference, candidate, tasks[0] if len(set(tasks)) == 1 else tasks,
-                     _BAR[mode], data, threshold, min_snr, names)
-    one_sided = [n for n, t, y in zip(names, tasks, reference)
-                 if t is Task.multilabel and ((y >= 0.5).all() or (y < 0.5).all())]
-    if one_sided:  # every label on one side: agreeing on them says little
-        notes.append(f"output {one_sided[0]!r} never crosses 0.5 on these inputs, so its label "
-                     "agreement says little: check on inputs where it does (--data)")
-    return PostQuantResult(str(source), str(out), suffix[1:], mode, tool, Path(source).stat().st_size,
-                           len(blob), fidelity, layers, tuple(notes))
+    with removed_on_failure(out):  # nothing left behind by a crash in the check either
+        try:
+            candidate = _runner(str(out)).predict(*x_check)
+        except RuntimeFailure as err:  # the quantizer's own runtime refuses what it wrote
+            plain = [m for m in (("dynamic-int8",) if suffix == ".onnx"
+                                 else ("dynamic-int8", "weight-int8")) if m != mode]
+            first = f"try --mode {' or '.join(plain)}" if plain else "keep the float file"
+            raise ConversionError(
+                f"{tool} wrote a {suffix} file that its runtime cannot load or run "
+                f"({' '.join(str(err.message).split())[:240]}); nothing was written",
+                f"{first}, or quantize from the Keras model or SavedModel with "
+                f"`edgenn convert MODEL --to {suffix[1:]} --quantize int8 --data ...`") from None
+        tasks = _output_tasks(task, names, reference, ops)
+        fidelity = judge(reference, candidate, tasks[0] if len(set(tasks)) == 1 else tasks,
+                         _BAR[mode], data, threshold, min_snr, names)
+        one_sided = [n for n, t, y in zip(names, tasks, reference)
+                     if t is Task.multilabel and ((y >= 0.5).all() or (y < 0.5).all())]
+        if one_sided:  # every label on one side: agreeing on them says little
+            notes.append(f"output {one_sided[0]!r} never crosses 0.5 on these inputs, so its label "
+                         "agreement says little: check on inputs where it does (--data)")
+        return PostQuantResult(str(source), str(out), suffix[1:], mode, tool, Path(source).stat().st_size,
+                               len(blob), fidelity, layers, tuple(notes))
 
 
 def _survives(source: str, suffix: str) -> None:
     """Run ``source`` once in a child process first, where a crash cannot take edgenn down.
 
     A file that aborts or segfaults its runtime would end this process with no message.
-    Only a crash or a hang is reported from the child; any other failure is left to the run
-    in this process, which words it for the user.
+    Only a crash, a hang or running out of memory (under ``run_local``'s limit) is reported
+    from the child; any other failure is left to the run in this process, which words it.
     """
     from ..profile.isolate import run_local
 
@@ -174,12 +174,15 @@ def _survives(source: str, suffix: str) -> None:
               "accelerator": "xnnpack" if suffix == ".tflite" else "cpu", "threads": None,
               "warmup": 0, "runs": 1}
     doc = run_local(config, timeout=300)
-    if doc.get("signal") or doc.get("timed_out"):
+    if doc.get("signal") or doc.get("timed_out") or doc.get("out_of_memory"):
         tool = "LiteRT" if suffix == ".tflite" else "ONNX Runtime"
-        what = f"crashed ({doc['signal']})" if doc.get("signal") else "did not finish in 300 s"
+        what = (f"crashed ({doc['signal']})" if doc.get("signal") else "did not finish in 300 s"
+                if doc.get("timed_out") else f"ran out of memory ({doc['error'][:200]})")
+        hint = ("quantize it on a machine with more memory" if doc.get("out_of_memory") else
+                "the file may be damaged, or use ops this runtime mishandles: `edgenn inspect` "
+                "lists them")
         raise RuntimeFailure(f"{tool} {what} running {source} once on inputs of its own shape; "
-                             "nothing was written", "the file may be damaged, or use ops this "
-                             "runtime mishandles: `edgenn inspect` lists them")
+                             "nothing was written", hint)
 
 
 def _runner(path: str):
@@ -227,16 +230,21 @@ def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None
             axes = getattr(runner, "input_axes", [0] * len(full))
             shapes = [(None, *[d for k, d in enumerate(shape) if k != axis])
                       for shape, axis in zip(full, axes)]
+        from ..limits import made_up_batch
+
         rng = np.random.default_rng(0)
         per_sample = sum(int(np.prod([d or 1 for d in shape[1:]])) for shape in shapes)
-        n = max(1, min(samples, 64, 2**28 // max(1, per_sample)))  # at most 1 GB of inputs
+        n = made_up_batch(f"{source}'s input ({', '.join(str(list(s[1:])) for s in shapes)[:200]})",
+                          4 * per_sample,
+                          max(1, min(samples, 64, 2**28 // max(1, per_sample))),  # <= 1 GB
+                          "check it on real samples (--data), or on a machine with more memory")
         xs = []
         for shape, dtype, batched in zip(shapes, _input_dtypes(runner), _batched(runner)):
             size = (n if batched else 1, *[d or 1 for d in shape[1:]])
             ints = integer_dtype(dtype)  # ids 0 and 1 exist in any embedding table
             x = (rng.integers(0, 2, size=size).astype(ints) if ints is not None
                  else rng.integers(0, 2, size=size).astype(bool) if _is_bool(dtype)
-                 else rng.random(size).astype(np.float32))
+                 else rng.random(size, dtype=np.float32))
             xs.append(x if batched else np.repeat(x, n, 0))  # one setting shared by the batch
         return xs, None, "random inputs"
     if len(shapes) != 1:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..artifacts import refuse_overwrite, sha256
+from ..artifacts import refuse_overwrite, removed_on_failure, sha256
 from ..errors import RuntimeFailure, UsageError
 from ..fidelity import Fidelity, Task, detect_task, detect_tasks, judge, output_names
 from ..recipe import ExportFormat
@@ -209,7 +209,6 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
     model instead. The artifact is written before the fidelity check, so a failing one can be
     inspected; the result's ``exit_code`` is 3 then.
     """
-    from ..evaluate import keras_predict
     from ..models.bridge import random_inputs
 
     out = Path(output)
@@ -230,7 +229,10 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
     if splits is not None:
         x_check, source = take(splits.x_test, slice(0, samples)), f"{data_spec.source} test split"
     else:
-        x_check, source = random_inputs(model, seed=0, batch=min(samples, 64)), "random inputs"
+        x_check = random_inputs(model, seed=0, batch=min(samples, 64),
+                                hint="check it on real samples of a smaller size (--data), or "
+                                "convert on a machine with more memory")
+        source = "random inputs"
         x_check = x_check if len(x_check) > 1 else x_check[0]
     if trainable is not None and len(as_list(x_check)) > 1:
         raise UsageError("--trainable exports single-input models", "drop --trainable")
@@ -243,37 +245,41 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
                                                       x_check, log)
     else:
         artifact = export(model, spec, out, x_calib, provenance=provenance, log=log)
-        candidate, info = _checked_run(artifact, x_check), None
-    judged, names = Task(task), None
-    if loaded.flavour != "savedmodel" and len(model.outputs) > 1:  # each head by its own task
-        names = output_names(model)
-        judged = (detect_tasks(model, loaded.info.loss) if judged is Task.auto
-                  else [judged] * len(names))
-    elif judged is Task.auto:
-        if loaded.flavour == "savedmodel":  # no output layer to read: read its answers
-            judged = Task.classification if model.looks_like_probabilities(x_check) else Task.regression
-        else:
-            judged = detect_task(model, loaded.info.loss)
-    fidelity = judge(keras_predict(model, x_check, every_output=True), candidate, judged,
-                     spec.quantization.value, source, threshold, min_snr, names)
-    explanation = None
-    if explain:
-        from .explain import Explanation, explain_tflite
+        with removed_on_failure(artifact.path, keep=Unchecked):
+            candidate, info = _checked_run(artifact, x_check), None
+    from ..evaluate import keras_predict
 
-        if loaded.flavour == "savedmodel":
-            explanation = Explanation(0, (), (), skipped="--explain compares Keras layers; a "
-                                                        "SavedModel without Keras metadata has none")
-        elif spec.format is ExportFormat.tflite and spec.needs_calibration:
-            explanation = explain_tflite(model, out, x_check[:64]) if len(model.inputs) == 1 else \
-                Explanation(0, (), (), skipped="--explain compares single-input models")
-        else:
-            explanation = Explanation(0, (), (), skipped="--explain compares layers of int8/int16x8 "
-                                                        "TFLite models")
-    from .export import lost_front
+    with removed_on_failure(artifact.path):  # a crash in the comparison (out of memory...)
+        judged, names = Task(task), None
+        if loaded.flavour != "savedmodel" and len(model.outputs) > 1:  # each head by its own task
+            names = output_names(model)
+            judged = (detect_tasks(model, loaded.info.loss) if judged is Task.auto
+                      else [judged] * len(names))
+        elif judged is Task.auto:
+            if loaded.flavour == "savedmodel":  # no output layer to read: read its answers
+                judged = Task.classification if model.looks_like_probabilities(x_check) else Task.regression
+            else:
+                judged = detect_task(model, loaded.info.loss)
+        fidelity = judge(keras_predict(model, x_check, every_output=True), candidate, judged,
+                         spec.quantization.value, source, threshold, min_snr, names)
+        explanation = None
+        if explain:
+            from .explain import Explanation, explain_tflite
 
-    return ConvertResult(str(model_path), artifact, fidelity, bridge, explanation, info,
-                         front_end=lost_front(model, spec), head=_head(model),
-                         scopes_only=loaded.flavour == "savedmodel")
+            if loaded.flavour == "savedmodel":
+                explanation = Explanation(0, (), (), skipped="--explain compares Keras layers; a "
+                                                            "SavedModel without Keras metadata has none")
+            elif spec.format is ExportFormat.tflite and spec.needs_calibration:
+                explanation = explain_tflite(model, out, x_check[:64]) if len(model.inputs) == 1 else \
+                    Explanation(0, (), (), skipped="--explain compares single-input models")
+            else:
+                explanation = Explanation(0, (), (), skipped="--explain compares layers of int8/int16x8 "
+                                                            "TFLite models")
+        from .export import lost_front
+
+        return ConvertResult(str(model_path), artifact, fidelity, bridge, explanation, info,
+                             front_end=lost_front(model, spec), head=_head(model),
+                             scopes_only=loaded.flavour == "savedmodel")
 
 
 def _head(model) -> str | None:
@@ -303,6 +309,10 @@ def _run(artifact: Artifact, x: np.ndarray) -> list[np.ndarray]:
     return TFLiteRunner(artifact.path).predict(*as_list(x))
 
 
+class Unchecked(RuntimeFailure):
+    """An artifact written as asked that cannot be run here: it is kept, and said so."""
+
+
 def _checked_run(artifact, x):
     """The artifact's outputs on ``x``; an artifact its runtime cannot run is not left behind.
 
@@ -313,7 +323,7 @@ def _checked_run(artifact, x):
         return _run(artifact, x)
     except RuntimeFailure as err:
         if artifact.flex_ops:
-            raise RuntimeFailure(f"{artifact.path} was written with Select TF (Flex) ops "
+            raise Unchecked(f"{artifact.path} was written with Select TF (Flex) ops "
                                  f"({', '.join(artifact.flex_ops)}), which this LiteRT cannot run, "
                                  "so its agreement with the model is unchecked",
                                  "check it where the Flex delegate is linked (edgenn profile "
@@ -334,13 +344,14 @@ def _export_trainable(model, spec, out: Path, trainable, provenance, x_check, lo
     blob = export_trainable(model, batch_size, train_layers, momentum)
     with atomic_path(out) as tmp:
         tmp.write_bytes(blob)
-    info = describe(out)
-    artifact = Artifact(str(out), "tflite", len(blob), gzip_size(blob), sha256(out), spec, provenance,
-                        ops=info["ops"], flex_ops=tuple(info["flex_ops"]),
-                        custom_ops=tuple(info["custom_ops"]))
-    export_info = TrainableExport(train_layers, batch_size, momentum,
-                                  tuple(s["key"] for s in info["signatures"]))
-    return artifact, [TrainableRunner(out).predict(x_check)], export_info
+    with removed_on_failure(out):
+        info = describe(out)
+        artifact = Artifact(str(out), "tflite", len(blob), gzip_size(blob), sha256(out), spec,
+                            provenance, ops=info["ops"], flex_ops=tuple(info["flex_ops"]),
+                            custom_ops=tuple(info["custom_ops"]))
+        export_info = TrainableExport(train_layers, batch_size, momentum,
+                                      tuple(s["key"] for s in info["signatures"]))
+        return artifact, [TrainableRunner(out).predict(x_check)], export_info
 
 
 def check(model_path: str, target: str, *, data_spec=None, allow_unsafe: bool = False,

@@ -143,7 +143,14 @@ def verify(k3_model, tfk_model, tolerance: float = DEFAULT_TOLERANCE,
     BridgeError
         Naming the first layer, in model order, whose output errs by more than the bound.
     """
-    inputs = random_inputs(k3_model, seed)
+    from ..errors import InputFileError
+
+    try:
+        inputs = random_inputs(k3_model, seed)
+    except InputFileError as err:  # inputs too large to make up: the copy cannot be checked
+        raise BridgeError(f"the tf_keras copy could not be checked: {err.message}",
+                          "prune, cluster and QAT need that check; run them on a machine "
+                          "with more memory") from None
     a, b = _predict(k3_model, inputs), _predict(tfk_model, inputs)
     diff, _ = _max_diff(a, b)
     rel = _relative(a, b)
@@ -768,19 +775,31 @@ def _copy_weights(k3_model, tfk_model) -> None:
             target.set_weights(source)
 
 
-def random_inputs(model, seed: int = 0, batch: int = 4) -> list[np.ndarray]:
-    """Random inputs in each input's shape and dtype (integers stay inside embedding tables)."""
+def random_inputs(model, seed: int = 0, batch: int = 4,
+                  hint: str = "pass --data with real samples") -> list[np.ndarray]:
+    """Random inputs in each input's shape and dtype (integers stay inside embedding tables).
+
+    Fewer than ``batch`` samples when a model declares inputs too large for the memory
+    available, and a one-line refusal (``hint``: what to do) when one sample is.
+    """
+    from ..limits import made_up_batch
+
     rng = np.random.default_rng(seed)
     vocab = min((getattr(layer, "input_dim", 2) for layer in _walk(model)
                  if type(layer).__name__ == "Embedding"), default=2)
+    specs = [([d if d is not None else 8 for d in tuple(tensor.shape)[1:]],
+              np.dtype(getattr(tensor.dtype, "name", tensor.dtype))) for tensor in model.inputs]
+    sample = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in specs)
+    named = ", ".join(f"{getattr(t, 'name', i)} {inner} {dtype.name}"
+                      for i, (t, (inner, dtype)) in enumerate(zip(model.inputs, specs)))
+    batch = made_up_batch(f"the model's input ({named[:200]})", sample, batch, hint)
     out = []
-    for tensor in model.inputs:
-        shape = [batch] + [d if d is not None else 8 for d in tuple(tensor.shape)[1:]]
-        dtype = np.dtype(getattr(tensor.dtype, "name", tensor.dtype))
+    for inner, dtype in specs:
+        shape = [batch, *inner]
         if np.issubdtype(dtype, np.integer):
-            out.append(rng.integers(0, vocab, size=shape).astype(dtype))
-        else:
-            out.append(rng.random(shape).astype(dtype))
+            out.append(rng.integers(0, vocab, size=shape, dtype=np.int64).astype(dtype))
+        else:  # drawn in float32, not numpy's float64: half the peak for a large input
+            out.append(rng.random(shape, dtype=np.float32).astype(dtype, copy=False))
     return out
 
 

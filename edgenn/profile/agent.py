@@ -55,6 +55,7 @@ def random_input(shape, dtype, rng):
     """
     dtype = np.dtype(dtype)
     shape = [d if d and d > 0 else 1 for d in shape]
+    check_size(shape, dtype)
     if np.issubdtype(dtype, np.integer) and dtype.itemsize >= 4:
         return np.zeros(shape, dtype)
     if np.issubdtype(dtype, np.integer):
@@ -62,7 +63,29 @@ def random_input(shape, dtype, rng):
         return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
     if dtype == np.bool_:
         return rng.integers(0, 2, size=shape).astype(bool)
-    return rng.random(shape).astype(dtype)
+    return rng.random(shape, dtype=np.float32).astype(dtype, copy=False)
+
+
+def check_size(shape, dtype) -> None:
+    """Refuse an input too large to make up here: over a quarter of the memory available.
+
+    A file can declare any shape ([1, 40000, 40000, 3] is 19 GB). The same bound as edgenn's
+    limits.made_up_batch, kept here because this file stands alone.
+    """
+    need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    free = None
+    try:
+        with open("/proc/meminfo") as fh:
+            free = next((int(line.split()[1]) * 1024 for line in fh
+                         if line.startswith("MemAvailable:")), None)
+    except (OSError, ValueError):
+        pass
+    if free is not None and need > max(free // 4, 256 << 20):
+        err = RuntimeError(f"an input of shape {list(shape)} ({np.dtype(dtype).name}) takes "
+                           f"{need / 2**30:.1f} GiB, more than a quarter of the "
+                           f"{free / 2**30:.1f} GiB of memory available here")
+        err.hint = "profile it at a smaller size (--input-shape, where the file leaves it open)"
+        raise err
 
 
 def element_type(name, kind):
@@ -110,6 +133,8 @@ class LiteRT:
         self.interp = mod.Interpreter(**kwargs)
         for detail, shape in zip(self.interp.get_input_details(), cfg.get("input_shapes") or ()):
             self.interp.resize_tensor_input(detail["index"], shape, strict=False)
+        for detail in self.interp.get_input_details():  # before the arena is allocated
+            check_size(detail["shape"].tolist(), detail["dtype"])
         self.interp.allocate_tensors()
         self.inputs = self.interp.get_input_details()
         self.outputs = self.interp.get_output_details()
@@ -326,7 +351,9 @@ def main(argv) -> int:
     try:
         result = measure(cfg)
     except Exception as err:  # reported as data: the parent turns it into an error for this model
-        result = {"model": cfg.get("model"), "error": f"{type(err).__name__}: {err}"}
+        text = " ".join(str(err).split())  # LiteRT may raise with no message at all
+        result = {"model": cfg.get("model"), "error": f"{type(err).__name__}: {text}" if text
+                  else f"{type(err).__name__} (the runtime gave no message)"}
         if getattr(err, "hint", None):  # the agent's own message: no type name needed
             result["error"] = str(err)
             result["hint"] = err.hint

@@ -37,9 +37,30 @@ def _limits(memory_mb: int | None, cpus: list[int] | None):
     return apply
 
 
+def default_memory_mb() -> int | None:
+    """The child's address-space limit when none is given: 3/4 of the memory available now.
+
+    A file can declare tensors of any size (a 1 KB .tflite whose arena is 19 GB): past this
+    limit its allocation fails in the child and is reported, instead of the kernel's
+    out-of-memory killer choosing a process on this machine.
+    """
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return max(int(line.split()[1]) * 3 // 4 // 1024, 2048)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def run_local(config: dict, timeout: float = 300, memory_mb: int | None = None,
               cpus: list[int] | None = None) -> dict:
-    """Profile one model in a child interpreter; errors come back as {"error": ...}."""
+    """Profile one model in a child interpreter; errors come back as {"error": ...}.
+
+    ``memory_mb`` limits the child's address space (default: ``default_memory_mb``).
+    """
+    memory_mb = memory_mb or default_memory_mb()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
     try:
         proc = subprocess.run([sys.executable, str(AGENT), json.dumps(config)],
@@ -60,7 +81,9 @@ def interpret(model: str, returncode: int, stdout: str, stderr: str,
     if result is not None:
         error = result["error"]
         if "MemoryError" in error or "std::bad_alloc" in stderr:
-            error = f"out of memory (limit {memory_mb} MB): {error}"
+            return {"model": model, "error": f"out of memory (limit {memory_mb} MB): {error}",
+                    "out_of_memory": True, "hint": "raise --memory-limit, or run it on a "
+                    "machine with more memory"}
         return {"model": model, "error": error,
                 **({"hint": result["hint"]} if result.get("hint") else {})}
     if returncode < 0:
@@ -69,6 +92,6 @@ def interpret(model: str, returncode: int, stdout: str, stderr: str,
                 "hint": "the model or the runtime is broken; `edgenn inspect` the model"}
     if "MemoryError" in stderr or "bad_alloc" in stderr:
         return {"model": model, "error": f"out of memory (limit {memory_mb} MB)",
-                "hint": "raise --memory-limit"}
+                "out_of_memory": True, "hint": "raise --memory-limit"}
     tail = " ".join(stderr.strip().splitlines()[-1:])[:300] if stderr.strip() else "no output"
     return {"model": model, "error": f"the profiler exited with code {returncode}: {tail}"}

@@ -103,6 +103,35 @@ def _numbered(names: list[str]) -> list[str]:
     return sorted(names, key=key)
 
 
+def _peak_activations(interpreter) -> tuple[str | None, int]:
+    """(op, bytes): the op whose input and output tensors take the most memory at once.
+
+    A lower bound on LiteRT's arena for one run at the file's declared shapes (an open size
+    counts as 1), read before anything is allocated. Tensors no op computes (weights) are left
+    out. (None, 0) when the interpreter gives no op details.
+    """
+    try:
+        ops = interpreter._get_ops_details()
+        tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+    except Exception:  # noqa: BLE001 - an interpreter without op details: no bound
+        return None, 0
+    computed = {int(i) for op in ops for i in op["outputs"]}
+    computed |= {int(d["index"]) for d in interpreter.get_input_details()}
+
+    def size(index) -> int:
+        detail = tensors.get(int(index))
+        if detail is None or int(index) not in computed:
+            return 0
+        return int(np.prod([max(int(d), 1) for d in detail["shape"]])) * np.dtype(detail["dtype"]).itemsize
+
+    best = (None, 0)
+    for op in ops:
+        total = sum(size(i) for i in (*op["inputs"], *op["outputs"]) if int(i) >= 0)
+        if total > best[1]:
+            best = (op["op_name"], total)
+    return best
+
+
 def _signature(detail: dict) -> list[int]:
     """A tensor's dims as the file declares them: -1 where a size is open."""
     signature = detail.get("shape_signature")
@@ -141,6 +170,31 @@ class TFLiteRunner:
         self.declared = [_signature(d) for d in self.inputs]
         self.input_axes, self.output_axes = batch_axes(self.declared,
                                                        [_signature(d) for d in self.outputs])
+        self.peak = _peak_activations(self.interpreter)
+
+    def _fit_memory(self, steps: list[int]) -> list[int]:
+        """``steps`` capped so a run's activations take at most a quarter of the memory free.
+
+        A file can declare tensors of any size (a 1.5 KB file resizes an 8x8 image to
+        40000x40000: 19 GB a tensor), and a large legitimate model at batch 256 can need more
+        than a machine has: LiteRT then fails to allocate, or the kernel's out-of-memory killer
+        ends the process. ``peak`` is for one run at the file's own batch.
+        """
+        from ..limits import available_bytes
+
+        free = available_bytes()
+        op, need = self.peak
+        if free is None or not need:
+            return steps
+        budget = free // 4
+        if need > budget:
+            raise RuntimeFailure(f"the model needs at least {need / 2**30:.1f} GiB to run once (its "
+                                 f"{op} op's tensors), more than a quarter of the "
+                                 f"{free / 2**30:.1f} GiB of memory available",
+                                 "run it on a machine with more memory")
+        fixed = any(axis is not None and sig[axis] > 0
+                    for sig, axis in zip(self.declared, self.input_axes))
+        return steps if fixed else [max(1, min(step, budget // need)) for step in steps]
 
     def sample_shapes(self) -> list[tuple]:
         """Each input's shape per sample (its batch axis left out; None for an open size)."""
@@ -183,8 +237,9 @@ class TFLiteRunner:
             custom = unresolved_custom_ops(str(err))
             if custom:
                 raise RuntimeFailure(*custom) from None
-            raise RuntimeFailure(f"LiteRT could not allocate tensors for batch {batch}: "
-                                 f"{' '.join(str(err).split())[:300]}",
+            text = " ".join(str(err).split())[:300]
+            raise RuntimeFailure(f"LiteRT could not allocate tensors for batch {batch}"
+                                 + (f": {text}" if text else ""),
                                  "the model may have a fixed batch size; use batch 1") from None
         self._batch = key
         self.inputs = _in_order(self.interpreter, self.interpreter.get_input_details(), "inputs")
@@ -253,7 +308,7 @@ class TFLiteRunner:
                                      "processing out of the model)")
         n = len(xs[0])
         samples = [x.shape[1:] for x in xs]
-        steps = self._steps(xs, batch_size)
+        steps = self._fit_memory(self._steps(xs, batch_size))
         for k, step in enumerate(steps):
             try:
                 self._resize(step, samples)

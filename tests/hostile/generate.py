@@ -604,6 +604,61 @@ def usage_cases(c: Corpus, k3_base: Path) -> None:
                                        "coral-dev-board", "--strict"], expect=(0, 4))
 
 
+def size_cases(c: Corpus) -> None:
+    """Small files that declare tensors of many gigabytes.
+
+    Random check inputs follow the declared shape, and LiteRT's arena holds the largest op's
+    tensors: a 1 KB file made edgenn allocate 18 GB (or the kernel's out-of-memory killer end
+    it). Each is refused in one line before anything that large is allocated.
+    """
+    import keras
+    import onnx
+    import tensorflow as tf
+    from onnx import TensorProto, helper
+
+    out = c.out / "outputs"
+
+    def tflite(name, spec, body):
+        fn = tf.function(body, input_signature=[tf.TensorSpec(spec, tf.float32)])
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+        path = c.out / f"{name}.tflite"
+        path.write_bytes(converter.convert())
+        return path
+
+    big = tflite("huge_input", [1, 40000, 40000, 3],
+                 lambda x: tf.reduce_mean(tf.nn.relu(x * 2.0 + 1.0), axis=[1, 2]))
+    arena = tflite("huge_arena", [1, 8, 8, 3], lambda x: tf.reduce_mean(tf.nn.relu(
+        tf.image.resize(x * 2.0, [40000, 40000], method="nearest") + 1.0), axis=[1, 2]))
+    c.case("huge_input_tflite/profile", ["profile", big, "--runs", "2"], expect=(3,), needle="GiB")
+    c.case("huge_input_tflite/quantize", ["quantize", big, "--mode", "dynamic-int8", "-o",
+                                          out / "huge_input.tflite"], needle="made-up inputs",
+           output=str(out / "huge_input.tflite"))
+    c.case("huge_arena_tflite/quantize", ["quantize", arena, "--mode", "dynamic-int8", "-o",
+                                          out / "huge_arena.tflite"], expect=(3,),
+           needle="to run once", output=str(out / "huge_arena.tflite"))
+    c.case("huge_arena_tflite/profile", ["profile", arena, "--runs", "2"], expect=(3,))
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["h"]),
+                               helper.make_node("ReduceMean", ["h"], ["y"], keepdims=0, axes=[2, 3])],
+                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                  [1, 3, 40000, 40000])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, c.out / "huge_input.onnx")
+    c.case("huge_input_onnx/profile", ["profile", c.out / "huge_input.onnx", "--runs", "2"],
+           expect=(3,), needle="GiB")
+    c.case("huge_input_onnx/quantize", ["quantize", c.out / "huge_input.onnx", "--mode",
+                                        "dynamic-int8", "-o", out / "huge_input.onnx"],
+           needle="made-up inputs", output=str(out / "huge_input.onnx"))
+    inp = keras.Input((40000, 40000, 3), name="satellite")
+    head = keras.layers.Dense(4, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inp))
+    keras.Model(inp, head).save(c.out / "huge_input.keras")
+    c.case("huge_input_keras/inspect", ["inspect", c.out / "huge_input.keras", "--json"], expect=(0,))
+    c.case("huge_input_keras/convert", ["convert", c.out / "huge_input.keras", "--to", "onnx", "-o",
+                                        out / "huge_input_keras.onnx"], needle="made-up inputs",
+           output=str(out / "huge_input_keras.onnx"))
+
+
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "outputs").mkdir(exist_ok=True)
@@ -615,6 +670,7 @@ def main(out: Path) -> None:
     yaml_cases(c)
     tflite_cases(c, k3_base)
     onnx_cases(c)
+    size_cases(c)
     usage_cases(c, k3_base)
     (out / "cases.json").write_text(json.dumps(c.cases, indent=1))
 
