@@ -227,3 +227,29 @@ def test_channels_last_images_move_channels_first_for_a_channels_first_input(tmp
     with pytest.raises(DataError) as err:
         match_model(load(DataSpec(str(tmp_path / "grey.npz"), task="inputs")), (None, 3, 6, 5), None)
     assert "--channels 3" in err.value.hint
+
+
+def test_an_image_folder_decodes_only_the_samples_a_command_takes(tmp_path):
+    """Every image was decoded (and stacked) before a split was taken: a folder of 50,000
+    photos needed tens of GB for a convert that uses a few hundred. Now the headers are read
+    up front (a bomb or a non-image is still refused at once) and the pixels when taken."""
+    import tracemalloc
+
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "big" / cls).mkdir(parents=True)
+        for i in range(150):  # 1000x1000 RGB: 3 MB decoded each, 900 MB for the folder
+            Image.new("RGB", (1000, 1000), (i, 2 * i % 256, 50)).save(tmp_path / "big" / cls / f"{i}.png")
+    tracemalloc.start()
+    try:
+        s = load(DataSpec(str(tmp_path / "big"), resize=(32, 32), calibration_samples=16),
+                 check_samples=8)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert s.x_test.shape == (8, 32, 32, 3) and len(s.x_calib) == 16
+    assert peak < 400 * 2**20, peak / 2**20  # all decoded: 900 MB, twice that stacked
+    (tmp_path / "big" / "a" / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="bad.png is not a readable image"):
+        load(DataSpec(str(tmp_path / "big")), check_samples=8)

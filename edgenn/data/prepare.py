@@ -119,6 +119,8 @@ def load(spec: DataSpec, check_samples: int | None = None) -> Splits:
         order = rng.permutation(len(x))
         n_test = max(1, int(round(len(x) * spec.test_fraction)))
         test_idx, order = order[:n_test], order[n_test:]
+        if check_samples is not None:  # before indexing: an image folder decodes what it gives
+            test_idx = test_idx[:check_samples]
         xt, yt = x[test_idx], y[test_idx]
     n_val = max(1, int(round(len(order) * spec.val_fraction)))
     val_idx, train_idx = order[:n_val], order[n_val:]
@@ -136,10 +138,10 @@ def load(spec: DataSpec, check_samples: int | None = None) -> Splits:
     prep = _Preprocessor(spec, raw)
     splits = Splits(
         source=raw.source,
-        x_train=prep(x[train_idx]), y_train=y[train_idx],
-        x_val=prep(x[val_idx]), y_val=y[val_idx],
+        x_train=prep.take(x, train_idx), y_train=y[train_idx],
+        x_val=prep.take(x, val_idx), y_val=y[val_idx],
         x_test=prep(xt), y_test=yt,
-        x_calib=prep(x[calib_idx]),
+        x_calib=prep.take(x, calib_idx),
         classes=raw.classes,
         notes=list(raw.notes) + prep.notes,
     )
@@ -272,6 +274,17 @@ class _Preprocessor:
             if self.divisor <= 0:
                 raise DataError(f"scale must be positive; received {spec.scale}",
                                 "use auto, none or a positive number")
+
+    def take(self, x, idx: np.ndarray, chunk: int = 512) -> np.ndarray:
+        """``self(x[idx])``, a chunk of samples at a time.
+
+        Each chunk is indexed (an image folder decodes it then), widened to float32 and
+        resized on its own, so the peak is the result and one chunk, not every sample as
+        float32 at its stored size.
+        """
+        if len(idx) <= chunk:
+            return self(x[idx])
+        return np.concatenate([self(x[idx[i:i + chunk]]) for i in range(0, len(idx), chunk)])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = x.astype(np.float32) / np.float32(self.divisor)

@@ -255,46 +255,101 @@ def read_idx_folder(folder: Path) -> RawData:
 
 
 def read_image_folder(folder: Path) -> RawData:
-    """An image folder with one sub-folder per class (the sub-folder names are the classes)."""
+    """An image folder with one sub-folder per class (the sub-folder names are the classes).
+
+    Only each file's header is read here; the pixels are decoded when a command takes the
+    samples (``LazyImages``), so a folder of 50,000 photos does not have to fit in memory
+    for a command that uses 300 of them.
+    """
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise DataError(f"{folder} is not a dataset folder: no IDX files and no class sub-folders",
                         "use one sub-folder per class holding its images, or MNIST IDX files")
     try:
-        from PIL import Image
+        from PIL import Image  # noqa: F401 - checked here, used by LazyImages
     except ImportError:
         raise DataError("image folders need Pillow", "pip install pillow") from None
-    images, labels, size, mode = [], [], None, None
+    files, labels = [], []
     for label, name in enumerate(classes):
-        files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
-        for f in files:
-            try:
-                with warnings.catch_warnings():
-                    # Pillow warns past MAX_IMAGE_PIXELS and refuses at twice that: refuse at once.
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    img = Image.open(f)
-                with img:
-                    img.load()
-                    if mode is None:
-                        mode = "L" if img.mode in ("L", "1", "I;16") else "RGB"
-                    img = img.convert(mode)
-                    if size is None:
-                        size = img.size
-                    elif img.size != size:
-                        img = img.resize(size, Image.BILINEAR)
-                    images.append(np.asarray(img, dtype=np.uint8))
-                    labels.append(label)
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-                raise DataError(f"{f} declares a huge image ({err})",
-                                "remove it, or shrink it: edgenn trains on small images") from None
-            except (OSError, ValueError, SyntaxError) as err:
-                raise DataError(f"{f} is not a readable image ({err})",
-                                "remove or replace the file") from None
-    if not images:
+        found = sorted(f for f in (folder / name).iterdir()
+                       if f.suffix.lower() in _IMAGE_SUFFIXES and f.is_file())
+        files += found
+        labels += [label] * len(found)
+    if not files:
         raise DataError(f"{folder} has class folders ({', '.join(classes)}) but no images",
                         f"put image files ({', '.join(sorted(_IMAGE_SUFFIXES))}) inside them")
-    x = np.stack(images)
+    for f in files:  # headers only: a bomb or a file that is no image is refused before any work
+        _open_image(f).close()
+    with _open_image(files[0]) as first:
+        mode = "L" if first.mode in ("L", "1", "I;16") else "RGB"
+        size = first.size
+    x = LazyImages(files, size, mode)
     data = RawData(str(folder), x, np.asarray(labels, dtype=np.int64), classes=classes,
                    value_max=255.0)
     data.notes.append(f"images read as {mode} {size[0]}x{size[1]}; others resized to match")
     return data
+
+
+def _open_image(f: Path):
+    """The image at ``f``, its header read (pixels not yet decoded), or a one-line refusal."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns past MAX_IMAGE_PIXELS and refuses at twice that: refuse at once.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(f)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(f"{f} declares a huge image ({err})",
+                        "remove it, or shrink it: edgenn trains on small images") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"{f} is not a readable image ({err})",
+                        "remove or replace the file") from None
+
+
+class LazyImages:
+    """An image folder's pixels as a read-only uint8 array that decodes what is indexed.
+
+    Each image is converted to the first image's mode (grayscale or RGB) and resized to its
+    size. Indexing with an int gives one image; with a slice or an index array, a numpy array.
+    """
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, files: list[Path], size: tuple[int, int], mode: str):
+        self.files, self.image_size, self.mode = list(files), size, mode
+        w, h = size
+        self.shape = (len(self.files), h, w) + (() if mode == "L" else (3,))
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))  # numpy's meaning: elements, not pixels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _decode(self, f: Path) -> np.ndarray:
+        from PIL import Image
+
+        with _open_image(f) as img:
+            try:
+                img.load()
+                img = img.convert(self.mode)
+                if img.size != self.image_size:
+                    img = img.resize(self.image_size, Image.BILINEAR)
+                return np.asarray(img, dtype=np.uint8)
+            except (OSError, ValueError, SyntaxError) as err:
+                raise DataError(f"{f} is not a readable image ({err})",
+                                "remove or replace the file") from None
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self._decode(self.files[index])
+        picked = (range(len(self.files))[index] if isinstance(index, slice)
+                  else np.arange(len(self.files))[np.asarray(index)])
+        out = np.empty((len(picked), *self.shape[1:]), np.uint8)
+        for k, i in enumerate(picked):
+            out[k] = self._decode(self.files[int(i)])
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        full = self[:]
+        return full if dtype is None else full.astype(dtype)
