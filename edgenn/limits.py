@@ -169,3 +169,26 @@ def made_up_batch(what: str, sample_bytes: int, wanted: int, hint: str) -> int:
                              f"edgenn gives made-up inputs: {_size(budget)}, an eighth of the "
                              f"{_size(free)} of memory available", hint)
     return max(1, min(wanted, budget // sample_bytes))
+
+
+def runs_that_fit(op: str | None, need: int, steps: list[int], fixed: bool) -> list[int]:
+    """Samples per run (``steps``, tried in order) capped to fit a quarter of the memory free.
+
+    ``need``: the bytes one run takes at the file's own batch (its largest ``op``'s tensors).
+    A file can declare tensors of any size (a 1.5 KB .tflite resizes an 8x8 image to
+    40000x40000: 18 GB a tensor), and a large legitimate model at batch 256 can need more than
+    a machine has: the runtime then fails to allocate, or the kernel's out-of-memory killer
+    ends the process. A file with a fixed batch keeps it; one whose single run needs more than
+    the quarter is refused.
+    """
+    from .errors import RuntimeFailure
+
+    free = available_bytes()
+    if free is None or not need:
+        return steps
+    budget = free // 4
+    if need > budget:
+        raise RuntimeFailure(f"the model needs at least {_size(need)} to run once (its {op} op's "
+                             f"tensors), more than a quarter of the {_size(free)} of memory "
+                             "available", "run it on a machine with more memory")
+    return steps if fixed else [max(1, min(step, budget // need)) for step in steps]

@@ -87,3 +87,19 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
             tmp.write_bytes(b"half")
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_runs_are_sized_to_the_memory_available():
+    """A run's batch is capped to a quarter of the memory free, from what one run needs; a
+    file with a fixed batch keeps it; one whose single run needs more is refused in one line."""
+    from edgenn.errors import RuntimeFailure
+    from edgenn.limits import available_bytes, runs_that_fit
+
+    free = available_bytes()
+    assert free and free > 2**30
+    assert runs_that_fit("Conv", 1000, [256, 1], fixed=False) == [256, 1]
+    capped = runs_that_fit("Conv", free // 12, [256, 1], fixed=False)
+    assert 1 <= capped[0] <= 4 and capped[1] == 1
+    assert runs_that_fit("Conv", free // 12, [4], fixed=True) == [4]
+    with pytest.raises(RuntimeFailure, match="needs at least .* to run once .*Relu"):
+        runs_that_fit("Relu", free, [1], fixed=False)

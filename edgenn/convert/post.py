@@ -177,7 +177,8 @@ def _survives(source: str, suffix: str) -> None:
     if doc.get("signal") or doc.get("timed_out") or doc.get("out_of_memory"):
         tool = "LiteRT" if suffix == ".tflite" else "ONNX Runtime"
         what = (f"crashed ({doc['signal']})" if doc.get("signal") else "did not finish in 300 s"
-                if doc.get("timed_out") else f"ran out of memory ({doc['error'][:200]})")
+                if doc.get("timed_out") else "ran out of memory (under three quarters of the "
+                "memory available)")
         hint = ("quantize it on a machine with more memory" if doc.get("out_of_memory") else
                 "the file may be damaged, or use ops this runtime mishandles: `edgenn inspect` "
                 "lists them")

@@ -18,6 +18,10 @@ AGENT = Path(__file__).with_name("agent.py")
 MARK = "EDGENN-RESULT "
 
 
+# How running out of memory reads in the agent's error: Python's, and ONNX Runtime's arena's
+_OUT_OF_MEMORY = ("MemoryError", "Failed to allocate memory")
+
+
 def parse_agent_output(stdout: str) -> dict | None:
     """The agent's JSON document (the line after its marker), or None."""
     for line in reversed(stdout.splitlines()):
@@ -80,7 +84,7 @@ def interpret(model: str, returncode: int, stdout: str, stderr: str,
         return result
     if result is not None:
         error = result["error"]
-        if "MemoryError" in error or "std::bad_alloc" in stderr:
+        if any(sign in error for sign in _OUT_OF_MEMORY) or "std::bad_alloc" in stderr:
             return {"model": model, "error": f"out of memory (limit {memory_mb} MB): {error}",
                     "out_of_memory": True, "hint": "raise --memory-limit, or run it on a "
                     "machine with more memory"}

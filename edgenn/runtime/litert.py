@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependencyError, RuntimeFailure
+from ..limits import runs_that_fit
 from ..quiet import quiet_stderr
 
 
@@ -172,30 +173,6 @@ class TFLiteRunner:
                                                        [_signature(d) for d in self.outputs])
         self.peak = _peak_activations(self.interpreter)
 
-    def _fit_memory(self, steps: list[int]) -> list[int]:
-        """``steps`` capped so a run's activations take at most a quarter of the memory free.
-
-        A file can declare tensors of any size (a 1.5 KB file resizes an 8x8 image to
-        40000x40000: 19 GB a tensor), and a large legitimate model at batch 256 can need more
-        than a machine has: LiteRT then fails to allocate, or the kernel's out-of-memory killer
-        ends the process. ``peak`` is for one run at the file's own batch.
-        """
-        from ..limits import available_bytes
-
-        free = available_bytes()
-        op, need = self.peak
-        if free is None or not need:
-            return steps
-        budget = free // 4
-        if need > budget:
-            raise RuntimeFailure(f"the model needs at least {need / 2**30:.1f} GiB to run once (its "
-                                 f"{op} op's tensors), more than a quarter of the "
-                                 f"{free / 2**30:.1f} GiB of memory available",
-                                 "run it on a machine with more memory")
-        fixed = any(axis is not None and sig[axis] > 0
-                    for sig, axis in zip(self.declared, self.input_axes))
-        return steps if fixed else [max(1, min(step, budget // need)) for step in steps]
-
     def sample_shapes(self) -> list[tuple]:
         """Each input's shape per sample (its batch axis left out; None for an open size)."""
         return [tuple(d if d > 0 else None for k, d in enumerate(signature) if k != axis)
@@ -308,7 +285,9 @@ class TFLiteRunner:
                                      "processing out of the model)")
         n = len(xs[0])
         samples = [x.shape[1:] for x in xs]
-        steps = self._fit_memory(self._steps(xs, batch_size))
+        fixed = any(axis is not None and sig[axis] > 0
+                    for sig, axis in zip(self.declared, self.input_axes))
+        steps = runs_that_fit(*self.peak, self._steps(xs, batch_size), fixed)
         for k, step in enumerate(steps):
             try:
                 self._resize(step, samples)

@@ -53,6 +53,43 @@ def element_type(kind: str):
         return None
 
 
+def peak_activations(model: str | Path | bytes) -> tuple[str | None, int]:
+    """(op, bytes): the node whose input and output tensors take the most memory at once.
+
+    From onnx's shape inference, for one sample (a symbolic or open size counts as 1; a batch
+    the file fixes counts as it is); initializers (weights) are left out. A lower bound on
+    what ONNX Runtime needs for one run. (None, 0) where onnx is missing or cannot infer.
+    """
+    try:
+        import onnx
+        from onnx import helper, shape_inference
+
+        proto = (onnx.load_from_string(bytes(model)) if isinstance(model, (bytes, bytearray))
+                 else onnx.load(str(model), load_external_data=False))
+        graph = shape_inference.infer_shapes(proto).graph
+    except Exception:  # noqa: BLE001 - no bound is no worse than before
+        return None, 0
+    weights = {i.name for i in graph.initializer}
+    sizes = {}
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        tensor = value.type.tensor_type
+        if value.name in weights or not value.type.HasField("tensor_type") or not tensor.HasField("shape"):
+            continue
+        try:
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).itemsize
+        except (KeyError, TypeError):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
+                for d in tensor.shape.dim]
+        sizes[value.name] = math.prod(dims) * itemsize
+    best = (None, 0)
+    for node in graph.node:
+        total = sum(sizes.get(name, 0) for name in {*node.input, *node.output} if name)
+        if total > best[1]:
+            best = (node.op_type, total)
+    return best
+
+
 _NO_KERNEL = re.compile(r"Could not find an implementation for ([\w.]+)\((\d+)\)")
 _ORT_PREFIX = re.compile(r"\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
 OLDEST_OPSET = 7  # ONNX Runtime registers kernels from opset 7 on

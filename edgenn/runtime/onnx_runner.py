@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependencyError, RuntimeFailure
+from ..limits import runs_that_fit
 from .layout import batch_axes, from_model, to_model
-from .onnx_info import element_type, runtime_hint, runtime_message
+from .onnx_info import element_type, peak_activations, runtime_hint, runtime_message
 
 
 class ONNXRunner:
@@ -35,6 +36,7 @@ class ONNXRunner:
                                  "install the onnxruntime build for that provider "
                                  "(e.g. onnxruntime-gpu for CUDA/TensorRT) or use ep:CPUExecutionProvider")
         source = bytes(model) if isinstance(model, (bytes, bytearray)) else str(model)
+        self._source, self._peak = source, None
         try:
             self.session = ort.InferenceSession(source, options, providers=wanted)
         except Exception as err:
@@ -70,6 +72,9 @@ class ONNXRunner:
         """
         n = len(xs[0])
         step, fixed = self._step(xs, batch_size)
+        if self._peak is None:  # read once, at the first run: a bound on what a run needs
+            self._peak = peak_activations(self._source)
+        step = runs_that_fit(*self._peak, [step], fixed is not None)[0]
         outs: list[list[np.ndarray]] = []
         for start in range(0, n, step):
             feed = {}

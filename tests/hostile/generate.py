@@ -645,6 +645,22 @@ def size_cases(c: Corpus) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, c.out / "huge_input.onnx")
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 5000, 5000])
+    graph = helper.make_graph([helper.make_node("Resize", ["x", "", "scales"], ["r"], mode="nearest"),
+                               helper.make_node("Relu", ["r"], ["h"]),
+                               helper.make_node("ReduceMean", ["h"], ["y"], keepdims=0, axes=[2, 3])],
+                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                  ["batch", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+                              [scales])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, c.out / "huge_arena.onnx")
+    c.case("huge_arena_onnx/quantize", ["quantize", c.out / "huge_arena.onnx", "--mode",
+                                        "dynamic-int8", "-o", out / "huge_arena.onnx"], expect=(3,),
+           needle="ran out of memory", output=str(out / "huge_arena.onnx"))
+    c.case("huge_arena_onnx/profile", ["profile", c.out / "huge_arena.onnx", "--runs", "2"],
+           expect=(3,), needle="out of memory")
     c.case("huge_input_onnx/profile", ["profile", c.out / "huge_input.onnx", "--runs", "2"],
            expect=(3,), needle="GiB")
     c.case("huge_input_onnx/quantize", ["quantize", c.out / "huge_input.onnx", "--mode",
