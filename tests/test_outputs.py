@@ -99,3 +99,17 @@ def test_read_only_file_system_is_one_line(digits_model, models, tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert len(lines) == 1 and "Read-only file system" in lines[0], proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_a_file_written_before_a_failed_comparison_is_removed(tmp_path):
+    """convert writes its artifact, then runs and compares it: when that comparison fails with
+    an error (here the source model outputs NaN; also out of memory, Ctrl-C), the artifact was
+    left at -o. Only a finished check that fails (exit 3) keeps it, for inspection."""
+    import keras
+
+    inp = keras.Input((4,))
+    keras.Model(inp, keras.ops.log(keras.layers.Dense(3)(inp) - 100.0)).save(tmp_path / "nan.keras")
+    out = tmp_path / "nan.tflite"
+    r = run_cli("convert", str(tmp_path / "nan.keras"), "--to", "tflite", "-o", str(out))
+    assert_clean_error(r, 3, "outputs NaN or infinity")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.keras"]
