@@ -179,16 +179,15 @@ def runs_that_fit(op: str | None, need: int, steps: list[int], fixed: bool) -> l
     40000x40000: 18 GB a tensor), and a large legitimate model at batch 256 can need more than
     a machine has: the runtime then fails to allocate, or the kernel's out-of-memory killer
     ends the process. A file with a fixed batch keeps it; one whose single run needs more than
-    the quarter is refused.
+    half the memory free is refused.
     """
     from .errors import RuntimeFailure
 
     free = available_bytes()
     if free is None or not need:
         return steps
-    budget = free // 4
-    if need > budget:
+    if need > free // 2:
         raise RuntimeFailure(f"the model needs at least {_size(need)} to run once (its {op} op's "
-                             f"tensors), more than a quarter of the {_size(free)} of memory "
+                             f"tensors), more than half of the {_size(free)} of memory "
                              "available", "run it on a machine with more memory")
-    return steps if fixed else [max(1, min(step, budget // need)) for step in steps]
+    return steps if fixed else [max(1, min(step, free // 4 // need)) for step in steps]

@@ -91,7 +91,7 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
 
 def test_runs_are_sized_to_the_memory_available():
     """A run's batch is capped to a quarter of the memory free, from what one run needs; a
-    file with a fixed batch keeps it; one whose single run needs more is refused in one line."""
+    file with a fixed batch keeps it; one whose single run needs more than half is refused."""
     from edgenn.errors import RuntimeFailure
     from edgenn.limits import available_bytes, runs_that_fit
 

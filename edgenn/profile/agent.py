@@ -69,8 +69,9 @@ def random_input(shape, dtype, rng):
 def check_size(shape, dtype) -> None:
     """Refuse an input too large to make up here: over a quarter of the memory available.
 
-    A file can declare any shape ([1, 40000, 40000, 3] is 19 GB). The same bound as edgenn's
-    limits.made_up_batch, kept here because this file stands alone.
+    A file can declare any shape ([1, 40000, 40000, 3] is 19 GB). A quarter, where edgenn's
+    own made-up inputs (limits.made_up_batch) get an eighth: here one sample goes through one
+    runtime, there a batch goes through the model and its converted file.
     """
     need = int(np.prod(shape)) * np.dtype(dtype).itemsize
     free = None

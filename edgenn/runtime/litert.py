@@ -171,6 +171,9 @@ class TFLiteRunner:
         self.declared = [_signature(d) for d in self.inputs]
         self.input_axes, self.output_axes = batch_axes(self.declared,
                                                        [_signature(d) for d in self.outputs])
+        # a batch the file fixes (the smallest, if inputs differ), else None
+        self.fixed_batch = min((sig[axis] for sig, axis in zip(self.declared, self.input_axes)
+                                if axis is not None and sig[axis] > 0), default=None)
         self.peak = _peak_activations(self.interpreter)
 
     def sample_shapes(self) -> list[tuple]:
@@ -257,10 +260,8 @@ class TFLiteRunner:
         setting that differs per sample, or an output without a batch axis, means one sample
         per run.
         """
-        fixed = {signature[axis] for signature, axis in zip(self.declared, self.input_axes)
-                 if axis is not None and signature[axis] > 0}
-        if fixed:
-            return [min(fixed)]
+        if self.fixed_batch:
+            return [self.fixed_batch]
         varying = any(axis is None and len(x) > 1 and not (x == x[:1]).all()
                       for axis, x in zip(self.input_axes, xs))
         if varying or None in self.output_axes:
@@ -285,9 +286,7 @@ class TFLiteRunner:
                                      "processing out of the model)")
         n = len(xs[0])
         samples = [x.shape[1:] for x in xs]
-        fixed = any(axis is not None and sig[axis] > 0
-                    for sig, axis in zip(self.declared, self.input_axes))
-        steps = runs_that_fit(*self.peak, self._steps(xs, batch_size), fixed)
+        steps = runs_that_fit(*self.peak, self._steps(xs, batch_size), bool(self.fixed_batch))
         for k, step in enumerate(steps):
             try:
                 self._resize(step, samples)
