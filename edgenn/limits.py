@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -191,3 +192,58 @@ def runs_that_fit(op: str | None, need: int, steps: list[int], fixed: bool) -> l
                              f"tensors), more than half of the {_size(free)} of memory "
                              "available", "run it on a machine with more memory")
     return steps if fixed else [max(1, min(step, free // 4 // need)) for step in steps]
+
+
+def _rss() -> int:
+    """Resident memory of this process in bytes (Linux), 0 where unknown."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+@contextlib.contextmanager
+def memory_watch(what: str, hint: str, fraction: float = 0.75):
+    """Stop the block with one error if this process grows past ``fraction`` of what it can have.
+
+    For a step inside another library that keeps every tensor of every sample (ai-edge-
+    quantizer's and ONNX Runtime's calibrators) and can grow until the kernel's out-of-memory
+    killer ends edgenn with no message and no cleanup. A thread reads the resident memory ten
+    times a second; past the limit (the memory this process held at the start plus
+    ``fraction`` of what was available then) it interrupts the main thread, which gets the
+    interrupt when it next runs Python code (between calibration samples), and the block ends
+    in a RuntimeFailure naming ``what``. A Ctrl-C of the user's own stays a Ctrl-C.
+    """
+    import _thread
+    import threading
+
+    from .errors import RuntimeFailure
+
+    free = available_bytes()
+    start = _rss()
+    if free is None or not start:
+        yield
+        return
+    limit = start + int(free * fraction)
+    tripped, done = threading.Event(), threading.Event()
+
+    def watch():
+        while not done.wait(0.1):
+            if _rss() > limit:
+                tripped.set()
+                _thread.interrupt_main()
+                return
+
+    watcher = threading.Thread(target=watch, name="edgenn-memory-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not tripped.is_set():
+            raise
+        raise RuntimeFailure(f"{what} grew past {_size(limit)} of memory ({fraction:.0%} of what "
+                             "was available) and was stopped; nothing was written", hint) from None
+    finally:
+        done.set()
+        watcher.join()

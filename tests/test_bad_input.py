@@ -103,3 +103,31 @@ def test_runs_are_sized_to_the_memory_available():
     assert runs_that_fit("Conv", free // 12, [4], fixed=True) == [4]
     with pytest.raises(RuntimeFailure, match="needs at least .* to run once .*Relu"):
         runs_that_fit("Relu", free, [1], fixed=False)
+
+
+def test_a_step_that_grows_without_bound_is_stopped_in_one_error():
+    """ai-edge-quantizer's calibrator grew past 20 GB on LiteRT's conv_huge_im2col test file
+    until the kernel killed edgenn (no message, no cleanup). A watch on the process's memory
+    stops such a step between two Python calls with one error; a real Ctrl-C stays one."""
+    import time
+
+    import numpy as np
+
+    from edgenn.errors import RuntimeFailure
+    from edgenn.limits import available_bytes, memory_watch
+
+    fraction = (300 << 20) / available_bytes()  # stop after about 300 MB more
+    held = []
+    with pytest.raises(RuntimeFailure, match="the calibrator grew past .* and was stopped"):
+        with memory_watch("the calibrator", "use fewer samples", fraction=fraction):
+            for _ in range(200):  # up to 2 GB, 10 MB at a time
+                held.append(np.ones(10 << 20 >> 3))
+                time.sleep(0.01)
+    assert len(held) < 100
+    held.clear()
+    with memory_watch("a small step", "none", fraction=fraction):
+        small = np.ones(1 << 20)
+    assert small.sum() == 1 << 20
+    with pytest.raises(KeyboardInterrupt):
+        with memory_watch("a step", "none"):
+            raise KeyboardInterrupt

@@ -110,6 +110,8 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
             raise UsageError(f"{source} is already quantized ({quantized} quantized tensors), and "
                              f"--mode {mode} calibrates a float model",
                              "quantize the float model it came from")
+        if not info["signatures"]:  # before any data is read or run
+            raise _unsigned(source)
     _survives(source, suffix)
     runner = _runner(source)
     names = _output_names(runner)
@@ -130,10 +132,15 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
                          "quantize from the Keras model: `edgenn convert MODEL --to tflite "
                          f"--quantize {mode if mode == 'int8' else 'int16x8'} --data ...`")
     reference = runner.predict(*x_check)  # a file its runtime cannot run stops here, unwritten
-    if suffix == ".tflite":
-        blob, tool, notes = _aeq(source, info, mode, layers, x_calib, log, in_names)
-    else:
-        blob, tool, notes = _ort(source, mode, layers, x_calib, log)
+    from ..limits import memory_watch
+
+    quantizer = "ai-edge-quantizer" if suffix == ".tflite" else "ONNX Runtime's quantizer"
+    with memory_watch(f"{quantizer} on {source}", "calibrate on fewer samples (--limit N), or "
+                      "quantize on a machine with more memory"):
+        if suffix == ".tflite":
+            blob, tool, notes = _aeq(source, info, mode, layers, x_calib, log, in_names)
+        else:
+            blob, tool, notes = _ort(source, mode, layers, x_calib, log)
     with atomic_path(out) as tmp:
         tmp.write_bytes(blob)
     with removed_on_failure(out):  # nothing left behind by a crash in the check either
@@ -255,7 +262,7 @@ def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None
         inputs = [TensorInfo(name, shape, dtype, batched) for name, shape, dtype, batched
                   in zip(names or input_names(runner), shapes, _input_dtypes(runner),
                          _batched(runner))]
-        splits = load_multi(data_spec, _Inputs(inputs))
+        splits = load_multi(data_spec, _Inputs(inputs), inputs_only=True)
         return ([x[:samples] for x in splits.x_test], splits.x_calib,
                 f"{data_spec.source} test split")
     from ..data import load_for
@@ -530,6 +537,12 @@ def readable_for_quantizer(blob: bytes) -> tuple[bytes, list[str]]:
     return bytes(builder.Output()), notes
 
 
+def _unsigned(source: str) -> UsageError:
+    return UsageError(f"{source} has no signature, and ai-edge-quantizer calibrates through "
+                      "signatures", "use --mode dynamic-int8 or weight-int8, or convert the "
+                      "model again with edgenn (its .tflite files carry serving_default)")
+
+
 def _calibration_set(source: str, info: dict, x_calib, order: list[str] | None = None) -> dict:
     """{signature key: [{input name: one sample}, ...]}: how ai-edge-quantizer calibrates.
 
@@ -538,9 +551,7 @@ def _calibration_set(source: str, info: dict, x_calib, order: list[str] | None =
     """
     signatures = {sd["key"]: {"inputs": list(sd["inputs"])} for sd in info["signatures"]}
     if not signatures:
-        raise UsageError(f"{source} has no signature, and ai-edge-quantizer calibrates through "
-                         "signatures", "use --mode dynamic-int8 or weight-int8, or convert the "
-                         "model again with edgenn (its .tflite files carry serving_default)")
+        raise _unsigned(source)
     key = next(iter(signatures))
     names = signatures[key]["inputs"]
     if len(names) != len(x_calib):

@@ -186,7 +186,7 @@ def load_for_export(model_path: str, data_spec, allow_unsafe: bool, custom_objec
     refuse_text_inputs(model, "conversion")
     splits = None
     if data_spec is not None and len(model.inputs) > 1:
-        splits = load_multi(data_spec, model)
+        splits = load_multi(data_spec, model, inputs_only=True)
     elif data_spec is not None:
         splits = load_for(data_spec, tuple(model.inputs[0].shape), None, model.inputs[0].dtype,
                           check_samples=samples)  # inputs only: calibration and the check

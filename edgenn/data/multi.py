@@ -55,8 +55,12 @@ def input_names(model) -> list[str]:
     return names
 
 
-def load_multi(spec: DataSpec, model) -> MultiSplits:
-    """Read an .npz with ``x_<name>`` per input of ``model``, split it, and check its shapes."""
+def load_multi(spec: DataSpec, model, inputs_only: bool = False) -> MultiSplits:
+    """Read an .npz with ``x_<name>`` per input of ``model``, split it, and check its shapes.
+
+    ``inputs_only``: the command calibrates and checks only (convert, quantize), so no
+    training split is prepared.
+    """
     names = input_names(model)
     path = Path(spec.source)
     example = ", ".join(f"x_{n}=..." for n in names)
@@ -99,7 +103,7 @@ def load_multi(spec: DataSpec, model) -> MultiSplits:
         raise DataError(f"{path} has {n} sample{'s' * (n != 1)}, too few to calibrate and check",
                         "use at least 2 samples (in practice hundreds)")
     notes = []
-    prepared = []
+    prepared = []  # (array as read, its integer type or None, its divisor), per input
     for name, x, t in zip(names, xs, model.inputs):
         if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
             raise DataError(f"{path}: x_{name} has dtype {x.dtype}", "store numbers")
@@ -110,21 +114,35 @@ def load_multi(spec: DataSpec, model) -> MultiSplits:
                             f"{name!r} expects {[None, *want]}", "save arrays in the input's shape")
         ints = integer_dtype(t.dtype)
         if ints is not None:  # token ids and the like keep their values
-            prepared.append(x.astype(ints))
+            prepared.append((x, ints, None))
             continue
         divisor = _divisor(spec.scale, x)
         if divisor != 1.0:
             notes.append(f"scaled x_{name} (divided by {divisor:g})")
-        prepared.append(x.astype(np.float32) / np.float32(divisor))
+        prepared.append((x, None, divisor))
+
+    def take(idx) -> list[np.ndarray]:
+        """Each input's samples ``idx``, prepared: one copy of those samples, not of the file."""
+        out = []
+        for x, ints, divisor in prepared:
+            part = x[idx]
+            if ints is not None:
+                out.append(part.astype(ints, copy=False))
+                continue
+            part = part.astype(np.float32, copy=False)
+            if divisor != 1.0:
+                part /= np.float32(divisor)
+            out.append(part)
+        return out
+
     order = np.random.default_rng(spec.seed).permutation(n)
     n_test = max(1, int(round(n * spec.test_fraction)))
     test, rest = order[:n_test], order[n_test:]
     calib = rest[: spec.calibration_samples]
     labels = _labels(arrays, model, n, path)
-    return MultiSplits(str(path), [x[calib] for x in prepared], [x[test] for x in prepared],
-                       names, notes, [None if y is None else y[test] for y in labels],
-                       [x[rest] for x in prepared],
-                       [None if y is None else y[rest] for y in labels])
+    train = ([], []) if inputs_only else (take(rest), [None if y is None else y[rest] for y in labels])
+    return MultiSplits(str(path), take(calib), take(test), names, notes,
+                       [None if y is None else y[test] for y in labels], *train)
 
 
 def _once(x: np.ndarray, t) -> bool:

@@ -34,6 +34,9 @@ def _limits(memory_mb: int | None, cpus: list[int] | None):
     def apply():
         if memory_mb:
             limit = int(memory_mb) * 1024 * 1024
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            if hard != resource.RLIM_INFINITY:  # a shell's `ulimit -v` below it: keep that
+                limit = min(limit, hard)
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         if cpus:
             os.sched_setaffinity(0, cpus)
