@@ -102,6 +102,24 @@ def test_memory_limit_and_timeout_become_errors(models):
     assert t.code == 3 and "timed out after 2 s" in t.json()["results"][0]["error"]
 
 
+def test_a_shell_memory_limit_below_the_profilers_is_kept(models):
+    """The profiler's child runs under an address-space limit of 3/4 of the memory available;
+    under a shell's lower `ulimit -v` (a hard limit) raising to it failed in the child's
+    preexec_fn: exit 1, "Exception occurred in preexec_fn". The shell's limit is kept."""
+    import resource
+    import subprocess
+    import sys
+
+    def lower():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    proc = subprocess.run([sys.executable, "-c", "from edgenn.cli.main import main; main()",
+                           "profile", str(models / "tfk_cnn.tflite"), "--runs", "2", "--json"],
+                          capture_output=True, text=True, timeout=120, preexec_fn=lower)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert json.loads(proc.stdout)["results"][0]["latency_ms"]["p50"] > 0
+
+
 def test_interpret_signal():
     from edgenn.profile.isolate import interpret
 
