@@ -51,14 +51,10 @@ def default_memory_mb() -> int | None:
     limit its allocation fails in the child and is reported, instead of the kernel's
     out-of-memory killer choosing a process on this machine.
     """
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return max(int(line.split()[1]) * 3 // 4 // 1024, 2048)
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    from ..limits import available_bytes
+
+    free = available_bytes()
+    return None if free is None else max(free * 3 // 4 >> 20, 2048)
 
 
 def run_local(config: dict, timeout: float = 300, memory_mb: int | None = None,
