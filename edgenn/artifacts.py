@@ -78,22 +78,6 @@ def atomic_path(final: str | Path, suffix: str | None = None):
         raise
 
 
-@contextlib.contextmanager
-def removed_on_failure(path: str | Path, keep: type[BaseException] | tuple = ()):
-    """Remove the written output ``path`` if the block fails: the run leaves nothing behind.
-
-    For the steps after an artifact is in place (running it, comparing it). An error of a
-    ``keep`` type means the artifact stays by design (one written as asked that cannot be
-    checked here); ending by exit 3 on a failed check is no error and keeps it too.
-    """
-    try:
-        yield
-    except BaseException as err:
-        if not isinstance(err, keep):
-            Path(path).unlink(missing_ok=True)
-        raise
-
-
 def write_text(final: str | Path, text: str) -> Path:
     """Write a text file atomically."""
     with atomic_path(final) as tmp:

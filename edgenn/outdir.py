@@ -13,6 +13,7 @@ killed process cannot clean up after itself.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import fcntl
@@ -151,7 +152,7 @@ class OutputDir:
         if rival is not None:
             self.abort()
             raise UsageError(f"another edgenn run is writing {self.path} right now (its staging "
-                             f"folder is {rival})", "wait for it to finish, or choose another folder")
+                             f"folder is {rival})", "wait for it to finish, or choose another output")
         self._start_guardian()
         return staging
 
@@ -196,7 +197,7 @@ class OutputDir:
         for sibling in self._siblings(parent):
             if self._locked(sibling):
                 raise UsageError(f"another edgenn run is writing {self.path} right now (its staging "
-                                 f"folder is {sibling})", "wait for it to finish, or choose another folder")
+                                 f"folder is {sibling})", "wait for it to finish, or choose another output")
             shutil.rmtree(sibling, ignore_errors=True)  # a dead run's leftovers
 
     def _live_rival(self, parent: Path) -> Path | None:
@@ -309,3 +310,55 @@ class OutputDir:
             self.commit()
         else:
             self.abort()
+
+
+class OutputFile(OutputDir):
+    """Stage one output file, and any file a tool writes beside it, like a folder's outputs.
+
+    For a file that is written and then checked (``convert``, ``quantize``): the check runs on
+    the staged copy, so a run killed during it (``kill -9``) leaves nothing at the output, and
+    the guardian removes the staged copy. An existing file of the same name is replaced.
+    """
+
+    def __init__(self, path: str | Path):
+        super().__init__(path, "", overwrite=True)
+
+    def check(self) -> None:
+        if self.path.is_dir():
+            raise UsageError(f"the output {self.path} is a folder", "name a file")
+
+    @property
+    def staged(self) -> Path:
+        """Where the file is written while the run lasts."""
+        return self.staging / self.path.name
+
+    def commit(self, files: list[str] | None = None) -> None:
+        """Move the staged file (and its companions) into the output's folder."""
+        try:
+            for item in sorted(self.staging.iterdir()):
+                os.replace(item, self.path.parent / item.name)
+            os.rmdir(self.staging)
+        except OSError as err:
+            self.abort()
+            raise writable_error(self.path, err) from None
+        self._release()
+
+
+@contextlib.contextmanager
+def staged_file(path: str | Path, keep: type[BaseException] | tuple = ()):
+    """Yield a staged path for the output file ``path``; move it into place if the block ends.
+
+    The block ends well, or with an error of a ``keep`` type (an artifact written as asked that
+    cannot be checked here, kept by design); on any other error nothing reaches ``path``.
+    """
+    out = OutputFile(path)
+    out.open()
+    try:
+        yield out.staged
+    except keep:
+        out.commit()
+        raise
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()

@@ -113,3 +113,26 @@ def test_a_file_written_before_a_failed_comparison_is_removed(tmp_path):
     r = run_cli("convert", str(tmp_path / "nan.keras"), "--to", "tflite", "-o", str(out))
     assert_clean_error(r, 3, "outputs NaN or infinity")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.keras"]
+
+
+def test_a_convert_killed_during_its_check_leaves_nothing(digits_model, tmp_path):
+    """convert writes its artifact, then runs and compares it. A run killed there (kill -9,
+    the kernel's OOM killer) left the unchecked file at -o: now it is written and checked in
+    a staging folder, which the guardian removes."""
+    out = tmp_path / "m.tflite"
+    run = _edgenn("convert", str(digits_model), "--to", "tflite", "--quantize", "int8",
+                  "--data", "digits", "-o", str(out))
+    deadline = time.monotonic() + 120
+    staged = []
+    while not staged:  # the artifact is written: its check is running
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        staged = [p for d in _leftovers(tmp_path, "m.tflite") for p in (tmp_path / d).iterdir()
+                  if p.name == "m.tflite"]
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)
+    run.communicate()
+    assert run.returncode == -signal.SIGKILL  # killed before it finished
+    deadline = time.monotonic() + 10
+    while _leftovers(tmp_path, "m.tflite") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -81,7 +81,7 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
                   min_snr: float | None = None, log=lambda m: None,
                   input_shapes: list | None = None) -> PostQuantResult:
     """Quantize ``source`` (.tflite or .onnx) into ``output`` and check it against ``source``."""
-    from ..artifacts import atomic_path, check_writable, refuse_overwrite, removed_on_failure
+    from ..artifacts import check_writable, refuse_overwrite
     from ..models.formats import ModelFormat, detect
 
     fmt = detect(source)
@@ -141,11 +141,12 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
             blob, tool, notes = _aeq(source, info, mode, layers, x_calib, log, in_names)
         else:
             blob, tool, notes = _ort(source, mode, layers, x_calib, log)
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(blob)
-    with removed_on_failure(out):  # nothing left behind by a crash in the check either
+    from ..outdir import staged_file
+
+    with staged_file(out) as staged:  # checked before it moves to -o: a killed run leaves nothing
+        staged.write_bytes(blob)
         try:
-            candidate = _runner(str(out)).predict(*x_check)
+            candidate = _runner(str(staged)).predict(*x_check)
         except RuntimeFailure as err:  # the quantizer's own runtime refuses what it wrote
             plain = [m for m in (("dynamic-int8",) if suffix == ".onnx"
                                  else ("dynamic-int8", "weight-int8")) if m != mode]
@@ -163,8 +164,8 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
         if one_sided:  # every label on one side: agreeing on them says little
             notes.append(f"output {one_sided[0]!r} never crosses 0.5 on these inputs, so its label "
                          "agreement says little: check on inputs where it does (--data)")
-        return PostQuantResult(str(source), str(out), suffix[1:], mode, tool, Path(source).stat().st_size,
-                               len(blob), fidelity, layers, tuple(notes))
+    return PostQuantResult(str(source), str(out), suffix[1:], mode, tool, Path(source).stat().st_size,
+                           len(blob), fidelity, layers, tuple(notes))
 
 
 def _survives(source: str, suffix: str) -> None:

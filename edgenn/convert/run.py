@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..artifacts import refuse_overwrite, removed_on_failure, sha256
+from ..artifacts import refuse_overwrite, sha256
 from ..errors import RuntimeFailure, UsageError
 from ..fidelity import Fidelity, Task, detect_task, detect_tasks, judge, output_names
 from ..recipe import ExportFormat
@@ -240,16 +240,18 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
     x_calib = splits.x_calib if splits is not None else None
     bridge = loaded.bridge.max_abs_diff if loaded.bridge is not None else None
 
-    if trainable is not None:
-        artifact, candidate, info = _export_trainable(model, spec, out, trainable, provenance,
-                                                      x_check, log)
-    else:
-        artifact = export(model, spec, out, x_calib, provenance=provenance, log=log)
-        with removed_on_failure(artifact.path, keep=Unchecked):
-            candidate, info = _checked_run(artifact, x_check), None
     from ..evaluate import keras_predict
+    from ..outdir import staged_file
 
-    with removed_on_failure(artifact.path):  # a crash in the comparison (out of memory...)
+    # Written and checked in a staging folder beside -o: a run that fails or is killed during
+    # the check leaves nothing there. A Flex artifact (Unchecked) is kept, as its error says.
+    with staged_file(out, keep=Unchecked) as staged:
+        if trainable is not None:
+            artifact, candidate, info = _export_trainable(model, spec, staged, trainable,
+                                                          provenance, x_check, log)
+        else:
+            artifact = export(model, spec, staged, x_calib, provenance=provenance, log=log)
+            candidate, info = _checked_run(artifact, x_check, out), None
         judged, names = Task(task), None
         if loaded.flavour != "savedmodel" and len(model.outputs) > 1:  # each head by its own task
             names = output_names(model)
@@ -270,16 +272,29 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
                 explanation = Explanation(0, (), (), skipped="--explain compares Keras layers; a "
                                                             "SavedModel without Keras metadata has none")
             elif spec.format is ExportFormat.tflite and spec.needs_calibration:
-                explanation = explain_tflite(model, out, x_check[:64]) if len(model.inputs) == 1 else \
+                explanation = explain_tflite(model, staged, x_check[:64]) if len(model.inputs) == 1 else \
                     Explanation(0, (), (), skipped="--explain compares single-input models")
             else:
                 explanation = Explanation(0, (), (), skipped="--explain compares layers of int8/int16x8 "
                                                             "TFLite models")
         from .export import lost_front
 
-        return ConvertResult(str(model_path), artifact, fidelity, bridge, explanation, info,
-                             front_end=lost_front(model, spec), head=_head(model),
-                             scopes_only=loaded.flavour == "savedmodel")
+        front_end, head = lost_front(model, spec), _head(model)
+    return ConvertResult(str(model_path), _placed(artifact, out), fidelity, bridge, explanation,
+                         info, front_end=front_end, head=head,
+                         scopes_only=loaded.flavour == "savedmodel")
+
+
+def _placed(artifact: Artifact, out: Path) -> Artifact:
+    """``artifact`` as it is after its staging folder moved into place at ``out``."""
+    from dataclasses import replace
+
+    staging = str(Path(artifact.path).parent)
+    compiler = artifact.compiler
+    if compiler is not None:
+        compiler = replace(compiler, log=compiler.log.replace(staging, str(out.parent)),
+                           output=compiler.output and str(out.parent / Path(compiler.output).name))
+    return replace(artifact, path=str(out), compiler=compiler)
 
 
 def _head(model) -> str | None:
@@ -313,22 +328,21 @@ class Unchecked(RuntimeFailure):
     """An artifact written as asked that cannot be run here: it is kept, and said so."""
 
 
-def _checked_run(artifact, x):
+def _checked_run(artifact, x, out: Path):
     """The artifact's outputs on ``x``; an artifact its runtime cannot run is not left behind.
 
-    One with Select TF (Flex) ops is kept, as asked for, and the error says its agreement is
-    unchecked: the LiteRT here has no Flex delegate.
+    One with Select TF (Flex) ops is kept at ``out``, as asked for, and the error says its
+    agreement is unchecked: the LiteRT here has no Flex delegate.
     """
     try:
         return _run(artifact, x)
     except RuntimeFailure as err:
         if artifact.flex_ops:
-            raise Unchecked(f"{artifact.path} was written with Select TF (Flex) ops "
+            raise Unchecked(f"{out} was written with Select TF (Flex) ops "
                                  f"({', '.join(artifact.flex_ops)}), which this LiteRT cannot run, "
                                  "so its agreement with the model is unchecked",
                                  "check it where the Flex delegate is linked (edgenn profile "
                                  "--accelerator delegate:PATH on that device)") from None
-        Path(artifact.path).unlink(missing_ok=True)
         raise RuntimeFailure(f"{err.message}; nothing was written", err.hint) from None
 
 
@@ -344,14 +358,13 @@ def _export_trainable(model, spec, out: Path, trainable, provenance, x_check, lo
     blob = export_trainable(model, batch_size, train_layers, momentum)
     with atomic_path(out) as tmp:
         tmp.write_bytes(blob)
-    with removed_on_failure(out):
-        info = describe(out)
-        artifact = Artifact(str(out), "tflite", len(blob), gzip_size(blob), sha256(out), spec,
-                            provenance, ops=info["ops"], flex_ops=tuple(info["flex_ops"]),
-                            custom_ops=tuple(info["custom_ops"]))
-        export_info = TrainableExport(train_layers, batch_size, momentum,
-                                      tuple(s["key"] for s in info["signatures"]))
-        return artifact, [TrainableRunner(out).predict(x_check)], export_info
+    info = describe(out)
+    artifact = Artifact(str(out), "tflite", len(blob), gzip_size(blob), sha256(out), spec,
+                        provenance, ops=info["ops"], flex_ops=tuple(info["flex_ops"]),
+                        custom_ops=tuple(info["custom_ops"]))
+    export_info = TrainableExport(train_layers, batch_size, momentum,
+                                  tuple(s["key"] for s in info["signatures"]))
+    return artifact, [TrainableRunner(out).predict(x_check)], export_info
 
 
 def check(model_path: str, target: str, *, data_spec=None, allow_unsafe: bool = False,
