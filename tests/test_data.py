@@ -253,3 +253,23 @@ def test_an_image_folder_decodes_only_the_samples_a_command_takes(tmp_path):
     (tmp_path / "big" / "a" / "bad.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match="bad.png is not a readable image"):
         load(DataSpec(str(tmp_path / "big")), check_samples=8)
+
+
+def test_splits_are_cut_to_the_memory_there_is():
+    """Prepared splits are float32 at their final size, all in memory: Fashion-MNIST's 10,000
+    test images resized to 512x512 are 10 GB, and a photo folder's 10% validation and test
+    splits ignored --limit. Training samples past a third of the memory free are refused
+    naming --limit; the validation and test splits are cut to what fits, with a note."""
+    from edgenn.data.prepare import splits_that_fit
+
+    sample = np.zeros((512, 512, 1), np.float32)  # 1 MiB
+    counts = {"train": 300, "val": 6000, "test": 10000}
+    kept, notes = splits_that_fit("fashion-mnist", counts, sample, 24 << 30)
+    assert kept == {"train": 300, "val": 3946, "test": 3946}
+    assert (kept["train"] + kept["val"] + kept["test"]) << 20 <= (24 << 30) // 3
+    assert notes and "cut to 3946 and 3946 samples (of 6000 and 10000)" in notes[0]
+    assert splits_that_fit("fashion-mnist", counts, sample, 64 << 30) == (counts, [])
+    with pytest.raises(DataError) as err:
+        splits_that_fit("photos", {"train": 9000, "val": 10, "test": 10}, sample, 24 << 30)
+    assert "9000 training samples of shape [512, 512, 1] take 8.8 GiB" in err.value.message
+    assert "--limit 4096" in err.value.hint

@@ -112,40 +112,80 @@ def load(spec: DataSpec, check_samples: int | None = None) -> Splits:
     targets = {"classification": _labels, "regression": _targets,
                "positions": _position_labels}.get(spec.task, lambda y, source: y)
     x, y = raw.x_train, targets(raw.y_train, raw.source)
+    order = rng.permutation(len(x))
     if raw.x_test is not None:
-        xt, yt = raw.x_test, targets(raw.y_test, raw.source)
-        order = rng.permutation(len(x))
+        test_idx = np.arange(len(raw.x_test))
     else:
-        order = rng.permutation(len(x))
         n_test = max(1, int(round(len(x) * spec.test_fraction)))
         test_idx, order = order[:n_test], order[n_test:]
-        if check_samples is not None:  # before indexing: an image folder decodes what it gives
-            test_idx = test_idx[:check_samples]
-        xt, yt = x[test_idx], y[test_idx]
     n_val = max(1, int(round(len(order) * spec.val_fraction)))
     val_idx, train_idx = order[:n_val], order[n_val:]
     if spec.limit:
         train_idx = train_idx[: spec.limit]
     if check_samples is not None:
         train_idx, val_idx = train_idx[: spec.calibration_samples], val_idx[:1]
-        xt, yt = xt[:check_samples], yt[:check_samples]
-    if len(train_idx) == 0 or len(val_idx) == 0 or len(xt) == 0:
+        test_idx = test_idx[:check_samples]
+    if len(train_idx) == 0 or len(val_idx) == 0 or len(test_idx) == 0:
         total = len(x) + (0 if raw.x_test is None else len(raw.x_test))
         raise DataError(f"{raw.source} has {total} sample{'s' * (total != 1)}, too few to split into "
                         "training, validation and test sets", "use at least 3 samples (in practice "
                         "hundreds), or a .npz with x_train/y_train and x_test/y_test")
     calib_idx = train_idx[: spec.calibration_samples]
     prep = _Preprocessor(spec, raw)
+    sample = prep(x[train_idx[:1]])[0]  # its size once --resize and --channels are applied
+    from ..limits import available_bytes
+
+    kept, cut = splits_that_fit(raw.source, {"train": len(train_idx) + len(calib_idx),
+                                             "val": len(val_idx), "test": len(test_idx)},
+                                sample, available_bytes())
+    val_idx, test_idx = val_idx[:kept["val"]], test_idx[:kept["test"]]
+    xt, yt = (raw.x_test, targets(raw.y_test[test_idx], raw.source)) if raw.x_test is not None \
+        else (x, y[test_idx])
     splits = Splits(
         source=raw.source,
         x_train=prep.take(x, train_idx), y_train=y[train_idx],
         x_val=prep.take(x, val_idx), y_val=y[val_idx],
-        x_test=prep(xt), y_test=yt,
+        x_test=prep.take(xt, test_idx), y_test=yt,  # an image folder decodes only these
         x_calib=prep.take(x, calib_idx),
         classes=raw.classes,
-        notes=list(raw.notes) + prep.notes,
+        notes=list(raw.notes) + prep.notes + cut,
     )
     return splits
+
+
+def splits_that_fit(source: str, counts: dict[str, int], sample: np.ndarray,
+                    free: int | None) -> tuple[dict[str, int], list[str]]:
+    """How many samples of each split to prepare within a third of the memory ``free``.
+
+    Prepared samples are float32 at their final size, every split in memory at once: a folder
+    of 50,000 photos resized to 224x224 is 30 GB, and Fashion-MNIST's 10,000 test images
+    resized to 512x512 are 10 GB, which ended in the kernel's out-of-memory killer. The
+    training samples (``counts["train"]``, calibration included) are what the command asked
+    for: past the budget they are refused, naming ``--limit``. The validation and test
+    splits are cut to what fits beside them, said in the returned notes.
+    """
+    kept = dict(counts)
+    per = sample.nbytes
+    if free is None or per == 0:
+        return kept, []
+    from ..limits import _size
+
+    budget = free // 3
+    shape = list(sample.shape)
+    train = counts["train"] * per
+    if train > budget:
+        fit = max(1, budget // per // 2)
+        raise DataError(f"{source}: {counts['train']} training samples of shape {shape} take "
+                        f"{_size(train)} as float32, more than a third of the {_size(free)} of "
+                        "memory available", f"pass --limit {fit} (or fewer), or a smaller --resize")
+    evaluation = (counts["val"] + counts["test"]) * per
+    if evaluation <= budget - train:
+        return kept, []
+    each = max(1, (budget - train) // per // 2)
+    kept["val"], kept["test"] = min(each, counts["val"]), min(each, counts["test"])
+    return kept, [f"validation and test splits cut to {kept['val']} and {kept['test']} samples "
+                  f"(of {counts['val']} and {counts['test']}): more of shape {shape} would not "
+                  f"fit in a third of the {_size(free)} of memory available"]
 
 
 def _check_raw(raw: RawData) -> None:
@@ -275,16 +315,23 @@ class _Preprocessor:
                 raise DataError(f"scale must be positive; received {spec.scale}",
                                 "use auto, none or a positive number")
 
-    def take(self, x, idx: np.ndarray, chunk: int = 512) -> np.ndarray:
+    def take(self, x, idx: np.ndarray, chunk: int = 512, chunk_bytes: int = 256 << 20) -> np.ndarray:
         """``self(x[idx])``, a chunk of samples at a time.
 
-        Each chunk is indexed (an image folder decodes it then), widened to float32 and
-        resized on its own, so the peak is the result and one chunk, not every sample as
-        float32 at its stored size.
+        Each chunk (at most ``chunk`` samples and about ``chunk_bytes`` prepared) is indexed
+        (an image folder decodes it then), widened to float32 and resized on its own, and
+        written into the result: the peak is the result and one chunk, not every sample as
+        float32 at its stored size, nor the chunks and their concatenation.
         """
-        if len(idx) <= chunk:
+        if len(idx) <= 1:
             return self(x[idx])
-        return np.concatenate([self(x[idx[i:i + chunk]]) for i in range(0, len(idx), chunk)])
+        first = self(x[idx[:1]])
+        out = np.empty((len(idx),) + first.shape[1:], first.dtype)
+        out[:1] = first
+        step = max(1, min(chunk, chunk_bytes // max(first.nbytes, 1)))
+        for i in range(1, len(idx), step):
+            out[i:i + step] = self(x[idx[i:i + step]])
+        return out
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = x.astype(np.float32) / np.float32(self.divisor)
