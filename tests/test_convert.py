@@ -577,6 +577,12 @@ def test_a_lone_lstm_is_explained_and_kept_float(tmp_path):
     r = run_cli("convert", str(tmp_path / "rnn.keras"), "--to", "tflite", "--quantize", "int8",
                 *data, "--explain", "--json", "-o", str(tmp_path / "a.tflite"))
     assert r.code == 0, r.err[-2000:]
+    from edgenn.runtime.litert import TFLiteRunner
+
+    runner = TFLiteRunner(tmp_path / "a.tflite")  # its int8 kernel runs in a child process
+    assert runner.isolated == ["UNIDIRECTIONAL_SEQUENCE_LSTM"]
+    here = TFLiteRunner(tmp_path / "a.tflite", isolate=False).predict(x[:50])[0]
+    assert np.array_equal(runner.predict(x[:50])[0], here)
     rows = {row["layer"]: row for row in r.json()["explain"]["layers"]}
     assert "rnn" in rows and rows["rnn"]["relative_error"] < 1, rows
     out = tmp_path / "k.tflite"
@@ -588,6 +594,30 @@ def test_a_lone_lstm_is_explained_and_kept_float(tmp_path):
     kernels = [tensors[op["outputs"][0]]["dtype"] for op in interp._get_ops_details()
                if op["op_name"] == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
     assert kernels == [np.float32], kernels
+
+
+def test_an_int8_lstm_kernel_that_corrupts_memory_is_one_error(tmp_path):
+    """Found with textgenrnn's trained network (two stacked 128-unit LSTMs whose outputs are
+    concatenated): LiteRT's int8 LSTM kernel corrupts the heap of the process running it, and
+    `convert --quantize int8` died in glibc ("free(): invalid pointer", exit 134, no message).
+    Integer recurrent kernels now run in a child process; the crash is one line, nothing
+    is written."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4, 8))
+    r1 = layers.LSTM(128, return_sequences=True)(inp)
+    r2 = layers.LSTM(128, return_sequences=True)(r1)
+    out = layers.Dense(10, activation="softmax")(
+        layers.GlobalAveragePooling1D()(layers.concatenate([r1, r2])))
+    keras.Model(inp, out).save(tmp_path / "stacked.keras")
+    np.savez(tmp_path / "seq.npz", x=np.random.default_rng(0).random((300, 4, 8), dtype=np.float32))
+    r = run_cli("convert", str(tmp_path / "stacked.keras"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "seq.npz"), "-o", str(tmp_path / "s.tflite"))
+    assert_clean_error(r, 3, "LiteRT crashed (SIGABRT) running " + str(tmp_path / "s.tflite"),
+                       "--quantize dynamic")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seq.npz", "stacked.keras"]
 
 
 def test_near_ties_advise_keeping_the_output_float(tmp_path):

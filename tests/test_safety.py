@@ -137,3 +137,60 @@ def test_log_softmax_output_is_judged_as_a_classifier():
     assert detect_task(model) is Task.classification
     model = keras.Model(inp, keras.layers.Dense(4)(inp))
     assert detect_task(model) is Task.regression
+
+
+_KERAS2_LAYER = '''
+from {keras} import backend as K
+from {keras}.layers import Layer
+
+
+class Weighted(Layer):
+    """textgenrnn's attention, shortened: a learned weighted average over time."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(name="w", shape=(input_shape[-1], 1), initializer="uniform")
+
+    def call(self, x):
+        a = K.softmax(K.squeeze(K.dot(x, self.w), -1))
+        return K.sum(x * K.expand_dims(a), axis=1)
+
+    def compute_output_shape(self, shape):
+        return (shape[0], shape[-1])
+'''
+
+
+def test_a_custom_layer_file_subclasses_the_keras_of_the_model(tmp_path):
+    """A Keras 2 era file (`from tensorflow.keras.layers import Layer`, or `keras.layers`)
+    for an .h5 (textgenrnn's AttentionWeightedAverage): edgenn's process gave it Keras 3's
+    Layer, and the model failed to load ("IndexError: list index out of range"). It now
+    subclasses tf_keras for a tf_keras model, and a file written with `tf.keras` for a Keras 3
+    model (TensorFlow 2.16 and later) subclasses Keras 3."""
+    import os
+    import subprocess
+    import sys
+
+    for name, keras in (("tf_style.py", "tensorflow.keras"), ("keras_style.py", "keras")):
+        (tmp_path / name).write_text(_KERAS2_LAYER.format(keras=keras))
+    build = ("import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import tensorflow as tf; "
+             "from tf_style import Weighted; k = tf.keras; i = k.Input((5, 3)); "
+             "m = k.Model(i, k.layers.Dense(2, activation='softmax')(Weighted(name='att')(i))); "
+             "m.save(sys.argv[1] + '/old.h5')")
+    subprocess.run([sys.executable, "-c", build, str(tmp_path)], check=True, capture_output=True,
+                   env={**os.environ, "TF_USE_LEGACY_KERAS": "1"}, timeout=120)
+    for name in ("tf_style.py", "keras_style.py"):
+        r = run_cli("inspect", str(tmp_path / "old.h5"), "--custom-objects", str(tmp_path / name),
+                    "--json")
+        assert r.code == 0, (name, r.err[-1500:])
+        assert [row["class"] for row in r.json()["layers"]][1] == "Weighted"
+
+    import keras
+
+    (tmp_path / "new_style.py").write_text(_KERAS2_LAYER.format(keras="tensorflow.keras"))
+    namespace: dict = {}
+    exec(_KERAS2_LAYER.format(keras="keras._tf_keras.keras"), namespace)  # what tf.keras is there
+    inp = keras.Input((5, 3))
+    keras.Model(inp, keras.layers.Dense(2)(namespace["Weighted"](name="att")(inp))).save(
+        tmp_path / "new.keras")
+    r = run_cli("convert", str(tmp_path / "new.keras"), "--custom-objects",
+                str(tmp_path / "new_style.py"), "--to", "tflite", "-o", str(tmp_path / "n.tflite"))
+    assert r.code == 0, r.err[-1500:]

@@ -64,7 +64,6 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
          bridge_tolerance) -> Report:
     from ..data import load_for, match_positions
     from ..models.load import load_model
-    from ..models.safety import load_custom_objects
 
     started = time.perf_counter()
     if data_spec is None:
@@ -172,7 +171,7 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
                         "float32_tflite_gzip_bytes": gzip_size(reference)}
 
     ctx = StepContext(splits=splits, seed=seed, epochs_scale=epochs_scale, task=task,
-                      progress=progress, custom_objects=load_custom_objects(custom_objects_file),
+                      progress=progress, custom_objects=loaded.custom_objects,
                       allow_unsafe=allow_unsafe)
     model = _apply_steps(model, loaded, recipe, ctx, report, staging, out, name, log,
                          lambda m: metrics(keras_predict(m, x_eval), y_eval, task))
@@ -324,7 +323,6 @@ def _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs,
     from ..data.multi import load_multi
     from ..evaluate import metrics_per_output, predict_file_all
     from ..fidelity import Task, detect_tasks, output_names
-    from ..models.safety import load_custom_objects
 
     data_spec = replace(data_spec, seed=seed,
                         calibration_samples=max(s.calibration_samples for s in specs))
@@ -359,7 +357,7 @@ def _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs,
     if recipe.steps:
         ctx = StepContext(splits=data, seed=seed, epochs_scale=epochs_scale, task="several",
                           progress=progress,
-                          custom_objects=load_custom_objects(custom_objects_file),
+                          custom_objects=loaded.custom_objects,
                           allow_unsafe=allow_unsafe)
         model = _apply_steps(model, loaded, recipe, ctx, report, staging, out, name, log,
                              lambda m: metrics_per_output(keras_predict(m, data.x_test,

@@ -153,7 +153,8 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
             first = f"try --mode {' or '.join(plain)}" if plain else "keep the float file"
             raise ConversionError(
                 f"{tool} wrote a {suffix} file that its runtime cannot load or run "
-                f"({' '.join(str(err.message).split())[:240]}); nothing was written",
+                f"({' '.join(err.message.replace(str(staged), str(out)).split())[:240]}); "
+                "nothing was written",
                 f"{first}, or quantize from the Keras model or SavedModel with "
                 f"`edgenn convert MODEL --to {suffix[1:]} --quantize int8 --data ...`") from None
         tasks = _output_tasks(task, names, reference, ops)

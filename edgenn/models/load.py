@@ -101,7 +101,7 @@ def load_keras(path: str | Path, *, allow_unsafe: bool = False,
             "tf.saved_model.save), so it cannot be trained or compressed as a Keras model",
             "pass the .keras file it was exported from",
         )
-    custom = load_custom_objects(custom_objects_file)
+    custom = load_custom_objects(custom_objects_file, "keras3" if info.is_keras3 else "tf_keras")
     if info.is_keras3:
         return LoadedModel(info, _load_keras3(info, custom, allow_unsafe), custom,
                            bridge_tolerance=bridge_tolerance)

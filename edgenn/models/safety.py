@@ -11,6 +11,8 @@ user passes --allow-unsafe or registers the class with --custom-objects.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
 import importlib.util
 import inspect
 from collections.abc import Iterator
@@ -350,11 +352,76 @@ def _references_a_tensor(node) -> bool:
     return False
 
 
-def load_custom_objects(path: str | Path | None) -> dict:
+class _KerasAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Import ``alias`` (and its submodules) as the module ``real`` (and its submodules)."""
+
+    def __init__(self, names: dict[str, str]):
+        self.names = names
+
+    def _real(self, name: str) -> str | None:
+        for alias, real in self.names.items():
+            if name == alias or name.startswith(alias + "."):
+                return real + name[len(alias):]
+        return None
+
+    def find_spec(self, name, path=None, target=None):
+        return None if self._real(name) is None else importlib.util.spec_from_loader(name, self)
+
+    def create_module(self, spec):
+        return importlib.import_module(self._real(spec.name))
+
+    def exec_module(self, module) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _keras_of(flavour: str):
+    """Within the block, a user's ``keras`` and ``tensorflow.keras`` are the model's Keras.
+
+    A custom layer must subclass the Keras that loads the model. edgenn's process holds both:
+    Keras 3 (``keras``) and tf_keras, which TensorFlow's ``tf.keras`` names here. A Keras 2
+    era file (``from keras.layers import Layer`` or ``tensorflow.keras``) written for an
+    ``.h5`` gets tf_keras; a file written for a Keras 3 model with ``tf.keras`` (TensorFlow
+    2.16 and later) gets Keras 3. Without this, the layer subclassed the other Keras and the
+    model failed to load (IndexError deep in Keras's graph rebuild).
+    """
+    from .._tf import tf
+
+    tensorflow = tf()
+    if flavour == "keras3":
+        names = {"tensorflow.keras": "keras._tf_keras.keras"}
+    else:
+        names = {"tensorflow.keras": "tf_keras", "keras": "tf_keras"}
+    import sys
+
+    def aliased(name: str) -> bool:
+        return any(name == a or name.startswith(a + ".") for a in names)
+
+    saved = {k: sys.modules.pop(k) for k in [k for k in sys.modules if aliased(k)]}
+    missing = object()
+    attribute = vars(tensorflow).get("keras", missing)
+    finder = _KerasAlias(names)
+    sys.meta_path.insert(0, finder)
+    try:
+        tensorflow.keras = importlib.import_module("tensorflow.keras")  # `tf.keras.X` too
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+        for k in [k for k in sys.modules if aliased(k)]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+        if attribute is missing:
+            vars(tensorflow).pop("keras", None)
+        else:
+            tensorflow.keras = attribute
+
+
+def load_custom_objects(path: str | Path | None, flavour: str = "tf_keras") -> dict:
     """Import a user's Python file and return the classes and functions it defines.
 
     The user names this file explicitly, so running it is their choice; model files never
-    choose what runs.
+    choose what runs. ``flavour`` (``keras3`` or ``tf_keras``) is the Keras of the model the
+    objects load with, which the file's ``keras`` and ``tensorflow.keras`` then name.
     """
     if path is None:
         return {}
@@ -367,7 +434,8 @@ def load_custom_objects(path: str | Path | None) -> dict:
     spec = importlib.util.spec_from_file_location(f"edgenn_custom_{p.stem}", p)
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        with _keras_of(flavour):
+            spec.loader.exec_module(module)
     except Exception as err:
         raise InputFileError(f"--custom-objects {p} failed to import: {type(err).__name__}: {err}",
                              "fix the file so that `python FILE.py` runs") from None

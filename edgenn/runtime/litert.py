@@ -104,6 +104,29 @@ def _numbered(names: list[str]) -> list[str]:
     return sorted(names, key=key)
 
 
+def integer_recurrent(interpreter) -> list[str]:
+    """The fused recurrent kernels (``STATEFUL_OPS``) of a model that run on integer inputs.
+
+    LiteRT's int8 UNIDIRECTIONAL_SEQUENCE_LSTM corrupted the heap of the process running it
+    when a model concatenated the outputs of two stacked 128-unit LSTMs (textgenrnn's
+    network; glibc aborted later, in whatever allocated next), and computed wrong values for
+    a summing Bidirectional LSTM: such files run in a child process (``TFLiteRunner``).
+    """
+    try:
+        ops = interpreter._get_ops_details()
+        tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+    except Exception:  # noqa: BLE001 - an interpreter without op details: none found
+        return []
+    found = set()
+    for op in ops:
+        if op["op_name"] not in STATEFUL_OPS or not len(op["inputs"]):
+            continue
+        first = tensors.get(int(op["inputs"][0]))
+        if first is not None and np.issubdtype(np.dtype(first["dtype"]), np.integer):
+            found.add(op["op_name"])
+    return sorted(found)
+
+
 def _peak_activations(interpreter) -> tuple[str | None, int]:
     """(op, bytes): the op whose input and output tensors take the most memory at once.
 
@@ -147,8 +170,10 @@ class TFLiteRunner:
     dequantized, so a float32, float16, dynamic-range or full-int8 model answers the same way.
     """
 
-    def __init__(self, model: str | Path | bytes, threads: int | None = None):
+    def __init__(self, model: str | Path | bytes, threads: int | None = None,
+                 isolate: bool = True):
         cls = _interpreter_class()
+        self.model, self.threads = model, threads
         try:
             with quiet_stderr():
                 if isinstance(model, (bytes, bytearray)):
@@ -175,6 +200,8 @@ class TFLiteRunner:
         self.fixed_batch = min((sig[axis] for sig, axis in zip(self.declared, self.input_axes)
                                 if axis is not None and sig[axis] > 0), default=None)
         self.peak = _peak_activations(self.interpreter)
+        # kernels that have corrupted the memory of the process running them run in a child
+        self.isolated = integer_recurrent(self.interpreter) if isolate else []
 
     def sample_shapes(self) -> list[tuple]:
         """Each input's shape per sample (its batch axis left out; None for an open size)."""
@@ -284,6 +311,8 @@ class TFLiteRunner:
                                      "cannot feed or compare (it works on numbers and booleans)",
                                      "run the model on numeric tensors (move text or other "
                                      "processing out of the model)")
+        if self.isolated:
+            return self._predict_in_child(xs, batch_size)
         n = len(xs[0])
         samples = [x.shape[1:] for x in xs]
         steps = runs_that_fit(*self.peak, self._steps(xs, batch_size), bool(self.fixed_batch))
@@ -324,3 +353,59 @@ class TFLiteRunner:
                 y = from_model(self._dequantize(value, detail), axis)
                 results[i].append(y[:real] if axis is not None else y)
         return [np.concatenate(r) for r in results]
+
+    def _predict_in_child(self, xs, batch_size: int) -> list[np.ndarray]:
+        """``predict`` in a child process: a crash there is one error, not the end of edgenn."""
+        import json
+        import signal
+        import subprocess
+        import sys
+        import tempfile
+
+        named = not isinstance(self.model, (bytes, bytearray))
+        with tempfile.TemporaryDirectory(prefix="edgenn-litert-") as tmp:
+            work = Path(tmp)
+            model = self.model if named else work / "model.tflite"
+            if not named:
+                model.write_bytes(bytes(self.model))
+            np.savez(work / "inputs.npz", *xs)
+            config = {"model": str(model), "threads": self.threads, "batch_size": batch_size,
+                      "work": str(work)}
+            proc = subprocess.run([sys.executable, "-c", "from edgenn.runtime.litert import "
+                                   "_child_predict; _child_predict()", json.dumps(config)],
+                                  capture_output=True, text=True)
+            if proc.returncode == 0 and (work / "outputs.npz").is_file():
+                with np.load(work / "outputs.npz") as out:
+                    return [out[f"arr_{i}"] for i in range(len(out.files))]
+            if proc.returncode == 0 and (work / "error.json").is_file():
+                err = json.loads((work / "error.json").read_text())
+                raise RuntimeFailure(err["message"], err["hint"])
+        what = f"running {self.model}" if named else "running the model"
+        if proc.returncode < 0:
+            name = signal.Signals(-proc.returncode).name
+            raise RuntimeFailure(f"LiteRT crashed ({name}) {what} (its integer "
+                                 f"{', '.join(self.isolated)} kernels, run in a child process: "
+                                 "they have corrupted memory on models tested here)",
+                                 "keep the recurrent layers float: --quantize dynamic or float16")
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        raise RuntimeFailure(f"LiteRT failed {what} in a child process: "
+                             f"{(lines[-1] if lines else f'exit {proc.returncode}')[:300]}",
+                             "check the model with `edgenn inspect`")
+
+
+def _child_predict() -> None:
+    """The child of ``TFLiteRunner._predict_in_child``: run, then save outputs or the error."""
+    import json
+    import sys
+
+    config = json.loads(sys.argv[1])
+    work = Path(config["work"])
+    with np.load(work / "inputs.npz") as a:
+        xs = [a[f"arr_{i}"] for i in range(len(a.files))]
+    try:
+        runner = TFLiteRunner(config["model"], config["threads"], isolate=False)
+        ys = runner.predict(*xs, batch_size=config["batch_size"])
+    except RuntimeFailure as err:
+        (work / "error.json").write_text(json.dumps({"message": err.message, "hint": err.hint}))
+        return
+    np.savez(work / "outputs.npz", *ys)
