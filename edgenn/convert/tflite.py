@@ -54,13 +54,67 @@ def fresh_copy(model):
         import tensorflow_model_optimization as tfmot  # QAT wrappers deserialize in its scope
 
         scope = tfmot.quantization.keras.quantize_scope()
+
+    def clone(layer):
+        config = layer.get_config()
+        if type(layer).__name__ not in RECURRENT:
+            return layer.__class__.from_config(config)
+        return layer.__class__.from_config(_for_inference(config))
+
     try:
         with scope:
-            copy = keras_of(model).models.clone_model(model)
+            copy = keras_of(model).models.clone_model(model, clone_function=clone)
         copy.set_weights(model.get_weights())
     except Exception:  # noqa: BLE001 - the original still converts, only less reproducibly
         return model
     return copy
+
+
+def _for_inference(config):
+    """A recurrent layer's ``config`` without dropout or unrolling, nested layers' too.
+
+    Neither changes what the layer computes at inference, and either keeps tf_keras's LSTM off
+    the path TFLite fuses into its LSTM kernel: such a layer became a WHILE loop, whose int8
+    calibration crashes the converter (SIGSEGV; ethnicolr's census LSTM, recurrent_dropout
+    0.2), and whose dropout-mask cache cost the float file its signature.
+    """
+    if isinstance(config, dict):
+        out = {k: _for_inference(v) for k, v in config.items()}
+        if "recurrent_dropout" in out:
+            out.update(dropout=0.0, recurrent_dropout=0.0)
+            if "unroll" in out:
+                out["unroll"] = False
+        return out
+    if isinstance(config, list):
+        return [_for_inference(v) for v in config]
+    return config
+
+
+def _activation(value) -> str:
+    if isinstance(value, dict):  # a serialized activation: {"class_name": ..., "config": ...}
+        inner = value.get("config")
+        return str(inner.get("name", value.get("class_name")) if isinstance(inner, dict)
+                   else value.get("class_name"))
+    return value if isinstance(value, str) else getattr(value, "__name__", str(value))
+
+
+def lstm_not_fused(layer, dropped: bool = False) -> str | None:
+    """Why TFLite would not fuse this LSTM layer into its LSTM kernel (None: it would).
+
+    tf_keras takes the fusable path only with tanh and sigmoid activations, a bias, no
+    recurrent dropout and no unrolling (``_could_use_gpu_kernel``); Keras 2.0-2.2's default
+    ``hard_sigmoid`` is not sigmoid. ``dropped``: the copy that converts has its dropout and
+    unrolling off (``fresh_copy``), so they do not count.
+    """
+    config = layer.get_config()
+    for key, want in (("activation", "tanh"), ("recurrent_activation", "sigmoid")):
+        if _activation(config.get(key, want)) != want:
+            return f"{key} {_activation(config.get(key))}, not {want}"
+    if not config.get("use_bias", True):
+        return "no bias"
+    if not dropped and (config.get("recurrent_dropout") or config.get("unroll")):
+        return "recurrent dropout or unrolling"
+    return None
 
 
 def input_specs(model, batch_size: int | None = None):
@@ -114,6 +168,28 @@ def _has_lstm(model) -> bool:
     return any(type(layer).__name__ == "LSTM" for layer in _cells(model))
 
 
+def _check_id_inputs(model, io: IOType) -> None:
+    """Refuse an 8-bit input that an Embedding reads as ids from more than 256 rows.
+
+    An int8 or uint8 input tensor holds 256 values: token ids 0..976 (ethnicolr's name model)
+    became steps of 3.8 and the Edge TPU road agreed 0.79 with the model, a fidelity failure
+    nothing in it explained.
+    """
+    from ..models.describe import inbound_layers
+
+    for layer in _all_layers(model):
+        rows = getattr(layer, "input_dim", None)
+        if type(layer).__name__ != "Embedding" or not rows or rows <= 256:
+            continue
+        fed = [prev.name for prev in inbound_layers(layer) if type(prev).__name__ == "InputLayer"]
+        if fed:
+            raise UsageError(f"input {fed[0]!r} holds token ids for the Embedding {layer.name} "
+                             f"({rows} rows), and an 8-bit ({io.value}) input tensor holds 256 "
+                             "values", "use float32 io (--io float32, --target cpu; the Edge TPU "
+                             "road needs 8-bit inputs): the ids then stay exact and the rest is "
+                             "quantized inside")
+
+
 def check_integer_recurrent(model, q: Quantization, lstm_fuses: bool | None = None) -> None:
     """Refuse what crashes the converter: full-integer calibration of a recurrent loop.
 
@@ -129,12 +205,17 @@ def check_integer_recurrent(model, q: Quantization, lstm_fuses: bool | None = No
         return
     masked = _masked(model)  # a masked LSTM is a loop in tf_keras too (measured: a segfault)
     fused = (not is_keras3(model) if lstm_fuses is None else lstm_fuses) and not masked
-    loops = [f"{layer.name} ({type(layer).__name__})" for layer in _cells(model)
-             if not (fused and type(layer).__name__ == "LSTM")]
+    loops, unfusable = [], False
+    for layer in _cells(model):
+        kind = type(layer).__name__
+        why = lstm_not_fused(layer, dropped=lstm_fuses is not None) if kind == "LSTM" else None
+        unfusable = unfusable or why is not None
+        if not (fused and kind == "LSTM" and why is None):
+            loops.append(f"{layer.name} ({kind}{', ' + why if why else ''})")
     if loops:
         hint = ("use --quantize dynamic or float16 (weights only)"
                 + ("; an LSTM reaches the fused kernel with --lstm fused"
-                   if _has_lstm(model) and not masked else "")
+                   if _has_lstm(model) and not masked and not fused and not unfusable else "")
                 + ("; masked sequences (Masking, mask_zero) always run as a loop" if masked else ""))
         raise UsageError(f"{q.value} quantization of recurrent loops is not supported by the "
                          f"TFLite converter (it crashes): {', '.join(loops[:4])}", hint)
@@ -239,6 +320,8 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     if io is not IOType.float32 and q is not Quantization.int8:
         raise UsageError(f"io {io.value} needs int8 quantization; received {q.value}",
                          "use --quantize int8 or io float32")
+    if io is not IOType.float32:
+        _check_id_inputs(model, io)
     needs_data = q in (Quantization.int8, Quantization.int16x8)
     from ..data.multi import count
 

@@ -136,7 +136,7 @@ def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
         _check_frozen(qat_model, frozen)
     ranged = init_ranges(qat_model, ctx.splits.x_train)
     fit(qat_model, ctx.splits, config, ctx, "quantization-aware training")
-    for module in qat_model.submodules:  # frozen for this step only: a later step may train them
+    for module in _layers(qat_model):  # frozen for this step only: a later step may train them
         if is_batch_norm(module) and module.name in frozen:
             module.trainable = True
     notes = copy_notes
@@ -206,6 +206,16 @@ def init_ranges(qat_model, x, samples: int = RANGE_SAMPLES, batch: int = 64) -> 
     return len(seen) // 2
 
 
+def _layers(model):
+    """Every layer inside ``model``, wrappers' and nested models' too.
+
+    Not ``tf.Module.submodules``: that walks every attribute, and an LSTM with dropout that
+    ran in a traced loop caches its masks keyed by graphs, which it cannot sort (int8-qat of
+    ethnicolr's census LSTM: exit 1, "Error processing property '_dropout_mask_cache'").
+    """
+    return model._flatten_layers(include_self=False)  # noqa: SLF001
+
+
 def _freeze_batch_norm(model) -> list[str]:
     """Make every BatchNormalization run in inference mode during QAT; returns their names.
 
@@ -218,7 +228,7 @@ def _freeze_batch_norm(model) -> list[str]:
     gamma and beta training.
     """
     frozen = []
-    for module in model.submodules:  # also a BN inside an annotation or a nested model
+    for module in _layers(model):  # also a BN inside an annotation or a nested model
         if is_batch_norm(module) and module.name not in frozen:
             module.trainable = False
             frozen.append(module.name)
@@ -227,7 +237,7 @@ def _freeze_batch_norm(model) -> list[str]:
 
 def _check_frozen(qat_model, frozen: list[str]) -> None:
     trainable = {id(w) for w in qat_model.trainable_weights}
-    for module in qat_model.submodules:
+    for module in _layers(qat_model):
         if is_batch_norm(module) and module.name in frozen:
             if module.trainable or any(id(w) in trainable for w in module.weights):
                 raise RuntimeError(f"freeze_batch_norm: {module.name} is still trainable after "
