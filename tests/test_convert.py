@@ -713,27 +713,21 @@ def test_keras2_lstms_from_outside(tmp_path):
     k = tf_keras()
     rng = np.random.default_rng(0)
     x = rng.integers(1, 300, (400, 6)).astype(np.int32)
-    np.savez(tmp_path / "ids.npz", x=x, y=(x[:, -1] % 4).astype(np.int64))
+    np.savez(tmp_path / "ids.npz", x=x)
     data = ["--data", str(tmp_path / "ids.npz")]
     for name, kwargs in (("dropout", {"dropout": 0.2, "recurrent_dropout": 0.2}),
                          ("hard", {"recurrent_activation": "hard_sigmoid"})):
         k.utils.set_random_seed(0)
-        model = k.Sequential([k.Input((6,)), k.layers.Embedding(300, 8),
-                              k.layers.LSTM(16, name="lstm", **kwargs),
-                              k.layers.Dense(4, activation="softmax")])
-        model.compile("adam", "sparse_categorical_crossentropy")
-        model.fit(x, x[:, -1] % 4, epochs=1, verbose=0)  # runs the loop: dropout masks cached
-        model.save(tmp_path / f"{name}.h5")
+        k.Sequential([k.Input((6,)), k.layers.Embedding(300, 8),
+                      k.layers.LSTM(16, name="lstm", **kwargs),
+                      k.layers.Dense(4, activation="softmax")]).save(tmp_path / f"{name}.h5")
     r = run_cli("convert", str(tmp_path / "dropout.h5"), "--to", "tflite", "--quantize", "int8",
                 *data, "--threshold", "0", "--json", "-o", str(tmp_path / "d8.tflite"))
     assert r.code == 0, r.err[-2000:]
     assert r.json()["ops"].get("UNIDIRECTIONAL_SEQUENCE_LSTM") == 1
     from edgenn.runtime.tflite_info import describe
 
-    r = run_cli("convert", str(tmp_path / "dropout.h5"), "--to", "tflite", *data,
-                "-o", str(tmp_path / "f.tflite"))
-    assert r.code == 0, r.err[-2000:]
-    assert [s["key"] for s in describe(tmp_path / "f.tflite")["signatures"]] == ["serving_default"]
+    assert [s["key"] for s in describe(tmp_path / "d8.tflite")["signatures"]] == ["serving_default"]
     r = run_cli("convert", str(tmp_path / "hard.h5"), "--to", "tflite", "--quantize", "int8", *data,
                 "-o", str(tmp_path / "h8.tflite"))
     assert_clean_error(r, 2, "lstm (LSTM, recurrent_activation hard_sigmoid, not sigmoid)",
@@ -741,7 +735,24 @@ def test_keras2_lstms_from_outside(tmp_path):
     r = run_cli("convert", str(tmp_path / "dropout.h5"), "--to", "tflite", "--target", "edgetpu",
                 *data, "-o", str(tmp_path / "e.tflite"))
     assert_clean_error(r, 2, "holds token ids for the Embedding", "--io float32")
-    r = run_cli("compress", str(tmp_path / "dropout.h5"), "-r", "int8-qat", *data, "--limit", "200",
-                "--epochs-scale", "0.05", "-o", str(tmp_path / "qat"), "--quiet")
-    assert r.code in (0, 4), r.err[-2000:]  # 4: the accuracy bound of a tiny model, not a crash
-    assert (tmp_path / "qat" / "dropout.tflite").is_file() or r.code == 4
+
+
+def test_qat_of_an_lstm_that_cached_dropout_masks(tmp_path):
+    """ethnicolr's census LSTM (dropout 0.2): `compress -r int8-qat` exited 1, "Error processing
+    property '_dropout_mask_cache'": freezing BatchNormalization walked every attribute of the
+    model (tf.Module.submodules), and the masks the LSTM cached in a traced loop are keyed by
+    graphs, which do not sort. QAT walks the Keras layers."""
+    from edgenn._tf import tf_keras
+
+    k = tf_keras()
+    x = np.random.default_rng(0).integers(1, 300, (300, 6)).astype(np.int32)
+    np.savez(tmp_path / "ids.npz", x=x, y=(x[:, -1] % 4).astype(np.int64))
+    k.utils.set_random_seed(0)
+    k.Sequential([k.Input((6,)), k.layers.Embedding(300, 8),
+                  k.layers.LSTM(16, dropout=0.2, recurrent_dropout=0.2),
+                  k.layers.Dense(4, activation="softmax")]).save(tmp_path / "m.h5")
+    r = run_cli("compress", str(tmp_path / "m.h5"), "-r", "int8-qat", "--data",
+                str(tmp_path / "ids.npz"), "--limit", "200", "--epochs-scale", "0.05",
+                "-o", str(tmp_path / "qat"), "--json")
+    assert r.code in (0, 4), r.err[-2000:]  # 4: the accuracy bound of an untrained model
+    assert r.json()["steps"][0]["name"] == "quantize"

@@ -55,11 +55,8 @@ def fresh_copy(model):
 
         scope = tfmot.quantization.keras.quantize_scope()
 
-    def clone(layer):
-        config = layer.get_config()
-        if type(layer).__name__ not in RECURRENT:
-            return layer.__class__.from_config(config)
-        return layer.__class__.from_config(_for_inference(config))
+    def clone(layer):  # a nested model's recurrent layers too
+        return layer.__class__.from_config(_for_inference(layer.get_config()))
 
     try:
         with scope:

@@ -104,7 +104,16 @@ def _numbered(names: list[str]) -> list[str]:
     return sorted(names, key=key)
 
 
-def integer_recurrent(interpreter) -> list[str]:
+def _graph(interpreter) -> tuple[list, dict]:
+    """The interpreter's ops and its tensors by index; both empty when it gives no details."""
+    try:
+        return (interpreter._get_ops_details(),
+                {d["index"]: d for d in interpreter.get_tensor_details()})
+    except Exception:  # noqa: BLE001 - an interpreter without op details
+        return [], {}
+
+
+def integer_recurrent(interpreter, graph: tuple | None = None) -> list[str]:
     """The fused recurrent kernels (``STATEFUL_OPS``) of a model that run on integer inputs.
 
     LiteRT's int8 UNIDIRECTIONAL_SEQUENCE_LSTM corrupted the heap of the process running it
@@ -112,11 +121,7 @@ def integer_recurrent(interpreter) -> list[str]:
     network; glibc aborted later, in whatever allocated next), and computed wrong values for
     a summing Bidirectional LSTM: such files run in a child process (``TFLiteRunner``).
     """
-    try:
-        ops = interpreter._get_ops_details()
-        tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
-    except Exception:  # noqa: BLE001 - an interpreter without op details: none found
-        return []
+    ops, tensors = graph or _graph(interpreter)
     found = set()
     for op in ops:
         if op["op_name"] not in STATEFUL_OPS or not len(op["inputs"]):
@@ -127,17 +132,15 @@ def integer_recurrent(interpreter) -> list[str]:
     return sorted(found)
 
 
-def _peak_activations(interpreter) -> tuple[str | None, int]:
+def _peak_activations(interpreter, graph: tuple | None = None) -> tuple[str | None, int]:
     """(op, bytes): the op whose input and output tensors take the most memory at once.
 
     A lower bound on LiteRT's arena for one run at the file's declared shapes (an open size
     counts as 1), read before anything is allocated. Tensors no op computes (weights) are left
     out. (None, 0) when the interpreter gives no op details.
     """
-    try:
-        ops = interpreter._get_ops_details()
-        tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
-    except Exception:  # noqa: BLE001 - an interpreter without op details: no bound
+    ops, tensors = graph or _graph(interpreter)
+    if not ops:
         return None, 0
     computed = {int(i) for op in ops for i in op["outputs"]}
     computed |= {int(d["index"]) for d in interpreter.get_input_details()}
@@ -199,9 +202,10 @@ class TFLiteRunner:
         # a batch the file fixes (the smallest, if inputs differ), else None
         self.fixed_batch = min((sig[axis] for sig, axis in zip(self.declared, self.input_axes)
                                 if axis is not None and sig[axis] > 0), default=None)
-        self.peak = _peak_activations(self.interpreter)
+        graph = _graph(self.interpreter)  # ops and tensors, read once
+        self.peak = _peak_activations(self.interpreter, graph)
         # kernels that have corrupted the memory of the process running them run in a child
-        self.isolated = integer_recurrent(self.interpreter) if isolate else []
+        self.isolated = integer_recurrent(self.interpreter, graph) if isolate else []
 
     def sample_shapes(self) -> list[tuple]:
         """Each input's shape per sample (its batch axis left out; None for an open size)."""
