@@ -525,7 +525,6 @@ def test_reference_training_with_augment_learns_digits():
     assert history["val_accuracy"][-1] > 0.5, history["val_accuracy"]
 
 
-@pytest.mark.slow  # four fine-tunes of a 4096-wide model; the default run has the 20-min bar
 def test_recipe_threads_pin_training_to_a_thread_count(tmp_path):
     """`threads: 1` makes compress train what a 1-thread process trains (how fit's trials ran),
     whatever the machine's default. The model's 4096-wide Dense is summed in another order on
