@@ -728,6 +728,17 @@ def test_keras2_lstms_from_outside(tmp_path):
     from edgenn.runtime.tflite_info import describe
 
     assert [s["key"] for s in describe(tmp_path / "d8.tflite")["signatures"]] == ["serving_default"]
+    # ai-edge-quantizer made the float file's id input int8 (census model: agreement 0.79)
+    r = run_cli("convert", str(tmp_path / "dropout.h5"), "--to", "tflite", *data,
+                "-o", str(tmp_path / "f.tflite"))
+    assert r.code == 0, r.err[-2000:]
+    r = run_cli("quantize", str(tmp_path / "f.tflite"), "--mode", "int8", *data, "--threshold", "0",
+                "--json", "-o", str(tmp_path / "q8.tflite"))
+    assert r.code == 0, r.err[-2000:]
+    assert any("kept float: it holds ids" in n for n in r.json()["notes"]), r.out
+    from ai_edge_litert.interpreter import Interpreter
+
+    assert Interpreter(str(tmp_path / "q8.tflite")).get_input_details()[0]["dtype"] == np.float32
     r = run_cli("convert", str(tmp_path / "hard.h5"), "--to", "tflite", "--quantize", "int8", *data,
                 "-o", str(tmp_path / "h8.tflite"))
     assert_clean_error(r, 2, "lstm (LSTM, recurrent_activation hard_sigmoid, not sigmoid)",
