@@ -1,5 +1,7 @@
 """No code from a model file runs unless the user says so."""
 
+import numpy as np
+
 from conftest import assert_clean_error, run_cli
 
 
@@ -179,6 +181,15 @@ def test_a_custom_layer_file_subclasses_the_keras_of_the_model(tmp_path):
                     "--json")
         assert r.code == 0, (name, r.err[-1500:])
         assert [row["class"] for row in r.json()["layers"]][1] == "Weighted"
+
+    # QAT rebuilds the model from its config (tfmot): the layer must be in scope there too
+    x = np.random.default_rng(0).random((120, 5, 3), dtype=np.float32)
+    np.savez(tmp_path / "seq.npz", x=x, y=(x[:, 0, 0] > 0.5).astype(np.int64))
+    r = run_cli("compress", str(tmp_path / "old.h5"), "--custom-objects", str(tmp_path / "tf_style.py"),
+                "-r", "int8-qat", "--data", str(tmp_path / "seq.npz"), "--epochs-scale", "0.05",
+                "-o", str(tmp_path / "qat"), "--json")
+    assert r.code in (0, 4), r.err[-1500:]  # 4: the accuracy bound of an untrained model
+    assert r.json()["steps"][0]["name"] == "quantize"
 
     import keras
 

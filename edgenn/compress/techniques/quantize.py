@@ -130,7 +130,12 @@ def quantize(model, config: QuantizeStep, ctx: StepContext) -> StepResult:
     if not wrapped:
         raise nothing_in_scope("quantize", model)
     frozen = _freeze_batch_norm(annotated) if config.freeze_batch_norm else []
-    with qk.quantize_scope():
+    from ..._tf import tf_keras
+
+    # tfmot rebuilds the model from its config: a user's layers (--custom-objects) must be in
+    # scope, or their deserialization gave a string where a layer belongs (textgenrnn's
+    # attention layer: exit 1, "'str' object is not callable")
+    with qk.quantize_scope(), tf_keras().utils.custom_object_scope(ctx.custom_objects or {}):
         qat_model = qk.quantize_apply(annotated, _scheme(preserve, frozenset(same_scale)))
     if frozen:
         _check_frozen(qat_model, frozen)
