@@ -275,6 +275,22 @@ class OutputDir:
                 old.unlink()
         os.rmdir(staging)
 
+    def name_output_in(self, err: BaseException) -> None:
+        """Make an error raised during the run name the output, not the staging folder.
+
+        A step that failed on a staged file ("LiteRT crashed ... running
+        .out.edgenn-staging-ky1_uk3p/model.tflite") named a folder that is gone once the run ends.
+        """
+        if self.staging is None:
+            return
+        names = sorted({str(self.staging.resolve()), str(self.staging)}, key=len, reverse=True)
+        for attr in ("message", "hint"):
+            text = getattr(err, attr, None)
+            if isinstance(text, str):
+                for name in names:
+                    text = text.replace(name, str(self.path))
+                setattr(err, attr, text)
+
     def abort(self) -> None:
         """Remove the staging folder (and the parent folders this run created)."""
         if self.staging is not None:
@@ -309,6 +325,7 @@ class OutputDir:
         if exc_type is None:
             self.commit()
         else:
+            self.name_output_in(exc)
             self.abort()
 
 

@@ -618,6 +618,14 @@ def test_an_int8_lstm_kernel_that_corrupts_memory_is_one_error(tmp_path):
     assert_clean_error(r, 3, "LiteRT crashed (SIGABRT) running " + str(tmp_path / "s.tflite"),
                        "--quantize dynamic")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seq.npz", "stacked.keras"]
+    # compress evaluates its int8 file the same way; the error names the output, not its
+    # staging folder, which is gone when the run ends
+    np.savez(tmp_path / "seq.npz", x=np.random.default_rng(0).random((300, 4, 8), dtype=np.float32),
+             y=np.arange(300) % 10)
+    r = run_cli("compress", str(tmp_path / "stacked.keras"), "-r", "int8-ptq", "--data",
+                str(tmp_path / "seq.npz"), "-o", str(tmp_path / "out"))
+    assert_clean_error(r, 3, "LiteRT crashed (SIGABRT) running " + str(tmp_path / "out"))
+    assert "edgenn-staging" not in r.err and not (tmp_path / "out").exists()
 
 
 def test_near_ties_advise_keeping_the_output_float(tmp_path):

@@ -54,7 +54,8 @@ def run(model_path: str, recipe: Recipe, recipe_path: Path, data_spec, out_dir: 
                     seed=seed, epochs_scale=epochs_scale, allow_unsafe=allow_unsafe,
                     custom_objects_file=custom_objects_file, progress=progress, log=log,
                     split_seed=split_seed, bridge_tolerance=bridge_tolerance)
-    except BaseException:
+    except BaseException as err:
+        outdir.name_output_in(err)
         outdir.abort()
         raise
 
