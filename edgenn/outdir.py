@@ -288,8 +288,12 @@ class OutputDir:
             text = getattr(err, attr, None)
             if isinstance(text, str):
                 for name in names:
-                    text = text.replace(name, str(self.path))
+                    text = text.replace(name, self._outside(name))
                 setattr(err, attr, text)
+
+    def _outside(self, staging: str) -> str:
+        """What ``staging`` (a spelling of the staging folder) is called once moved into place."""
+        return str(self.path)
 
     def abort(self) -> None:
         """Remove the staging folder (and the parent folders this run created)."""
@@ -349,6 +353,9 @@ class OutputFile(OutputDir):
         """Where the file is written while the run lasts."""
         return self.staging / self.path.name
 
+    def _outside(self, staging: str) -> str:
+        return str(self.path.parent)  # the staged file and its companions land beside -o
+
     def commit(self, files: list[str] | None = None) -> None:
         """Move the staged file (and its companions) into the output's folder."""
         try:
@@ -372,10 +379,12 @@ def staged_file(path: str | Path, keep: type[BaseException] | tuple = ()):
     out.open()
     try:
         yield out.staged
-    except keep:
+    except keep as err:
+        out.name_output_in(err)
         out.commit()
         raise
-    except BaseException:
+    except BaseException as err:
+        out.name_output_in(err)
         out.abort()
         raise
     out.commit()

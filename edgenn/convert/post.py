@@ -138,7 +138,8 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
     with memory_watch(f"{quantizer} on {source}", "calibrate on fewer samples (--limit N), or "
                       "quantize on a machine with more memory"):
         if suffix == ".tflite":
-            blob, tool, notes = _aeq(source, info, mode, layers, x_calib, log, in_names)
+            blob, tool, notes = _aeq(source, info, mode, layers, x_calib, log, in_names,
+                                     runner.interpreter)
         else:
             blob, tool, notes = _ort(source, mode, layers, x_calib, log)
     from ..outdir import staged_file
@@ -153,7 +154,7 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
             first = f"try --mode {' or '.join(plain)}" if plain else "keep the float file"
             raise ConversionError(
                 f"{tool} wrote a {suffix} file that its runtime cannot load or run "
-                f"({' '.join(err.message.replace(str(staged), str(out)).split())[:240]}); "
+                f"({' '.join(str(err.message).split())[:240]}); "
                 "nothing was written",
                 f"{first}, or quantize from the Keras model or SavedModel with "
                 f"`edgenn convert MODEL --to {suffix[1:]} --quantize int8 --data ...`") from None
@@ -377,7 +378,7 @@ def _probabilities(y: np.ndarray) -> bool:
 
 
 def _aeq(source: str, info: dict, mode: str, layers: str, x_calib, log,
-         names: list[str] | None = None):
+         names: list[str] | None = None, interpreter=None):
     """Quantize the .tflite ``source`` (``info``: its ``describe``) with ai-edge-quantizer."""
     try:
         from ai_edge_quantizer import qtyping, quantizer
@@ -400,7 +401,7 @@ def _aeq(source: str, info: dict, mode: str, layers: str, x_calib, log,
         q.add_weight_only_config(layers, op, bits)
     else:
         q.add_static_config(layers, op, activation_num_bits=bits, weight_num_bits=8)
-        ids = _id_inputs(source)
+        ids = _id_inputs(interpreter) if interpreter is not None else []
         if ids:  # ai-edge-quantizer makes the file's inputs integer, which rounds token ids
             from ai_edge_quantizer import algorithm_manager
 
@@ -441,16 +442,15 @@ def _aeq(source: str, info: dict, mode: str, layers: str, x_calib, log,
     return blob, "ai-edge-quantizer", notes
 
 
-def _id_inputs(source: str) -> list[str]:
-    """The inputs of the .tflite ``source`` that a CAST to integers reads: ids, not signals.
+def _id_inputs(interpreter) -> list[str]:
+    """The inputs of a loaded .tflite that a CAST to integers reads: ids, not signals.
 
     ai-edge-quantizer's static modes turn the file's float inputs into int8 ones; ids from a
     977-row Embedding (ethnicolr's census model) then came in steps of 3.2, and its int8 file
     agreed 0.79 with the float one (0.998 with the input kept float).
     """
-    from ..runtime.litert import TFLiteRunner, _graph
+    from ..runtime.litert import _graph
 
-    interpreter = TFLiteRunner(source, isolate=False).interpreter
     ops, tensors = _graph(interpreter)
     inputs = {int(d["index"]): d["name"] for d in interpreter.get_input_details()}
     found = set()

@@ -343,8 +343,7 @@ def _checked_run(artifact, x, out: Path):
                                  "so its agreement with the model is unchecked",
                                  "check it where the Flex delegate is linked (edgenn profile "
                                  "--accelerator delegate:PATH on that device)") from None
-        message = err.message.replace(str(artifact.path), str(out))  # not its staged copy
-        raise RuntimeFailure(f"{message}; nothing was written", err.hint) from None
+        raise RuntimeFailure(f"{err.message}; nothing was written", err.hint) from None
 
 
 def _export_trainable(model, spec, out: Path, trainable, provenance, x_check, log):
