@@ -221,8 +221,12 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray]) ->
         diff = ref - cand
         noise = float(np.sum(diff ** 2))
         signal = float(np.sum(ref ** 2))
-        denom = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
-        cos = np.where(denom > 0, np.sum(ref * cand, axis=1) / np.maximum(denom, 1e-30), 1.0)
+        # One value per sample (a binary head, a score): the cosine of each sample's 1-vector
+        # is its sign, 1.0 for any sigmoid however wrong, so the column of samples is compared.
+        rows_of = (lambda a: a.reshape(1, -1)) if ref.shape[1] == 1 else (lambda a: a)
+        denom = np.linalg.norm(rows_of(ref), axis=1) * np.linalg.norm(rows_of(cand), axis=1)
+        cos = np.where(denom > 0, np.sum(rows_of(ref) * rows_of(cand), axis=1)
+                       / np.maximum(denom, 1e-30), 1.0)
         if not (np.isfinite(ref).all() and np.isfinite(cand).all()):
             which = "source model" if not np.isfinite(ref).all() else "artifact"
             raise_nonfinite(which, i)
