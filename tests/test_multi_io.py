@@ -60,7 +60,8 @@ def test_multi_input_data_errors_are_one_line(models, tmp_path):
     assert_clean_error(r, 2, "no labels for output score", "y_score")
     r = run_cli("compress", model, "-r", "prune-80-int8", "--data", str(models / "two_io.npz"),
                 "-o", str(tmp_path / "c"))  # it prunes while distilling from the input model
-    assert_clean_error(r, 2, "distillation needs one output", "drop the distill step")
+    assert_clean_error(r, 2, "distillation takes a model with one input and one output",
+                       "drop the distill step")
     assert not any((tmp_path / name).exists() for name in ("a.tflite", "b.tflite", "c"))
 
 

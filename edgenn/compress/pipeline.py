@@ -245,8 +245,9 @@ def _check_multi_steps(recipe: Recipe, model_path, model) -> None:
     shape = f"{len(model.inputs)} input(s) and {len(model.outputs)} output(s)"
     for step in recipe.steps:
         if step.technique == "distill" or getattr(step.config, "distill", None) is not None:
-            raise UsageError(f"recipe {recipe.name}: distillation needs one output to soften and "
-                             f"{model_path} has {shape}", "drop the distill step (or the prune "
+            raise UsageError(f"recipe {recipe.name}: distillation takes a model with one input "
+                             f"and one output, and {model_path} has {shape}", "drop the distill "
+                             "step (or the prune "
                              "step's distill key); finetune, prune, cluster and quantize train "
                              "every output")
         if changes(getattr(step.config, "augment", None)):
