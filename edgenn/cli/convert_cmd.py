@@ -165,6 +165,8 @@ def _human_convert(result) -> None:
     if a.gpu_runtime is not None:
         con.print(f"  GPU runtime: {a.gpu_runtime.message}")
     ex = result.explain
+    if ex is not None and ex.skipped:
+        con.print(f"  explain: skipped ({ex.skipped})")
     if ex is not None and ex.layers:
         con.print(f"  layers whose quantization error grows most: {', '.join(ex.worst) or 'none'}")
         for row in ex.layers:

@@ -178,30 +178,41 @@ def fused_lstm_tensors(interp, model, keep: set[str]) -> list[tuple[str, str]]:
     return found
 
 
-def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
-    """Per-layer relative error (||keras - tflite|| / ||keras||) in model order."""
+def explain_tflite(model, path: Path, x) -> Explanation:
+    """Per-layer relative error (||keras - tflite|| / ||keras||) in model order.
+
+    ``x``: one array, or one per model input (in the model's order).
+    """
     from ai_edge_litert.interpreter import Interpreter
 
+    from ..data.multi import as_list
+    from ..runtime.litert import _in_order
+
+    xs = as_list(x)
     order = [layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"]
     position = {name: i for i, name in enumerate(order)}
     probe = keras_of(model).Model(model.inputs, [model.get_layer(n).output for n in order])
-    keras_out = probe.predict(x, verbose=0)
-    keras_out = keras_out if isinstance(keras_out, list) else [keras_out]
 
     with quiet_stderr():
         interp = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
-        detail = interp.get_input_details()[0]
-        fixed = list(detail["shape_signature"]) and detail["shape_signature"][0] > 0
+        inputs = _in_order(interp, interp.get_input_details(), "inputs")
+        fixed = any(list(d["shape_signature"]) and d["shape_signature"][0] > 0 for d in inputs)
         if not fixed:
-            interp.resize_tensor_input(detail["index"], [len(x), *x.shape[1:]], strict=False)
+            for detail, value in zip(inputs, xs):
+                interp.resize_tensor_input(detail["index"], [len(value), *value.shape[1:]],
+                                           strict=False)
         interp.allocate_tensors()
-    samples = x[:1] if fixed else x
-    detail = interp.get_input_details()[0]
-    scale, zero = detail["quantization"]
-    feed = samples if not scale else np.clip(np.round(samples / scale + zero),
-                                             np.iinfo(detail["dtype"]).min,
-                                             np.iinfo(detail["dtype"]).max)
-    interp.set_tensor(detail["index"], feed.astype(detail["dtype"]))
+    xs = [value[:1] for value in xs] if fixed else xs
+    keras_out = probe.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+    keras_out = keras_out if isinstance(keras_out, list) else [keras_out]
+    samples = xs[0]
+    for detail in _in_order(interp, interp.get_input_details(), "inputs"):
+        value = xs[[d["index"] for d in inputs].index(detail["index"])]
+        scale, zero = detail["quantization"]
+        feed = value if not scale else np.clip(np.round(value / scale + zero),
+                                               np.iinfo(detail["dtype"]).min,
+                                               np.iinfo(detail["dtype"]).max)
+        interp.set_tensor(detail["index"], feed.astype(detail["dtype"]))
     interp.invoke()
 
     # A layer with an unfused activation (softmax, sigmoid...) is compared after that op.
@@ -216,6 +227,8 @@ def explain_tflite(model, path: Path, x: np.ndarray) -> Explanation:
     with_ops: set[str] = set()  # the layers that own an op (what --keep-float can name)
     readers = _reader_layers(interp, position)
     for t in interp.get_tensor_details():
+        if t["name"].endswith(("/shared_scale", "/own_scale")):  # shared_scales' copies
+            continue
         layers = layers_of_tensor(t["name"], position)
         with_ops |= layers
         last = max(layers, key=position.get) if layers else None

@@ -272,8 +272,7 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
                 explanation = Explanation(0, (), (), skipped="--explain compares Keras layers; a "
                                                             "SavedModel without Keras metadata has none")
             elif spec.format is ExportFormat.tflite and spec.needs_calibration:
-                explanation = explain_tflite(model, staged, x_check[:64]) if len(model.inputs) == 1 else \
-                    Explanation(0, (), (), skipped="--explain compares single-input models")
+                explanation = explain_tflite(model, staged, take(x_check, slice(0, 64)))
             else:
                 explanation = Explanation(0, (), (), skipped="--explain compares layers of int8/int16x8 "
                                                             "TFLite models")
