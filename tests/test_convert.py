@@ -403,7 +403,7 @@ def test_percentile_calibration_narrows_an_outlier_range_and_converts(digits_mod
 
     from edgenn._tf import tf
     from edgenn.convert.ranges import percentile_ranges
-    from edgenn.convert.tflite import _holder, representative, traced
+    from edgenn.convert.tflite import _owner, representative, traced
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((64,))
@@ -411,7 +411,8 @@ def test_percentile_calibration_narrows_an_outlier_range_and_converts(digits_mod
     x = np.random.default_rng(0).standard_normal((100, 64)).astype("float32")
     x[7, 3] = 80.0  # one value in 6,400
     t = tf()
-    converter = t.lite.TFLiteConverter.from_concrete_functions([traced(model)], _holder(model))
+    function = traced(model)
+    converter = t.lite.TFLiteConverter.from_concrete_functions([function], _owner(model, function))
     converter.optimizations = [t.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative(x, None)
     converter.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -756,6 +757,40 @@ def test_keras2_lstms_from_outside(tmp_path):
     assert_clean_error(r, 2, "holds token ids for the Embedding", "--io float32")
 
 
+def test_a_keras2_model_with_dropout_keeps_its_signature(tmp_path):
+    """Found with deepcut's Thai word segmenter (two inputs, Embeddings, SpatialDropout1D): the
+    converter saves the traced function with its owner to write a signature, and saved as
+    itself a tf_keras model traced its Dropouts' training calls, whose random op raised under
+    deterministic ops; the converter fell back, silently, to a file with no signature. Every
+    tf_keras model with a Dropout lost it (ai-edge-quantizer and LiteRT's CompiledModel refuse
+    such a file), and a two-input one could not calibrate int8 ("SignatureDef signature_key is
+    None and model has 0 Signatures", exit 3). The owner is now a module holding the model's
+    variables."""
+    from edgenn._tf import tf_keras
+    from edgenn.runtime.tflite_info import describe
+
+    k = tf_keras()
+    k.utils.set_random_seed(0)
+    chars, kinds = k.Input((9,), name="chars"), k.Input((9,), name="kinds")
+    a = k.layers.SpatialDropout1D(0.15)(k.layers.Embedding(40, 8)(chars))
+    b = k.layers.Embedding(5, 4)(kinds)
+    x = k.layers.Concatenate()([k.layers.Conv1D(8, 3, padding="same", activation="relu")(a), b])
+    x = k.layers.Dropout(0.3)(k.layers.Flatten()(x))
+    k.Model([chars, kinds], k.layers.Dense(1, activation="sigmoid")(x)).save(tmp_path / "seg.h5")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "seg.npz", x_chars=rng.integers(0, 40, (300, 9)).astype(np.float32),
+             x_kinds=rng.integers(0, 5, (300, 9)).astype(np.float32))
+    data = ["--data", str(tmp_path / "seg.npz")]
+    r = run_cli("convert", str(tmp_path / "seg.h5"), "--to", "tflite", "--quantize", "int8", *data,
+                "--threshold", "0", "-o", str(tmp_path / "s8.tflite"))
+    assert r.code == 0, r.err[-2000:]
+    r = run_cli("convert", str(tmp_path / "seg.h5"), "--to", "tflite", *data,
+                "-o", str(tmp_path / "f.tflite"))
+    assert r.code == 0, r.err[-2000:]
+    for name in ("s8.tflite", "f.tflite"):
+        assert [s["key"] for s in describe(tmp_path / name)["signatures"]] == ["serving_default"]
+
+
 def test_qat_of_an_lstm_that_cached_dropout_masks(tmp_path):
     """ethnicolr's census LSTM (dropout 0.2): `compress -r int8-qat` exited 1, "Error processing
     property '_dropout_mask_cache'": freezing BatchNormalization walked every attribute of the
@@ -775,3 +810,62 @@ def test_qat_of_an_lstm_that_cached_dropout_masks(tmp_path):
                 "-o", str(tmp_path / "qat"), "--json")
     assert r.code in (0, 4), r.err[-2000:]  # 4: the accuracy bound of an untrained model
     assert r.json()["steps"][0]["name"] == "quantize"
+
+
+def test_the_cosine_of_a_one_value_output_compares_the_samples():
+    """deepcut's int8 file (one sigmoid per sample, SNR 2.4 dB) was reported with cosine 1.00000:
+    the cosine of each sample's 1-vector is its sign. One value per sample compares the column."""
+    from edgenn.fidelity import compare_outputs
+
+    ref = np.array([[0.9], [0.1], [0.8], [0.2]], np.float32)
+    (wrong,) = compare_outputs([ref], [ref[::-1].copy()])
+    assert wrong.cosine < 0.7
+    (same,) = compare_outputs([ref], [ref.copy()])
+    assert same.cosine == pytest.approx(1.0)
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)  # per sample, as before
+    (rows,) = compare_outputs([probs], [probs[:, ::-1].copy()])
+    assert rows.cosine == pytest.approx((0.18 / 0.54 + 0.17 / 0.66) / 2, rel=1e-5)
+
+
+def test_a_concatenation_does_not_starve_the_branches_it_joins(tmp_path):
+    """Found with deepcut's Thai word segmenter: it concatenates a normalized embedding (+-4)
+    with the maximum of twelve convolution units (up to 800), and TFLite's quantizer gave the
+    concatenation's scale to the embedding's producer, which also feeds the convolutions (and
+    to the embedding table itself): they read it in steps of 3.8 (label agreement 0.854, SNR
+    2.4 dB), and --keep-float of the concatenation did not change that. Here a linear branch,
+    a tanh branch and an embedding each feed a layer of their own and a concatenation with a
+    branch 100x wider; each reader now gets its branch at its own scale."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    a, b, ids = keras.Input((16,), name="a"), keras.Input((16,), name="b"), keras.Input((6,), name="ids")
+    small = layers.Dense(16, name="small")(a)
+    squashed = layers.Dense(16, activation="tanh", name="squashed")(a)
+    table = layers.Flatten()(layers.Embedding(12, 4, name="table", embeddings_initializer=
+                                              keras.initializers.RandomNormal(0, 1))(ids))
+    big = layers.Dense(16, name="big", kernel_initializer=keras.initializers.RandomNormal(0, 60))(b)
+    joined = layers.Concatenate(name="joined")([small, squashed, table, big])
+    faint = keras.initializers.RandomNormal(0, 0.002)
+    main = layers.Concatenate(name="main")([
+        layers.Dense(8, activation="relu", name="reads_small")(small),
+        layers.Dense(8, activation="relu", name="reads_squashed")(squashed),
+        layers.Dense(8, activation="relu", name="reads_table")(table),
+        layers.Dense(2, name="reads_joined", kernel_initializer=faint)(joined)])
+    keras.Model([a, b, ids], layers.Dense(6, activation="softmax")(main)).save(tmp_path / "m.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "m.npz", x_a=rng.normal(size=(1000, 16)).astype(np.float32),
+             x_b=rng.normal(size=(1000, 16)).astype(np.float32),
+             x_ids=rng.integers(0, 12, (1000, 6)).astype(np.float32))
+    r = run_cli("convert", str(tmp_path / "m.keras"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "m.npz"), "--threshold", "0", "--json",
+                "-o", str(tmp_path / "m8.tflite"))
+    assert r.code == 0, r.err[-2000:]
+    fidelity = r.json()["fidelity"]
+    assert fidelity["top1_agreement"] >= 0.95 and fidelity["outputs"][0]["snr_db"] > 25, fidelity
+    from ai_edge_litert.interpreter import Interpreter
+
+    names = [t["name"] for t in Interpreter(str(tmp_path / "m8.tflite")).get_tensor_details()]
+    # the concatenation reads copies on its scale; the Flatten of the table moves the original
+    assert any(n.endswith("/shared_scale") for n in names)
+    assert any(n.endswith("/own_scale") for n in names)

@@ -296,8 +296,12 @@ def front_end_float(model, spec: ExportSpec) -> ExportSpec:
     return replace(spec, keep_float=spec.keep_float + tuple(names)) if names else spec
 
 
-def tflite_bytes(model, spec: ExportSpec, x_calib: np.ndarray | None = None) -> bytes:
-    """The TFLite flatbuffer for ``spec`` in memory (the same conversion ``export`` writes)."""
+def tflite_bytes(model, spec: ExportSpec, x_calib: np.ndarray | None = None,
+                 notes: list[str] | None = None) -> bytes:
+    """The TFLite flatbuffer for ``spec`` in memory (the same conversion ``export`` writes).
+
+    ``notes`` gets what the conversion changed on its own.
+    """
     from .tflite import to_tflite
 
     if spec.format is not ExportFormat.tflite:
@@ -307,7 +311,8 @@ def tflite_bytes(model, spec: ExportSpec, x_calib: np.ndarray | None = None) -> 
     return to_tflite(model, spec.quantization, spec.io, x_calib, spec.calibration_samples,
                      allow_flex=spec.allow_flex, batch_size=spec.batch_size,
                      fused_lstm=spec.fused_lstm, keep_float=spec.keep_float,
-                     sparse_weights=spec.sparse_weights, calibration=spec.calibration)
+                     sparse_weights=spec.sparse_weights, calibration=spec.calibration,
+                     notes=notes)
 
 
 def _check_calibration(spec: ExportSpec, x_calib) -> None:
@@ -350,7 +355,10 @@ def _export_tflite(model, spec, path: Path, x_calib, provenance, log) -> Artifac
             if f.name not in spec.keep_float:
                 log(f"keeping the {f.kind} ({f.name}) in float: it {f.loss}")
         spec = kept
-    blob = tflite_bytes(model, spec, x_calib)
+    notes: list[str] = []
+    blob = tflite_bytes(model, spec, x_calib, notes)
+    for note in notes:
+        log(f"int8: {note}")
     with atomic_path(path) as tmp:
         tmp.write_bytes(blob)
     info = describe(path)

@@ -166,25 +166,30 @@ def _has_lstm(model) -> bool:
 
 
 def _check_id_inputs(model, io: IOType) -> None:
-    """Refuse an 8-bit input that an Embedding reads as ids from more than 256 rows.
+    """Refuse an 8-bit input that an Embedding reads as ids from a float input.
 
-    An int8 or uint8 input tensor holds 256 values: token ids 0..976 (ethnicolr's name model)
-    became steps of 3.8 and the Edge TPU road agreed 0.79 with the model, a fidelity failure
-    nothing in it explained.
+    The converter quantizes a float input on the range calibration saw, not on steps of one:
+    token ids 0..976 (ethnicolr's name model) became steps of 3.8 and the Edge TPU road agreed
+    0.79 with the model; deepcut's character ids 0..177 became steps of 0.69, rounded to
+    neighbouring characters (0.79 again). Nothing in the file explained either. An integer
+    input is not quantized, so its ids stay exact.
     """
     from ..models.describe import inbound_layers
 
     for layer in _all_layers(model):
         rows = getattr(layer, "input_dim", None)
-        if type(layer).__name__ != "Embedding" or not rows or rows <= 256:
+        if type(layer).__name__ != "Embedding" or not rows:
             continue
-        fed = [prev.name for prev in inbound_layers(layer) if type(prev).__name__ == "InputLayer"]
+        fed = [prev for prev in inbound_layers(layer) if type(prev).__name__ == "InputLayer"]
+        fed = [prev.name for prev in fed
+               if "float" in str(getattr(getattr(prev, "dtype", None), "name", None)
+                                 or getattr(prev, "dtype", "float32"))]
         if fed:
             raise UsageError(f"input {fed[0]!r} holds token ids for the Embedding {layer.name} "
-                             f"({rows} rows), and an 8-bit ({io.value}) input tensor holds 256 "
-                             "values", "use float32 io (--io float32, --target cpu; the Edge TPU "
-                             "road needs 8-bit inputs): the ids then stay exact and the rest is "
-                             "quantized inside")
+                             f"({rows} rows), and an 8-bit ({io.value}) input tensor rounds them "
+                             "to the steps calibration sets", "use float32 io (--io float32, "
+                             "--target cpu; the Edge TPU road needs 8-bit inputs): the ids then "
+                             "stay exact and the rest is quantized inside")
 
 
 def check_integer_recurrent(model, q: Quantization, lstm_fuses: bool | None = None) -> None:
@@ -240,16 +245,38 @@ def for_fused_kernels(model):
         return model
 
 
-def _holder(model):
-    """A tf.Module that tracks a Keras 3 model's tf.Variables (each KerasVariable's value).
+def _owner(model, function):
+    """The object the converter saves beside ``function``: it must own what the trace captured.
 
-    A SavedModel's signature (models/signature.py) hands over the loaded object that owns
-    its variables.
+    The converter writes the traced function and its owner as a SavedModel, and only a file
+    made that way gets a serving_default signature (which ai-edge-quantizer, LiteRT's
+    CompiledModel and int8 calibration of several inputs need); when the save fails, it falls
+    back, silently, to a file with none. The owner is a tf.Module holding the model's
+    tf.Variables:
+    - Keras 3 wraps each tf.Variable; handed the Keras 3 model, the converter froze the wrong
+      ones (every output NaN), so it gets each KerasVariable's value;
+    - a tf_keras model handed over as itself is saved as a Keras SavedModel, which traces every
+      layer's training call too: 3-5x the time, and a Dropout's random op raised there under
+      deterministic ops without a seed (every tf_keras model with a Dropout lost its signature;
+      deepcut's two-input CNN could not calibrate int8). Only when the trace captured a
+      resource that is not a variable (a lookup table) does the tf_keras model itself own it,
+      with a seed set for its Dropouts.
+    A SavedModel's signature (models/signature.py) hands over the loaded object that owns its
+    variables.
     """
     if hasattr(model, "trackable"):
         return model.trackable
-    holder = tf().Module()
-    holder.model_variables = [getattr(v, "value", v) for v in model.variables]
+    tensorflow = tf()
+    variables = [v if isinstance(v, tensorflow.Variable) else v.value for v in model.variables]
+    from .._tf import is_keras3
+
+    held = {id(v.handle) for v in variables}
+    if not is_keras3(model) and any(t.dtype == tensorflow.resource and id(t) not in held
+                                    for t in function.captured_inputs):
+        tensorflow.random.set_seed(0)
+        return model
+    holder = tensorflow.Module()
+    holder.model_variables = variables
     return holder
 
 
@@ -273,7 +300,7 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
               calibration_samples: int | None = None, allow_flex: bool = False,
               batch_size: int | None = None, fused_lstm: bool = True,
               keep_float: tuple[str, ...] = (), sparse_weights: bool = False,
-              calibration: str = "minmax") -> bytes:
+              calibration: str = "minmax", notes: list[str] | None = None) -> bytes:
     """Convert a Keras model (Keras 3 or tf_keras) to a TFLite flatbuffer.
 
     ``export.export`` is the public road; this is the converter it calls.
@@ -308,6 +335,8 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     calibration
         How int8 activation ranges are set: "minmax" (the converter's recorded min/max) or
         "percentile" (each range narrowed to its 99.999th percentiles, see ``ranges``).
+    notes
+        A list that gets what the conversion changed on its own (``shared_scales``).
     """
     tensorflow = tf()
     model = fresh_copy(for_fused_kernels(model) if fused_lstm else model)
@@ -325,20 +354,69 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     if needs_data and count(x_calib) == 0:
         raise UsageError(f"{q.value} quantization needs calibration data",
                          "pass --data (a representative set is drawn from its calibration split)")
-    from .._tf import is_keras3
 
     if batch_size is None and has_recurrent(model):
         # A recurrent layer traced with a dynamic batch becomes TensorList ops, which only
         # Flex runs; with a static batch it becomes builtin ops (fused LSTM kernels in tf_keras).
         batch_size = 1
-    # The converter needs the object that holds the traced function's variables (and then
-    # writes a serving_default signature, which LiteRT's CompiledModel and ai-edge-quantizer
-    # run). Keras 3 wraps each tf.Variable; handing it the Keras 3 model made it freeze the
-    # wrong ones (every output came back NaN), so it gets the tf.Variables themselves.
-    # A SavedModel's signature model names the owner itself (none for a TensorFlow 1 graph).
-    owner = _holder(model) if is_keras3(model) else model
+    function = traced(model, batch_size)
     converter = tensorflow.lite.TFLiteConverter.from_concrete_functions(
-        [traced(model, batch_size)], owner)
+        [function], _owner(model, function))
+    _configure(converter, q, io, x_calib, calibration_samples, allow_flex, sparse_weights,
+               keep_float)
+    notes = notes if notes is not None else []
+    if keep_float or calibration == "percentile":
+        return _calibrated(converter, model, keep_float, io, calibration,
+                           representative(x_calib, calibration_samples), notes)
+    log: list[str] = []
+    try:
+        with quiet_stderr(capture=log):
+            flatbuffer = converter.convert()
+    except Exception as err:  # the converter raises ConverterError, ValueError, RuntimeError...
+        text = " ".join(str(err).split())
+        if not text.strip(" :"):  # the reason is only in the converter's log
+            from ..quiet import logged_error
+
+            text = logged_error("".join(log)) or type(err).__name__
+        flex = sorted(set(re.findall(r"\btf\.([A-Z]\w+)", text)))
+        if flex and not allow_flex:
+            raise ConversionError(
+                f"the model needs TensorFlow ops that TFLite has no builtin for: "
+                f"{', '.join(flex)}", "replace those layers, or rerun with --allow-flex (the "
+                "artifact then needs the Flex delegate, which stock ai-edge-litert and "
+                "tflite-runtime lack)") from None
+        if needs_data and batch_size is None and "failed to invoke" in text:
+            # Calibration runs the graph: a shape built from the dynamic batch (tf_keras's
+            # GroupNormalization broadcasts to one) can fail there and not with a fixed batch,
+            # which is what an edge runtime feeds anyway.
+            return to_tflite(model, q, io, x_calib, calibration_samples, allow_flex, 1,
+                             fused_lstm, keep_float, sparse_weights, calibration, notes)
+        raise ConversionError(f"TFLite conversion ({q.value}) failed: {text[:400]}",
+                              "run `edgenn check` to find the op at fault, or try another "
+                              "quantization mode") from None
+    if sparse_weights:
+        _check_sparse_runs(flatbuffer)
+    elif q is Quantization.int8:
+        from . import shared_scales
+
+        if shared_scales.suspect(flatbuffer):
+            # the ranges calibration recorded, which the quantizer's shared scales overrode
+            calibrating = tensorflow.lite.TFLiteConverter.from_concrete_functions(
+                [function], _owner(model, function))
+            _configure(calibrating, q, io, x_calib, calibration_samples, allow_flex, False, ())
+            calibrating.experimental_mlir_quantizer = True
+            calibrating._experimental_calibrate_only = True  # noqa: SLF001 - as _calibrated
+            with quiet_stderr():
+                calibrated = calibrating.convert()
+            flatbuffer, changed = shared_scales.repair(flatbuffer, calibrated)
+            notes.extend(changed)
+    return flatbuffer
+
+
+def _configure(converter, q: Quantization, io: IOType, x_calib, calibration_samples,
+               allow_flex: bool, sparse_weights: bool, keep_float: tuple[str, ...]) -> None:
+    """Set the converter's optimizations, representative data and op sets for ``q``."""
+    tensorflow = tf()
     ops = [tensorflow.lite.OpsSet.TFLITE_BUILTINS]
     if q is Quantization.dynamic:
         converter.optimizations = [tensorflow.lite.Optimize.DEFAULT]
@@ -371,38 +449,6 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
                              "drop one of them")
         converter.optimizations = list(converter.optimizations) + [
             tensorflow.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    if keep_float or calibration == "percentile":
-        return _calibrated(converter, model, keep_float, io, calibration,
-                           representative(x_calib, calibration_samples))
-    log: list[str] = []
-    try:
-        with quiet_stderr(capture=log):
-            flatbuffer = converter.convert()
-    except Exception as err:  # the converter raises ConverterError, ValueError, RuntimeError...
-        text = " ".join(str(err).split())
-        if not text.strip(" :"):  # the reason is only in the converter's log
-            from ..quiet import logged_error
-
-            text = logged_error("".join(log)) or type(err).__name__
-        flex = sorted(set(re.findall(r"\btf\.([A-Z]\w+)", text)))
-        if flex and not allow_flex:
-            raise ConversionError(
-                f"the model needs TensorFlow ops that TFLite has no builtin for: "
-                f"{', '.join(flex)}", "replace those layers, or rerun with --allow-flex (the "
-                "artifact then needs the Flex delegate, which stock ai-edge-litert and "
-                "tflite-runtime lack)") from None
-        if needs_data and batch_size is None and "failed to invoke" in text:
-            # Calibration runs the graph: a shape built from the dynamic batch (tf_keras's
-            # GroupNormalization broadcasts to one) can fail there and not with a fixed batch,
-            # which is what an edge runtime feeds anyway.
-            return to_tflite(model, q, io, x_calib, calibration_samples, allow_flex, 1,
-                             fused_lstm, keep_float, sparse_weights, calibration)
-        raise ConversionError(f"TFLite conversion ({q.value}) failed: {text[:400]}",
-                              "run `edgenn check` to find the op at fault, or try another "
-                              "quantization mode") from None
-    if sparse_weights:
-        _check_sparse_runs(flatbuffer)
-    return flatbuffer
 
 
 def _check_sparse_runs(flatbuffer: bytes) -> None:
@@ -452,7 +498,7 @@ def _known_layers(keep_float, position: dict, names: list[str], where: str) -> N
 
 
 def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calibration: str,
-                samples) -> bytes:
+                samples, notes: list[str]) -> bytes:
     """int8 in two passes: calibrate, then quantize (see ``to_tflite``).
 
     Between the two, percentile calibration narrows the recorded ranges, and the ops of
@@ -547,4 +593,8 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
                               "(it leaves some ops, such as the first after the input, "
                               "quantized)", "keep the layers after it instead, or convert "
                               "with --quantize int16x8 or dynamic")
+    from . import shared_scales
+
+    result, changed = shared_scales.repair(result, calibrated)
+    notes.extend(changed)
     return result
