@@ -248,10 +248,17 @@ class TFLiteRunner:
             custom = unresolved_custom_ops(str(err))
             if custom:
                 raise RuntimeFailure(*custom) from None
+            import re
+
             text = " ".join(str(err).split())[:300]
+            kernel = re.search(r"Node number \d+ \((\w+)\) failed to prepare", text)
+            hint = ("the model may have a fixed batch size; use batch 1" if batch > 1 else
+                    f"LiteRT's {kernel.group(1)} kernel refuses this file as it is typed "
+                    "(seen: a fused LSTM at int16x8): convert it with another --quantize mode "
+                    "(int8, dynamic or none)" if kernel else
+                    "convert the model again, or with another --quantize mode")
             raise RuntimeFailure(f"LiteRT could not allocate tensors for batch {batch}"
-                                 + (f": {text}" if text else ""),
-                                 "the model may have a fixed batch size; use batch 1") from None
+                                 + (f": {text}" if text else ""), hint) from None
         self._batch = key
         self.inputs = _in_order(self.interpreter, self.interpreter.get_input_details(), "inputs")
         self.outputs = _in_order(self.interpreter, self.interpreter.get_output_details(), "outputs")
