@@ -863,6 +863,8 @@ def test_a_concatenation_does_not_starve_the_branches_it_joins(tmp_path):
     assert r.code == 0, r.err[-2000:]
     fidelity = r.json()["fidelity"]
     assert fidelity["top1_agreement"] >= 0.95 and fidelity["outputs"][0]["snr_db"] > 25, fidelity
+    notes = " ".join(r.json()["notes"])
+    assert "got their own scale back" in notes and "embedding tables quantized again" in notes
     from ai_edge_litert.interpreter import Interpreter
 
     names = [t["name"] for t in Interpreter(str(tmp_path / "m8.tflite")).get_tensor_details()]

@@ -30,6 +30,27 @@ def test_two_inputs_two_heads_convert_and_each_head_is_judged(models, tmp_path, 
         assert p.code == 0, p.err
 
 
+@pytest.mark.parametrize("to", ["tflite", "onnx"])
+def test_a_converted_file_takes_the_models_data(models, tmp_path, to):
+    """Found with deepcut (two inputs): the converted file numbers its inputs (input_0,
+    input_1), so `quantize` of edgenn's own file refused the .npz that had just converted it
+    ("no array for input input_0"). The file records the model's input names, and quantize
+    reads the model's .npz with them (numbered arrays still work)."""
+    data = ["--data", str(models / "two_io.npz")]
+    r = run_cli("convert", str(models / "k3_two_io.keras"), "--to", to, *data,
+                "-o", str(tmp_path / f"f.{to}"))
+    assert r.code == 0, r.err
+    r = run_cli("quantize", str(tmp_path / f"f.{to}"), "--mode", "int8", *data, "--threshold", "0",
+                "--min-snr", "0", "-o", str(tmp_path / f"q.{to}"))
+    assert r.code == 0, r.err[-2000:]
+    arrays = dict(np.load(models / "two_io.npz"))
+    np.savez(tmp_path / "numbered.npz", x_input_0=arrays["x_image"], x_input_1=arrays["x_meta"])
+    r = run_cli("quantize", str(tmp_path / f"f.{to}"), "--mode", "int8", "--data",
+                str(tmp_path / "numbered.npz"), "--threshold", "0", "--min-snr", "0",
+                "-o", str(tmp_path / f"n.{to}"))
+    assert r.code == 0, r.err[-2000:]
+
+
 def test_outputs_keep_the_model_order(models, tmp_path):
     """Three heads of different widths: a runner that read them out of order would compare a
     width-1 output with a width-3 one and fail on shapes."""

@@ -150,6 +150,7 @@ class Artifact:
     gpu_runtime: object | None = None  # runtime.accelerators.GpuProbe
     onnx_quantization: object | None = None  # convert.onnx.OnnxQuantization
     metrics: dict | None = None  # set by whoever evaluates the file (compress)
+    notes: tuple[str, ...] = ()  # what the conversion changed on its own (shared_scales)
 
     @property
     def quantization(self) -> str:
@@ -188,6 +189,8 @@ class Artifact:
                 out[key] = value.to_dict()
         if self.metrics is not None:
             out["metrics"] = self.metrics
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out
 
     def with_metrics(self, metrics: dict) -> Artifact:
@@ -357,6 +360,11 @@ def _export_tflite(model, spec, path: Path, x_calib, provenance, log) -> Artifac
         spec = kept
     notes: list[str] = []
     blob = tflite_bytes(model, spec, x_calib, notes)
+    names = _named_inputs(model)
+    if names:
+        from .tflite import with_input_names
+
+        blob = with_input_names(blob, names)
     for note in notes:
         log(f"int8: {note}")
     with atomic_path(path) as tmp:
@@ -385,7 +393,7 @@ def _export_tflite(model, spec, path: Path, x_calib, provenance, log) -> Artifac
     return Artifact(str(path), "tflite", len(blob), gzip_size(blob), sha256(path), spec, provenance,
                     ops=info["ops"], flex_ops=tuple(info["flex_ops"]),
                     custom_ops=tuple(info["custom_ops"]), preflight=preflight(path, spec.target.value),
-                    compiler=compiler, gpu_runtime=gpu)
+                    compiler=compiler, gpu_runtime=gpu, notes=tuple(notes))
 
 
 def _export_onnx(model, spec, path: Path, x_calib, provenance, log) -> Artifact:
@@ -407,11 +415,32 @@ def _export_onnx(model, spec, path: Path, x_calib, provenance, log) -> Artifact:
                                spec.calibration, spec.calibration_samples, float_inputs)
     add_metadata(proto, {"edgenn.version": __version__, "edgenn.quantization": spec.quantization.value,
                          "edgenn.target": spec.target.value})
+    names = _named_inputs(model)
+    if names:
+        import json
+
+        from ..runtime.tflite_info import INPUT_NAMES_KEY
+
+        add_metadata(proto, {INPUT_NAMES_KEY: json.dumps(names)})
     with atomic_path(path) as tmp:
         onnx.save(proto, tmp)
     data = path.read_bytes()
     return Artifact(str(path), "onnx", len(data), gzip_size(data), sha256(path), spec, provenance,
                     onnx_quantization=info)
+
+
+def _named_inputs(model) -> list[str] | None:
+    """A several-input model's input names, for the converted file to record.
+
+    The file's own inputs are numbered (input_0, input_1...); with the names recorded,
+    `quantize` reads the model's .npz for the file too.
+    """
+    if len(getattr(model, "inputs", None) or []) < 2:
+        return None
+    from ..data.multi import input_names
+
+    names = input_names(model)
+    return None if names == [f"input_{i}" for i in range(len(names))] else names
 
 
 def _inputs_read_by(model, names: list[str]) -> list[int]:

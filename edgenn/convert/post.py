@@ -260,12 +260,21 @@ def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None
         return xs, None, "random inputs"
     if len(shapes) != 1:
         from ..data.multi import load_multi
+        from ..errors import DataError
         from ..models.signature import TensorInfo
 
-        inputs = [TensorInfo(name, shape, dtype, batched) for name, shape, dtype, batched
-                  in zip(names or input_names(runner), shapes, _input_dtypes(runner),
-                         _batched(runner))]
-        splits = load_multi(data_spec, _Inputs(inputs), inputs_only=True)
+        def described(named):
+            return _Inputs([TensorInfo(name, shape, dtype, batched) for name, shape, dtype, batched
+                            in zip(named, shapes, _input_dtypes(runner), _batched(runner))])
+
+        own = names or input_names(runner)
+        source_names = _source_input_names(source, runner, len(own))
+        try:  # the names of the model it came from first: its .npz is what a user has
+            splits = load_multi(data_spec, described(source_names or own), inputs_only=True)
+        except DataError:
+            if not source_names:
+                raise
+            splits = load_multi(data_spec, described(own), inputs_only=True)
         return ([x[:samples] for x in splits.x_test], splits.x_calib,
                 f"{data_spec.source} test split")
     from ..data import load_for
@@ -273,6 +282,29 @@ def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None
     splits = load_for(data_spec, (None, *shapes[0][1:]), None, _input_dtypes(runner)[0],
                       check_samples=samples)
     return [splits.x_test[:samples]], [splits.x_calib], f"{data_spec.source} test split"
+
+
+def _source_input_names(source: str, runner, count: int) -> list[str] | None:
+    """The input names of the model a file with several inputs came from, in the file's order.
+
+    edgenn records them when it converts; None for a file made elsewhere.
+    """
+    import json
+
+    from ..runtime.tflite_info import INPUT_NAMES_KEY
+
+    if hasattr(runner, "session"):  # ONNX: the metadata ONNX Runtime read with the file
+        try:
+            names = json.loads(runner.session.get_modelmeta().custom_metadata_map[INPUT_NAMES_KEY])
+        except (KeyError, ValueError, AttributeError):
+            return None
+    else:
+        from ..runtime.tflite_info import recorded_input_names
+
+        names = recorded_input_names(source)
+    if not isinstance(names, list) or len(names) != count or not all(isinstance(n, str) for n in names):
+        return None
+    return names
 
 
 def input_names(runner) -> list[str]:

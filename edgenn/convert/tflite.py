@@ -413,6 +413,29 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     return flatbuffer
 
 
+def with_input_names(flatbuffer: bytes, names: list[str]) -> bytes:
+    """``flatbuffer`` with the source model's input names in its metadata (INPUT_NAMES_KEY)."""
+    import json
+
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from ..runtime.tflite_info import INPUT_NAMES_KEY
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(names).encode(), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = INPUT_NAMES_KEY.encode(), len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (INPUT_NAMES_KEY,
+                                                                          INPUT_NAMES_KEY.encode())]
+    model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(flatbuffer) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def _configure(converter, q: Quantization, io: IOType, x_calib, calibration_samples,
                allow_flex: bool, sparse_weights: bool, keep_float: tuple[str, ...]) -> None:
     """Set the converter's optimizations, representative data and op sets for ``q``."""

@@ -118,6 +118,31 @@ def _tensor_info(sg, index: int, type_names: dict[int, str]) -> dict:
     return info
 
 
+INPUT_NAMES_KEY = "edgenn.inputs"  # metadata: the Keras model's input names, in its order
+
+
+def recorded_input_names(path: str | Path) -> list[str] | None:
+    """The source model's input names edgenn recorded in a file with several inputs, or None.
+
+    The file's own inputs are numbered (input_0, input_1...: what orders them); a user's data
+    names them as the Keras model does (``x_<input name>``), so the same .npz serves both.
+    """
+    import json
+
+    try:
+        model, buf = read_model(path)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if _s(entry.Name()) == INPUT_NAMES_KEY:
+                data = model.Buffers(entry.Buffer()).DataAsNumpy()
+                names = json.loads(bytes(data).decode())
+                if isinstance(names, list) and all(isinstance(n, str) for n in names):
+                    return names
+    except (InputFileError, ValueError, AttributeError, TypeError):
+        return None
+    return None
+
+
 def float_ops(path: str | Path) -> dict[str, int]:
     """What a quantized file left in float: ops that write float32 outputs only.
 
