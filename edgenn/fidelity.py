@@ -84,8 +84,26 @@ def _losses(loss, model) -> list:
 
 
 def output_names(model) -> list[str]:
-    """Each output's name: the layer that produces it."""
-    return [getattr(_producer(t), "name", None) or f"output_{i}" for i, t in enumerate(model.outputs)]
+    """Each output's name: the layer that produces it.
+
+    A layer that produces several outputs (a subclassed model's heads, seen through its
+    functional view: mtcnn's ONet gave "o_net" three times, and compress asked for three arrays
+    all named y_o_net) names them ``<layer>_0``, ``<layer>_1``...
+    """
+    names = [getattr(_producer(t), "name", None) or f"output_{i}"
+             for i, t in enumerate(model.outputs)]
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    count: dict[str, int] = {}
+    out = []
+    for name in names:
+        if seen[name] > 1:
+            out.append(f"{name}_{count.get(name, 0)}")
+            count[name] = count.get(name, 0) + 1
+        else:
+            out.append(name)
+    return out
 
 
 def bounded_output(model) -> str | None:

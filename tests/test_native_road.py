@@ -3,6 +3,7 @@ the tfmot steps need the bridge, and only they fail without it. Fidelity fits th
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conftest import assert_clean_error, run_cli
@@ -404,6 +405,67 @@ def test_a_subclassed_model_is_worked_on_through_a_functional_view(tmp_path):
     r = run_cli("compress", model, *objects, "-r", "prune-80-int8", "--data", "digits",
                 "-o", str(tmp_path / "p"))
     assert_clean_error(r, 3, "class Net", "distill, finetune and every export work without it")
+
+
+def test_a_subclassed_model_from_a_users_package_built_at_its_default_shape(tmp_path):
+    """Found with mtcnn 1.0's ONet (a subclassed tf.keras model with three heads whose
+    ``build(self, input_shape=(None, 48, 48, 3))`` is called without a shape): a
+    --custom-objects file that imports the class from the user's package gave nothing (only
+    classes the file defines counted), and the model was refused with advice to pass such a
+    file; then nothing had recorded the shape the model was built at. The file's imports from
+    the user's own code count now, and a build() default shape is the view's input."""
+    import subprocess
+    import sys
+
+    package = tmp_path / "facenets"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "onet.py").write_text(
+        "import tensorflow as tf\n"
+        "class ONet(tf.keras.Model):\n"
+        "    def __init__(self, **kw):\n"
+        "        super().__init__(**kw)\n"
+        "        self.conv = tf.keras.layers.Conv2D(4, 3, name='conv')\n"
+        "        self.prelu = tf.keras.layers.PReLU(shared_axes=[1, 2], name='prelu')\n"
+        "        self.flat = tf.keras.layers.Flatten()\n"
+        "        self.box = tf.keras.layers.Dense(4, name='box')\n"
+        "        self.cls = tf.keras.layers.Dense(2, activation='softmax', name='cls')\n"
+        "    def build(self, input_shape=(None, 12, 12, 3)):\n"
+        "        self.conv.build(input_shape)\n"
+        "        shape = self.conv.compute_output_shape(input_shape)\n"
+        "        self.prelu.build(shape)\n"
+        "        flat = (None, shape[1] * shape[2] * shape[3])\n"
+        "        self.box.build(flat); self.cls.build(flat)\n"
+        "    def call(self, x):\n"
+        "        x = self.flat(self.prelu(self.conv(x)))\n"
+        "        return [self.box(x), self.cls(x)]\n")
+    objects_file = tmp_path / "objects.py"
+    objects_file.write_text(f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+                            "from facenets.onet import ONet\n")
+    build = (f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+             "import keras\nfrom facenets.onet import ONet\n"
+             "keras.utils.set_random_seed(0)\n"
+             f"net = ONet(); net.build(); net.save({str(tmp_path / 'onet.keras')!r})\n")
+    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True, timeout=300)
+    model = str(tmp_path / "onet.keras")
+    r = run_cli("inspect", model, "--custom-objects", str(objects_file), "--json")
+    assert r.code == 0, r.err
+    assert r.json()["params"] == (27 * 4 + 4) + 4 + (400 * 4 + 4) + (400 * 2 + 2)
+    r = run_cli("convert", model, "--custom-objects", str(objects_file), "--to", "tflite",
+                "-o", str(tmp_path / "o.tflite"))
+    assert r.code == 0, r.err
+    # its two heads come from one layer (the model seen through its view): named apart
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "faces.npz", x=rng.random((120, 12, 12, 3), np.float32),
+             y_o_net_0=rng.random((120, 4), np.float32), y_o_net_1=rng.integers(0, 2, 120))
+    r = run_cli("compress", model, "--custom-objects", str(objects_file), "-r", "int8-ptq",
+                "--data", str(tmp_path / "faces.npz"), "--json", "-o", str(tmp_path / "c"))
+    assert r.code in (0, 4), r.err[-2000:]
+    assert r.json()["model"]["outputs"] == ["o_net_0", "o_net_1"]
+    other = tmp_path / "other.py"
+    other.write_text("import keras\nclass Unrelated(keras.layers.Layer):\n    pass\n")
+    r = run_cli("inspect", model, "--custom-objects", str(other))
+    assert_clean_error(r, 2, "custom object 'ONet'", "gives Unrelated but not ONet")
 
 
 @pytest.mark.slow  # the Keras 3 subclassed model's test covers the view by default

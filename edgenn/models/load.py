@@ -7,6 +7,7 @@ distillation and fine-tuning. Only tfmot's steps (prune, cluster, QAT) need tf_k
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,6 +173,17 @@ def functional_view(model, info: FormatInfo):
         shape = shape.as_list()
     if shape is None and len(build.get("shapes_dict") or {}) == 1:
         shape = next(iter(build["shapes_dict"].values()))
+    if shape is None and getattr(model, "built", False):
+        # built with its own build()'s default shape (mtcnn's ONet: `def build(self,
+        # input_shape=(None, 48, 48, 3))`, called without one): nothing recorded it, and
+        # loading built it the same way
+        import inspect
+
+        with contextlib.suppress(TypeError, ValueError):
+            default = inspect.signature(model.build).parameters["input_shape"].default
+            if isinstance(default, (list, tuple)) and default and isinstance(
+                    default[0], (int, type(None))):
+                shape = tuple(default)
     if not isinstance(shape, (list, tuple)) or not shape or isinstance(shape[0], (list, tuple)):
         raise UsageError(f"{info.path} holds a subclassed model (class {type(model).__name__}) "
                          "that was saved before it was built on one input, so edgenn cannot "

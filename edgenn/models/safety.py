@@ -15,6 +15,7 @@ import contextlib
 import importlib.abc
 import importlib.util
 import inspect
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -256,9 +257,15 @@ def _check_object(obj: dict, where: str, source: Path, names: KerasNames, custom
     bridged = (names.flavour == "tf_keras" and registered in al.BRIDGE_LAYERS
                and module in (None, al.BRIDGE_MODULE))  # edgenn's own, saved after a prune
     if (foreign or custom_marker) and not bridged:
+        wanted = str(registered or cls).split(">")[-1]
+        hint = _CUSTOM_HINT if not custom else (
+            f"the --custom-objects file gives {', '.join(sorted(custom)[:6])}"
+            f"{' ...' if len(custom) > 6 else ''} but not {wanted}: define or import {wanted} "
+            "in it (or set CUSTOM_OBJECTS = {...}), or rerun with --allow-unsafe if you trust "
+            "the file")
         raise UnsafeModelError(
             f"{source}: {where} is a custom object {registered or cls!r} (module {module!r}) that "
-            "edgenn does not know; loading it could run code", _CUSTOM_HINT)
+            "edgenn does not know; loading it could run code", hint)
     if cls == "function":
         if not (isinstance(cfg, str) and cfg in names.functions):
             raise UnsafeModelError(f"{source}: {where} names the function {cfg!r}, which is not a "
@@ -433,18 +440,71 @@ def load_custom_objects(path: str | Path | None, flavour: str = "tf_keras") -> d
                              "pass the Python file that defines your layers")
     spec = importlib.util.spec_from_file_location(f"edgenn_custom_{p.stem}", p)
     module = importlib.util.module_from_spec(spec)
+    import sys
+
+    before = set(sys.modules)
     try:
         with _keras_of(flavour):
             spec.loader.exec_module(module)
     except Exception as err:
         raise InputFileError(f"--custom-objects {p} failed to import: {type(err).__name__}: {err}",
                              "fix the file so that `python FILE.py` runs") from None
+    users = [module] + [sys.modules[name] for name in set(sys.modules) - before
+                        if name.split(".")[0] not in _LIBRARY_ROOTS | {"edgenn"}]
+    _keep_keras_of(flavour, users)
     objects = getattr(module, "CUSTOM_OBJECTS", None)
     if isinstance(objects, dict):
         return dict(objects)
+    # What the file defines, and what it imports from the user's own code (a file that does
+    # `from mtcnn.network.onet import ONet` gave nothing before, and the model was refused
+    # with advice to pass the file it had been given); not the libraries' own classes.
     return {
         name: obj
         for name, obj in vars(module).items()
         if not name.startswith("_") and (inspect.isclass(obj) or inspect.isfunction(obj))
-        and getattr(obj, "__module__", None) == module.__name__
+        and (getattr(obj, "__module__", None) == module.__name__
+             or str(getattr(obj, "__module__", "")).split(".")[0] not in _LIBRARY_ROOTS)
     }
+
+
+class _TensorFlowView(types.ModuleType):
+    """``tensorflow`` as a user's module sees it: ``keras`` is the model's Keras.
+
+    Every other attribute is TensorFlow's.
+    """
+
+    def __init__(self, real, keras):
+        super().__init__(real.__name__)
+        self.__dict__.update(_real=real, keras=keras)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["_real"], name)
+
+
+def _keep_keras_of(flavour: str, modules) -> None:
+    """The user's modules keep the model's Keras after their import, as ``tf.keras``.
+
+    An alias covers import statements only. A class that reads ``tf.keras.layers.Conv2D`` when
+    it is built (not at import) got tf_keras in edgenn's process, where TensorFlow's
+    ``tf.keras`` names tf_keras for tfmot: a Keras 3 model's layers built of tf_keras layers,
+    untracked, and the model loaded with no weights (0 parameters, and no word of it).
+    """
+    from .._tf import tf
+
+    tensorflow = tf()
+    keras = importlib.import_module("keras._tf_keras.keras" if flavour == "keras3" else "tf_keras")
+    view = _TensorFlowView(tensorflow, keras)
+    for module in modules:
+        space = getattr(module, "__dict__", None)
+        if not isinstance(space, dict):
+            continue
+        for name, value in list(space.items()):
+            if value is tensorflow:
+                space[name] = view
+
+
+# Where a custom-objects file's imports come from that are not the user's objects.
+_LIBRARY_ROOTS = {"keras", "tf_keras", "tensorflow", "tensorflow_model_optimization", "numpy",
+                  "builtins", "abc", "typing", "functools", "math", "collections", "dataclasses",
+                  "enum", "os", "sys", "pathlib", "re", "json", "itertools", "inspect", "copy",
+                  "warnings", "logging", ""}
