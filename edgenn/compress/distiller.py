@@ -14,6 +14,7 @@ import numpy as np
 
 from .._tf import is_keras3, keras_of, tf
 from ..data.augment import changes
+from ..data.multi import count
 from ..errors import UsageError
 from ..evaluate import keras_predict
 from ..recipe import Training
@@ -222,6 +223,8 @@ def make_distiller(teacher, student, alpha: float, temperature: float, cached: b
 
         def train_step(self, data):
             x, y = data
+            if isinstance(y, (tuple, list)):  # several inputs: the one output's labels
+                y = y[0]
             if cached:  # last axis, 0: the label; the rest: the teacher's logits
                 y, t = (y[..., :1] if binary else tensorflow.cast(y[..., 0], "int32")), y[..., 1:]
             else:
@@ -253,15 +256,17 @@ def fit_distilled(teacher, student, config: Training, ctx: StepContext, alpha: f
     teacher.trainable = False
     splits = ctx.splits
     cached = not changes(config.augment)
+    several = isinstance(splits.x_train, (list, tuple))  # several inputs, one output
     if cached:
         # Without augmentation every epoch shows the teacher the same images: its logits are
         # computed once, not once per epoch (about a quarter of a distilled epoch's work).
+        labels = splits.y_train[0] if several else splits.y_train
+        y_train = with_teacher_logits(teacher, splits.x_train, labels)
         splits = SimpleNamespace(x_train=splits.x_train,
-                                 y_train=with_teacher_logits(teacher, splits.x_train,
-                                                             splits.y_train))
+                                 y_train=[y_train] if several else y_train)
     try:
         distiller = make_distiller(teacher, student, alpha, temperature, cached=cached)
-        total = schedule(len(ctx.splits.x_train), config, ctx.epochs_scale)[2]
+        total = schedule(count(ctx.splits.x_train), config, ctx.epochs_scale)[2]
         distiller.compile(optimizer=make_optimizer(config, total, student))
         return fit(distiller, splits, config, ctx, description, callbacks=callbacks,
                    compile_model=False)

@@ -244,9 +244,10 @@ def _check_multi_steps(recipe: Recipe, model_path, model) -> None:
     """Refuse the steps a several-input/output model cannot take (before anything trains)."""
     shape = f"{len(model.inputs)} input(s) and {len(model.outputs)} output(s)"
     for step in recipe.steps:
-        if step.technique == "distill" or getattr(step.config, "distill", None) is not None:
-            raise UsageError(f"recipe {recipe.name}: distillation takes a model with one input "
-                             f"and one output, and {model_path} has {shape}", "drop the distill "
+        distills = step.technique == "distill" or getattr(step.config, "distill", None) is not None
+        if distills and len(model.outputs) != 1:
+            raise UsageError(f"recipe {recipe.name}: distillation softens one output's class "
+                             f"scores, and {model_path} has {shape}", "drop the distill "
                              "step (or the prune "
                              "step's distill key); finetune, prune, cluster and quantize train "
                              "every output")
@@ -357,7 +358,9 @@ def _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs,
     report.reference = {"float32_tflite_bytes": len(reference),
                         "float32_tflite_gzip_bytes": gzip_size(reference)}
     if recipe.steps:
-        ctx = StepContext(splits=data, seed=seed, epochs_scale=epochs_scale, task="several",
+        # one output (several inputs): its own task, which distillation asks for
+        ctx = StepContext(splits=data, seed=seed, epochs_scale=epochs_scale,
+                          task=tasks[0] if len(tasks) == 1 else "several",
                           progress=progress,
                           custom_objects=loaded.custom_objects,
                           allow_unsafe=allow_unsafe)

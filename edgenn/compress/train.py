@@ -172,12 +172,15 @@ def adapt_batch_norm(model, x: np.ndarray, seed: int, batches: int = 100, batch_
     momenta, rates = [layer.momentum for layer in bns], [layer.rate for layer in drops]
     for layer in drops:
         layer.rate = 0.0
+    from ..data.multi import count, take
+
     rng = np.random.default_rng(seed)
+    n = count(x)  # x: one array, or one per input
     try:
         for k in range(batches):  # momentum k/(k+1): the running mean of the batches so far
             for layer in bns:
                 layer.momentum = k / (k + 1)
-            copy(x[rng.choice(len(x), size=min(batch_size, len(x)), replace=False)], training=True)
+            copy(take(x, rng.choice(n, size=min(batch_size, n), replace=False)), training=True)
     finally:
         for layer, momentum in zip(bns, momenta):
             layer.momentum = momentum
