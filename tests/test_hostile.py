@@ -6,7 +6,6 @@ outside the output, and a failed run's output folder never appears.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,13 +18,8 @@ HERE = Path(__file__).resolve().parent / "hostile"
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("hostile")
-    # as from a fresh shell: a test before this one that imported edgenn left its TensorFlow
-    # settings in this process's environment, and with TF_DETERMINISTIC_OPS=1 the generator
-    # grew to 19.8 GB and was killed (test_safety.py run before this file)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_DETERMINISTIC_OPS", "TF_USE_LEGACY_KERAS")}
     proc = subprocess.run([sys.executable, str(HERE / "generate.py"), str(out)],
-                          capture_output=True, text=True, timeout=900, env=env)
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
