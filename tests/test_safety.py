@@ -202,3 +202,24 @@ def test_a_custom_layer_file_subclasses_the_keras_of_the_model(tmp_path):
     r = run_cli("convert", str(tmp_path / "new.keras"), "--custom-objects",
                 str(tmp_path / "new_style.py"), "--to", "tflite", "-o", str(tmp_path / "n.tflite"))
     assert r.code == 0, r.err[-1500:]
+
+
+def test_a_custom_objects_file_registers_the_users_objects_not_what_it_imports_from_libraries(
+        tmp_path):
+    """Imported classes count when they are Keras objects (mtcnn's ONet imported from its
+    package), but what the file imports from the standard library or other libraries never
+    becomes a name a model file may instantiate (`from subprocess import Popen`)."""
+    from edgenn.models.safety import load_custom_objects
+
+    package = tmp_path / "userpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "nets.py").write_text(
+        "import keras\nclass Net(keras.Model):\n    pass\nclass Plain:\n    pass\n"
+        "def swish2(x):\n    return x\n")
+    (tmp_path / "objects.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+        "from subprocess import Popen, run\nfrom shutil import rmtree\n"
+        "from keras.layers import Dense\nfrom userpkg.nets import Net, Plain, swish2\n"
+        "import keras\nclass Mine(keras.layers.Layer):\n    pass\n")
+    assert sorted(load_custom_objects(tmp_path / "objects.py", "keras3")) == ["Mine", "Net", "swish2"]

@@ -455,16 +455,38 @@ def load_custom_objects(path: str | Path | None, flavour: str = "tf_keras") -> d
     objects = getattr(module, "CUSTOM_OBJECTS", None)
     if isinstance(objects, dict):
         return dict(objects)
-    # What the file defines, and what it imports from the user's own code (a file that does
-    # `from mtcnn.network.onet import ONet` gave nothing before, and the model was refused
-    # with advice to pass the file it had been given); not the libraries' own classes.
+    # What the file defines, and the Keras classes and functions it imports from the user's
+    # own code (a file that does `from mtcnn.network.onet import ONet` gave nothing before, and
+    # the model was refused with advice to pass the file it had been given). Not what it
+    # imports from installed libraries or the standard library: a name registered here is one
+    # a model file may then instantiate (`from subprocess import Popen` must not make Popen one).
     return {
         name: obj
         for name, obj in vars(module).items()
         if not name.startswith("_") and (inspect.isclass(obj) or inspect.isfunction(obj))
-        and (getattr(obj, "__module__", None) == module.__name__
-             or str(getattr(obj, "__module__", "")).split(".")[0] not in _LIBRARY_ROOTS)
+        and (getattr(obj, "__module__", None) == module.__name__ or _users_own(obj))
     }
+
+
+def _users_own(obj) -> bool:
+    """Whether an imported object is one a model may name.
+
+    A subclass of a Keras class (a layer, a model, a loss...) from any package but Keras's
+    own, or a function from the user's own files (not an installed library's or the standard
+    library's).
+    """
+    import sys
+
+    if str(getattr(obj, "__module__", "")).split(".")[0] in _LIBRARY_ROOTS:
+        return False
+    if inspect.isclass(obj):
+        return any(str(base.__module__).split(".")[0] in ("keras", "tf_keras")
+                   for base in inspect.getmro(obj)[1:])
+    source = sys.modules.get(getattr(obj, "__module__", "") or "")
+    path = str(getattr(source, "__file__", "") or "")
+    installed = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    return bool(path) and "site-packages" not in path and not any(
+        path.startswith(str(root)) for root in installed)
 
 
 class _TensorFlowView(types.ModuleType):
@@ -503,8 +525,6 @@ def _keep_keras_of(flavour: str, modules) -> None:
                 space[name] = view
 
 
-# Where a custom-objects file's imports come from that are not the user's objects.
+# Libraries whose classes and functions a custom-objects file's imports never register.
 _LIBRARY_ROOTS = {"keras", "tf_keras", "tensorflow", "tensorflow_model_optimization", "numpy",
-                  "builtins", "abc", "typing", "functools", "math", "collections", "dataclasses",
-                  "enum", "os", "sys", "pathlib", "re", "json", "itertools", "inspect", "copy",
-                  "warnings", "logging", ""}
+                  "builtins", ""}
