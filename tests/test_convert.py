@@ -871,3 +871,34 @@ def test_a_concatenation_does_not_starve_the_branches_it_joins(tmp_path):
     # the concatenation reads copies on its scale; the Flatten of the table moves the original
     assert any(n.endswith("/shared_scale") for n in names)
     assert any(n.endswith("/own_scale") for n in names)
+
+
+def test_a_repaired_file_that_litert_cannot_run_is_not_kept(monkeypatch):
+    """A first version of the shared-scale repair gave a layer of zeros (a branch read into a
+    concatenation through zero weights) a scale of 4.6e-41, and LiteRT could not run the file.
+    Such ranges now keep their scale; and whatever else LiteRT cannot run is caught in a child
+    process, and the converter's own file stands (with the floor taken away, the guard is what
+    keeps that file)."""
+    import keras
+    from keras import layers
+
+    from edgenn.convert import shared_scales
+    from edgenn.convert.tflite import to_tflite
+    from edgenn.recipe import Quantization
+
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((16,)), keras.Input((16,))
+    small = layers.Dense(16)(a)
+    big = layers.Dense(16, kernel_initializer=keras.initializers.RandomNormal(0, 60))(b)
+    nothing = layers.Dense(2, kernel_initializer="zeros")(layers.Concatenate()([small, big]))
+    main = layers.Concatenate()([layers.Dense(8, activation="relu")(small), nothing])
+    model = keras.Model([a, b], layers.Dense(4, activation="softmax")(main))
+    rng = np.random.default_rng(0)
+    x = [rng.standard_normal((100, 16)).astype(np.float32) for _ in range(2)]
+    notes: list[str] = []
+    to_tflite(model, Quantization.int8, x_calib=x, notes=notes)
+    assert any("got their own scale back" in n for n in notes), notes
+    monkeypatch.setattr(shared_scales, "MIN_SCALE", 0.0)
+    notes = []
+    to_tflite(model, Quantization.int8, x_calib=x, notes=notes)
+    assert any("did not run on LiteRT" in n for n in notes), notes

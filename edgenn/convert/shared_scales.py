@@ -222,6 +222,10 @@ def repair(quantized: bytes, calibrated: bytes) -> tuple[bytes, list[str]]:
     sg.operators = ops
     builder = flatbuffers.Builder(len(quantized) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    repaired = bytes(builder.Output())
+    if not _runs(repaired):  # LiteRT would crash in the process that checks it: keep the original
+        return quantized, ["shared int8 scales were left as the quantizer set them (the file "
+                           "with its tensors' own scales did not run on LiteRT)"]
     notes = []
     if own:
         shown = ", ".join(own[:3]) + (f" and {len(own) - 3} more" if len(own) > 3 else "")
@@ -232,7 +236,43 @@ def repair(quantized: bytes, calibrated: bytes) -> tuple[bytes, list[str]]:
                         if tables else ""))
     if relinked:
         notes.append(f"{relinked} readers of requantized copies read the finer original instead")
-    return bytes(builder.Output()), notes
+    return repaired, notes
+
+
+def _runs(flatbuffer: bytes) -> bool:
+    """Whether LiteRT runs the file once on random inputs, tried in a child process.
+
+    A kernel that rejects a scale may crash rather than raise.
+    """
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    code = ("import sys, numpy as np\n"
+            "from ai_edge_litert.interpreter import Interpreter\n"
+            "i = Interpreter(model_path=sys.argv[1])\n"
+            "for d in i.get_input_details():\n"
+            "    i.resize_tensor_input(d['index'], [max(1, x) for x in d['shape_signature']],"
+            " strict=False)\n"
+            "i.allocate_tensors()\n"
+            "rng = np.random.default_rng(0)\n"
+            "for d in i.get_input_details():\n"
+            "    x = rng.standard_normal(d['shape']) if np.issubdtype(d['dtype'], np.floating)"
+            " else rng.integers(0, 2, d['shape'])\n"
+            "    i.set_tensor(d['index'], x.astype(d['dtype']))\n"
+            "i.invoke()\n"
+            "assert all(np.isfinite(i.get_tensor(d['index'])).all() for d in i.get_output_details()"
+            " if np.issubdtype(d['dtype'], np.floating))\n")
+    with tempfile.TemporaryDirectory(prefix="edgenn-scales-") as tmp:
+        path = Path(tmp) / "repaired.tflite"
+        path.write_bytes(flatbuffer)
+        try:
+            proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                                  timeout=300)
+        except subprocess.TimeoutExpired:
+            return False
+    return proc.returncode == 0
 
 
 def _copy_tensor(schema, tensor, suffix: str, quantization):

@@ -406,9 +406,13 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
             _configure(calibrating, q, io, x_calib, calibration_samples, allow_flex, False, ())
             calibrating.experimental_mlir_quantizer = True
             calibrating._experimental_calibrate_only = True  # noqa: SLF001 - as _calibrated
-            with quiet_stderr():
-                calibrated = calibrating.convert()
-            flatbuffer, changed = shared_scales.repair(flatbuffer, calibrated)
+            try:
+                with quiet_stderr():
+                    calibrated = calibrating.convert()
+                flatbuffer, changed = shared_scales.repair(flatbuffer, calibrated)
+            except Exception as err:  # noqa: BLE001 - the converter's file stands as it is
+                changed = [f"shared int8 scales were left as the converter set them (reading "
+                           f"the recorded ranges failed: {type(err).__name__})"]
             notes.extend(changed)
     return flatbuffer
 
@@ -618,6 +622,9 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
                               "with --quantize int16x8 or dynamic")
     from . import shared_scales
 
-    result, changed = shared_scales.repair(result, calibrated)
+    try:
+        result, changed = shared_scales.repair(result, calibrated)
+    except Exception as err:  # noqa: BLE001 - the quantizer's file stands as it is
+        changed = [f"shared int8 scales were left as the quantizer set them ({type(err).__name__})"]
     notes.extend(changed)
     return result
