@@ -871,6 +871,12 @@ def test_a_concatenation_does_not_starve_the_branches_it_joins(tmp_path):
     # the concatenation reads copies on its scale; the Flatten of the table moves the original
     assert any(n.endswith("/shared_scale") for n in names)
     assert any(n.endswith("/own_scale") for n in names)
+    # what is left is the concatenation itself: its narrow parts are starved on its one scale
+    r = run_cli("convert", str(tmp_path / "m.keras"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "m.npz"), "--threshold", "0", "--json", "--explain",
+                "-o", str(tmp_path / "e8.tflite"))
+    assert r.code == 0, r.err[-2000:]
+    assert ["joined", "reads_joined"] in r.json()["explain"]["starved"], r.json()["explain"]
 
 
 def test_a_repaired_file_that_litert_cannot_run_is_not_kept(monkeypatch):

@@ -242,7 +242,8 @@ def repair(quantized: bytes, calibrated: bytes) -> tuple[bytes, list[str]]:
 def _runs(flatbuffer: bytes) -> bool:
     """Whether LiteRT runs the file once on random inputs, tried in a child process.
 
-    A kernel that rejects a scale may crash rather than raise.
+    A kernel that rejects a scale may crash rather than raise. The inputs are in [0, 1): an
+    input read as ids (a CAST before a GATHER) reads id 0, which every table has.
     """
     import subprocess
     import sys
@@ -258,7 +259,7 @@ def _runs(flatbuffer: bytes) -> bool:
             "i.allocate_tensors()\n"
             "rng = np.random.default_rng(0)\n"
             "for d in i.get_input_details():\n"
-            "    x = rng.standard_normal(d['shape']) if np.issubdtype(d['dtype'], np.floating)"
+            "    x = rng.random(d['shape']) if np.issubdtype(d['dtype'], np.floating)"
             " else rng.integers(0, 2, d['shape'])\n"
             "    i.set_tensor(d['index'], x.astype(d['dtype']))\n"
             "i.invoke()\n"
