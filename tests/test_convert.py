@@ -908,3 +908,20 @@ def test_a_repaired_file_that_litert_cannot_run_is_not_kept(monkeypatch):
     notes = []
     to_tflite(model, Quantization.int8, x_calib=x, notes=notes)
     assert any("did not run on LiteRT" in n for n in notes), notes
+
+
+def test_int16x8_of_a_keras3_embedding_names_the_modes_that_work(tmp_path):
+    """Found with deepcut rebuilt in Keras 3: int16x8 calibration stopped at the integer
+    arithmetic Keras 3's Embedding guards negative ids with ("Max and min for dynamic tensors
+    should be recorded"), and the advice was to run `edgenn check`, which finds nothing."""
+    import keras
+
+    x = keras.Input((6,), dtype="int32")
+    y = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(
+        keras.layers.Embedding(20, 4)(x)))
+    keras.Model(x, y).save(tmp_path / "e.keras")
+    np.savez(tmp_path / "ids.npz", x=np.random.default_rng(0).integers(0, 20, (200, 6)))
+    r = run_cli("convert", str(tmp_path / "e.keras"), "--to", "tflite", "--quantize", "int16x8",
+                "--data", str(tmp_path / "ids.npz"), "-o", str(tmp_path / "e.tflite"))
+    assert_clean_error(r, 3, "Max and min for dynamic tensors", "use --quantize int8 or dynamic")
+    assert not (tmp_path / "e.tflite").exists()

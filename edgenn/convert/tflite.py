@@ -391,6 +391,14 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
             # which is what an edge runtime feeds anyway.
             return to_tflite(model, q, io, x_calib, calibration_samples, allow_flex, 1,
                              fused_lstm, keep_float, sparse_weights, calibration, notes)
+        if "Max and min for dynamic tensors" in text:
+            # Keras 3's Embedding guards negative ids with integer arithmetic (LESS, ADD,
+            # SELECT_V2) that int16x8 calibration wants ranges for and has none: an int32 or a
+            # float id input alike (tf_keras's Embedding converts)
+            raise ConversionError(f"TFLite conversion ({q.value}) failed: {text[:300]}",
+                                  "TFLite's calibration has no range for an integer tensor it "
+                                  "tried to quantize (a Keras 3 Embedding's id arithmetic does "
+                                  "this at int16x8): use --quantize int8 or dynamic") from None
         raise ConversionError(f"TFLite conversion ({q.value}) failed: {text[:400]}",
                               "run `edgenn check` to find the op at fault, or try another "
                               "quantization mode") from None
