@@ -897,7 +897,8 @@ def test_a_repaired_file_that_litert_cannot_run_is_not_kept(monkeypatch):
     small = layers.Dense(16)(a)
     big = layers.Dense(16, kernel_initializer=keras.initializers.RandomNormal(0, 60))(b)
     nothing = layers.Dense(2, kernel_initializer="zeros")(layers.Concatenate()([small, big]))
-    main = layers.Concatenate()([layers.Dense(8, activation="relu")(small), nothing])
+    main = layers.Concatenate()([layers.Dense(8, activation="relu")(small), nothing,
+                                 layers.Dense(2)(nothing)])  # read by a concatenation and more
     model = keras.Model([a, b], layers.Dense(4, activation="softmax")(main))
     rng = np.random.default_rng(0)
     x = [rng.standard_normal((100, 16)).astype(np.float32) for _ in range(2)]
