@@ -414,6 +414,7 @@ def test_a_subclassed_model_from_a_users_package_built_at_its_default_shape(tmp_
     classes the file defines counted), and the model was refused with advice to pass such a
     file; then nothing had recorded the shape the model was built at. The file's imports from
     the user's own code count now, and a build() default shape is the view's input."""
+    import os
     import subprocess
     import sys
 
@@ -446,7 +447,11 @@ def test_a_subclassed_model_from_a_users_package_built_at_its_default_shape(tmp_
              "import keras\nfrom facenets.onet import ONet\n"
              "keras.utils.set_random_seed(0)\n"
              f"net = ONet(); net.build(); net.save({str(tmp_path / 'onet.keras')!r})\n")
-    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True, timeout=300)
+    # tf.keras as a user's TensorFlow 2.21 has it (Keras 3): edgenn set TF_USE_LEGACY_KERAS in
+    # this process when an earlier test imported it
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True, timeout=300,
+                   env=env)
     model = str(tmp_path / "onet.keras")
     r = run_cli("inspect", model, "--custom-objects", str(objects_file), "--json")
     assert r.code == 0, r.err

@@ -271,10 +271,13 @@ def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None
         source_names = _source_input_names(source, runner, len(own))
         try:  # the names of the model it came from first: its .npz is what a user has
             splits = load_multi(data_spec, described(source_names or own), inputs_only=True)
-        except DataError:
+        except DataError as first:
             if not source_names:
                 raise
-            splits = load_multi(data_spec, described(own), inputs_only=True)
+            try:  # numbered, as the file's own inputs are
+                splits = load_multi(data_spec, described(own), inputs_only=True)
+            except DataError:
+                raise first from None  # the error that names the model's inputs
         return ([x[:samples] for x in splits.x_test], splits.x_calib,
                 f"{data_spec.source} test split")
     from ..data import load_for
