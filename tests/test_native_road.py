@@ -456,6 +456,8 @@ def test_a_subclassed_model_from_a_users_package_built_at_its_default_shape(tmp_
     r = run_cli("inspect", model, "--custom-objects", str(objects_file), "--json")
     assert r.code == 0, r.err
     assert r.json()["params"] == (27 * 4 + 4) + 4 + (400 * 4 + 4) + (400 * 2 + 2)
+    # its layers were never called symbolically: counted at the shapes they were built at
+    assert r.json()["macs"] == 400 * 27 + 4 * 400 + 2 * 400
     r = run_cli("convert", model, "--custom-objects", str(objects_file), "--to", "tflite",
                 "-o", str(tmp_path / "o.tflite"))
     assert r.code == 0, r.err

@@ -184,6 +184,8 @@ def _matmul_macs(layer, cls: str, kernel_of=None) -> int | None:
         return 0
     out = _safe(lambda: _shape(layer.output))
     inp = _safe(lambda: _shape(layer.input))
+    if (out is None or inp is None) and len(getattr(layer, "_inbound_nodes", None) or []) <= 1:
+        inp, out = _built_shapes(layer)  # a subclassed model's layer (a shared one stays "?")
     if out is None or inp is None or isinstance(out[0], list) or isinstance(inp[0], list):
         return None
     out_n, in_n = _spatial(out), _spatial(inp)
@@ -209,6 +211,25 @@ def _matmul_macs(layer, cls: str, kernel_of=None) -> int | None:
         k = _kernel(kernel_of)  # (*window, out, in)
         return in_n * int(np.prod(k[:-2])) * k[-2] if k else None
     return 0
+
+
+def _built_shapes(layer) -> tuple[list | None, list | None]:
+    """(input, output) shapes from what the layer was built with (Keras 3 or tf_keras).
+
+    A layer inside a subclassed model (mtcnn's ONet: "MACs ?") has no symbolic input or
+    output; the shape it was built at, and its output for that shape, count the same.
+    """
+    built = getattr(layer, "_build_shapes_dict", None) or {}
+    shape = next(iter(built.values())) if len(built) == 1 else getattr(
+        layer, "_build_input_shape", None)
+    if shape is None:
+        return None, None
+    shape = tuple(getattr(shape, "as_list", lambda: shape)())
+    out = _safe(lambda: tuple(layer.compute_output_shape(shape)))
+    if out is None or any(isinstance(d, (list, tuple)) for d in shape):
+        return None, None
+    listed = [[None if d is None else int(d) for d in dims] for dims in (shape, out)]
+    return listed[0], listed[1]
 
 
 _MAC_LAYERS = {"Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
