@@ -90,20 +90,13 @@ def output_names(model) -> list[str]:
     functional view: mtcnn's ONet gave "o_net" three times, and compress asked for three arrays
     all named y_o_net) names them ``<layer>_0``, ``<layer>_1``...
     """
+    from collections import Counter
+
     names = [getattr(_producer(t), "name", None) or f"output_{i}"
              for i, t in enumerate(model.outputs)]
-    seen: dict[str, int] = {}
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-    count: dict[str, int] = {}
-    out = []
-    for name in names:
-        if seen[name] > 1:
-            out.append(f"{name}_{count.get(name, 0)}")
-            count[name] = count.get(name, 0) + 1
-        else:
-            out.append(name)
-    return out
+    repeated = {name for name, n in Counter(names).items() if n > 1}
+    return [f"{name}_{names[:i].count(name)}" if name in repeated else name
+            for i, name in enumerate(names)]
 
 
 def bounded_output(model) -> str | None:

@@ -547,10 +547,11 @@ def readable_for_quantizer(blob: bytes) -> tuple[bytes, list[str]]:
     the current field; float16 constants become float32 ones and their DEQUANTIZE ops go. The
     model computes the same: DEQUANTIZE of a float16 constant is its float32 value.
     """
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromPackedBuf(blob, 0)
+    from ..runtime.tflite_info import packed, unpacked
+
+    model = unpacked(blob)
     codes = model.operatorCodes or []
     renamed = sum(code.builtinCode < code.deprecatedBuiltinCode for code in codes)
     for code in codes:
@@ -600,9 +601,7 @@ def readable_for_quantizer(blob: bytes) -> tuple[bytes, list[str]]:
                      "to float32 first, so they could be quantized")
     if not notes:
         return blob, []
-    builder = flatbuffers.Builder(len(blob) * 2)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), notes
+    return packed(model), notes
 
 
 def _unsigned(source: str) -> UsageError:

@@ -63,13 +63,10 @@ def suspect(flatbuffer: bytes) -> bool:
 
 
 def _read(flatbuffer: bytes):
-    from ai_edge_litert import schema_py_generated as schema
+    from ..runtime.tflite_info import op_names, unpacked
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
-    by_code = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    names = [by_code.get(max(int(c.builtinCode), int(c.deprecatedBuiltinCode)), "CUSTOM")
-             for c in model.operatorCodes]
-    return model, names
+    model = unpacked(flatbuffer)
+    return model, op_names(model)
 
 
 def _name(tensor) -> str:
@@ -100,8 +97,9 @@ def _params(lo: float, hi: float) -> tuple[float, int]:
 
 def repair(quantized: bytes, calibrated: bytes) -> tuple[bytes, list[str]]:
     """``quantized`` with shared scales undone where they starve a tensor (see the module)."""
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
+
+    from ..runtime.tflite_info import packed
 
     model, names = _read(quantized)
     ranges, constants = _recorded(calibrated)
@@ -239,9 +237,7 @@ def repair(quantized: bytes, calibrated: bytes) -> tuple[bytes, list[str]]:
     for after, q in inserted:
         ops.insert(ops.index(after) + 1, q)
     sg.operators = ops
-    builder = flatbuffers.Builder(len(quantized) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    repaired = bytes(builder.Output())
+    repaired = packed(model)
     if not _runs(repaired):  # LiteRT would crash in the process that checks it: keep the original
         return quantized, ["shared int8 scales were left as the quantizer set them (the file "
                            "with its tensors' own scales did not run on LiteRT)"]

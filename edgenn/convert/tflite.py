@@ -180,10 +180,8 @@ def _check_id_inputs(model, io: IOType) -> None:
         rows = getattr(layer, "input_dim", None)
         if type(layer).__name__ != "Embedding" or not rows:
             continue
-        fed = [prev for prev in inbound_layers(layer) if type(prev).__name__ == "InputLayer"]
-        fed = [prev.name for prev in fed
-               if "float" in str(getattr(getattr(prev, "dtype", None), "name", None)
-                                 or getattr(prev, "dtype", "float32"))]
+        fed = [prev.name for prev in inbound_layers(layer) if type(prev).__name__ == "InputLayer"
+               and "float" in str(getattr(prev.dtype, "name", prev.dtype))]
         if fed:
             raise UsageError(f"input {fed[0]!r} holds token ids for the Embedding {layer.name} "
                              f"({rows} rows), and an 8-bit ({io.value}) input tensor rounds them "
@@ -360,8 +358,8 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         # Flex runs; with a static batch it becomes builtin ops (fused LSTM kernels in tf_keras).
         batch_size = 1
     function = traced(model, batch_size)
-    converter = tensorflow.lite.TFLiteConverter.from_concrete_functions(
-        [function], _owner(model, function))
+    owner = _owner(model, function)
+    converter = tensorflow.lite.TFLiteConverter.from_concrete_functions([function], owner)
     _configure(converter, q, io, x_calib, calibration_samples, allow_flex, sparse_weights,
                keep_float)
     notes = notes if notes is not None else []
@@ -409,32 +407,47 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
 
         if shared_scales.suspect(flatbuffer):
             # the ranges calibration recorded, which the quantizer's shared scales overrode
-            calibrating = tensorflow.lite.TFLiteConverter.from_concrete_functions(
-                [function], _owner(model, function))
+            calibrating = tensorflow.lite.TFLiteConverter.from_concrete_functions([function],
+                                                                                  owner)
             _configure(calibrating, q, io, x_calib, calibration_samples, allow_flex, False, ())
-            calibrating.experimental_mlir_quantizer = True
-            calibrating._experimental_calibrate_only = True  # noqa: SLF001 - as _calibrated
-            try:
-                with quiet_stderr():
-                    calibrated = calibrating.convert()
-                flatbuffer, changed = shared_scales.repair(flatbuffer, calibrated)
-            except Exception as err:  # noqa: BLE001 - the converter's file stands as it is
-                changed = [f"shared int8 scales were left as the converter set them (reading "
-                           f"the recorded ranges failed: {type(err).__name__})"]
-            notes.extend(changed)
+            flatbuffer = _own_scales(flatbuffer, lambda: _calibrate_only(calibrating), notes)
     return flatbuffer
+
+
+def _calibrate_only(converter) -> bytes:
+    """The float model with the ranges calibration recorded (TF's documented selective road)."""
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # noqa: SLF001
+    return converter.convert()
+
+
+def _own_scales(quantized: bytes, calibrated, notes: list[str]) -> bytes:
+    """``shared_scales.repair`` of ``quantized``; ``calibrated``: the ranges, or what makes them.
+
+    The repair never fails a conversion: on an error the quantizer's file stands, with a note.
+    """
+    from . import shared_scales
+
+    try:
+        with quiet_stderr():
+            ranges = calibrated() if callable(calibrated) else calibrated
+            result, changed = shared_scales.repair(quantized, ranges)
+    except Exception as err:  # noqa: BLE001 - the quantizer's file stands as it is
+        result, changed = quantized, [f"shared int8 scales were left as the quantizer set them "
+                                      f"({type(err).__name__})"]
+    notes.extend(changed)
+    return result
 
 
 def with_input_names(flatbuffer: bytes, names: list[str]) -> bytes:
     """``flatbuffer`` with the source model's input names in its metadata (INPUT_NAMES_KEY)."""
     import json
 
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    from ..runtime.tflite_info import INPUT_NAMES_KEY
+    from ..runtime.tflite_info import INPUT_NAMES_KEY, packed, unpacked
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    model = unpacked(flatbuffer)
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(json.dumps(names).encode(), np.uint8)
     model.buffers.append(buffer)
@@ -443,9 +456,7 @@ def with_input_names(flatbuffer: bytes, names: list[str]) -> bytes:
     model.metadata = [m for m in (model.metadata or []) if m.name not in (INPUT_NAMES_KEY,
                                                                           INPUT_NAMES_KEY.encode())]
     model.metadata.append(entry)
-    builder = flatbuffers.Builder(len(flatbuffer) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return packed(model)
 
 
 def _configure(converter, q: Quantization, io: IOType, x_calib, calibration_samples,
@@ -551,11 +562,9 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
         names = [n for n in position if type(model.get_layer(n)).__name__ != "InputLayer"]
         _known_layers(keep_float, position, names, "`edgenn inspect MODEL` lists them, "
                       "`convert --explain` ranks them")
-    converter.experimental_mlir_quantizer = True
-    converter._experimental_calibrate_only = True  # noqa: SLF001 - the selective road TF documents
     try:
         with quiet_stderr():
-            calibrated = converter.convert()
+            calibrated = _calibrate_only(converter)
             interp = Interpreter(model_content=calibrated)  # its tensor and output names
             names = [t["name"] for t in interp.get_tensor_details()]
     except Exception as err:  # noqa: BLE001 - converter errors of every type, one line
@@ -628,11 +637,4 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
                               "(it leaves some ops, such as the first after the input, "
                               "quantized)", "keep the layers after it instead, or convert "
                               "with --quantize int16x8 or dynamic")
-    from . import shared_scales
-
-    try:
-        result, changed = shared_scales.repair(result, calibrated)
-    except Exception as err:  # noqa: BLE001 - the quantizer's file stands as it is
-        changed = [f"shared int8 scales were left as the quantizer set them ({type(err).__name__})"]
-    notes.extend(changed)
-    return result
+    return _own_scales(result, calibrated, notes)

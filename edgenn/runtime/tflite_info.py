@@ -86,6 +86,27 @@ def _touch_everything(model, size: int) -> None:
         buffer.DataLength()
 
 
+def unpacked(flatbuffer: bytes):
+    """A .tflite flatbuffer as the schema's editable object tree (``ModelT``)."""
+    return _schema().ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+
+
+def packed(model) -> bytes:
+    """A ``ModelT`` (``unpacked``, then edited) as a .tflite flatbuffer again."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def op_names(model) -> list[str]:
+    """Each operator code's builtin name (an unpacked model's ``operatorCodes``, in order)."""
+    names = _names(_schema().BuiltinOperator)
+    return [names.get(max(int(c.builtinCode), int(c.deprecatedBuiltinCode)), "CUSTOM")
+            for c in model.operatorCodes or []]
+
+
 def op_name(model, opcode_index: int) -> str:
     """The builtin op name, or the custom code for custom (and Flex) ops."""
     schema = _schema()
