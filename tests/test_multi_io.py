@@ -88,6 +88,12 @@ def test_outputs_keep_the_model_order(models, tmp_path):
     r = run_cli("convert", str(path), "--to", "tflite", "-o", str(tmp_path / "t.tflite"), "--json")
     assert r.code == 0, r.err
     assert [o["name"] for o in r.json()["fidelity"]["outputs"]] == ["h3", "h1", "h2"]
+    # the .npz compress trains it from (labels per head) serves convert too (mtcnn's ONet)
+    x = np.random.default_rng(0).random((60, 4), np.float32)
+    np.savez(tmp_path / "heads.npz", x=x, y_h3=x[:, :3], y_h1=x[:, :1], y_h2=x[:, :2])
+    r = run_cli("convert", str(path), "--to", "tflite", "--data", str(tmp_path / "heads.npz"),
+                "-o", str(tmp_path / "d.tflite"))
+    assert r.code == 0, r.err
 
 
 def test_multi_input_data_errors_are_one_line(models, tmp_path):

@@ -156,9 +156,11 @@ def read_npz(path: Path) -> RawData:
     if "x" in arrays and "y" in arrays:
         return RawData(str(path), arrays["x"], arrays["y"], value_max=_value_max(arrays["x"]))
     # Inputs alone (calibration audio, unlabeled images): enough for the commands that read
-    # only x (convert's calibration and fidelity check); ``load`` refuses them elsewhere.
+    # only x (convert's calibration and fidelity check); ``load`` refuses them elsewhere. Labels
+    # per output (y_<output name>, a several-head model's, which compress reads through
+    # data.multi) do not stop x from being read alone (mtcnn's ONet: convert refused its .npz).
     for train, test in (("x_train", "x_test"), ("x", None)):
-        if train in arrays and not any(k.startswith("y") for k in arrays):
+        if train in arrays and not any(k in ("y", "y_train", "y_test") for k in arrays):
             return RawData(str(path), arrays[train], None,
                            arrays.get(test) if test else None, None,
                            value_max=_value_max(arrays[train]), labeled=False)
