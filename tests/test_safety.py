@@ -223,3 +223,33 @@ def test_a_custom_objects_file_registers_the_users_objects_not_what_it_imports_f
         "from keras.layers import Dense\nfrom userpkg.nets import Net, Plain, swish2\n"
         "import keras\nclass Mine(keras.layers.Layer):\n    pass\n")
     assert sorted(load_custom_objects(tmp_path / "objects.py", "keras3")) == ["Mine", "Net", "swish2"]
+
+
+def test_a_custom_objects_file_imports_its_neighbours_as_python_would(tmp_path):
+    """`python co.py` finds `from my_layers import Scale` beside it; edgenn refused the file
+    with "No module named 'my_layers'" and advice to make `python FILE.py` run, which it did
+    (mmsplice's layers, copied beside a user's file). The folder then goes to the end of the
+    import path, where it shadows no library."""
+    import sys
+
+    import keras
+
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "my_layers.py").write_text(
+        "import keras\n@keras.saving.register_keras_serializable('user')\n"
+        "class Scale(keras.layers.Layer):\n    def call(self, x):\n        return 2.0 * x\n")
+    (folder / "co.py").write_text("from my_layers import Scale\n")
+    sys.path.insert(0, str(folder))
+    try:
+        from my_layers import Scale
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("my_layers", None)
+    inp = keras.Input((3,))
+    keras.Model(inp, keras.layers.Dense(2)(Scale(name="scale")(inp))).save(tmp_path / "m.keras")
+    keras.saving.get_custom_objects().clear()
+    r = run_cli("inspect", str(tmp_path / "m.keras"), "--custom-objects", str(folder / "co.py"),
+                "--json")
+    assert r.code == 0, r.err[-800:]
+    assert "Scale" in [layer["class"] for layer in r.json()["layers"]]

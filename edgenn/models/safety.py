@@ -443,12 +443,23 @@ def load_custom_objects(path: str | Path | None, flavour: str = "tf_keras") -> d
     import sys
 
     before = set(sys.modules)
+    # As `python FILE.py` does, the file's own folder comes first on the import path while it
+    # runs, so `from my_layers import Block` beside it imports (it failed with "No module
+    # named", and advice to make `python FILE.py` run, which it did). The folder then moves to
+    # the end of the path: a later import inside a layer's build still finds the user's module,
+    # and a file there named like a library does not shadow it for the rest of the run.
+    folder = str(p.resolve().parent)
+    sys.path.insert(0, folder)
     try:
         with _keras_of(flavour):
             spec.loader.exec_module(module)
     except Exception as err:
         raise InputFileError(f"--custom-objects {p} failed to import: {type(err).__name__}: {err}",
                              "fix the file so that `python FILE.py` runs") from None
+    finally:
+        sys.path.remove(folder)
+        if folder not in sys.path:
+            sys.path.append(folder)
     users = [module] + [sys.modules[name] for name in set(sys.modules) - before
                         if name.split(".")[0] not in _LIBRARY_ROOTS | {"edgenn"}]
     _keep_keras_of(flavour, users)
