@@ -153,10 +153,15 @@ class OutputFidelity:
     changed: int | None = None
     near_ties: int | None = None
     output_step: float | None = None
+    # where the source model gives one answer almost everywhere (a per-position tagger's
+    # background, a splice-site model's "neither"): that class, its share of the positions, how
+    # many positions have another answer, and the artifact's agreement on those
+    common: dict | None = None
+    one_sided: bool | None = None  # every value on one side of 0.5 (what a label check needs)
 
     def to_dict(self) -> dict:
         optional = ("top1_agreement", "label_agreement", "name", "verdict", "changed", "near_ties",
-                    "output_step")
+                    "output_step", "common", "one_sided")
         return {k: v for k, v in asdict(self).items() if not (k in optional and v is None)}
 
     def ties(self) -> str:
@@ -191,7 +196,7 @@ class Fidelity:
         return {"samples": self.samples, "data": self.data, "task": self.task,
                 "metric": self.metric, "value": self.value, "threshold": self.threshold,
                 "passed": self.passed, "top1_agreement": self.top1_agreement,
-                "outputs": [o.to_dict() for o in self.outputs]}
+                "outputs": [o.to_dict() for o in self.outputs], "caveats": self.caveats()}
 
     @property
     def override_flag(self) -> str:
@@ -207,6 +212,25 @@ class Fidelity:
             ties = failing[0].ties() if failing else ""
         return (f"fidelity check failed: {self.summary()} on {self.samples} samples "
                 f"({self.data}){ties}; {path} was written for inspection: {advice}")
+
+    def caveats(self) -> list[str]:
+        """Where this check says less than its figure suggests, one sentence each."""
+        notes = []
+        for o in self.outputs:
+            task = o.verdict["task"] if o.verdict else self.task
+            name = repr(o.name) if o.name else str(o.output)
+            if task == "classification" and o.common:
+                c = o.common
+                rest = (f"on the other {c['others']:,} its agreement is {c['others_agreement']:.4f}"
+                        if c["others"] else "it never gives another answer on these inputs, so "
+                        "the check says little: check on inputs where it does (--data)")
+                notes.append(f"output {name}: the source model answers class {c['class']} at "
+                             f"{c['share']:.2%} of {c['positions']:,} positions, so top-1 "
+                             f"agreement mostly counts that answer; {rest}")
+            if task == "multilabel" and o.one_sided:
+                notes.append(f"output {name} never crosses 0.5 on these inputs, so its label "
+                             "agreement says little: check on inputs where it does (--data)")
+        return notes
 
     def summary(self) -> str:
         shown = "-" if self.value is None else (f"{self.value:.4f}" if self.metric != "SNR dB"
@@ -242,6 +266,7 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray]) ->
             which = "source model" if not np.isfinite(ref).all() else "artifact"
             raise_nonfinite(which, i)
         changed, ties, step = _near_ties(ref_pos, cand_pos) if classes > 1 else (None, None, None)
+        common = _common_answer(ref_pos, cand_pos) if classes > 1 else None
         results.append(OutputFidelity(
             output=i,
             max_abs_diff=float(np.max(np.abs(diff))) if diff.size else 0.0,
@@ -251,9 +276,31 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray]) ->
             top1_agreement=(float(np.mean(ref_pos.argmax(1) == cand_pos.argmax(1)))
                             if classes > 1 and cand_pos is not None else None),
             label_agreement=float(np.mean((ref > 0.5) == (cand > 0.5))),
-            changed=changed, near_ties=ties, output_step=step,
+            changed=changed, near_ties=ties, output_step=step, common=common,
+            one_sided=bool((ref >= 0.5).all() or (ref < 0.5).all()),
         ))
     return results
+
+
+def _common_answer(ref_pos: np.ndarray, cand_pos: np.ndarray | None, share: float = 0.95,
+                   positions: int = 100) -> dict | None:
+    """The source's answer at ``share`` or more of at least ``positions`` positions, or None.
+
+    Top-1 agreement then mostly counts that answer: a splice-site model answers "neither" at
+    all but a handful of 200,000 positions, and an int8 file that moved every site's
+    probability still agreed 1.0. The agreement on the other answers is what the user needs.
+    """
+    if cand_pos is None or len(ref_pos) < positions:
+        return None
+    answers = ref_pos.argmax(1)
+    counts = np.bincount(answers, minlength=ref_pos.shape[1])
+    top = int(counts.argmax())
+    if counts[top] < share * len(answers):
+        return None
+    others = answers != top
+    agree = float(np.mean(cand_pos[others].argmax(1) == answers[others])) if others.any() else None
+    return {"class": top, "share": float(counts[top] / len(answers)), "positions": len(answers),
+            "others": int(others.sum()), "others_agreement": agree}
 
 
 def _near_ties(ref_pos: np.ndarray, cand_pos: np.ndarray | None, sample: int = 100_000):

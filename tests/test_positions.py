@@ -150,3 +150,57 @@ def test_augmenting_a_segmenter_is_refused(tmp_path, augment):
     r = run_cli("compress", str(tmp_path / "seg.keras"), "-r", str(recipe), "--data",
                 str(tmp_path / "seg.npz"), "--scale", "none", "-o", str(tmp_path / "o"))
     assert_clean_error(r, 2, "not their per-position labels", "augment")
+
+
+def test_an_answer_given_almost_everywhere_is_named_with_the_agreement_on_the_rest():
+    """A splice-site model answers "neither" at all but a few of 200,000 positions: top-1
+    agreement 1.0 said nothing about the sites. The check names the common answer and the
+    agreement on the other answers; a label check that never crosses 0.5 says so too."""
+    from edgenn.fidelity import judge
+
+    rng = np.random.default_rng(0)
+    ref = np.zeros((10, 100, 3), np.float32)
+    ref[..., 0] = 0.9
+    ref[..., 1:] = rng.uniform(0, 0.05, (10, 100, 2))
+    sites = [(0, 5), (1, 50), (2, 7), (3, 8), (4, 9), (5, 10), (6, 11), (7, 12)]
+    for n, t in sites:
+        ref[n, t] = [0.1, 0.8, 0.1]
+    cand = ref.copy()
+    for n, t in sites[:3]:  # three of the eight sites lost
+        cand[n, t] = [0.6, 0.3, 0.1]
+    f = judge([ref], [cand], "classification", "int8", "test")
+    assert f.passed and f.top1_agreement > 0.99  # the overall figure hides it
+    common = f.outputs[0].common
+    assert common["class"] == 0 and common["others"] == 8 and common["others_agreement"] == 5 / 8
+    (note,) = f.caveats()
+    assert "answers class 0 at 99.20% of 1,000 positions" in note and "0.6250" in note, note
+    assert f.to_dict()["caveats"] == [note]
+
+    balanced = ref.copy()
+    balanced[:, :50] = [0.1, 0.8, 0.1]
+    assert judge([balanced], [balanced], "classification", "int8", "t").caveats() == []
+    low = np.full((20, 3), 0.2, np.float32)
+    (label,) = judge([low], [low], "multilabel", "int8", "t").caveats()
+    assert "never crosses 0.5" in label
+
+
+def test_convert_prints_the_common_answer(tmp_path):
+    """Through the CLI: a per-position model whose bias favours one class nearly everywhere."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((40, 4))
+    h = keras.layers.Conv1D(8, 5, padding="same", activation="relu")(inp)
+    out = keras.layers.Dense(3, activation="softmax", name="sites")(h)
+    model = keras.Model(inp, out)
+    w, b = model.get_layer("sites").get_weights()
+    model.get_layer("sites").set_weights([w * 0.3, np.array([4.0, 0.0, 0.0], np.float32)])
+    model.save(tmp_path / "m.keras")
+    x = np.eye(4, dtype=np.float32)[np.random.default_rng(0).integers(0, 4, (200, 40))]
+    np.savez(tmp_path / "d.npz", x=x)
+    r = run_cli("convert", str(tmp_path / "m.keras"), "--to", "tflite", "--data",
+                str(tmp_path / "d.npz"), "-o", str(tmp_path / "m.tflite"), "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    (note,) = doc["fidelity"]["caveats"]
+    assert "answers class 0 at 100.00% of" in note and "never gives another answer" in note, note

@@ -153,6 +153,8 @@ def _human_convert(result) -> None:
     for line in fidelity_lines(fid):
         con.print(line)
     con.print(f"  {'passed' if fid.passed else 'FAILED'}: {fid.summary()}")
+    for caveat in fid.caveats():
+        con.print(f"  note: {caveat}")
     if a.onnx_quantization is not None:
         con.print(f"  ONNX Runtime quantization: {a.onnx_quantization.summary()}")
     if a.usage_note:

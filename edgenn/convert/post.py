@@ -161,11 +161,7 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
         tasks = _output_tasks(task, names, reference, ops)
         fidelity = judge(reference, candidate, tasks[0] if len(set(tasks)) == 1 else tasks,
                          _BAR[mode], data, threshold, min_snr, names)
-        one_sided = [n for n, t, y in zip(names, tasks, reference)
-                     if t is Task.multilabel and ((y >= 0.5).all() or (y < 0.5).all())]
-        if one_sided:  # every label on one side: agreeing on them says little
-            notes.append(f"output {one_sided[0]!r} never crosses 0.5 on these inputs, so its label "
-                         "agreement says little: check on inputs where it does (--data)")
+        notes += fidelity.caveats()
     return PostQuantResult(str(source), str(out), suffix[1:], mode, tool, Path(source).stat().st_size,
                            len(blob), fidelity, layers, tuple(notes))
 

@@ -137,6 +137,7 @@ class ConvertResult:
                  f"- fidelity on {f.samples} samples ({f.data}): "
                  + "; ".join(o.summary() for o in f.outputs)
                  + f" - {'passed' if f.passed else 'FAILED'}: {f.summary()}"]
+        lines += [f"- note: {caveat}" for caveat in f.caveats()]
         if a.usage_note:
             lines.append(f"- note: {a.usage_note}")
         if a.preflight is not None:
