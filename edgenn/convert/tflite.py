@@ -402,15 +402,18 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
                               "quantization mode") from None
     if sparse_weights:
         _check_sparse_runs(flatbuffer)
-    elif q is Quantization.int8:
+    elif q in (Quantization.int8, Quantization.int16x8):
         from . import shared_scales
 
-        if shared_scales.suspect(flatbuffer):
+        if (shared_scales.suspect(flatbuffer) if q is Quantization.int8
+                else shared_scales.clip_suspect(flatbuffer)):
             # the ranges calibration recorded, which the quantizer's shared scales overrode
             calibrating = tensorflow.lite.TFLiteConverter.from_concrete_functions([function],
                                                                                   owner)
             _configure(calibrating, q, io, x_calib, calibration_samples, allow_flex, False, ())
-            flatbuffer = _own_scales(flatbuffer, lambda: _calibrate_only(calibrating), notes)
+            flatbuffer = _own_scales(flatbuffer, lambda: _calibrate_only(calibrating), notes,
+                                     shared_scales.repair if q is Quantization.int8
+                                     else shared_scales.unclip)
     return flatbuffer
 
 
@@ -421,19 +424,20 @@ def _calibrate_only(converter) -> bytes:
     return converter.convert()
 
 
-def _own_scales(quantized: bytes, calibrated, notes: list[str]) -> bytes:
-    """``shared_scales.repair`` of ``quantized``; ``calibrated``: the ranges, or what makes them.
+def _own_scales(quantized: bytes, calibrated, notes: list[str], repair=None) -> bytes:
+    """``repair`` (``shared_scales.repair`` unless given) of ``quantized``.
 
-    The repair never fails a conversion: on an error the quantizer's file stands, with a note.
+    ``calibrated``: the ranges, or what makes them. The repair never fails a conversion: on
+    an error the quantizer's file stands, with a note.
     """
     from . import shared_scales
 
     try:
         with quiet_stderr():
             ranges = calibrated() if callable(calibrated) else calibrated
-            result, changed = shared_scales.repair(quantized, ranges)
+            result, changed = (repair or shared_scales.repair)(quantized, ranges)
     except Exception as err:  # noqa: BLE001 - the quantizer's file stands as it is
-        result, changed = quantized, [f"shared int8 scales were left as the quantizer set them "
+        result, changed = quantized, [f"scales were left as the quantizer set them "
                                       f"({type(err).__name__})"]
     notes.extend(changed)
     return result
