@@ -204,3 +204,28 @@ def test_convert_prints_the_common_answer(tmp_path):
     doc = r.json()
     (note,) = doc["fidelity"]["caveats"]
     assert "answers class 0 at 100.00% of" in note and "never gives another answer" in note, note
+
+
+def test_one_hot_labels_per_position_for_an_open_length_model(tmp_path):
+    """SpliceAI's shape: an open time axis (None, 4) and one-hot labels per position,
+    (N, 1000, 3), as categorical cross-entropy trains on. compress refused them ("labels have
+    shape [None, 1000, 3] but the model outputs a class per position of [None, None]")."""
+    import keras
+    from keras import layers
+
+    x, y = _tagger_data(tmp_path, n=600)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((None, 6))
+    h = layers.Conv1D(16, 3, padding="causal", activation="relu")(inp)
+    model = keras.Model(inp, layers.Dense(4, activation="softmax", name="tags")(h))
+    model.compile(keras.optimizers.Adam(1e-2), "categorical_crossentropy")
+    onehot = np.eye(4, dtype=np.float32)[y]
+    model.fit(x, onehot, epochs=10, batch_size=64, verbose=0)
+    model.save(tmp_path / "open.keras")
+    np.savez(tmp_path / "onehot.npz", x=x, y=onehot)
+    r = run_cli("compress", str(tmp_path / "open.keras"), "-r", "int8-ptq", "--data",
+                str(tmp_path / "onehot.npz"), "--scale", "none", "-o", str(tmp_path / "o"))
+    assert r.code == 0, r.err[-1500:]
+    doc = json.loads((tmp_path / "o" / "report.json").read_text())
+    own = float((model.predict(x, verbose=0).argmax(-1) == y).mean())
+    assert abs(doc["metrics"]["baseline"]["accuracy"] - own) < 0.05, (doc["metrics"], own)

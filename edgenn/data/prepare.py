@@ -283,13 +283,19 @@ def match_positions(splits: Splits, out_shape: tuple) -> None:
     """Fit per-position labels to a model output of ``out_shape`` (N, *positions, classes).
 
     A trailing axis of 1 on labels for a one-score-per-position output (N, H, W, 1) is
-    dropped; any other difference is an error naming both shapes.
+    dropped; one-hot rows per position (what categorical cross-entropy trains on, SpliceAI's
+    (N, 1000, 3)) become class numbers; any other difference is an error naming both shapes.
     """
     want = tuple(out_shape[1:-1])
     for name in ("y_train", "y_val", "y_test"):
         y = getattr(splits, name)
         if y.ndim == len(want) + 2 and y.shape[-1] == 1:
             y = y.reshape(y.shape[:-1])
+            setattr(splits, name, y)
+        elif (y.ndim == len(want) + 2 and out_shape[-1] is not None and out_shape[-1] > 1
+              and y.shape[-1] == out_shape[-1] and y.size and y.min() >= 0 and y.max() <= 1
+              and (y.sum(-1) == 1).all()):
+            y = y.argmax(-1)
             setattr(splits, name, y)
         have = tuple(y.shape[1:])
         if len(have) != len(want) or any(w is not None and w != h for w, h in zip(want, have)):
