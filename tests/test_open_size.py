@@ -81,3 +81,43 @@ def test_profile_asks_for_the_size_of_an_open_input(open_size, tmp_path):
                     "--json")
         assert r.code == 0, r.err
         assert r.json()["results"][0]["input_shapes"] == [[int(d) for d in shape.split("x")]]
+
+
+def test_estimate_asks_for_the_size_of_an_open_input_and_counts_at_it(open_size, tmp_path):
+    """The stored shape of an open axis is 1: SpliceAI (fed 11,000 positions) was estimated
+    at one position, 693 thousand MACs for a billion, and nothing said so."""
+    r = run_cli("convert", str(open_size / "fcn.keras"), "--to", "tflite", "--data", "digits",
+                "-o", str(tmp_path / "f.tflite"))
+    assert r.code == 0, r.err
+    r = run_cli("estimate", str(tmp_path / "f.tflite"), "--device", "raspberry-pi-4", block_tf=True)
+    assert_clean_error(r, 2, "open size", "--input-shape")
+    macs = {}
+    for side in (8, 16):
+        r = run_cli("estimate", str(tmp_path / "f.tflite"), "--device", "raspberry-pi-4",
+                    "--input-shape", f"1x{side}x{side}x1", "--json", block_tf=True)
+        assert r.code == 0, r.err
+        macs[side] = r.json()["macs"]["float32"]
+    # the convolutions' MACs grow with the pixels, the classifier's do not
+    conv = side * side * (9 * 16 + 9 * 16 + 16 * 32)
+    assert macs[16] - macs[8] == conv - 8 * 8 * (9 * 16 + 9 * 16 + 16 * 32), macs
+
+
+def test_estimate_counts_a_dilated_convolution_at_the_size_given(tmp_path):
+    """A dilated Conv1D runs as SPACE_TO_BATCH_ND, CONV_2D, BATCH_TO_SPACE_ND, whose shapes
+    LiteRT computes only as it runs: SpliceAI at 11,000 positions was counted at 1.0 billion
+    MACs for 7.6 (its dilated convolutions at the stored one-position shape)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((None, 4))
+    h = keras.layers.Conv1D(8, 3, dilation_rate=4, padding="same")(inp)
+    keras.Model(inp, keras.layers.Conv1D(2, 1)(h)).save(tmp_path / "d.keras")
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).random((40, 64, 4), np.float32))
+    r = run_cli("convert", str(tmp_path / "d.keras"), "--to", "tflite", "--data",
+                str(tmp_path / "d.npz"), "-o", str(tmp_path / "d.tflite"))
+    assert r.code == 0, r.err
+    for length in (64, 256):
+        r = run_cli("estimate", str(tmp_path / "d.tflite"), "--device", "raspberry-pi-4",
+                    "--input-shape", f"1x{length}x4", "--json", block_tf=True)
+        assert r.code == 0, r.err
+        assert r.json()["macs"]["float32"] == length * (8 * 3 * 4 + 2 * 8), r.json()["macs"]

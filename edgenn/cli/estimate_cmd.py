@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .data_options import parse_input_shapes
 from .output import common_options, console, finish, warn
 
 
@@ -13,8 +14,11 @@ from .output import common_options, console, finish, warn
 @click.option("--accelerator", default=None, help="Override the device's default accelerator.")
 @click.option("--strict", is_flag=True,
               help="Exit 4 when the estimate exceeds the device's memory or limits (default: warn).")
+@click.option("--input-shape", "input_shapes", callback=parse_input_shapes, default=None,
+              help="Input shape(s) to estimate at, e.g. 1x11000x4 (comma-separated, one per "
+                   "input, or NAME=SHAPE): needed by a model whose input size is open.")
 @common_options
-def estimate_cmd(model, device, accelerator, strict) -> None:
+def estimate_cmd(model, device, accelerator, strict, input_shapes) -> None:
     """Estimate latency and RAM of a .tflite MODEL on a device you do not have (no TensorFlow).
 
     An estimate, not a measurement: MACs per op over the profile's sustained throughput per
@@ -29,7 +33,7 @@ def estimate_cmd(model, device, accelerator, strict) -> None:
         check_accelerator(accelerator)
     info = detect(model)
     profile = dv.load(device)
-    result = estimate(info.path, profile, accelerator, strict=strict)
+    result = estimate(info.path, profile, accelerator, strict=strict, input_shapes=input_shapes)
 
     def human():
         con = console()

@@ -103,14 +103,21 @@ def run(job: dict) -> dict:
 
 def _measure(job: dict, doc: dict, started: float) -> dict:
     from .. import devices
+    from ..errors import UsageError
     from ..profile.estimate import estimate
 
     exported = [a for a in doc["artifacts"] if a.get("format") != "keras"]
     keras = [a for a in doc["artifacts"] if a.get("format") == "keras"]
     device = devices.load(job["device"])
     exports = []
+    shape = (doc.get("data") or {}).get("sample_shape")
     for artifact in exported:
-        est = estimate(artifact["path"], device)
+        try:
+            est = estimate(artifact["path"], device)
+        except UsageError:  # an open input size: estimated at the size of the data's samples
+            if not shape:
+                raise
+            est = estimate(artifact["path"], device, input_shapes=[(None, [1, *shape])])
         paired = artifact["metrics"].get("vs_input") or {}
         exports.append({"quantization": artifact.get("quantization"),
                         "accuracy": artifact["metrics"]["accuracy"],

@@ -29,7 +29,7 @@ def calibrate_device(device: str | None, results: list) -> dict:
     for m in results:  # result.Measurement
         if not m.model.endswith(".tflite"):
             continue
-        costs = tflite_costs(m.model)
+        costs = tflite_costs(m.model, [(None, list(shape)) for shape in m.input_shapes] or None)
         if len(costs.macs) != 1:
             continue  # mixed-precision models cannot separate the two rates
         (dtype, macs), = costs.macs.items()

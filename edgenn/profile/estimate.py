@@ -84,11 +84,25 @@ class Estimate:
         return out
 
 
-def tflite_costs(path: str | Path) -> Costs:
-    """MACs per compute dtype, the tensor-arena peak and the weight bytes of a .tflite model."""
+def tflite_costs(path: str | Path, input_shapes: list | None = None) -> Costs:
+    """MACs per compute dtype, the tensor-arena peak and the weight bytes of a .tflite model.
+
+    ``input_shapes`` (``--input-shape``): the size the inputs are fed at, where the file's own
+    is open. The shapes stored for an open axis are 1s: SpliceAI, fed 11,000 positions, was
+    estimated at one position (693 thousand MACs where it computes 3.8 billion), so an open
+    size is refused without them, and with them every tensor takes the shape LiteRT gives it
+    at that size.
+    """
+    from ..runtime.layout import resolve_input_shapes
     from ..runtime.tflite_ops import read_ops
 
     ops, facts = read_ops(path)
+    shapes = resolve_input_shapes(Path(path), input_shapes, purpose="estimate")
+    if shapes:
+        sized = _sized(path, shapes)
+        for op in ops:
+            for t in op.inputs + op.outputs:
+                t.shape = sized.get(t.index, t.shape)
     macs: dict[str, int] = {}
     for op in ops:
         n = 0
@@ -128,14 +142,47 @@ def tflite_costs(path: str | Path) -> Costs:
     return Costs(macs, peak, weight_bytes, facts["bytes"])
 
 
+def _sized(path: str | Path, shapes: list[list[int]]) -> dict[int, list[int]]:
+    """{tensor index: shape} once LiteRT has resized the inputs to ``shapes``."""
+    import numpy as np
+
+    from ..quiet import quiet_stderr
+    from ..runtime.litert import _interpreter_class
+
+    try:
+        with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate"
+            # no default delegate: XNNPACK keeps the shapes inside its partition to itself
+            from ai_edge_litert import interpreter as litert
+
+            interpreter = _interpreter_class()(
+                model_path=str(path), experimental_op_resolver_type=(
+                    litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+            for detail, shape in zip(interpreter.get_input_details(), shapes):
+                interpreter.resize_tensor_input(detail["index"], shape, strict=False)
+            interpreter.allocate_tensors()
+            # one run on zeros: a tensor whose shape a kernel computes as it runs (a dilated
+            # convolution's SPACE_TO_BATCH_ND) keeps its stored shape until then
+            for detail in interpreter.get_input_details():
+                interpreter.set_tensor(detail["index"],
+                                       np.zeros(detail["shape"], detail["dtype"]))
+            interpreter.invoke()
+    except (RuntimeError, ValueError) as err:
+        raise UsageError(f"{path} cannot be sized at --input-shape "
+                         f"{','.join('x'.join(map(str, s)) for s in shapes)}: "
+                         f"{' '.join(str(err).split())[:200]}",
+                         "choose a size the model takes (as its training data had)") from None
+    return {int(d["index"]): [int(x) for x in d["shape"]]
+            for d in interpreter.get_tensor_details()}
+
+
 def estimate(path: str | Path, device, accelerator: str | None = None,
-             strict: bool = False) -> Estimate:
+             strict: bool = False, input_shapes: list | None = None) -> Estimate:
     """Estimated latency (ms) and RAM (MB) of a .tflite model on ``device``."""
     p = Path(path)
     if p.suffix.lower() != ".tflite":
         raise UsageError(f"estimate reads .tflite models; received {path}",
                          "convert first: edgenn convert MODEL --to tflite -o m.tflite")
-    costs = tflite_costs(p)
+    costs = tflite_costs(p, input_shapes)
     t = device.throughput
     accel = accelerator or device.accelerator.value
     rates = {"int8": t.int8_gmacs, "float32": t.float32_gmacs}

@@ -20,6 +20,7 @@ class TensorView:
     signature: list[int]
     constant: bool
     quantized: bool
+    index: int = -1  # in the main subgraph's tensors
 
 
 @dataclass
@@ -91,7 +92,7 @@ def _read_ops(path: str | Path) -> tuple[list[OpView], dict]:
             name=_s(t.Name()), dtype=types.get(t.Type(), str(t.Type())).lower(),
             shape=[int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
             signature=[int(d) for d in t.ShapeSignatureAsNumpy()] if t.ShapeSignatureLength() else [],
-            constant=constant, quantized=bool(q is not None and q.ScaleLength()))
+            constant=constant, quantized=bool(q is not None and q.ScaleLength()), index=i)
 
     ops = []
     for i in range(sg.OperatorsLength()):
