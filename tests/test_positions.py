@@ -229,3 +229,23 @@ def test_one_hot_labels_per_position_for_an_open_length_model(tmp_path):
     doc = json.loads((tmp_path / "o" / "report.json").read_text())
     own = float((model.predict(x, verbose=0).argmax(-1) == y).mean())
     assert abs(doc["metrics"]["baseline"]["accuracy"] - own) < 0.05, (doc["metrics"], own)
+
+
+def test_a_width_student_of_an_open_length_model_is_built_at_the_datas_length(tmp_path):
+    """distill-half-int8 on SpliceAI: the student's one real call was made on an input made
+    up at 8 steps, which its Cropping1D (5,000 per side) refused: "no layer of the teacher can
+    be narrowed". The call now takes a training sample."""
+    import keras
+    from keras import layers
+
+    from edgenn.compress.distiller import width_student
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((None, 6))
+    h = layers.Conv1D(16, 3, padding="same", activation="relu", name="conv")(inp)
+    h = layers.GlobalMaxPooling1D()(layers.Cropping1D(20)(h))
+    teacher = keras.Model(inp, layers.Dense(4, activation="softmax", name="out")(h))
+    x = np.random.default_rng(0).random((5, 64, 6), np.float32)
+    student = width_student(teacher, 0.5, x)
+    assert student.get_layer("conv").filters == 8
+    assert student(x).shape == (5, 4)

@@ -13,7 +13,7 @@ from ..step import StepContext, StepResult
 def _load_student(spec: str, teacher, ctx: StepContext):
     if spec.startswith("builtin:"):
         width = float(spec.split("=", 1)[1])
-        return width_student(teacher, width)
+        return width_student(teacher, width, ctx.splits.x_train)
     from ...models.load import load_keras
 
     loaded = load_keras(spec, allow_unsafe=ctx.allow_unsafe)
