@@ -121,3 +121,24 @@ def test_estimate_counts_a_dilated_convolution_at_the_size_given(tmp_path):
                     "--input-shape", f"1x{length}x4", "--json", block_tf=True)
         assert r.code == 0, r.err
         assert r.json()["macs"]["float32"] == length * (8 * 3 * 4 + 2 * 8), r.json()["macs"]
+
+
+def test_inspect_counts_macs_at_the_size_given(open_size, tmp_path):
+    """An open input size gave "MACs ?" and no way to a figure; --input-shape counts at a size,
+    the same MACs `estimate` counts in the converted file at that size."""
+    r = run_cli("inspect", str(open_size / "fcn.keras"), "--no-bridge")
+    assert r.code == 0 and "MACs ?" in r.out and "pass --input-shape" in r.out, r.out
+    r = run_cli("inspect", str(open_size / "fcn.keras"), "--no-bridge", "--input-shape",
+                "1x16x16x1", "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["sized_at"] == [[1, 16, 16, 1]] and doc["params"] > 0
+    r = run_cli("convert", str(open_size / "fcn.keras"), "--to", "tflite", "--data", "digits",
+                "-o", str(tmp_path / "f.tflite"))
+    assert r.code == 0, r.err
+    est = run_cli("estimate", str(tmp_path / "f.tflite"), "--device", "raspberry-pi-4",
+                  "--input-shape", "1x16x16x1", "--json")
+    assert doc["macs"] == est.json()["macs"]["float32"], (doc["macs"], est.json()["macs"])
+    r = run_cli("inspect", str(open_size / "fcn.keras"), "--no-bridge", "--input-shape",
+                "1x16x16x3")
+    assert_clean_error(r, 2, "1x16x16x3", "fixed dimensions")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .data_options import parse_input_shapes
 from .model_options import bridge_option, model_options
 from .output import common_options, console, emit, guarded_stdout
 
@@ -26,10 +27,13 @@ def _fmt_bytes(n: int) -> str:
 @click.option("--no-bridge", is_flag=True,
               help="For a Keras 3 model, skip building and checking the tf_keras copy.")
 @bridge_option
+@click.option("--input-shape", "input_shapes", callback=parse_input_shapes, default=None,
+              help="For a Keras model whose input size is open: shapes and MACs at this size, "
+                   "e.g. 1x11000x4 (comma-separated, one per input, or NAME=SHAPE).")
 @common_options
 @guarded_stdout
 def inspect_cmd(model: str, allow_unsafe: bool, custom_objects: str | None, no_bridge: bool,
-                bridge_tolerance: float | None) -> None:
+                bridge_tolerance: float | None, input_shapes: list | None) -> None:
     """Facts about MODEL (.keras, .h5, SavedModel, .tflite, .onnx) before you compress it.
 
     Keras: layers with class, output shape, parameters and MACs, totals and weight bytes; for a
@@ -60,7 +64,8 @@ def inspect_cmd(model: str, allow_unsafe: bool, custom_objects: str | None, no_b
     from ..models.describe import describe_keras
 
     doc = describe_keras(info, allow_unsafe=allow_unsafe, custom_objects_file=custom_objects,
-                         bridge=not no_bridge, bridge_tolerance=bridge_tolerance)
+                         bridge=not no_bridge, bridge_tolerance=bridge_tolerance,
+                         input_shapes=input_shapes)
     emit(doc, lambda: _human_keras(doc))
 
 
@@ -78,7 +83,7 @@ def _human_keras(doc: dict) -> None:
     weights = ", ".join(f"{k} {_fmt_bytes(v)}" for k, v in doc["weight_bytes"].items()) or "none"
     con.print(f"params {_fmt_int(doc['params'])} (trainable {_fmt_int(doc['trainable_params'])}, "
               f"non-trainable {_fmt_int(doc['non_trainable_params'])}); MACs {_fmt_int(doc['macs'])} "
-              f"per sample; weights {weights}")
+              f"per sample{_sized(doc)}; weights {weights}")
     bridge = doc.get("bridge")
     if bridge and bridge.get("ok"):
         con.print(f"Keras 3 -> tf_keras bridge: ok (relative error {bridge['relative_error']:.1e} <= "
@@ -89,6 +94,15 @@ def _human_keras(doc: dict) -> None:
         con.print(f"Keras 3 -> tf_keras bridge: not available, so prune, cluster and QAT cannot "
                   f"run on this model ({bridge['error']}); inspect, convert, PTQ, distill and "
                   "finetune work without it")
+
+
+def _sized(doc: dict) -> str:
+    """' at 1x11000x4' when --input-shape sized the model; a hint when MACs depend on it."""
+    if doc.get("sized_at"):
+        return " at " + ", ".join("x".join(map(str, s)) for s in doc["sized_at"])
+    if doc.get("macs") is None and any(None in t["shape"][1:] for t in doc.get("inputs", [])):
+        return " (the input size is open: pass --input-shape to count at one)"
+    return ""
 
 
 def _human_artifact(doc: dict) -> None:

@@ -15,11 +15,13 @@ def file_bytes(path: Path) -> int:
 
 def describe_keras(info: FormatInfo, *, allow_unsafe: bool = False,
                    custom_objects_file: str | None = None, bridge: bool = True,
-                   bridge_tolerance: float | None = None) -> dict:
+                   bridge_tolerance: float | None = None, input_shapes: list | None = None) -> dict:
     """Load a Keras model safely and report its layers, parameters and MACs.
 
     For a Keras 3 model, whether it bridges to tf_keras (what pruning, clustering and QAT
     need) is a field of the answer: a model that does not bridge is still described.
+    ``input_shapes`` (``--input-shape``): shapes and MACs at that input size, for a model whose
+    size is open (SpliceAI's (None, 4): "MACs ?" otherwise).
     """
     from ..errors import BridgeError
     from .load import TFMOT_STEPS, load_keras
@@ -28,7 +30,10 @@ def describe_keras(info: FormatInfo, *, allow_unsafe: bool = False,
     loaded = load_keras(info.path, allow_unsafe=allow_unsafe,
                         custom_objects_file=custom_objects_file, info=info,
                         bridge_tolerance=bridge_tolerance)
-    stats = model_stats(loaded.original)
+    model = loaded.original
+    if input_shapes:
+        model = at_size(model, input_shapes)
+    stats = model_stats(model)
     doc = {
         "format": info.format.value,
         "flavour": loaded.flavour,
@@ -38,6 +43,8 @@ def describe_keras(info: FormatInfo, *, allow_unsafe: bool = False,
         "bytes": file_bytes(info.path),
         **stats.to_dict(),
     }
+    if input_shapes:
+        doc["sized_at"] = [list(t["shape"]) for t in doc["inputs"]]
     if info.is_keras3 and not bridge:
         doc["bridge"] = {"ok": None, "skipped": True}
     elif info.is_keras3:
@@ -49,6 +56,56 @@ def describe_keras(info: FormatInfo, *, allow_unsafe: bool = False,
             doc["bridge"] = {"ok": False, "error": err.message, "hint": err.hint,
                              "needed_for": list(TFMOT_STEPS)}
     return doc
+
+
+def at_size(model, given: list):
+    """A copy of a functional ``model`` whose inputs have the shapes ``given``.
+
+    ``given``: ``--input-shape`` as [(input name or None, shape)], batch axis first; the
+    model's fixed dimensions must stay as they are. The copy's layers are new (their weights
+    are not copied): it is for counting shapes and MACs.
+    """
+    from .._tf import keras_of
+    from ..errors import UsageError
+
+    inputs = list(getattr(model, "inputs", None) or [])
+    functional = any(c.__name__ in ("Functional", "Sequential") for c in type(model).__mro__)
+    if not inputs or not functional:
+        raise UsageError("--input-shape sizes a functional or Sequential model; this one is "
+                         "subclassed", "inspect it without --input-shape")
+    names = [str(getattr(t, "name", "")).split(":")[0] for t in inputs]
+    if all(name is None for name, _ in given):
+        if len(given) != len(inputs):
+            raise UsageError(f"the model has {len(inputs)} input(s) but --input-shape gives "
+                             f"{len(given)}", "give one shape per input, comma-separated")
+        chosen = {n: shape for n, (_, shape) in zip(names, given)}
+    else:
+        unknown = [name for name, _ in given if name not in names]
+        if unknown:
+            raise UsageError(f"the model has no input {unknown[0]!r} (its inputs: "
+                             f"{', '.join(names)})", "name an input as `edgenn inspect` lists it")
+        chosen = dict(given)
+    keras = keras_of(model)
+    fresh = []
+    for name, tensor in zip(names, inputs):
+        have = list(tuple(tensor.shape))
+        shape = chosen.get(name, [1 if d is None else d for d in have])
+        if len(shape) != len(have) or any(d is not None and d != s
+                                           for d, s in list(zip(have, shape))[1:]):
+            raise UsageError(f"input {name!r} has shape {have}; --input-shape gives "
+                             f"{'x'.join(map(str, shape))}",
+                             "keep the model's fixed dimensions and choose the open ones")
+        fresh.append(keras.Input(batch_shape=tuple(shape), dtype=tensor.dtype, name=name)
+                     if keras.__name__ == "keras" else
+                     keras.Input(batch_size=shape[0], shape=tuple(shape[1:]), dtype=tensor.dtype,
+                                 name=name))
+    try:
+        return keras.models.clone_model(model, input_tensors=fresh if len(fresh) > 1 else fresh[0])
+    except Exception as err:  # noqa: BLE001 - a layer refuses the size (Keras raises many kinds)
+        raise UsageError(f"the model cannot be built at --input-shape "
+                         f"{','.join('x'.join(map(str, s)) for s in chosen.values())}: "
+                         f"{' '.join(str(err).split())[:200]}",
+                         "choose a size the model takes (as its training data had)") from None
 
 
 def describe_savedmodel(info: FormatInfo, *, allow_unsafe: bool = False) -> dict:
