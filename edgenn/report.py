@@ -120,14 +120,14 @@ class Report:
         base = self.metrics.get("baseline", {})
         final = self.metrics.get("final", {})
         lines += ["## Metrics", "", f"| stage | {metric} |", "|---|---|",
-                  f"| input model (Keras) | {_fmt(base.get(metric))} |"]
+                  f"| input model (Keras) | {stage_value(base, metric)} |"]
         for step in self.steps:
-            lines.append(f"| after {step.name} (Keras) | {_fmt(step.metrics.get(metric))} |")
+            lines.append(f"| after {step.name} (Keras) | {stage_value(step.metrics, metric)} |")
         for art in self.exported:
             if art.metrics:
                 runtime = "LiteRT" if art.format == "tflite" else "ONNX Runtime"
                 lines.append(f"| {art.path.split('/')[-1]} ({runtime}) | "
-                             f"{_fmt(art.metrics.get(metric))} |")
+                             f"{stage_value(art.metrics, metric)} |")
         if "outputs" in base:
             lines += ["", "Per output (test split):", "", "| output | metric | input model | "
                       + " | ".join(a.path.split("/")[-1] for a in self.exported if a.metrics)
@@ -182,6 +182,19 @@ class Report:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         lines += ["", f"_{self.seconds:.1f} s; {', '.join(f'{k} {v}' for k, v in self.versions.items())}_"]
         return "\n".join(lines) + "\n"
+
+
+def stage_value(metrics: dict | None, metric: str) -> str:
+    """A stage's figure: the metric, or each output's own.
+
+    A model with several outputs, or several inputs and one output, is scored per output
+    ("after prune: nan" before).
+    """
+    metrics = metrics or {}
+    if metrics.get(metric) is not None or "outputs" not in metrics:
+        return _fmt(metrics.get(metric))
+    return "; ".join(f"{name} {key} {_fmt(m[key])}" for name, m in metrics["outputs"].items()
+                     for key in ("accuracy", "mse") if key in m)
 
 
 def _fmt(value) -> str:

@@ -270,3 +270,52 @@ def test_a_model_built_on_dicts_converts_and_crosses_the_bridge(tmp_path):
         assert r.code == 0, r.err[-2000:]
         judged = json.loads(r.out)["fidelity"]["outputs"]
         assert [o["name"] for o in judged] == ["cls", "reg"], judged
+
+
+def test_a_keras2_model_with_a_lambda_activation_prunes_and_ships(tmp_path):
+    """DeepLC's shipped models (Keras 2.10 .h5, four inputs, one regression output) use
+    `activation=lambda x: relu(x, 0.1, 20)`, saved as "<lambda>" and loaded with
+    `custom_objects={"<lambda>": lrelu}`. Prune, cluster and QAT exited 1 (tf_keras's config of
+    a lambda is bytecode its own from_config cannot read); then the pruned model was not
+    shipped (reloaded without the custom objects, and saved as bytecode); and the console
+    printed "after prune: nan" for a model scored per output."""
+    import json
+
+    import h5py
+    import tf_keras
+
+    (tmp_path / "co.py").write_text(
+        "import tensorflow as tf\n"
+        "lrelu = lambda x: tf.keras.activations.relu(x, alpha=0.1, max_value=20.0)  # noqa\n"
+        "CUSTOM_OBJECTS = {'<lambda>': lrelu}\n")
+    lrelu = "relu"  # trained with a plain relu; the file then names "<lambda>" as DeepLC's does
+    tf_keras.utils.set_random_seed(0)
+    a, b = tf_keras.Input((12, 4), name="seq"), tf_keras.Input((5,), name="glob")
+    h = tf_keras.layers.Conv1D(16, 3, activation=lrelu, name="conv")(a)
+    h = tf_keras.layers.Concatenate()([tf_keras.layers.Flatten()(h), b])
+    h = tf_keras.layers.Dense(16, activation=lrelu, name="hidden")(h)
+    model = tf_keras.Model([a, b], tf_keras.layers.Dense(1, name="rt")(h))
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.random((600, 12, 4), np.float32), rng.random((600, 5), np.float32)
+    y = (x1.sum((1, 2)) / 10 + x2.sum(1)).astype(np.float32)[:, None]
+    model.compile("adam", "mse")
+    model.fit([x1, x2], y, epochs=5, verbose=0)
+    path = tmp_path / "deeplc_like.h5"
+    model.save(path)
+    with h5py.File(path, "r+") as f:  # as Keras 2.10 wrote it: the lambda by its name
+        text = f.attrs["model_config"]
+        config = json.loads(text.decode() if isinstance(text, bytes) else text)
+        for layer in config["config"]["layers"]:
+            if layer["config"].get("activation") == "relu":
+                layer["config"]["activation"] = "<lambda>"
+        f.attrs["model_config"] = json.dumps(config).encode()
+    np.savez(tmp_path / "d.npz", x_seq=x1, x_glob=x2, y=y)
+    r = run_cli("compress", str(path), "--custom-objects", str(tmp_path / "co.py"), "-r",
+                "prune-80-int8", "--data", str(tmp_path / "d.npz"), "--scale", "none",
+                "--epochs-scale", "0.2", "-o", str(tmp_path / "out"))
+    assert r.code in (0, 4), r.err[-2000:]
+    assert "after prune: rt mse" in r.out, r.out
+    saved = tmp_path / "out" / "deeplc_like.h5"
+    assert saved.exists(), (tmp_path / "out" / "report.md").read_text()
+    r = run_cli("inspect", str(saved), "--custom-objects", str(tmp_path / "co.py"))
+    assert r.code == 0, r.err

@@ -76,9 +76,10 @@ def _human(report, output) -> None:
         con.print(f"{report.recipe['name']}: {metric} {base:.4f} (input, Keras) -> {final:.4f} "
                   f"(.{first.format} on {runtime})"
                   + (f", {100 * (final - base):+.2f} pt" if metric == "accuracy" else ""))
+    from ..report import stage_value
+
     for step in report.steps:
-        con.print(f"  after {step.name}: {step.metrics.get(metric, float('nan')):.4f} "
-                  f"({step.seconds:.1f} s)")
+        con.print(f"  after {step.name}: {stage_value(step.metrics, metric)} ({step.seconds:.1f} s)")
     for art in report.artifacts:
         entry = report.artifact_dict(art)
         extra = ""

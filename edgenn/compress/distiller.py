@@ -105,9 +105,11 @@ def width_student(teacher, width: float, x=None):
     tfk = keras_of(teacher)
     candidates = narrowable(teacher)
 
+    from ..models.layer_config import layer_config
+
     def build(narrow: set[str]):
         def clone(layer):
-            config = layer.get_config()
+            config = layer_config(layer)
             if layer.name in narrow:
                 for key in _WIDTH_KEYS:
                     if isinstance(config.get(key), int):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -232,7 +233,9 @@ def _apply_steps(model, loaded, recipe, ctx, report, staging, out: Path, name: s
             step.technique, index, evaluate(model), result.details, tuple(result.notes),
             round(time.perf_counter() - t0, 2), int(model.count_params())))
     if recipe.steps:
-        saved = save_keras(model, staging / f"{name}{keras_suffix(model)}", report.notes)
+        same = is_keras3(model) == bool(loaded.info.is_keras3)  # objects of the model's Keras
+        saved = save_keras(model, staging / f"{name}{keras_suffix(model)}", report.notes,
+                           loaded.custom_objects if same else None)
         if saved is not None:
             data = saved.read_bytes()
             report.artifacts.append(KerasFile(str(out / saved.name), len(data), gzip_size(data),
@@ -415,7 +418,9 @@ def _registered_functions_by_name(path: Path) -> None:
 
     tf_keras saves a registered function (the bridge's ``edgenn>relu6``, ``edgenn>hard_silu``)
     as a ``{"class_name": "function", ...}`` object, which its own .h5 loader cannot read back
-    ("Unknown activation function: 'function'"); by its registered name, it can.
+    ("Unknown activation function: 'function'"); by its registered name, it can. A lambda
+    (saved as ``{"value": [bytecode, defaults, closure]}``, which no safe load runs) is written
+    as ``<lambda>``, the name Keras 2 wrote and the custom objects of the input model resolve.
     """
     import json
 
@@ -428,6 +433,10 @@ def _registered_functions_by_name(path: Path) -> None:
             if value.get("class_name") == "function" and isinstance(value.get("config"), str) \
                     and value["config"].startswith(f"{ACTIVATION_PACKAGE}>"):
                 return value["config"]
+            code = value.get("value")
+            if set(value) == {"value"} and isinstance(code, list) and len(code) == 3 \
+                    and isinstance(code[0], str):
+                return "<lambda>"
             return {k: plain(v) for k, v in value.items()}
         if isinstance(value, list):
             return [plain(v) for v in value]
@@ -443,12 +452,14 @@ def _registered_functions_by_name(path: Path) -> None:
             f.attrs["model_config"] = fixed.encode()
 
 
-def save_keras(model, path: Path, notes: list[str]) -> Path | None:
+def save_keras(model, path: Path, notes: list[str], custom_objects: dict | None = None) -> Path | None:
     """Save the compressed Keras model, and keep the file only if it loads back.
 
     tfmot cannot reload every model it builds: QAT that preserves clustering or sparsity
     serializes its wrappers as plain 8-bit configs, and the reloaded wrappers expect fewer
     weights than were saved. Such a file would only fail later, so it is not shipped.
+    ``custom_objects``: what the input model needed to load, which the saved one needs too
+    (DeepLC's, loaded with --custom-objects, was reloaded without them and never shipped).
     """
     import warnings
 
@@ -456,14 +467,16 @@ def save_keras(model, path: Path, notes: list[str]) -> Path | None:
 
     with warnings.catch_warnings():  # tf_keras calls .h5 "legacy"; it is the format QAT needs
         warnings.filterwarnings("ignore", message=".*HDF5 file via `model.save\\(\\)`.*")
+        warnings.filterwarnings("ignore", message=".*includes a `lambda`.*")  # named on save
         model.save(path)
     if path.suffix == ".h5":
         _registered_functions_by_name(path)
     try:
-        load_keras(path)
+        load_keras(path, custom_objects=custom_objects)
     except Exception as err:  # noqa: BLE001 - any failure to reload means the same to a user
         path.unlink()
-        reason = " ".join(str(err).split())[:160]
+        reason = " ".join(str(err).split())
+        reason = reason if len(reason) <= 200 else reason[:200] + "..."
         notes.append(f"the compressed Keras model is not saved: it does not load back ({reason}); "
                      "the exported file is the artifact")
         return None
@@ -475,9 +488,16 @@ def keras_suffix(model) -> str:
 
     tf_keras cannot reload a QAT model from .keras (its QuantizeLayer comes back with fewer
     variables than it saved); .h5 round-trips it.
+    A tf_keras model holding a lambda (DeepLC's activation) is saved as .h5 too: the .h5 names
+    it ``<lambda>``, which the objects the input model loaded with resolve again; .keras stores
+    its bytecode, which no safe load reads.
     """
     quantized = any(type(layer).__name__.startswith("Quantize") for layer in model.layers)
-    return ".h5" if quantized else ".keras"
+    lambdas = not is_keras3(model) and any(
+        inspect.isfunction(getattr(layer, "activation", None))
+        and layer.activation.__name__ == "<lambda>"
+        for layer in model._flatten_layers(include_self=False))  # noqa: SLF001
+    return ".h5" if quantized or lambdas else ".keras"
 
 
 def _artifact_name(name: str, spec: ExportSpec, count: int) -> str:

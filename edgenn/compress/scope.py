@@ -33,6 +33,7 @@ def apply_to_layers(model, scope: Scope, wants, wrap, notes: list[str] | None = 
     It is a training-time penalty that computes nothing at inference; said in ``notes``.
     """
     from .._tf import tf_keras
+    from ..models.layer_config import layer_config
 
     tfk = tf_keras()
     regularized: list[str] = []
@@ -41,7 +42,7 @@ def apply_to_layers(model, scope: Scope, wants, wrap, notes: list[str] | None = 
         if type(layer).__name__ == "ActivityRegularization":  # rebuilt from l1/l2 by every clone
             regularized.append(layer.name)
             return tfk.layers.Identity(name=layer.name)
-        config = layer.get_config()
+        config = layer_config(layer)
         if config.get("activity_regularizer") is not None:
             config["activity_regularizer"] = None
             regularized.append(layer.name)

@@ -49,6 +49,8 @@ def fresh_copy(model):
 
     if is_keras3(model):  # Keras 3 keeps no trace on its layers: the model converts as it is
         return model
+    from ..models.layer_config import layer_config
+
     scope = contextlib.nullcontext()
     if "tensorflow_model_optimization" in sys.modules:
         import tensorflow_model_optimization as tfmot  # QAT wrappers deserialize in its scope
@@ -56,7 +58,7 @@ def fresh_copy(model):
         scope = tfmot.quantization.keras.quantize_scope()
 
     def clone(layer):  # a nested model's recurrent layers too
-        return layer.__class__.from_config(_for_inference(layer.get_config()))
+        return layer.__class__.from_config(_for_inference(layer_config(layer)))
 
     try:
         with scope:

@@ -74,7 +74,8 @@ class LoadedModel:
 
 def load_keras(path: str | Path, *, allow_unsafe: bool = False,
                custom_objects_file: str | Path | None = None, info: FormatInfo | None = None,
-               bridge_tolerance: float | None = None) -> LoadedModel:
+               bridge_tolerance: float | None = None,
+               custom_objects: dict | None = None) -> LoadedModel:
     """Load a Keras model (.keras, .h5 or a tf_keras SavedModel) without running its code.
 
     Parameters
@@ -87,6 +88,9 @@ def load_keras(path: str | Path, *, allow_unsafe: bool = False,
         A Python file whose classes and functions are registered for loading.
     bridge_tolerance
         The bridge's equivalence bound, when a tfmot step asks for the tf_keras copy.
+    custom_objects
+        Objects already registered from such a file (a model edgenn saved loads back with
+        the objects its input model needed).
     """
     info = info or detect(path)
     if info.format in (ModelFormat.tflite, ModelFormat.onnx):
@@ -102,7 +106,8 @@ def load_keras(path: str | Path, *, allow_unsafe: bool = False,
             "tf.saved_model.save), so it cannot be trained or compressed as a Keras model",
             "pass the .keras file it was exported from",
         )
-    custom = load_custom_objects(custom_objects_file, "keras3" if info.is_keras3 else "tf_keras")
+    custom = dict(custom_objects) if custom_objects is not None else load_custom_objects(
+        custom_objects_file, "keras3" if info.is_keras3 else "tf_keras")
     if info.is_keras3:
         return LoadedModel(info, _load_keras3(info, custom, allow_unsafe), custom,
                            bridge_tolerance=bridge_tolerance)
@@ -223,8 +228,10 @@ def float32_compute(model):
         return model
     keras = keras3()
 
+    from .layer_config import layer_config
+
     def clone(layer):
-        config = layer.get_config()
+        config = layer_config(layer)
         if isinstance(config.get("dtype"), (str, dict)):
             config["dtype"] = "float32"
         return layer.__class__.from_config(config)
