@@ -130,3 +130,25 @@ def test_a_savedmodel_without_signatures_is_described_as_such(tmp_path):
     assert "no serving signature" in r.json()["note"], r.json()
     r = run_cli("convert", str(tmp_path / "sm"), "--to", "tflite", "-o", str(tmp_path / "s.tflite"))
     assert_clean_error(r, 2, "no serving signature", "signatures=")
+
+
+def test_a_layer_called_twice_counts_its_macs_twice(tmp_path):
+    """A siamese model calls its encoder (a nested model) and a shared Dense once per branch,
+    and a nested model calls a Dense twice: each call costs its MACs (counted once before:
+    192 of 512)."""
+    import keras
+
+    e_in = keras.Input((8,))
+    encoder = keras.Model(e_in, keras.layers.Dense(16, name="d")(e_in), name="enc")
+    x = keras.Input((8,))
+    inner = keras.layers.Dense(8, name="twice")
+    twice = keras.Model(x, inner(inner(x)), name="tw")
+    a, b = keras.Input((8,), name="a"), keras.Input((8,), name="b")
+    shared = keras.layers.Dense(4, name="sh")
+    out = keras.layers.Add()([shared(encoder(a)), shared(encoder(twice(b)))])
+    keras.Model([a, b], out).save(tmp_path / "siamese.keras")
+    r = run_cli("inspect", str(tmp_path / "siamese.keras"), "--no-bridge", "--json")
+    assert r.code == 0, r.err
+    macs = {layer["name"]: layer["macs"] for layer in r.json()["layers"]}
+    assert macs["enc"] == 2 * 8 * 16 and macs["sh"] == 2 * 16 * 4 and macs["tw"] == 2 * 8 * 8
+    assert r.json()["macs"] == 512

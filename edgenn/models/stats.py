@@ -63,13 +63,14 @@ def model_stats(model) -> ModelStats:
     layers = []
     for layer in model.layers:
         out_shape = _safe(lambda layer=layer: _shape(layer.output))
+        macs = layer_macs(layer)
         layers.append(LayerStats(
             name=layer.name,
             cls=type(layer).__name__,
             output_shape=out_shape,
             params=int(layer.count_params()) if layer.built else 0,
             trainable_params=_count(layer.trainable_weights),
-            macs=layer_macs(layer),
+            macs=None if macs is None else macs * _calls(model, layer),
         ))
     weight_bytes: dict[str, int] = {}
     for w in model.weights:
@@ -92,6 +93,21 @@ def model_stats(model) -> ModelStats:
         outputs=[{"name": getattr(t, "name", ""), "shape": _shape(t),
                   "dtype": _dtype_name(t.dtype)} for t in model.outputs],
     )
+
+
+def _calls(model, layer) -> int:
+    """How many times ``model``'s graph calls ``layer``; 1 where the graph does not say.
+
+    A shared encoder called twice in a siamese model had its MACs counted once.
+    """
+    nodes = getattr(model, "_network_nodes", None)  # tf_keras: "<layer name>_ib-<i>"
+    key = layer.name
+    if nodes is None:
+        nodes, key = getattr(model, "_nodes", None), str(id(layer))  # Keras 3: "<id>_ib-<i>"
+    inbound = getattr(layer, "_inbound_nodes", None) or []
+    if not isinstance(nodes, (set, frozenset)) or not inbound:
+        return 1
+    return max(1, sum(f"{key}_ib-{i}" in nodes for i in range(len(inbound))))
 
 
 def _kernel(layer, suffix: str = "kernel"):
@@ -120,7 +136,8 @@ def layer_macs(layer) -> int | None:
     """
     if hasattr(layer, "layers") and layer.layers:
         parts = [layer_macs(sub) for sub in layer.layers]
-        return None if any(p is None for p in parts) else int(sum(parts))
+        return None if any(p is None for p in parts) else int(sum(
+            p * _calls(layer, sub) for p, sub in zip(parts, layer.layers)))
     cls = type(layer).__name__
     if cls in _RECURRENT_GATES or cls == "Bidirectional":
         return _recurrent_macs(layer)
