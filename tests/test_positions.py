@@ -249,3 +249,28 @@ def test_a_width_student_of_an_open_length_model_is_built_at_the_datas_length(tm
     student = width_student(teacher, 0.5, x)
     assert student.get_layer("conv").filters == 8
     assert student(x).shape == (5, 4)
+
+
+def test_labels_of_one_class_almost_everywhere_are_named_in_the_report(tmp_path):
+    """SpliceAI's test labels were "neither" at all 40,000 positions: an 80% pruned copy scored
+    accuracy 1.0 ("constraint met") and nothing said the sites were never scored."""
+    from edgenn.evaluate import label_note
+
+    y = np.zeros((40, 1000), np.int64)
+    note = label_note(y, 3)
+    assert "class 0 at 100.00% of 40,000 positions" in note and "classes 1, 2 never occur" in note
+    y[:, :30] = np.arange(30) % 3
+    assert label_note(y, 3) is not None  # 98% class 0, every class present
+    assert label_note(np.arange(300) % 3, 3) is None  # balanced, every class present
+
+    x, _ = _tagger_data(tmp_path, n=300)
+    model = _tagger(x, (np.arange(300 * 12) % 4).reshape(300, 12), epochs=1)
+    model.save(tmp_path / "tagger.keras")
+    rare = np.zeros((300, 12), np.int64)
+    rare[:5, 0] = 2
+    np.savez(tmp_path / "rare.npz", x=x, y=rare)
+    r = run_cli("compress", str(tmp_path / "tagger.keras"), "-r", "int8-ptq", "--data",
+                str(tmp_path / "rare.npz"), "--scale", "none", "-o", str(tmp_path / "o"))
+    assert r.code in (0, 4), r.err[-1500:]
+    notes = " ".join(json.loads((tmp_path / "o" / "report.json").read_text())["notes"])
+    assert "labels scored are class 0 at" in notes and "never occur" in notes, notes

@@ -13,7 +13,7 @@ from ..artifacts import refuse_overwrite, sha256
 from ..convert.export import ExportSpec, export, gzip_size, tflite_bytes
 from ..data.augment import changes, check_augment
 from ..errors import UsageError
-from ..evaluate import keras_predict, metrics, paired_change, predict_file, worst_class_drop
+from ..evaluate import keras_predict, label_note, metrics, paired_change, predict_file, worst_class_drop
 from ..outdir import OutputDir
 from ..recipe import Metric, Recipe, Split
 from ..report import Constraint, KerasFile, Report, StepRecord
@@ -167,6 +167,8 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
     base_pred = keras_predict(model, x_eval)
     baseline = metrics(base_pred, y_eval, task)
     report.metrics = {"metric": metric, "baseline": baseline}
+    if task == "classification" and (note := label_note(y_eval, int(base_pred.shape[-1]))):
+        report.notes.append(note)
 
     reference = tflite_bytes(model, ExportSpec())
     report.reference = {"float32_tflite_bytes": len(reference),
@@ -326,6 +328,8 @@ def _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs,
     (accuracy for a softmax output, MSE/MAE otherwise); max_accuracy_drop is checked on every
     classification output.
     """
+    import numpy as np
+
     from ..data.multi import load_multi
     from ..evaluate import metrics_per_output, predict_file_all
     from ..fidelity import Task, detect_tasks, output_names
@@ -353,8 +357,11 @@ def _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs,
                     "inputs": data.names, "outputs": outputs, "tasks": tasks}
     report.recipe = {"name": recipe.name, "path": str(recipe_path), "sha256": sha256(recipe_path)}
     report.data = {**data.summary(), "seed": seed, "evaluated_on": "test"}
-    baseline = metrics_per_output(keras_predict(model, data.x_test, every_output=True),
-                                  data.y_test, tasks, outputs)
+    base_preds = keras_predict(model, data.x_test, every_output=True)
+    baseline = metrics_per_output(base_preds, data.y_test, tasks, outputs)
+    for output, task, pred, y in zip(outputs, tasks, map(np.asarray, base_preds), data.y_test):
+        if task == "classification" and (note := label_note(y, int(pred.shape[-1]), output)):
+            report.notes.append(note)
     report.metrics = {"metric": recipe.evaluate.metric.value if recipe.evaluate.metric else (
         "accuracy" if "classification" in tasks else "mse"), "baseline": baseline}
     reference = tflite_bytes(model, ExportSpec())
