@@ -249,6 +249,10 @@ def test_a_width_student_of_an_open_length_model_is_built_at_the_datas_length(tm
     student = width_student(teacher, 0.5, x)
     assert student.get_layer("conv").filters == 8
     assert student(x).shape == (5, 4)
+    # an output with an open axis (SpliceAI's (None, 3)) is the teacher's at any length
+    per_position = keras.Model(inp, layers.Dense(3, activation="softmax", name="sites")(
+        layers.Cropping1D(20)(layers.Conv1D(16, 3, padding="same", name="conv")(inp))))
+    assert width_student(per_position, 0.5, x)(x).shape == (5, 24, 3)
 
 
 def test_labels_of_one_class_almost_everywhere_are_named_in_the_report(tmp_path):

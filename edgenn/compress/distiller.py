@@ -130,10 +130,15 @@ def width_student(teacher, width: float, x=None):
         got = student(sample if len(sample) > 1 else sample[0], training=False)
         got = got if isinstance(got, (list, tuple)) else list(got.values()) \
             if isinstance(got, dict) else [got]
-        want = sorted(str(tuple(t.shape)[1:]) for t in teacher.outputs)  # dicts: any order
-        have = sorted(str(tuple(g.shape)[1:]) for g in got)
-        if have != want:  # a width reached an output after all
-            raise ValueError(f"the student's outputs are {have}, the teacher's {want}")
+        # a width reached an output after all (dicts: any order; an open axis takes any size)
+        want = sorted(tuple(t.shape)[1:] for t in teacher.outputs)
+        have = sorted(tuple(g.shape)[1:] for g in got)
+        fits = len(have) == len(want) and all(
+            len(h) == len(w) and all(a is None or a == b for a, b in zip(w, h))
+            for h, w in zip(have, [tuple(None if d is None else int(d) for d in w) for w in want]))
+        if not fits:
+            raise ValueError(f"the student's outputs are {[str(h) for h in have]}, the "
+                             f"teacher's {[str(w) for w in want]}")
         return student
 
     from ..models.bridge import random_inputs
