@@ -501,8 +501,9 @@ def test_a_subclassed_tf_keras_model_in_both_its_formats(tmp_path):
              "net = TNet(); net.compile('adam', 'sparse_categorical_crossentropy')\n"
              "net.fit(x, np.arange(64) % 10, epochs=1, verbose=0)\n"
              f"net.save({str(tmp_path / 'tnet.keras')!r}); net.save({str(tmp_path / 'tnet_sm')!r})\n")
-    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True, timeout=300,
-                   env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
+    built = subprocess.run([sys.executable, "-c", build], capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
+    assert built.returncode == 0, built.stderr[-3000:]  # once seen failing, its reason unseen
     for name in ("tnet.keras", "tnet_sm"):
         objects = ["--custom-objects", str(module)]
         r = run_cli("inspect", str(tmp_path / name), *objects, "--json")
