@@ -152,3 +152,19 @@ def test_a_layer_called_twice_counts_its_macs_twice(tmp_path):
     macs = {layer["name"]: layer["macs"] for layer in r.json()["layers"]}
     assert macs["enc"] == 2 * 8 * 16 and macs["sh"] == 2 * 16 * 4 and macs["tw"] == 2 * 8 * 8
     assert r.json()["macs"] == 512
+
+
+def test_a_model_applied_to_every_frame_counts_its_macs_per_frame(tmp_path):
+    """vvadlrs3's voice-activity models run a MobileNet on each of 36 video frames
+    (TimeDistributed of a model): inspect counted 0 MACs for it, 3.75 billion in truth."""
+    import keras
+
+    frame = keras.Input((6, 6, 1))
+    cnn = keras.Model(frame, keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(frame)), name="cnn")
+    clip = keras.Input((5, 6, 6, 1))
+    h = keras.layers.TimeDistributed(cnn, name="frames")(clip)
+    keras.Model(clip, keras.layers.Dense(2)(keras.layers.Flatten()(h))).save(tmp_path / "v.keras")
+    r = run_cli("inspect", str(tmp_path / "v.keras"), "--no-bridge", "--json")
+    assert r.code == 0, r.err
+    macs = {layer["name"]: layer["macs"] for layer in r.json()["layers"]}
+    assert macs["frames"] == 5 * (4 * 4 * 4 * 9), macs

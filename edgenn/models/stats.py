@@ -143,6 +143,11 @@ def layer_macs(layer) -> int | None:
         return _recurrent_macs(layer)
     if cls == "MultiHeadAttention":
         return _attention_macs(layer)
+    if cls == "TimeDistributed" and getattr(layer.layer, "layers", None):
+        # a whole model per frame (vvadlrs3's MobileNet over 36 video frames: "MACs 0")
+        steps = _safe(lambda: tuple(layer.input.shape)[1])
+        inner = layer_macs(layer.layer)
+        return None if inner is None or steps is None else inner * int(steps)
     if cls == "TimeDistributed":  # the inner layer's kernel, the wrapper's (time-long) shapes
         return _matmul_macs(layer, type(layer.layer).__name__, kernel_of=layer.layer)
     return _matmul_macs(layer, cls)
