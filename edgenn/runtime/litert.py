@@ -384,7 +384,7 @@ class TFLiteRunner:
                       "work": str(work)}
             proc = subprocess.run([sys.executable, "-c", "from edgenn.runtime.litert import "
                                    "_child_predict; _child_predict()", json.dumps(config)],
-                                  capture_output=True, text=True)
+                                  capture_output=True, text=True, env=_checked_heap())
             if proc.returncode == 0 and (work / "outputs.npz").is_file():
                 with np.load(work / "outputs.npz") as out:
                     return [out[f"arr_{i}"] for i in range(len(out.files))]
@@ -402,6 +402,24 @@ class TFLiteRunner:
         raise RuntimeFailure(f"LiteRT failed {what} in a child process: "
                              f"{(lines[-1] if lines else f'exit {proc.returncode}')[:300]}",
                              "check the model with `edgenn inspect`")
+
+
+def _checked_heap() -> dict:
+    """The environment of a child that runs kernels known to corrupt memory, strictly checked.
+
+    LiteRT's int8 LSTM kernel corrupted the heap of textgenrnn's stacked LSTMs; glibc caught it
+    ("free(): invalid pointer", SIGABRT) in one process layout and not in another, where the
+    file's outputs were then scored as if they were sound. glibc's malloc checks
+    (MALLOC_CHECK_=3, from libc_malloc_debug since glibc 2.34) catch it every time.
+    """
+    import glob
+    import os
+
+    env = {**os.environ, "MALLOC_CHECK_": "3"}
+    debug = sorted(glob.glob("/usr/lib/*/libc_malloc_debug.so.0") + glob.glob("/lib*/libc_malloc_debug.so.0"))
+    if debug:
+        env["LD_PRELOAD"] = " ".join(filter(None, [debug[0], env.get("LD_PRELOAD", "")]))
+    return env
 
 
 def _child_predict() -> None:
