@@ -318,10 +318,16 @@ def test_a_front_recipe_reruns_as_its_trial_ran():
 
 @pytest.mark.slow
 def test_a_quantization_the_model_cannot_take_leaves_the_search_not_ends_it(models, tmp_path):
-    """A GRU: TFLite's int8 (and int16x8) of a recurrent loop is refused; fit goes on with
-    the exports the model takes (here up to the budget that nothing meets) and says why."""
+    """A GRU over an open time axis: TFLite's int8 (and int16x8) of a recurrent loop is
+    refused (a fixed-length one is unrolled); fit goes on with the exports the model takes
+    (here up to the budget that nothing meets) and says why."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    keras.Sequential([keras.Input((None, 4)), keras.layers.GRU(5, name="gru"),
+                      keras.layers.Dense(2)]).save(tmp_path / "open_gru.keras")
     out = tmp_path / "fit"
-    r = run_cli("fit", str(models / "k3_gru.keras"), "--data", str(models / "steps.npz"),
+    r = run_cli("fit", str(tmp_path / "open_gru.keras"), "--data", str(models / "steps.npz"),
                 "--scale", "none", "--device", "raspberry-pi-4", "--max-bytes", "50",
                 "--trials", "2", "--no-distill", "-o", str(out), timeout=600)
     assert_clean_error(r, 4, "--max-bytes 50", "at best")

@@ -84,8 +84,10 @@ def _human(report, output) -> None:
         entry = report.artifact_dict(art)
         extra = ""
         if "x_smaller_than_float32" in entry:
-            extra = (f", {entry['x_smaller_than_float32']:.2f}x smaller than float32 "
-                     f"({art.gzip_bytes:,} gzipped)")
+            ratio = entry["x_smaller_than_float32"]
+            size = (f"{ratio:.2f}x smaller than float32" if ratio >= 1 else
+                    f"{1 / ratio:.2f}x larger than float32")
+            extra = f", {size} ({art.gzip_bytes:,} gzipped)"
         con.print(f"  wrote {art.path} ({art.bytes:,} bytes{extra})")
         if getattr(art, "preflight", None) is not None and art.spec.target.value != "cpu":
             con.print(f"    pre-flight: {art.preflight.summary()}")

@@ -42,31 +42,34 @@ def fresh_copy(model):
     (measured: the same bytes on every conversion). A model that cannot be copied (a custom
     layer without get_config) is converted as it is.
     """
-    import contextlib
-    import sys
-
     from .._tf import is_keras3, keras_of
 
     if is_keras3(model):  # Keras 3 keeps no trace on its layers: the model converts as it is
         return model
     from ..models.layer_config import layer_config
 
-    scope = contextlib.nullcontext()
-    if "tensorflow_model_optimization" in sys.modules:
-        import tensorflow_model_optimization as tfmot  # QAT wrappers deserialize in its scope
-
-        scope = tfmot.quantization.keras.quantize_scope()
-
     def clone(layer):  # a nested model's recurrent layers too
         return layer.__class__.from_config(_for_inference(layer_config(layer)))
 
     try:
-        with scope:
+        with _clone_scope():
             copy = keras_of(model).models.clone_model(model, clone_function=clone)
         copy.set_weights(model.get_weights())
     except Exception:  # noqa: BLE001 - the original still converts, only less reproducibly
         return model
     return copy
+
+
+def _clone_scope():
+    """Where a clone's layers deserialize: tfmot's QAT wrappers need its scope."""
+    import contextlib
+    import sys
+
+    if "tensorflow_model_optimization" not in sys.modules:
+        return contextlib.nullcontext()
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot.quantization.keras.quantize_scope()
 
 
 def _for_inference(config):
@@ -192,12 +195,106 @@ def _check_id_inputs(model, io: IOType) -> None:
                              "stay exact and the rest is quantized inside")
 
 
+MAX_UNROLL = 256  # time steps a loop is unrolled over for int8 (the graph holds one step each)
+
+
+def _loops(model, lstm_fuses: bool | None = None) -> list:
+    """(layer, why) of the recurrent layers that would convert to a WHILE loop."""
+    from .._tf import is_keras3
+
+    masked = _masked(model)  # a masked LSTM is a loop in tf_keras too (measured: a segfault)
+    fused = (not is_keras3(model) if lstm_fuses is None else lstm_fuses) and not masked
+    out = []
+    for layer in _cells(model):
+        kind = type(layer).__name__
+        if getattr(layer, "unroll", False) and not masked:
+            continue  # unrolled: a chain of plain ops, no loop
+        why = lstm_not_fused(layer, dropped=lstm_fuses is not None) if kind == "LSTM" else None
+        if not (fused and kind == "LSTM" and why is None):
+            out.append((layer, why))
+    return out
+
+
+def _unrollable(layer) -> bool:
+    """A recurrent layer Keras can unroll (not a ConvLSTM) over at most MAX_UNROLL steps."""
+    steps = _steps(layer)
+    return (not type(layer).__name__.startswith("ConvLSTM") and steps is not None
+            and steps <= MAX_UNROLL)
+
+
+def _steps(layer) -> int | None:
+    from ..models.stats import _built_shapes
+
+    shape = _built_shapes(layer)[0]
+    if shape is None:
+        shape = list(getattr(getattr(layer, "input", None), "shape", None) or [])
+    return int(shape[1]) if len(shape) > 2 and shape[1] is not None else None
+
+
+def unrolled_loops(model, q: Quantization, notes: list[str]):
+    """For int8/int16x8, ``model`` with its recurrent loops unrolled over their time steps.
+
+    A loop (a GRU, a SimpleRNN, an LSTM TFLite cannot fuse: Keras 2.0-2.2's default
+    ``hard_sigmoid`` gate, vvadlrs3's voice-activity LSTM) cannot be calibrated for int8 (the
+    converter crashes), so such models were refused. Unrolled over a fixed number of steps
+    (``unroll=True``, the same weights and arithmetic) it is a chain of ordinary ops, which
+    quantize. Only when every loop has a known length up to MAX_UNROLL and nothing is masked;
+    otherwise the model is returned as it is (and ``check_integer_recurrent`` words why).
+    """
+    from .._tf import is_keras3, keras_of
+    from ..models.layer_config import layer_config
+
+    loops = _loops(model) if q in (Quantization.int8, Quantization.int16x8) else []
+    if not loops or _masked(model):
+        return model
+    if not all(_unrollable(layer) for layer, _ in loops):
+        return model
+    steps = {layer.name: _steps(layer) for layer, _ in loops}
+    fused = not is_keras3(model)
+
+    def loop(kind: str, config: dict) -> bool:  # what _loops decides, from a config
+        return not (fused and kind == "LSTM" and all(
+            _activation(config.get(k, want)) == want
+            for k, want in (("activation", "tanh"), ("recurrent_activation", "sigmoid")))
+            and config.get("use_bias", True))
+
+    def unroll(config):  # a wrapper's (Bidirectional's) recurrent layers, by their configs
+        if isinstance(config, dict):
+            out = {k: unroll(v) for k, v in config.items()}
+            inner = out.get("config")
+            if isinstance(inner, dict) and "unroll" in inner and loop(out.get("class_name"), inner):
+                inner["unroll"] = True
+            return out
+        if isinstance(config, list):
+            return [unroll(v) for v in config]
+        return config
+
+    def clone(layer):
+        config = unroll(layer_config(layer))
+        if "unroll" in config and layer.name in steps:
+            config["unroll"] = True
+        return layer.__class__.from_config(config)
+
+    with _clone_scope():
+        copy = keras_of(model).models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    if _loops(copy):  # a wrapper kept its loop: the refusal stands
+        return model
+    notes.append("unrolled over their time steps for " + q.value + " (a loop cannot be "
+                 "calibrated; the same weights and arithmetic): " + ", ".join(
+                     f"{layer.name} ({type(layer).__name__}{', ' + why if why else ''}, "
+                     f"{steps[layer.name]} steps)" for layer, why in loops[:4]))
+    return copy
+
+
 def check_integer_recurrent(model, q: Quantization, lstm_fuses: bool | None = None) -> None:
     """Refuse what crashes the converter: full-integer calibration of a recurrent loop.
 
     Only tf_keras's LSTM becomes a fused kernel; every other recurrent layer becomes a WHILE
     loop, and calibrating a WHILE loop for int8/int16x8 kills TensorFlow 2.21's converter with
-    a segmentation fault (measured on GRU, SimpleRNN and Keras 3 LSTM loops).
+    a segmentation fault (measured on GRU, SimpleRNN and Keras 3 LSTM loops). A loop over a
+    fixed number of steps is unrolled instead (``unrolled_loops``); what is refused is a loop
+    over an open or long time axis, or over masked sequences.
     ``lstm_fuses``: whether an LSTM will reach the fused kernel (default: it does in a tf_keras
     model); `compress` asks before it trains, of the Keras 3 model the bridge will convert.
     """
@@ -205,17 +302,21 @@ def check_integer_recurrent(model, q: Quantization, lstm_fuses: bool | None = No
 
     if q not in (Quantization.int8, Quantization.int16x8):
         return
-    masked = _masked(model)  # a masked LSTM is a loop in tf_keras too (measured: a segfault)
+    masked = _masked(model)
     fused = (not is_keras3(model) if lstm_fuses is None else lstm_fuses) and not masked
-    loops, unfusable = [], False
-    for layer in _cells(model):
-        kind = type(layer).__name__
-        why = lstm_not_fused(layer, dropped=lstm_fuses is not None) if kind == "LSTM" else None
-        unfusable = unfusable or why is not None
-        if not (fused and kind == "LSTM" and why is None):
-            loops.append(f"{layer.name} ({kind}{', ' + why if why else ''})")
+    found = _loops(model, lstm_fuses)
+    if not masked and all(_unrollable(layer) for layer, _ in found):
+        return  # to_tflite unrolls them (unrolled_loops)
+    unfusable = any(why is not None for _, why in found)
+    loops = [f"{layer.name} ({type(layer).__name__}{', ' + why if why else ''}"
+             + ("" if masked else f", {_steps(layer) or 'open'} steps") + ")"
+             for layer, why in found]
     if loops:
+        fixable = not masked and not any(type(layer).__name__.startswith("ConvLSTM")
+                                         for layer, _ in found)
         hint = ("use --quantize dynamic or float16 (weights only)"
+                + (f"; a loop over a fixed number of steps (up to {MAX_UNROLL}) is unrolled "
+                   "and quantizes: give the input a fixed length" if fixable else "")
                 + ("; an LSTM reaches the fused kernel with --lstm fused"
                    if _has_lstm(model) and not masked and not fused and not unfusable else "")
                 + ("; masked sequences (Masking, mask_zero) always run as a loop" if masked else ""))
@@ -341,6 +442,8 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     tensorflow = tf()
     model = fresh_copy(for_fused_kernels(model) if fused_lstm else model)
     q = Quantization(quantization)
+    notes = notes if notes is not None else []
+    model = unrolled_loops(model, q, notes)
     check_integer_recurrent(model, q)
     io = IOType(io)
     if io is not IOType.float32 and q is not Quantization.int8:
@@ -364,7 +467,6 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
     converter = tensorflow.lite.TFLiteConverter.from_concrete_functions([function], owner)
     _configure(converter, q, io, x_calib, calibration_samples, allow_flex, sparse_weights,
                keep_float)
-    notes = notes if notes is not None else []
     if keep_float or calibration == "percentile":
         return _calibrated(converter, model, keep_float, io, calibration,
                            representative(x_calib, calibration_samples), notes)
