@@ -448,8 +448,16 @@ def _aeq(source: str, info: dict, mode: str, layers: str, x_calib, log,
             if q.need_calibration:
                 calibration = _min_max(q, _calibration_set(source, info, x_calib, names))
     except (ValueError, RuntimeError, KeyError, NotImplementedError) as err:
-        raise ConversionError(f"ai-edge-quantizer could not calibrate {source}: "
-                              f"{' '.join(str(err).split())[:300]}",
+        reason = " ".join(str(err).split())[:300]
+        flow = [o for o in ("WHILE", "IF") if o in (info.get("ops") or {})]
+        if flow:  # vvadlrs3's hard_sigmoid LSTM: "Tensor data is null. Run allocate_tensors()"
+            raise ConversionError(
+                f"ai-edge-quantizer could not calibrate {source}: it runs a {flow[0]} op (a "
+                f"recurrent loop or a branch), inside which its calibration reads no tensors "
+                f"({reason})", "use --mode dynamic-int8 or weight-int8, or quantize from the "
+                "Keras model, which unrolls a loop of fixed length: `edgenn convert MODEL --to "
+                "tflite --quantize int8 --data ...`") from None
+        raise ConversionError(f"ai-edge-quantizer could not calibrate {source}: {reason}",
                               "try another --mode, or limit it with --layers") from None
     try:
         with quiet_stderr():
