@@ -13,7 +13,13 @@ prints one row per command: exit code and the fidelity or error line.
   sentence, no spaces) encoded by deepcut's own ``create_feature_array``; labels: word starts.
 - chars2vec 0.1.7 (``eng_50``): 3,000 words of Debian's copyright texts, one-hot, pre-padded.
 - mtcnn 1.0.0 (ONet): Fashion-MNIST test images at 48x48x3, normalized as mtcnn does.
-No accuracy is claimed for chars2vec and mtcnn: their data sets are not here.
+Session 16 (Keras 2 .h5 files as the packages ship them, no building needed):
+- SpliceAI 1.3.1, mmsplice 2.4.0: human sequence (hg38 chr16, 210 kb) and its RefSeq exons
+  from Debian's augustus-doc package (``apt-get download``, unpacked into ``--cache``).
+- DeepLC 2.2.38: peptides of DeepLC 4.5.0's example PSMs, encoded by DeepLC's own code.
+- vvadlrs3 0.2.0: clips of Fashion-MNIST images (no face video here).
+No accuracy is claimed for chars2vec, mtcnn, mmsplice, DeepLC and vvadlrs3: their data sets
+are not here.
 """
 
 from __future__ import annotations
@@ -35,7 +41,10 @@ import numpy as np
 
 EDGENN = [sys.executable, "-m", "edgenn"]
 PACKAGES = {"deepcut": "deepcut==0.7.0.0", "pythainlp": "pythainlp==5.4.0",
-            "chars2vec": "chars2vec==0.1.7", "mtcnn": "mtcnn==1.0.0"}
+            "chars2vec": "chars2vec==0.1.7", "mtcnn": "mtcnn==1.0.0",
+            "spliceai": "spliceai==1.3.1", "mmsplice": "mmsplice==2.4.0",
+            "deeplc": "deeplc==2.2.38", "deeplc-examples": "deeplc==4.5.0",
+            "vvadlrs3": "vvadlrs3==0.2.0"}
 
 
 def unpacked(key: str, cache: Path) -> Path:
@@ -46,9 +55,10 @@ def unpacked(key: str, cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
                     "-q", "-d", str(cache), PACKAGES[key]], check=True)
-    name = key.replace("-", "_").lower()
-    archive = next(p for p in cache.iterdir() if p.name.lower().startswith(name)
-                   and p.suffix in (".whl", ".gz"))
+    package, version = PACKAGES[key].split("==")
+    name = f"{package.replace('_', '-').lower()}-{version}"
+    archive = next(p for p in cache.iterdir() if p.name.lower().replace("_", "-")
+                   .startswith((f"{name}-", f"{name}.tar")) and p.suffix in (".whl", ".gz"))
     if archive.suffix == ".whl":
         zipfile.ZipFile(archive).extractall(out)
     else:
@@ -64,10 +74,11 @@ def run(*args: str) -> None:
     proc = subprocess.run([*EDGENN, *args], capture_output=True, text=True)
     lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines()
              if line.strip().startswith(("fidelity", "error:", "passed", "FAILED", "int8:",
-                                         "params", "wrote"))]
+                                         "int16x8:", "params", "wrote", "note:", "ESTIMATE",
+                                         "MACs:", "after ", "constraint"))]
     print(f"  exit {proc.returncode}  edgenn {' '.join(args[:2])} ... {' '.join(args[-3:])}")
-    for line in lines[-3:]:
-        print(f"      {line[:220]}")
+    for line in lines[-4:]:
+        print(f"      {line[:240]}")
 
 
 def build_in_child(code: str, legacy: bool = False) -> None:
@@ -198,16 +209,191 @@ np.savez({str(out / 'onet.npz')!r}, x=x, y_o_net_0=rng.normal(size=(600, 4)).ast
         "--limit", "300", "-o", str(out / "onet_ptq"))
 
 
+def augustus_hg38(cache: Path) -> tuple[str, int, dict]:
+    """Human chr16:186,964-397,118 (hg38) and its RefSeq exons, from Debian's augustus-doc.
+
+    Returns the sequence, its first coordinate and {(transcript, strand): [(start, end)]}, in
+    0-based coordinates of the sequence.
+    """
+    folder = cache / "augustus"
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        subprocess.run(["apt-get", "download", "augustus-doc"], cwd=folder, check=True,
+                       capture_output=True)
+        deb = next(folder.glob("augustus-doc_*.deb"))
+        subprocess.run(["dpkg", "-x", str(deb), str(folder / "x")], check=True)
+    data = folder / "x/usr/share/doc/augustus/tutorial-cgp/data"
+    lines = (data / "genomes/hg38.fa").read_text().split("\n")
+    start, seq = int(lines[0].split()[1]), "".join(lines[1:]).upper()
+    exons: dict = {}
+    for line in (data / "refseq/refseq.hg38.gtf").read_text().splitlines():
+        f = line.split("\t")
+        if len(f) > 8 and f[2] == "exon":
+            exons.setdefault((f[8], f[6]), []).append((int(f[3]) - start, int(f[4]) - start + 1))
+    return seq, start, exons
+
+
+def one_hot(seq: str) -> np.ndarray:
+    codes = np.frombuffer(seq.encode(), np.uint8)
+    out = np.zeros((len(seq), 4), np.float32)
+    for i, base in enumerate(b"ACGT"):
+        out[codes == base, i] = 1
+    return out
+
+
+def spliceai(cache: Path, out: Path) -> None:
+    """SpliceAI 1.3.1's spliceai1.h5 (Keras 2.0.5): 10,000 positions of context either side.
+
+    Windows of 11,000 bases of the human sequence above, labels at the 1,000 centre positions
+    (0 neither, 1 acceptor, 2 donor) from RefSeq's + strand exons, one-hot as SpliceAI trains.
+    """
+    src = unpacked("spliceai", cache)
+    seq, _, exons = augustus_hg38(cache)
+    label = np.zeros(len(seq), np.int64)
+    for (_, strand), parts in exons.items():
+        if strand != "+":
+            continue
+        parts.sort()
+        for i, (a, b) in enumerate(parts):
+            if i > 0 and 0 <= a < len(seq):
+                label[a] = 1
+            if i < len(parts) - 1 and 0 <= b - 1 < len(seq):
+                label[b - 1] = 2
+    hot = one_hot(seq)
+    starts = range(0, len(seq) - 11000, 1000)
+    x = np.stack([hot[s:s + 11000] for s in starts])
+    y = np.stack([np.eye(3, dtype=np.float32)[label[s + 5000:s + 6000]] for s in starts])
+    data = str(out / "spliceai.npz")
+    np.savez(data, x=x, y=y)
+    model = str(src / "spliceai/models/spliceai1.h5")
+    print(f"SpliceAI (spliceai1.h5, Keras 2.0.5 .h5): {len(x)} windows")
+    run("inspect", model, "--input-shape", "1x11000x4")
+    run("convert", model, "--to", "tflite", "--quantize", "int8", "--data", data,
+        "-o", str(out / "sai8.tflite"))
+    run("estimate", str(out / "sai8.tflite"), "--device", "raspberry-pi-4", "--input-shape",
+        "1x11000x4")
+    run("compress", model, "-r", "int8-ptq", "--data", data, "-o", str(out / "sai_ptq"))
+
+
+def mmsplice(cache: Path, out: Path) -> None:
+    """mmsplice 2.4.0's exon and acceptor models (Keras 2.2 .h5 with the package's layers).
+
+    The custom-objects file imports the package's layers from a copy beside it, as a user with
+    the package's layers.py (not its kipoi dependencies) would. Inputs: 100 bases after each
+    AG of a sample of the human sequence (exon), 53 bases around AGs (acceptor).
+    """
+    src = unpacked("mmsplice", cache)
+    shutil.copy(src / "mmsplice/layers.py", out / "mmsplice_layers.py")
+    objects = out / "mmsplice_objects.py"
+    objects.write_text("from mmsplice_layers import ConvDNA, GlobalAveragePooling1D_Mask0, "
+                       "SplineWeight1D  # noqa: F401\n")
+    seq, _, _ = augustus_hg38(cache)
+    rng = np.random.default_rng(0)
+    ags = [m.start() for m in re.finditer("(?=AG)", seq) if 400 < m.start() < len(seq) - 400]
+    chosen = rng.choice(ags, 2000, replace=False)
+    np.savez(out / "exon.npz", x=np.stack([one_hot(seq[a + 2:a + 102]) for a in chosen]))
+    np.savez(out / "acceptor.npz", x=np.stack([one_hot(seq[a - 48:a + 5]) for a in chosen]))
+    print("mmsplice exon (masked average pooling) and acceptor (ConvDNA), Keras 2.2 .h5")
+    for name, data in (("Exon", "exon"), ("Acceptor", "acceptor")):
+        model = str(src / f"mmsplice/models/{name}.h5")
+        run("inspect", model, "--custom-objects", str(objects))
+        for mode in ("int8", "int16x8"):
+            run("convert", model, "--custom-objects", str(objects), "--to", "tflite",
+                "--quantize", mode, "--data", str(out / f"{data}.npz"),
+                "-o", str(out / f"{data}_{mode}.tflite"))
+
+
+def deeplc(cache: Path, out: Path) -> None:
+    """DeepLC 2.2.38's retention-time model (Keras 2.10 .h5, four inputs, a lambda activation).
+
+    Inputs: DeepLC's own feature extraction (its feat_extractor.py, with psm_utils and
+    pyteomics installed into ``cache``) of the first 3,000 target peptides of DeepLC 4.5.0's
+    example PSMs; labels: their measured retention times (minutes, another lab's scale than
+    the model's training set, so the model's MSE here means little).
+    """
+    src, examples = unpacked("deeplc", cache), unpacked("deeplc-examples", cache)
+    deps = cache / "deeplc_deps"
+    if not deps.is_dir():
+        # psm_utils 1.5.5 pins an older pyteomics than DeepLC's code runs with: no resolver
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                        str(deps), "psm_utils==1.5.5", "pyteomics==5.0.1", "pyarrow"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(deps),
+                        "pandas", "pydantic", "lxml", "psims", "rich", "click"], check=True)
+        for extra in deps.glob("numpy*"):  # the one edgenn's environment has stays in use
+            shutil.rmtree(extra)
+    objects = out / "deeplc_objects.py"
+    objects.write_text("import tensorflow as tf\n\n"
+                       "lrelu = lambda x: tf.keras.activations.relu(x, alpha=0.1, "
+                       "max_value=20.0)  # noqa: E731\nCUSTOM_OBJECTS = {'<lambda>': lrelu}\n")
+    psms = examples / "deeplc/package_data/examples/example_psms.tsv.gz"
+    build_in_child(f"""
+import sys, gzip, importlib.util, numpy as np
+sys.path.insert(0, {str(deps)!r})
+spec = importlib.util.spec_from_file_location("fe", {str(src / 'deeplc/feat_extractor.py')!r})
+fe = importlib.util.module_from_spec(spec); spec.loader.exec_module(fe)
+from psm_utils.psm import PSM
+from psm_utils.psm_list import PSMList
+rows = [l.rstrip("\\n").split("\\t") for l in gzip.open({str(psms)!r}, "rt")][1:]
+rows = [r for r in rows if r[3] == "False"][:3000]
+X = fe.FeatExtractor().full_feat_extract(PSMList(psm_list=[
+    PSM(peptidoform=r[0], spectrum_id=r[1], retention_time=float(r[6])) for r in rows]))
+stack = lambda k: np.stack(list(X[k].values())).astype(np.float32)
+np.savez({str(out / 'deeplc.npz')!r}, x_input_133=stack("matrix"), x_input_134=stack("matrix_sum"),
+         x_input_135=np.concatenate((stack("matrix_all"), stack("pos_matrix")), axis=1),
+         x_input_136=stack("matrix_hc"), y=np.array([float(r[6]) for r in rows], np.float32)[:, None])
+""")
+    model = str(src / "deeplc/mods/full_hc_PXD005573_mcp_8c22d89667368f2f02ad996469ba157e.hdf5")
+    data = str(out / "deeplc.npz")
+    print("DeepLC (Keras 2.10 .h5, four inputs, activation '<lambda>')")
+    run("inspect", model, "--custom-objects", str(objects))
+    run("convert", model, "--custom-objects", str(objects), "--to", "tflite", "--quantize",
+        "int8", "--data", data, "-o", str(out / "dlc8.tflite"))
+    run("compress", model, "--custom-objects", str(objects), "-r", "prune-80-int8", "--data",
+        data, "--limit", "2000", "--epochs-scale", "0.1", "-o", str(out / "dlc_prune"))
+
+
+def vvadlrs3(cache: Path, out: Path) -> None:
+    """vvadlrs3 0.2.0's bestFaceEndToEnd.h5 (Keras 2.2.4): MobileNet on each of 36 face frames
+    (TimeDistributed), then an LSTM with Keras 2's default hard_sigmoid gate.
+
+    No face video is here: clips of 36 Fashion-MNIST test images at 96x96x3, each frame shifted
+    a pixel further (real images, not faces; no accuracy is claimed).
+    """
+    src = unpacked("vvadlrs3", cache)
+    with gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") as f:
+        f.read(16)
+        images = np.frombuffer(f.read(28 * 28 * 80), np.uint8).reshape(80, 28, 28)
+    clips = np.zeros((80, 36, 96, 96, 3), np.float32)
+    for i, image in enumerate(images):
+        big = np.kron(image, np.ones((4, 4)))[:96, :96] / 255.0
+        for t in range(36):
+            clips[i, t] = np.roll(big, (t, 2 * t), (0, 1))[..., None]
+    data = str(out / "clips.npz")
+    np.savez(data, x=clips, y=np.arange(80) % 2)
+    model = str(src / "vvadlrs3/bestFaceEndToEnd.h5")
+    print("vvadlrs3 bestFaceEndToEnd (Keras 2.2.4 .h5, TimeDistributed MobileNet + hard_sigmoid LSTM)")
+    run("inspect", model)
+    run("convert", model, "--to", "tflite", "--data", data, "-o", str(out / "vv.tflite"))
+    run("convert", model, "--to", "tflite", "--quantize", "int8", "--data", data,
+        "-o", str(out / "vv8.tflite"))
+    run("quantize", str(out / "vv.tflite"), "--mode", "int8", "--data", data,
+        "-o", str(out / "vvq8.tflite"))
+    run("compress", model, "-r", "int8-ptq", "--data", data, "-o", str(out / "vv_ptq"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="deepcut,chars2vec,mtcnn")
+    parser.add_argument("--only",
+                        default="deepcut,chars2vec,mtcnn,spliceai,mmsplice,deeplc,vvadlrs3")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "edgenn-bench-wheels"))
     parser.add_argument("--out", default="bench/out/keras_packages")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for name in args.only.split(","):
-        {"deepcut": deepcut, "chars2vec": chars2vec, "mtcnn": mtcnn}[name](Path(args.cache), out)
+        {"deepcut": deepcut, "chars2vec": chars2vec, "mtcnn": mtcnn, "spliceai": spliceai,
+         "mmsplice": mmsplice, "deeplc": deeplc, "vvadlrs3": vvadlrs3}[name](Path(args.cache),
+                                                                              out)
 
 
 if __name__ == "__main__":
