@@ -954,3 +954,24 @@ def test_an_int16_sum_is_not_clipped_at_its_inputs_range(tmp_path):
     assert r.json()["fidelity"]["outputs"][0]["snr_db"] > 45, r.json()["fidelity"]
     (note,) = [n for n in r.json()["notes"] if "int16 tensors" in n]
     assert "(1 -> 100)" in note, note
+
+
+def test_a_bidirectional_keras2_lstm_unrolls_for_int8(tmp_path):
+    """A Bidirectional LSTM with Keras 2's hard_sigmoid gate: the unroll check read the steps
+    of the Bidirectional's template layer (never built: "open steps") and refused the model,
+    whose two directions run over 10 steps."""
+    from edgenn._tf import tf_keras
+
+    k = tf_keras()
+    k.utils.set_random_seed(0)
+    k.Sequential([k.Input((10, 4)), k.layers.Bidirectional(
+        k.layers.LSTM(8, recurrent_activation="hard_sigmoid")),
+        k.layers.Dense(3, activation="softmax")]).save(tmp_path / "bi.h5")
+    np.savez(tmp_path / "bi.npz", x=np.random.default_rng(0).random((200, 10, 4), np.float32))
+    r = run_cli("convert", str(tmp_path / "bi.h5"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "bi.npz"), "--threshold", "0", "--json",
+                "-o", str(tmp_path / "bi8.tflite"))
+    assert r.code == 0, r.err[-1500:]
+    doc = r.json()
+    assert "WHILE" not in doc["ops"] and doc["fidelity"]["outputs"][0]["snr_db"] > 30, doc
+    assert any("forward_lstm" in n and "10 steps" in n for n in doc["notes"]), doc["notes"]

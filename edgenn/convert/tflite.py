@@ -156,8 +156,11 @@ def _cells(model):
         if type(layer).__name__ in RECURRENT and type(layer).__name__ != "Bidirectional":
             yield layer
         stack.extend(getattr(layer, "layers", []))
-        stack.extend(x for x in (getattr(layer, "layer", None), getattr(layer, "forward_layer", None),
-                                 getattr(layer, "backward_layer", None)) if x is not None)
+        # a Bidirectional's ``layer`` is the template its two directions were copied from, never
+        # built or run (an unroll check read its steps as open)
+        inner = (("forward_layer", "backward_layer") if getattr(layer, "forward_layer", None)
+                 is not None else ("layer",))
+        stack.extend(x for x in (getattr(layer, name, None) for name in inner) if x is not None)
 
 
 def _masked(model) -> bool:
