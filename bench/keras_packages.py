@@ -133,12 +133,10 @@ np.savez({str(out / name)!r} + ".npz", **{{"x_" + names[0]: np.concatenate(xs).a
         "--epochs-scale", "0.1", "-o", str(out / "dc_distill"))
     print("deepcut (Keras 3 .keras)")
     k3, k3data = str(out / "dc.keras"), str(out / "dc.keras.npz")
-    run("convert", k3, "--to", "tflite", "--quantize", "int8", "--data", k3data,
-        "-o", str(out / "dk8.tflite"))
-    run("convert", k3, "--to", "tflite", "--target", "edgetpu", "--data", k3data,
-        "-o", str(out / "dkt.tflite"))
-    run("convert", k3, "--to", "tflite", "--quantize", "int16x8", "--data", k3data,
-        "-o", str(out / "dk16.tflite"))
+    for flags, name in ((["--quantize", "int8"], "dk8"), (["--target", "edgetpu"], "dkt"),
+                        (["--quantize", "int16x8"], "dk16")):
+        run("convert", k3, "--to", "tflite", *flags, "--data", k3data,
+            "-o", str(out / f"{name}.tflite"))
 
 
 def chars2vec(cache: Path, out: Path) -> None:
@@ -167,10 +165,9 @@ m.save({str(out / 'c2v.keras')!r})
 """)
     print("chars2vec (Keras 3 .keras)")
     model, data = str(out / "c2v.keras"), str(out / "words.npz")
-    run("convert", model, "--to", "tflite", "--quantize", "int8", "--data", data,
-        "-o", str(out / "c8.tflite"))
-    run("convert", model, "--to", "tflite", "--quantize", "int16x8", "--data", data,
-        "-o", str(out / "c16.tflite"))
+    for mode, name in (("int8", "c8"), ("int16x8", "c16")):
+        run("convert", model, "--to", "tflite", "--quantize", mode, "--data", data,
+            "-o", str(out / f"{name}.tflite"))
 
 
 def mtcnn(cache: Path, out: Path) -> None:

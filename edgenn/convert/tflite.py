@@ -108,7 +108,11 @@ def lstm_not_fused(layer, dropped: bool = False) -> str | None:
     ``hard_sigmoid`` is not sigmoid. ``dropped``: the copy that converts has its dropout and
     unrolling off (``fresh_copy``), so they do not count.
     """
-    config = layer.get_config()
+    return _config_not_fused(layer.get_config(), dropped)
+
+
+def _config_not_fused(config: dict, dropped: bool = False) -> str | None:
+    """``lstm_not_fused`` read from an LSTM's config."""
     for key, want in (("activation", "tanh"), ("recurrent_activation", "sigmoid")):
         if _activation(config.get(key, want)) != want:
             return f"{key} {_activation(config.get(key))}, not {want}"
@@ -256,10 +260,7 @@ def unrolled_loops(model, q: Quantization, notes: list[str]):
     fused = not is_keras3(model)
 
     def loop(kind: str, config: dict) -> bool:  # what _loops decides, from a config
-        return not (fused and kind == "LSTM" and all(
-            _activation(config.get(k, want)) == want
-            for k, want in (("activation", "tanh"), ("recurrent_activation", "sigmoid")))
-            and config.get("use_bias", True))
+        return not (fused and kind == "LSTM" and _config_not_fused(config, dropped=True) is None)
 
     def unroll(config):  # a wrapper's (Bidirectional's) recurrent layers, by their configs
         if isinstance(config, dict):

@@ -67,6 +67,7 @@ def at_size(model, given: list):
     """
     from .._tf import keras_of
     from ..errors import UsageError
+    from ..runtime.layout import fit_shapes
 
     inputs = list(getattr(model, "inputs", None) or [])
     functional = any(c.__name__ in ("Functional", "Sequential") for c in type(model).__mro__)
@@ -74,27 +75,11 @@ def at_size(model, given: list):
         raise UsageError("--input-shape sizes a functional or Sequential model; this one is "
                          "subclassed", "inspect it without --input-shape")
     names = [str(getattr(t, "name", "")).split(":")[0] for t in inputs]
-    if all(name is None for name, _ in given):
-        if len(given) != len(inputs):
-            raise UsageError(f"the model has {len(inputs)} input(s) but --input-shape gives "
-                             f"{len(given)}", "give one shape per input, comma-separated")
-        chosen = {n: shape for n, (_, shape) in zip(names, given)}
-    else:
-        unknown = [name for name, _ in given if name not in names]
-        if unknown:
-            raise UsageError(f"the model has no input {unknown[0]!r} (its inputs: "
-                             f"{', '.join(names)})", "name an input as `edgenn inspect` lists it")
-        chosen = dict(given)
+    shapes = fit_shapes("the model", [(n, list(tuple(t.shape))) for n, t in zip(names, inputs)],
+                        given, purpose="count MACs at")
     keras = keras_of(model)
     fresh = []
-    for name, tensor in zip(names, inputs):
-        have = list(tuple(tensor.shape))
-        shape = chosen.get(name, [1 if d is None else d for d in have])
-        if len(shape) != len(have) or any(d is not None and d != s
-                                           for d, s in list(zip(have, shape))[1:]):
-            raise UsageError(f"input {name!r} has shape {have}; --input-shape gives "
-                             f"{'x'.join(map(str, shape))}",
-                             "keep the model's fixed dimensions and choose the open ones")
+    for name, tensor, shape in zip(names, inputs, shapes):
         fresh.append(keras.Input(batch_shape=tuple(shape), dtype=tensor.dtype, name=name)
                      if keras.__name__ == "keras" else
                      keras.Input(batch_size=shape[0], shape=tuple(shape[1:]), dtype=tensor.dtype,
@@ -103,7 +88,7 @@ def at_size(model, given: list):
         return keras.models.clone_model(model, input_tensors=fresh if len(fresh) > 1 else fresh[0])
     except Exception as err:  # noqa: BLE001 - a layer refuses the size (Keras raises many kinds)
         raise UsageError(f"the model cannot be built at --input-shape "
-                         f"{','.join('x'.join(map(str, s)) for s in chosen.values())}: "
+                         f"{','.join('x'.join(map(str, s)) for s in shapes)}: "
                          f"{' '.join(str(err).split())[:200]}",
                          "choose a size the model takes (as its training data had)") from None
 

@@ -117,7 +117,17 @@ def resolve_input_shapes(path: Path, given: list | None, info: dict | None = Non
     if path.suffix.lower() not in (".tflite", ".onnx") or (
             path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None):
         return [shape for _, shape in given] if given else None
-    signatures = input_signatures(path, info)
+    shapes = fit_shapes(str(path), input_signatures(path, info), given, purpose, other)
+    return shapes if given else None
+
+
+def fit_shapes(path: str, signatures: list[tuple[str, list]], given: list | None,
+               purpose: str = "measure", other: str = "") -> list[list[int]]:
+    """Each input's shape: ``given`` (``--input-shape``) fitted to ``signatures``.
+
+    ``signatures``: [(input name, dims)], an open dimension None, -1 or a symbol. See
+    ``resolve_input_shapes``; ``path`` names the model in the refusals.
+    """
     names = [name for name, _ in signatures]
     axes, _ = batch_axes([sig for _, sig in signatures])
     chosen: dict = {}
@@ -159,4 +169,4 @@ def resolve_input_shapes(path: Path, given: list | None, info: dict | None = Non
                              f"{'x'.join(map(str, shape)) or 'scalar'}",
                              "keep the model's fixed dimensions and choose the open ones")
         shapes.append(list(shape))
-    return shapes if given else None
+    return shapes
