@@ -303,12 +303,19 @@ def _common_answer(ref_pos: np.ndarray, cand_pos: np.ndarray | None, share: floa
             "others": int(others.sum()), "others_agreement": agree}
 
 
+MIN_GRID_STEPS = 16  # steps of a quantized output from zero to the source's scores
+
+
 def _near_ties(ref_pos: np.ndarray, cand_pos: np.ndarray | None, sample: int = 100_000):
     """(changed answers, how many were near-ties, the quantized output's step), or Nones.
 
     A quantized output takes few distinct values (an int8 one at most 256), spaced by its scale;
     where the source model's two top scores are closer than that, the artifact cannot tell them
-    apart however good its body is. A float output has no such step: (changed, None, None).
+    apart however good its body is. A float output has no such step: (changed, None, None);
+    nor has an output that collapsed to a few values (an int8 file that lost its input's
+    features answered 0 or 0.996), whose gaps are not its step: a quantized range always holds
+    zero, so a step counts when the source's scores reach MIN_GRID_STEPS of it from zero (an
+    unconfident softmax near 0.1 has 25 of int8's 1/256; that file's 0.996, one).
     """
     if cand_pos is None:
         return None, None, None
@@ -318,6 +325,8 @@ def _near_ties(ref_pos: np.ndarray, cand_pos: np.ndarray | None, sample: int = 1
         return int(changed.sum()), None, None
     step = float(np.min(np.diff(values)))
     if (values[-1] - values[0]) / step > 65535:  # not a grid of 16 bits or fewer: a float output
+        return int(changed.sum()), None, None
+    if max(float(np.max(ref_pos)), 0.0) - min(float(np.min(ref_pos)), 0.0) < MIN_GRID_STEPS * step:
         return int(changed.sum()), None, None
     top2 = np.partition(ref_pos[changed], -2, axis=1)[:, -2:]
     gaps = top2[:, 1] - top2[:, 0]

@@ -156,3 +156,66 @@ def test_prune_cluster_and_qat_reach_a_model_with_a_spectrogram_front_end(mel, t
             z.writestr(name, data)
     bad = run_cli("inspect", str(crafted))
     assert_clean_error(bad, 2, "is a Lambda layer", "--allow-unsafe")
+
+
+@pytest.fixture(scope="module")
+def masked_features(tmp_path_factory):
+    """Padded sequences of features at unequal scales, behind Masking and BatchNormalization.
+
+    Found with sleepecg's trained sleep stager (HRV features from 0.01 to 1e6, Masking then
+    BatchNormalization then a GRU): only a Normalization layer that read the input directly
+    was kept float, so its ONNX int8 file lost the narrow features (agreement 0.74)."""
+    import keras
+    from keras import layers
+
+    tmp = tmp_path_factory.mktemp("masked")
+    rng = np.random.default_rng(0)
+    n, t = 600, 12
+    scale = np.array([1, 1e4, 0.05, 300, 2.0], "float32")
+    z = rng.normal(size=(n, t, 5)).astype("float32")
+    x = z * scale + 3 * scale
+    lengths = rng.integers(4, t + 1, n)
+    valid = np.arange(t)[None] < lengths[:, None]
+    y = np.digitize(((z[:, :, 2] + 0.5 * z[:, :, 0]) * valid).sum(1) / lengths, [-0.25, 0.25])
+    x[~valid] = -1  # padding, as the masking value
+    np.savez(tmp / "seq.npz", x=x, y=y)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((t, 5))
+    h = layers.Dense(16, activation="relu")(layers.BatchNormalization()(layers.Masking(-1.0)(inp)))
+    model = keras.Model(inp, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling1D()(h)))
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=30, batch_size=32, verbose=0)
+    model.save(tmp / "seq.keras")
+    inp = keras.Input((t, 5))  # the stager's shape: a GRU over the masked steps
+    h = layers.GRU(4)(layers.BatchNormalization()(layers.Masking(-1.0)(inp)))
+    keras.Model(inp, layers.Dense(3, activation="softmax")(h)).save(tmp / "gru.keras")
+    return tmp
+
+
+def test_int8_keeps_masking_and_batchnorm_of_unequal_features_float(masked_features, tmp_path):
+    data = ["--data", str(masked_features / "seq.npz")]
+    model = str(masked_features / "seq.keras")
+    for to in ("tflite", "onnx"):
+        r = run_cli("convert", model, "--to", to, "--quantize", "int8", *data,
+                    "-o", str(tmp_path / f"s.{to}"), "--json")
+        assert r.code == 0, r.err  # before: top-1 agreement 0.16, in both
+        doc = r.json()
+        assert doc["fidelity"]["top1_agreement"] >= 0.97, doc["fidelity"]
+        if to == "tflite":
+            assert doc["spec"]["keep_float"] == ["masking", "batch_normalization"], doc["spec"]
+            assert doc["ops"].get("FULLY_CONNECTED")
+        else:  # the mask's comparisons and multiply and the normalization; the Dense is int8
+            kept = doc["onnx_quantization"]["float_nodes"]
+            assert any("masking" in n for n in kept) and any("batch_normalization" in n
+                                                             for n in kept), kept
+            assert not any("MatMul" in n for n in kept), kept
+    # a failed int8 file that lost its input answers from a few values: no "near-tie" advice
+    r = run_cli("convert", model, "--to", "tflite", "--quantize", "int8", "--io", "int8", *data,
+                "-o", str(tmp_path / "i.tflite"))
+    assert_clean_error(r, 3, "input normalization (batch_normalization)", "--io float32")
+    assert "near-ties" not in r.err, r.err
+    # the GRU behind the mask runs as a loop: compress names the recipes that need no int8
+    r = run_cli("compress", str(masked_features / "gru.keras"), "-r", "int8-ptq", *data,
+                "-o", str(tmp_path / "c"))
+    assert_clean_error(r, 2, "recurrent loops", "-r dynamic-range")
+    assert not (tmp_path / "c").exists()

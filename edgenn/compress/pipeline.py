@@ -99,7 +99,8 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
 
     for spec in specs:  # before any step trains, not after
         if spec.format.value == "tflite" and hasattr(model, "layers"):  # a SavedModel has none
-            check_integer_recurrent(model, spec.quantization, spec.fused_lstm)
+            check_integer_recurrent(model, spec.quantization, spec.fused_lstm,
+                                    "use a weights-only recipe (-r dynamic-range or -r float16)")
     several = len(model.inputs) != 1 or len(model.outputs) != 1
     if several:
         _check_multi_steps(recipe, model_path, model)

@@ -466,41 +466,39 @@ def _quantizer_errors():
                               "try the other quantization mode, or keep the float file") from None
 
 
-_LAYOUT_OPS = {"Identity", "Cast", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten"}
 _AFFINE_OPS = {"Sub", "Add", "Mul", "Div"}
+# Ops that compute with weights (or run a subgraph): where an input's float front ends.
+_WEIGHTED_OPS = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum", "LSTM", "GRU", "RNN",
+                 "Loop", "Scan", "If"}
 
 
 def _first_computing_nodes(graph, inputs: list[str]) -> list[str]:
     """The nodes that keep ``inputs`` float until they are normalized.
 
-    From each input, through layout-only nodes, the chain of element-wise ops with a constant
-    (a normalization's subtract and scale); where an input has no such chain, the first node
-    that computes on it.
+    From each input, every node that computes on the input alone (with constants, or with what
+    such nodes made) before any op with weights: a normalization's subtract and scale, and a
+    Masking layer's comparisons, mask and multiply in front of it. Where no such node scales the
+    input by a constant (no normalization in the graph), the first weighted nodes stay float too.
     """
     constants = {t.name for t in graph.initializer}
-    constants |= {o for node in graph.node if node.op_type == "Constant" for o in node.output}
-    readers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    for node in graph.node:  # folded constants (the nodes are in topological order)
+        if all(not name or name in constants for name in node.input):
+            constants.update(o for o in node.output if o)
     out: list[str] = []
     for start in inputs:
-        chain, first, frontier, seen, scaled = [], [], [start], set(), False
-        while frontier:
-            tensor = frontier.pop()
-            for node in readers.get(tensor, []):
-                if node.name in seen:
-                    continue
-                seen.add(node.name)
-                affine = node.op_type in _AFFINE_OPS and all(
-                    name == tensor or name in constants for name in node.input)
-                if node.op_type in _LAYOUT_OPS or affine:
-                    chain.append(node.name)
-                    frontier.extend(node.output)
-                    scaled = scaled or affine
-                else:
-                    first.append(node.name)
-        out += [name for name in chain + ([] if scaled else first) if name not in out]
+        region, first, made, scaled = [], [], {start}, False
+        for node in graph.node:
+            data = [name for name in node.input if name and name not in constants]
+            if not data or not all(name in made for name in data):
+                continue
+            if node.op_type in _WEIGHTED_OPS:
+                first.append(node.name)
+                continue
+            region.append(node.name)
+            made.update(o for o in node.output if o)
+            scaled = scaled or (node.op_type in _AFFINE_OPS
+                                and len(data) < len([n for n in node.input if n]))
+        out += [name for name in region + ([] if scaled else first) if name not in out]
     return out
 
 

@@ -291,7 +291,11 @@ def unrolled_loops(model, q: Quantization, notes: list[str]):
     return copy
 
 
-def check_integer_recurrent(model, q: Quantization, lstm_fuses: bool | None = None) -> None:
+WEIGHTS_ONLY = "use --quantize dynamic or float16 (weights only)"
+
+
+def check_integer_recurrent(model, q: Quantization, lstm_fuses: bool | None = None,
+                            weights_only: str = WEIGHTS_ONLY) -> None:
     """Refuse what crashes the converter: full-integer calibration of a recurrent loop.
 
     Only tf_keras's LSTM becomes a fused kernel; every other recurrent layer becomes a WHILE
@@ -301,6 +305,7 @@ def check_integer_recurrent(model, q: Quantization, lstm_fuses: bool | None = No
     over an open or long time axis, or over masked sequences.
     ``lstm_fuses``: whether an LSTM will reach the fused kernel (default: it does in a tf_keras
     model); `compress` asks before it trains, of the Keras 3 model the bridge will convert.
+    ``weights_only``: how the caller's user picks a weights-only mode instead.
     """
     from .._tf import is_keras3
 
@@ -318,7 +323,7 @@ def check_integer_recurrent(model, q: Quantization, lstm_fuses: bool | None = No
     if loops:
         fixable = not masked and not any(type(layer).__name__.startswith("ConvLSTM")
                                          for layer, _ in found)
-        hint = ("use --quantize dynamic or float16 (weights only)"
+        hint = (weights_only
                 + (f"; a loop over a fixed number of steps (up to {MAX_UNROLL}) is unrolled "
                    "and quantizes: give the input a fixed length" if fixable else "")
                 + ("; an LSTM reaches the fused kernel with --lstm fused"
