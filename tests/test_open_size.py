@@ -142,3 +142,32 @@ def test_inspect_counts_macs_at_the_size_given(open_size, tmp_path):
     r = run_cli("inspect", str(open_size / "fcn.keras"), "--no-bridge", "--input-shape",
                 "1x16x16x3")
     assert_clean_error(r, 2, "1x16x16x3", "fixed dimensions")
+
+
+def test_recurrent_loops_count_every_step_in_inspect_and_estimate(tmp_path):
+    """Found with sleepecg's sleep stager (Masking, two bidirectional GRUs over 904 steps):
+    estimate counted the Dense layers only (2.1 million MACs for 6.3), since a GRU runs as a
+    WHILE loop whose body is another subgraph; inspect showed "?" for each Bidirectional, whose
+    input behind a Masking is [sequence, mask]. Both now count 6,306,304."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((None, 6))
+    h = layers.Bidirectional(layers.GRU(8, return_sequences=True))(layers.Masking(-1.0)(inp))
+    keras.Model(inp, layers.Dense(3)(layers.GRU(4)(h))).save(tmp_path / "r.keras")
+    np.savez(tmp_path / "r.npz", x=np.random.default_rng(0).random((20, 50, 6), np.float32))
+    expected = 2 * 50 * 3 * 8 * (6 + 8) + 50 * 3 * 4 * (16 + 4) + 4 * 3
+    r = run_cli("inspect", str(tmp_path / "r.keras"), "--no-bridge", "--input-shape", "1x50x6",
+                "--json")
+    assert r.code == 0, r.err
+    assert r.json()["macs"] == expected, r.json()["macs"]
+    r = run_cli("convert", str(tmp_path / "r.keras"), "--to", "tflite", "--data",
+                str(tmp_path / "r.npz"), "-o", str(tmp_path / "r.tflite"))
+    assert r.code == 0, r.err
+    r = run_cli("estimate", str(tmp_path / "r.tflite"), "--device", "raspberry-pi-4",
+                "--input-shape", "1x50x6", "--json", block_tf=True)
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert doc["macs"]["float32"] == expected, doc["macs"]
+    assert doc["weight_bytes"] >= 4 * 3 * 8 * (6 + 8 + 2), doc  # the loops' kernels are weights

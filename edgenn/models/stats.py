@@ -168,6 +168,8 @@ def _recurrent_macs(layer) -> int | None:
 def _recurrent_macs_of(cell_layer, shaped) -> int | None:
     gates = _RECURRENT_GATES.get(type(cell_layer).__name__)
     inp = _safe(lambda: _shape(shaped.input))
+    if inp and isinstance(inp[0], list):  # [sequence, mask]: a Keras 3 layer behind a Masking
+        inp = inp[0]
     if gates is None or inp is None or len(inp) != 3 or None in inp[1:]:
         return None
     steps, features = int(inp[1]), int(inp[2])

@@ -3,7 +3,9 @@
 Method (an estimate, labelled as one): MACs are counted per op from the .tflite graph (CONV_2D,
 DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV, BATCH_MATMUL); an op computes in int8 when
 its input tensor is int8, else in float32 (float16 on a GPU accelerator when the profile gives
-a float16 rate). Latency = sum(MACs per dtype / the profile's sustained GMAC/s for that dtype).
+a float16 rate). A WHILE loop (a recurrent layer TFLite does not fuse) counts its body's MACs
+once per step, the steps read from the loop's inputs in one run on zeros.
+Latency = sum(MACs per dtype / the profile's sustained GMAC/s for that dtype).
 RAM is the peak of the tensor arena: non-constant tensors live from the op that writes them to
 the last op that reads them; the largest sum of live tensors, plus the weights.
 """
@@ -33,6 +35,7 @@ class Costs:
     arena_bytes: int
     weight_bytes: int
     model_bytes: int
+    notes: tuple = ()  # what the count could not see
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Estimate:
     device_checks: tuple
     strict: bool = False
     method: str = "MACs / sustained GMAC/s per dtype; RAM = tensor-arena peak + weights"
+    notes: tuple = ()
 
     @property
     def over(self) -> list:
@@ -74,7 +78,8 @@ class Estimate:
     @property
     def warnings(self) -> list[str]:
         return [f"{self.model}: estimated {c.name} {c.value:,g} exceeds {self.device}'s "
-                f"{c.limit:,g}; the model will not fit as it is" for c in self.over]
+                f"{c.limit:,g}; the model will not fit as it is" for c in self.over] + [
+                f"{self.model}: {note}" for note in self.notes]
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -98,30 +103,33 @@ def tflite_costs(path: str | Path, input_shapes: list | None = None) -> Costs:
 
     ops, facts = read_ops(path)
     shapes = resolve_input_shapes(Path(path), input_shapes, purpose="estimate")
-    if shapes:
-        sized = _sized(path, shapes)
+    loops = [op for op in ops if op.name == "WHILE" and "body" in op.options]
+    steps: dict[int, int] = {}
+    if shapes or loops:
+        sized, values = _sized(path, shapes, [t.index for op in loops for t in _counters(op)])
         for op in ops:
             for t in op.inputs + op.outputs:
                 t.shape = sized.get(t.index, t.shape)
+        for op in loops:  # Keras's RNN loop takes its step count (the time axis) as an input
+            found = [values[t.index] for t in _counters(op) if t.index in values]
+            steps[op.index] = max(found, default=0)
     macs: dict[str, int] = {}
+    notes: list[str] = []
+    weight_bytes = 0
     for op in ops:
-        n = 0
-        out = math.prod(max(d, 1) for d in op.outputs[0].shape) if op.outputs and op.outputs[0].shape else 0
-        weights = op.inputs[1].shape if len(op.inputs) > 1 else []
-        if op.name == "CONV_2D" and len(weights) == 4:
-            n = out * weights[1] * weights[2] * weights[3]
-        elif op.name == "DEPTHWISE_CONV_2D" and len(weights) == 4:
-            n = out * weights[1] * weights[2]
-        elif op.name == "FULLY_CONNECTED" and len(weights) == 2:
-            n = out * weights[1]
-        elif op.name == "TRANSPOSE_CONV" and len(op.inputs) > 2:
-            w = op.inputs[1].shape
-            n = math.prod(op.inputs[2].shape) * w[1] * w[2] * w[0] if len(w) == 4 else 0
-        elif op.name == "BATCH_MATMUL" and op.inputs[0].shape:
-            n = out * op.inputs[0].shape[-1]
-        if n:
-            dtype = "int8" if op.inputs[0].dtype in ("int8", "uint8") else "float32"
-            macs[dtype] = macs.get(dtype, 0) + int(n)
+        _add_macs(macs, op)
+    for op in loops:
+        body, _ = read_ops(path, op.options["body"])
+        per_step: dict[str, int] = {}
+        for inner in body:
+            _add_macs(per_step, inner)
+        weight_bytes += sum(_nbytes(t) for inner in body for t in inner.inputs if t.constant)
+        count = steps.get(op.index, 0)
+        if count <= 0 and per_step:
+            notes.append(f"the step count of loop {op.layer} could not be read: its body's "
+                         f"{sum(per_step.values()):,} MACs are counted once")
+        for dtype, n in per_step.items():
+            macs[dtype] = macs.get(dtype, 0) + n * max(count, 1)
 
     # Liveness of activations: first writer to last reader, in execution order; the peak of the
     # live sum, swept over start and end events (linear in tensors, whatever the op count).
@@ -138,12 +146,43 @@ def tflite_costs(path: str | Path, input_shapes: list | None = None) -> Costs:
     for _, _, delta in events:
         live += delta
         peak = max(peak, live)
-    weight_bytes = sum(_nbytes(t) for op in ops for t in op.inputs if t.constant)
-    return Costs(macs, peak, weight_bytes, facts["bytes"])
+    weight_bytes += sum(_nbytes(t) for op in ops for t in op.inputs if t.constant)
+    return Costs(macs, peak, weight_bytes, facts["bytes"], tuple(notes))
 
 
-def _sized(path: str | Path, shapes: list[list[int]]) -> dict[int, list[int]]:
-    """{tensor index: shape} once LiteRT has resized the inputs to ``shapes``."""
+def _add_macs(macs: dict, op) -> None:
+    """Add ``op``'s multiply-accumulates to ``macs`` under the dtype it computes in."""
+    n = 0
+    out = math.prod(max(d, 1) for d in op.outputs[0].shape) if op.outputs and op.outputs[0].shape else 0
+    weights = op.inputs[1].shape if len(op.inputs) > 1 else []
+    if op.name == "CONV_2D" and len(weights) == 4:
+        n = out * weights[1] * weights[2] * weights[3]
+    elif op.name == "DEPTHWISE_CONV_2D" and len(weights) == 4:
+        n = out * weights[1] * weights[2]
+    elif op.name == "FULLY_CONNECTED" and len(weights) == 2:
+        n = out * weights[1]
+    elif op.name == "TRANSPOSE_CONV" and len(op.inputs) > 2:
+        w = op.inputs[1].shape
+        n = math.prod(op.inputs[2].shape) * w[1] * w[2] * w[0] if len(w) == 4 else 0
+    elif op.name == "BATCH_MATMUL" and op.inputs[0].shape:
+        n = out * op.inputs[0].shape[-1]
+    if n:
+        dtype = "int8" if op.inputs[0].dtype in ("int8", "uint8") else "float32"
+        macs[dtype] = macs.get(dtype, 0) + int(n)
+
+
+def _counters(loop) -> list:
+    """A WHILE op's scalar integer inputs: its step counter and the count it runs to."""
+    return [t for t in loop.inputs if t.dtype in ("int32", "int64") and not t.shape
+            and not t.constant]
+
+
+def _sized(path: str | Path, shapes: list[list[int]] | None,
+           read: list[int] = ()) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """({tensor index: shape}, {index in ``read``: its value}) after one LiteRT run on zeros.
+
+    ``shapes``: the inputs are resized to them first (None: the file's own).
+    """
     import numpy as np
 
     from ..quiet import quiet_stderr
@@ -156,8 +195,9 @@ def _sized(path: str | Path, shapes: list[list[int]]) -> dict[int, list[int]]:
 
             interpreter = _interpreter_class()(
                 model_path=str(path), experimental_op_resolver_type=(
-                    litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-            for detail, shape in zip(interpreter.get_input_details(), shapes):
+                    litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+                experimental_preserve_all_tensors=bool(read))
+            for detail, shape in zip(interpreter.get_input_details(), shapes or ()):
                 interpreter.resize_tensor_input(detail["index"], shape, strict=False)
             interpreter.allocate_tensors()
             # one run on zeros: a tensor whose shape a kernel computes as it runs (a dilated
@@ -166,13 +206,18 @@ def _sized(path: str | Path, shapes: list[list[int]]) -> dict[int, list[int]]:
                 interpreter.set_tensor(detail["index"],
                                        np.zeros(detail["shape"], detail["dtype"]))
             interpreter.invoke()
+            values = {i: int(np.asarray(interpreter.get_tensor(i)).ravel()[0]) for i in read}
     except (RuntimeError, ValueError) as err:
+        if not shapes:
+            raise UsageError(f"{path} could not be run once to count its loops' steps: "
+                             f"{' '.join(str(err).split())[:200]}",
+                             "profile it on the device instead (edgenn profile)") from None
         raise UsageError(f"{path} cannot be sized at --input-shape "
                          f"{','.join('x'.join(map(str, s)) for s in shapes)}: "
                          f"{' '.join(str(err).split())[:200]}",
                          "choose a size the model takes (as its training data had)") from None
-    return {int(d["index"]): [int(x) for x in d["shape"]]
-            for d in interpreter.get_tensor_details()}
+    return ({int(d["index"]): [int(x) for x in d["shape"]]
+             for d in interpreter.get_tensor_details()}, values)
 
 
 def estimate(path: str | Path, device, accelerator: str | None = None,
@@ -203,7 +248,7 @@ def estimate(path: str | Path, device, accelerator: str | None = None,
     return Estimate(str(p), device.name, accel, t.source, costs.macs, round(sum(parts.values()), 4),
                     {k: round(v, 4) for k, v in parts.items()}, round(ram_mb, 3), costs.arena_bytes,
                     costs.weight_bytes, costs.model_bytes,
-                    device_checks(device, ram_mb, costs.model_bytes), strict)
+                    device_checks(device, ram_mb, costs.model_bytes), strict, notes=costs.notes)
 
 
 def device_checks(device, ram_mb: float, model_bytes: int) -> tuple:

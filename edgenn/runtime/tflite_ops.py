@@ -59,6 +59,10 @@ def _options(op, schema, opcode_name: str) -> dict:
         "CONV_2D": schema.Conv2DOptions, "DEPTHWISE_CONV_2D": schema.DepthwiseConv2DOptions,
         "AVERAGE_POOL_2D": schema.Pool2DOptions, "MAX_POOL_2D": schema.Pool2DOptions,
     }
+    if opcode_name == "WHILE":  # which subgraphs test and run each step
+        opts = schema.WhileOptions()
+        opts.Init(table.Bytes, table.Pos)
+        return {"cond": opts.CondSubgraphIndex(), "body": opts.BodySubgraphIndex()}
     cls = readers.get(opcode_name)
     if cls is None:
         return out
@@ -71,17 +75,20 @@ def _options(op, schema, opcode_name: str) -> dict:
     return out
 
 
-def read_ops(path: str | Path) -> tuple[list[OpView], dict]:
-    """The main subgraph's ops in execution order, and facts about the model."""
+def read_ops(path: str | Path, subgraph: int = 0) -> tuple[list[OpView], dict]:
+    """A subgraph's ops in execution order (the main one's by default), and facts about the model.
+
+    Tensor indices (``TensorView.index``) are the subgraph's own.
+    """
     with parse_guard(path):
-        return _read_ops(path)
+        return _read_ops(path, subgraph)
 
 
-def _read_ops(path: str | Path) -> tuple[list[OpView], dict]:
+def _read_ops(path: str | Path, subgraph: int) -> tuple[list[OpView], dict]:
     schema = _schema()
     model, buf = read_model(path)
     types = _names(schema.TensorType)
-    sg = model.Subgraphs(0)
+    sg = model.Subgraphs(subgraph)
 
     def tensor(i: int) -> TensorView:
         t = sg.Tensors(i)
