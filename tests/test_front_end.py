@@ -219,3 +219,20 @@ def test_int8_keeps_masking_and_batchnorm_of_unequal_features_float(masked_featu
                 "-o", str(tmp_path / "c"))
     assert_clean_error(r, 2, "recurrent loops", "-r dynamic-range")
     assert not (tmp_path / "c").exists()
+
+
+def test_data_far_from_the_input_normalization_is_warned_of(tabular, tmp_path):
+    """Data prepared otherwise than the training data (other units) reached the fidelity check
+    without a word: the model's own input normalization holds the training data's statistics."""
+    x = np.load(tabular / "tab.npz")["x"]
+    scaled = x.copy()
+    scaled[:, 3] *= 1000  # one feature in other units
+    np.savez(tmp_path / "units.npz", x=scaled, y=np.load(tabular / "tab.npz")["y"])
+    model = str(tabular / "tab.keras")
+    r = run_cli("convert", model, "--to", "tflite", "-o", str(tmp_path / "u.tflite"), "--data",
+                str(tmp_path / "units.npz"))
+    assert "warning: feature 3 of the data" in r.err + r.out and "normalization" in r.err + r.out, (
+        r.out, r.err)
+    r = run_cli("convert", model, "--to", "tflite", "-o", str(tmp_path / "t.tflite"), "--data",
+                str(tabular / "tab.npz"))
+    assert r.code == 0 and "warning" not in r.err + r.out, (r.out, r.err)

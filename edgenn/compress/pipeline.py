@@ -138,10 +138,9 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
         match_positions(splits, out_shape)
     if task == "regression":
         _match_targets(splits, out_shape, data_spec.source)
-    from ..models.describe import pixel_range_mismatch
+    from ..models.describe import data_warnings
 
-    warning = pixel_range_mismatch(model, splits.x_calib)
-    if warning:
+    for warning in data_warnings(model, splits.x_calib):
         log(f"warning: {warning}")
         splits.notes.append(warning)
     for step in recipe.steps:  # before any step trains, not in the middle

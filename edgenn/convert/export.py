@@ -213,11 +213,6 @@ FRONT_ENDS = ("MelSpectrogram", "STFTSpectrogram")
 # reads the input says the same through its moving statistics (sleepecg's sleep stager: HRV
 # features from 0.01 to 1e6 behind Masking and BatchNormalization; ONNX int8 agreement 0.74).
 MIN_FEATURE_STEPS = 16
-# Layers that pass the input on unchanged (or zero a masked step) on the way to its
-# normalization: an int8 output of theirs would lose the features first, so they stay float too.
-PASS_THROUGH = frozenset({"Masking", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
-                          "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-                          "ActivityRegularization", "Identity"})
 
 
 @dataclass(frozen=True)
@@ -239,7 +234,7 @@ class FrontLayer:
 
 def front_layers(model) -> tuple[FrontLayer, ...]:
     """The model's layers that int8 robs of their signal unless they stay float."""
-    from ..models.describe import inbound_layers
+    from ..models.describe import path_from_input
 
     out = []
     for layer in getattr(model, "layers", None) or ():
@@ -249,7 +244,7 @@ def front_layers(model) -> tuple[FrontLayer, ...]:
                                   "compute the spectrogram outside the model and feed it"))
         elif kind in ("Normalization", "BatchNormalization") and not getattr(
                 layer, "invert", False):
-            through = _path_from_input(layer, inbound_layers)
+            through = path_from_input(layer)
             lost = _lost_feature(layer) if through is not None else None
             if lost:
                 out.append(FrontLayer(layer.name, "input normalization", lost,
@@ -258,36 +253,12 @@ def front_layers(model) -> tuple[FrontLayer, ...]:
     return tuple(out)
 
 
-def _path_from_input(layer, inbound_layers) -> tuple[str, ...] | None:
-    """The pass-through layers from a model input to ``layer``, nearest the input first.
-
-    None when ``layer`` reads something else (another layer's computation). A Keras 3 mask
-    that comes along (the ``any(x != value)`` operations of a Masking layer) is not read data.
-    """
-    def data(of):
-        return [prev for prev in inbound_layers(of) if hasattr(prev, "trainable_weights")]
-
-    path: list[str] = []
-    prev = data(layer)
-    while len(prev) == 1 and type(prev[0]).__name__ in PASS_THROUGH:
-        path.insert(0, prev[0].name)
-        prev = data(prev[0])
-    if len(prev) == 1 and type(prev[0]).__name__ == "InputLayer":
-        return tuple(path)
-    return None
-
-
-def _statistics(layer):
-    """The per-feature mean and variance a normalization layer holds of its input."""
-    if type(layer).__name__ == "BatchNormalization":
-        return layer.moving_mean, layer.moving_variance
-    return layer.mean, layer.variance
-
-
 def _lost_feature(layer) -> str | None:
     """Why one int8 scale for ``layer``'s input loses a feature, or None when none is lost."""
+    from ..models.describe import normalization_statistics
+
     try:
-        mean, variance = _statistics(layer)
+        mean, variance = normalization_statistics(layer)
         mean = np.asarray(mean, np.float64).ravel()
         std = np.sqrt(np.maximum(np.asarray(variance, np.float64), 0)).ravel()
     except (AttributeError, TypeError, ValueError):  # not built, or statistics not set

@@ -191,10 +191,9 @@ def load_for_export(model_path: str, data_spec, allow_unsafe: bool, custom_objec
     elif data_spec is not None:
         splits = load_for(data_spec, tuple(model.inputs[0].shape), None, model.inputs[0].dtype,
                           check_samples=samples)  # inputs only: calibration and the check
-        from ..models.describe import pixel_range_mismatch
+        from ..models.describe import data_warnings
 
-        warning = pixel_range_mismatch(model, splits.x_calib)
-        if warning:
+        for warning in data_warnings(model, splits.x_calib):
             log(f"warning: {warning}")
             splits.notes.append(warning)
     return loaded, model, splits
