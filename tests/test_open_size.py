@@ -171,3 +171,14 @@ def test_recurrent_loops_count_every_step_in_inspect_and_estimate(tmp_path):
     doc = r.json()
     assert doc["macs"]["float32"] == expected, doc["macs"]
     assert doc["weight_bytes"] >= 4 * 3 * 8 * (6 + 8 + 2), doc  # the loops' kernels are weights
+    assert not doc["notes"], doc["notes"]
+    # a fixed time axis: the loop's bound is a constant in its condition, not one of its inputs
+    inp = keras.Input((50, 6))
+    keras.Model(inp, layers.Dense(3)(layers.GRU(8)(inp))).save(tmp_path / "f.keras")
+    r = run_cli("convert", str(tmp_path / "f.keras"), "--to", "tflite", "--data",
+                str(tmp_path / "r.npz"), "-o", str(tmp_path / "f.tflite"))
+    assert r.code == 0, r.err
+    r = run_cli("estimate", str(tmp_path / "f.tflite"), "--device", "raspberry-pi-4", "--json",
+                block_tf=True)
+    assert r.code == 0, r.err
+    assert r.json()["macs"]["float32"] == 50 * 3 * 8 * (6 + 8) + 8 * 3, r.json()

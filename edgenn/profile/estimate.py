@@ -110,9 +110,8 @@ def tflite_costs(path: str | Path, input_shapes: list | None = None) -> Costs:
         for op in ops:
             for t in op.inputs + op.outputs:
                 t.shape = sized.get(t.index, t.shape)
-        for op in loops:  # Keras's RNN loop takes its step count (the time axis) as an input
-            found = [values[t.index] for t in _counters(op) if t.index in values]
-            steps[op.index] = max(found, default=0)
+        for op in loops:
+            steps[op.index] = _loop_steps(path, op, values)
     macs: dict[str, int] = {}
     notes: list[str] = []
     weight_bytes = 0
@@ -172,9 +171,36 @@ def _add_macs(macs: dict, op) -> None:
 
 
 def _counters(loop) -> list:
-    """A WHILE op's scalar integer inputs: its step counter and the count it runs to."""
-    return [t for t in loop.inputs if t.dtype in ("int32", "int64") and not t.shape
-            and not t.constant]
+    """A WHILE op's scalar integer inputs: its step counters and the count they run to."""
+    return [t for t in loop.inputs if t.dtype in ("int32", "int64") and not t.shape]
+
+
+def _loop_steps(path, loop, values: dict[int, int]) -> int:
+    """How many steps a WHILE op runs: the smallest bound its condition compares a counter with.
+
+    Keras's RNN loop runs while ``step < bound and time < bound``; the bound is a constant in
+    the condition's subgraph where the time axis is fixed, else one of the loop's inputs (its
+    value in ``values``, read after a run). 0 when no bound is found.
+    """
+    from ..runtime.tflite_ops import constant_int, read_ops
+
+    cond = loop.options["cond"]
+    ops, facts = read_ops(path, cond)
+    args = [t.index for t in facts["inputs"]]
+    bounds = []
+    for op in ops:
+        if op.name not in ("LESS", "LESS_EQUAL") or len(op.inputs) != 2:
+            continue
+        bound = op.inputs[1]
+        if bound.constant:
+            value = constant_int(path, cond, bound.index)
+        elif bound.index in args and args.index(bound.index) < len(loop.inputs):
+            value = values.get(loop.inputs[args.index(bound.index)].index)
+        else:
+            value = None
+        if value is not None and value > 0:
+            bounds.append(value + (op.name == "LESS_EQUAL"))
+    return min(bounds, default=0)
 
 
 def _sized(path: str | Path, shapes: list[list[int]] | None,

@@ -111,3 +111,19 @@ def _read_ops(path: str | Path, subgraph: int) -> tuple[list[OpView], dict]:
     facts = {"subgraphs": model.SubgraphsLength(), "bytes": len(buf),
              "inputs": [tensor(int(i)) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []}
     return ops, facts
+
+
+def constant_int(path: str | Path, subgraph: int, index: int) -> int | None:
+    """The value of a constant integer scalar tensor (a loop's bound), or None."""
+    import numpy as np
+
+    with parse_guard(path):
+        schema = _schema()
+        model, _ = read_model(path)
+        t = model.Subgraphs(subgraph).Tensors(index)
+        dtype = {schema.TensorType.INT32: "<i4", schema.TensorType.INT64: "<i8"}.get(t.Type())
+        buffer = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
+        if dtype is None or buffer is None or not buffer.DataLength():
+            return None
+        values = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype)
+        return int(values[0]) if values.size == 1 else None
