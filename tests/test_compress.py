@@ -812,7 +812,7 @@ def test_int8_of_a_recurrent_loop_is_refused_before_training(tmp_path):
     loop.save(tmp_path / "loop.keras")
     r = run_cli("compress", str(tmp_path / "loop.keras"), "-r", "prune-80-int8", "--data",
                 str(tmp_path / "video.npz"), "--scale", "none", "-o", str(tmp_path / "loop"))
-    assert_clean_error(r, 2, "conv_lstm2d (ConvLSTM2D, 4 steps)", "--quantize dynamic")
+    assert_clean_error(r, 2, "conv_lstm2d (ConvLSTM2D, 4 steps)", "-r dynamic-range")
     assert "step 1/" not in r.out + r.err and not (tmp_path / "loop").exists()
 
 
