@@ -182,3 +182,27 @@ def test_recurrent_loops_count_every_step_in_inspect_and_estimate(tmp_path):
                 block_tf=True)
     assert r.code == 0, r.err
     assert r.json()["macs"]["float32"] == 50 * 3 * 8 * (6 + 8) + 8 * 3, r.json()
+
+
+def test_estimate_counts_an_onnx_model_as_its_tflite_twin(open_size, tmp_path):
+    """estimate refused every .onnx file ("convert first", which edgenn cannot do for one: an
+    OCR model from a PyPI package). It now counts the ONNX graph at the size ONNX Runtime runs
+    it: the same MACs as the .tflite of the same model, int8 in a QDQ file."""
+    model, data = str(open_size / "fcn.keras"), ["--data", "digits"]
+    for name, flags in (("f0.tflite", []), ("f0.onnx", []),
+                        ("f2.onnx", ["--quantize", "int8", "--threshold", "0.9"])):
+        r = run_cli("convert", model, "--to", name.split(".")[1], *flags, *data,
+                    "-o", str(tmp_path / name))
+        assert r.code == 0, r.err
+    macs = {}
+    for name in ("f0.tflite", "f0.onnx", "f2.onnx"):
+        r = run_cli("estimate", str(tmp_path / name), "--device", "raspberry-pi-4",
+                    "--input-shape", "1x16x16x1", "--json", block_tf=True)
+        assert r.code == 0, r.err
+        macs[name] = r.json()["macs"]
+        assert r.json()["weight_bytes"] > 0 and r.json()["arena_bytes"] > 0, r.json()
+    assert macs["f0.onnx"] == macs["f0.tflite"], macs
+    assert sum(macs["f2.onnx"].values()) == macs["f0.tflite"]["float32"], macs
+    assert macs["f2.onnx"].get("int8", 0) >= 0.9 * macs["f0.tflite"]["float32"], macs
+    r = run_cli("estimate", str(tmp_path / "f0.onnx"), "--device", "raspberry-pi-4", block_tf=True)
+    assert_clean_error(r, 2, "open size", "--input-shape")

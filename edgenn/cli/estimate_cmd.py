@@ -19,7 +19,7 @@ from .output import common_options, console, finish, warn
                    "input, or NAME=SHAPE): needed by a model whose input size is open.")
 @common_options
 def estimate_cmd(model, device, accelerator, strict, input_shapes) -> None:
-    """Estimate latency and RAM of a .tflite MODEL on a device you do not have (no TensorFlow).
+    """Estimate latency and RAM of a .tflite or .onnx MODEL on a device you do not have.
 
     An estimate, not a measurement: MACs per op over the profile's sustained throughput per
     dtype, and the tensor arena's peak plus the weights for RAM. Measure with `edgenn profile`.

@@ -250,12 +250,18 @@ def estimate(path: str | Path, device, accelerator: str | None = None,
              strict: bool = False, input_shapes: list | None = None) -> Estimate:
     """Estimated latency (ms) and RAM (MB) of a .tflite model on ``device``."""
     p = Path(path)
-    if p.suffix.lower() != ".tflite":
-        raise UsageError(f"estimate reads .tflite models; received {path}",
-                         "convert first: edgenn convert MODEL --to tflite -o m.tflite")
-    costs = tflite_costs(p, input_shapes)
+    if p.suffix.lower() == ".onnx":
+        from .onnx_costs import onnx_costs
+
+        costs = onnx_costs(p, input_shapes)
+    elif p.suffix.lower() == ".tflite":
+        costs = tflite_costs(p, input_shapes)
+    else:
+        raise UsageError(f"estimate reads .tflite and .onnx models; received {path}",
+                         "convert a Keras model first: edgenn convert MODEL --to tflite -o m.tflite")
     t = device.throughput
-    accel = accelerator or device.accelerator.value
+    # an ONNX model runs on ONNX Runtime's CPU kernels, not the device's TFLite delegate
+    accel = accelerator or ("cpu" if p.suffix.lower() == ".onnx" else device.accelerator.value)
     rates = {"int8": t.int8_gmacs, "float32": t.float32_gmacs}
     if accel == "gpu" and t.float16_gmacs:
         rates["float32"] = t.float16_gmacs
