@@ -210,6 +210,12 @@ class Fidelity:
             failing = [o for o in self.outputs if o.top1_agreement is not None and (
                 o.verdict is None or not o.verdict.get("passed", True))]
             ties = failing[0].ties() if failing else ""
+        elif self.metric == "SNR dB":  # values with no softmax: logits look the same
+            failing = [o for o in self.outputs if o.verdict is None or not o.verdict["passed"]]
+            agreement = failing[0].top1_agreement if failing else None
+            if agreement is not None:
+                ties = (f"; its top-1 agreement over the last axis is {agreement:.4f}: if the "
+                        "output is class scores (logits), --task classification judges it by that")
         return (f"fidelity check failed: {self.summary()} on {self.samples} samples "
                 f"({self.data}){ties}; {path} was written for inspection: {advice}")
 

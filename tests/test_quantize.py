@@ -195,3 +195,38 @@ def test_a_two_input_tflite_calibrates_on_one_array_per_input(tmp_path):
     r = run_cli("quantize", str(tmp_path / "two.tflite"), "--mode", "int8", "--data",
                 str(tmp_path / "wrong.npz"), "-o", str(tmp_path / "q2.tflite"))
     assert_clean_error(r, 2, "no array for input right")
+
+
+def test_an_onnx_file_quantized_before_is_refused_in_one_line(float_files, tmp_path):
+    """A PyPI package's already-quantized ONNX (ddddocr's common_old.onnx: MatMulInteger from an
+    old onnx.quantize) made ONNX Runtime's quantizer fail with "KeyError: '140_scale'" and an
+    advice to export the model again."""
+    r = run_cli("quantize", str(float_files / "f32.onnx"), "--mode", "int8", "--data", "digits",
+                "-o", str(tmp_path / "q.onnx"), block_tf=True)
+    assert r.code == 0, r.err
+    for mode in ("int8", "dynamic-int8"):
+        again = run_cli("quantize", str(tmp_path / "q.onnx"), "--mode", mode, "--data", "digits",
+                        "-o", str(tmp_path / f"q_{mode}.onnx"), block_tf=True)
+        assert_clean_error(again, 2, "is already quantized", "quantize the float model it came from")
+        assert not (tmp_path / f"q_{mode}.onnx").exists()
+
+
+def test_a_value_output_that_fails_on_snr_names_its_top1_agreement(tmp_path):
+    """ddddocr's OCR network outputs logits with no softmax (8,210 characters per step): judged
+    as values, its int8 file failed at SNR 15.5 dB with the advice to keep the float file,
+    while it picked the same character at every step (top-1 agreement 1.0)."""
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
+    model.save(tmp_path / "logits.keras")  # never compiled: no loss says "classifier"
+    r = run_cli("convert", str(tmp_path / "logits.keras"), "--to", "onnx", "--data", "digits",
+                "-o", str(tmp_path / "f.onnx"))
+    assert r.code == 0, r.err
+    r = run_cli("quantize", str(tmp_path / "f.onnx"), "--mode", "int8", "--data", "digits",
+                "--min-snr", "90", "-o", str(tmp_path / "q.onnx"), block_tf=True)
+    assert_clean_error(r, 3, "(regression)", "its top-1 agreement over the last axis is",
+                       "--task classification")
+    assert np.isfinite(float(r.err.split("last axis is ")[1].split(":")[0]))

@@ -104,6 +104,15 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
         from ..runtime.tflite_info import describe
 
         info = describe(source)
+    if suffix == ".onnx":  # a file quantized before (ddddocr's common_old.onnx: MatMulInteger)
+        import onnx
+
+        quantized = _quantized_nodes(onnx.load(str(source), load_external_data=False).graph)
+        if quantized:  # its quantizer failed on it with KeyError: '140_scale'
+            raise UsageError(f"{source} is already quantized ({quantized} integer ops such as "
+                             "QuantizeLinear or MatMulInteger), and --mode "
+                             f"{mode} quantizes a float model", "quantize the float model it "
+                             "came from")
     if suffix == ".tflite" and mode in ("int8", "int16"):
         quantized = sum(n for kind, n in info.get("quantization", {}).items() if kind != "float")
         if quantized:  # calibrating quantized tensors again aborted LiteRT (LiteRT's add_quantized_int8)

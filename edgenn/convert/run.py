@@ -381,8 +381,10 @@ def check(model_path: str, target: str, *, data_spec=None, allow_unsafe: bool = 
     if fmt.format is ModelFormat.tflite:
         return CheckResult(preflight(fmt.path, target))
     if fmt.format is ModelFormat.onnx:
-        raise UsageError("check analyses .tflite files and Keras models",
-                         "check the Keras model, or convert it to .tflite first")
+        raise UsageError(f"check analyses .tflite files and Keras models (the delegates it "
+                         f"checks for run .tflite files); {model_path} is an ONNX model",
+                         "check the Keras model it came from; measure the ONNX model with "
+                         "`edgenn profile`")
     spec = ExportSpec.resolve("tflite", target)
     _, model, splits = load_for_export(model_path, data_spec, allow_unsafe, custom_objects_file, log)
     if spec.needs_calibration and splits is None:

@@ -94,8 +94,10 @@ def load_keras(path: str | Path, *, allow_unsafe: bool = False,
     """
     info = info or detect(path)
     if info.format in (ModelFormat.tflite, ModelFormat.onnx):
-        raise UsageError(f"{info.path} is a {info.format.value} model, not a Keras model",
-                         "this command needs the Keras model (.keras, .h5 or SavedModel)")
+        raise UsageError(f"{info.path} is a converted .{info.format.value} file, not a Keras "
+                         "model", "this command starts from the Keras model (.keras, .h5 or "
+                         "SavedModel); a converted file is quantized with `edgenn quantize` and "
+                         "measured with `edgenn profile`")
     if info.format is ModelFormat.savedmodel and not info.has_keras_metadata:
         if not allow_unsafe:
             from .graphscan import check_savedmodel
