@@ -211,9 +211,10 @@ class Fidelity:
                 o.verdict is None or not o.verdict.get("passed", True))]
             ties = failing[0].ties() if failing else ""
         elif self.metric == "SNR dB":  # values with no softmax: logits look the same
+            # named where it would pass as a classifier (not a detector's box columns at 0.83)
             failing = [o for o in self.outputs if o.verdict is None or not o.verdict["passed"]]
             agreement = failing[0].top1_agreement if failing else None
-            if agreement is not None:
+            if agreement is not None and agreement >= min(DEFAULT_THRESHOLDS.values()):
                 ties = (f"; its top-1 agreement over the last axis is {agreement:.4f}: if the "
                         "output is class scores (logits), --task classification judges it by that")
         return (f"fidelity check failed: {self.summary()} on {self.samples} samples "
