@@ -7,7 +7,9 @@ takes the model files out of it, makes inputs for them (synthetic audio chunks, 
 the bytes of files on this machine: none of these models' own data sets is here) and runs
 `edgenn quantize` and `edgenn profile` on them. Prints one row per command: exit code and the
 fidelity line. The figures compare each artifact with its own source file on those inputs; no
-accuracy is claimed. Results: bench/RESULTS.md, "Session 11".
+accuracy is claimed. Results: bench/RESULTS.md, "Session 11" (and "Session 17": ddddocr 1.6.1's
+OCR network, its older already-quantized copy and its detector, fed captcha-like images drawn
+here with the DejaVu fonts: random letters and digits, noise lines; `estimate` included).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ WHEELS = {
     "mediapipe": ("mediapipe==0.10.14", "mediapipe/modules/"),
     "openwakeword": ("openwakeword==0.4.0", "openwakeword/resources/models/"),
     "magika": ("magika==1.0.3", "magika/models/standard_v3_3/model.onnx"),
+    "ddddocr": ("ddddocr==1.6.1", "ddddocr/common"),
 }
 
 
@@ -68,6 +71,9 @@ def run(*args: str) -> tuple[int, str]:
     if fid:
         return proc.returncode, (f"{fid.get('metric')} {fid.get('value'):.4g} ({fid.get('task')}), "
                                  f"{doc.get('bytes_before'):,} -> {doc.get('bytes_after'):,} B")
+    if "latency_ms_by_dtype" in doc:  # estimate
+        return proc.returncode, (f"{', '.join(f'{v:,} {k}' for k, v in doc['macs'].items())} "
+                                 f"MACs, {doc['latency_ms']} ms, {doc['ram_mb']} MB (estimate)")
     results = doc.get("results") or [{}]
     return proc.returncode, f"p50 {results[0].get('latency_ms', {}).get('p50')} ms"
 
@@ -106,6 +112,40 @@ def file_bytes(path: Path, width: int) -> Path:
     return path
 
 
+def captchas(folder: Path) -> tuple[Path, Path]:
+    """300 captcha-like images (4-6 letters and digits, DejaVu fonts, noise lines) as ddddocr
+    feeds them: grey 64x160 in [0, 1] for its OCR network; letterboxed into 416x416 RGB
+    0-255 (grey 114 around) for its detector."""
+    import glob
+    import string
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    fonts = sorted(glob.glob("/usr/share/fonts/truetype/dejavu/*.ttf"))
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(300):
+        text = "".join(rng.choice(list(string.ascii_lowercase + string.digits), rng.integers(4, 7)))
+        img = Image.new("L", (160, 64), int(rng.integers(200, 256)))
+        draw = ImageDraw.Draw(img)
+        font = ImageFont.truetype(fonts[rng.integers(len(fonts))], int(rng.integers(30, 40)))
+        x = int(rng.integers(2, 20))
+        for ch in text:
+            draw.text((x, int(rng.integers(2, 18))), ch, fill=int(rng.integers(0, 90)), font=font)
+            x += int(rng.integers(18, 26))
+        for _ in range(3):
+            draw.line([tuple(rng.integers(0, [160, 64])), tuple(rng.integers(0, [160, 64]))],
+                      fill=int(rng.integers(0, 150)), width=1)
+        images.append(img)
+    ocr, det = folder / "captcha.npz", folder / "captcha_det.npz"
+    np.savez(ocr, x=np.stack([np.asarray(i, np.float32)[None] / 255 for i in images]))
+    boxed = np.full((120, 3, 416, 416), 114, np.float32)
+    for k, img in enumerate(images[:120]):
+        boxed[k, :, :166] = np.asarray(img.resize((416, 166), Image.BILINEAR), np.float32)[None]
+    np.savez(det, x=boxed)
+    return ocr, det
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default=",".join(WHEELS))
@@ -129,6 +169,19 @@ def main() -> None:
                            "--task", "output=multilabel", "-o", q]),
                          ("profile --input-shape input=1x512",
                           ["profile", str(model), "--input-shape", "input=1x512"])]
+            elif name == "ddddocr":
+                ocr, det = captchas(cache)
+                data = str(det if model.stem.endswith("_det") else ocr)
+                shape = [] if model.stem.endswith("_det") else ["--input-shape", "1x1x64x160"]
+                cases = [(f"quantize {mode}", ["quantize", str(model), "--mode", mode, "--data",
+                                               data, "-o", q]) for mode in ("dynamic-int8", "int8")]
+                if model.stem == "common":
+                    cases.append(("quantize int8 --task classification",
+                                  ["quantize", str(model), "--mode", "int8", "--data", data,
+                                   "--task", "classification", "-o", q]))
+                cases += [("profile", ["profile", str(model), "--runs", "5", *shape]),
+                          ("estimate raspberry-pi-4", ["estimate", str(model), "--device",
+                                                       "raspberry-pi-4", *shape])]
             elif name == "magika":
                 data = str(file_bytes(cache / "bytes.npz", 2048))
                 cases = [(f"quantize {mode}", ["quantize", str(model), "--mode", mode, "--data",
