@@ -310,7 +310,7 @@ def _common_answer(ref_pos: np.ndarray, cand_pos: np.ndarray | None, share: floa
             "others": int(others.sum()), "others_agreement": agree}
 
 
-MIN_GRID_STEPS = 16  # steps of a quantized output from zero to the source's scores
+MIN_GRID_STEPS = 4  # steps of a quantized output from zero to the source's scores
 
 
 def _near_ties(ref_pos: np.ndarray, cand_pos: np.ndarray | None, sample: int = 100_000):
@@ -322,7 +322,8 @@ def _near_ties(ref_pos: np.ndarray, cand_pos: np.ndarray | None, sample: int = 1
     nor has an output that collapsed to a few values (an int8 file that lost its input's
     features answered 0 or 0.996), whose gaps are not its step: a quantized range always holds
     zero, so a step counts when the source's scores reach MIN_GRID_STEPS of it from zero (an
-    unconfident softmax near 0.1 has 25 of int8's 1/256; that file's 0.996, one).
+    unconfident softmax near 0.1 has 25 of int8's 1/256, a flat 101-class age softmax up to 0.05
+    has 12; that file's 0.996, one).
     """
     if cand_pos is None:
         return None, None, None

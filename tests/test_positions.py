@@ -278,3 +278,24 @@ def test_labels_of_one_class_almost_everywhere_are_named_in_the_report(tmp_path)
     assert r.code in (0, 4), r.err[-1500:]
     notes = " ".join(json.loads((tmp_path / "o" / "report.json").read_text())["notes"])
     assert "labels scored are class 0 at" in notes and "never occur" in notes, notes
+
+
+def test_near_ties_are_read_from_a_quantized_grid_not_from_a_collapsed_output():
+    """The output step is read from the artifact's values. A flat 101-class softmax (an age
+    estimator's, scores under 0.05) on int8's 1/256 grid has near-ties; an int8 file that lost
+    its input answered only 0 or 0.996, and its "step" of 0.996 made every changed answer a
+    near-tie (the advice: keep the output layer float, which could not help)."""
+    import numpy as np
+
+    from edgenn.fidelity import compare_outputs
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 0.3, (200, 101))
+    ref = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    grid = np.round(ref * 256) / 256  # int8 softmax output: steps of 1/256
+    flat = compare_outputs([ref], [grid])[0]
+    assert flat.changed and flat.near_ties and flat.output_step == 1 / 256, flat
+    sharp = np.eye(4)[rng.integers(0, 4, 200)] * 0.9 + 0.025
+    collapsed = np.where(rng.random((200, 4)) < 0.5, 0.0, 0.996)
+    broken = compare_outputs([sharp], [collapsed])[0]
+    assert broken.changed and broken.near_ties is None and broken.output_step is None, broken

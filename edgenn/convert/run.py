@@ -46,7 +46,7 @@ class ConvertResult:
     explain: object | None = None  # explain.Explanation
     trainable: TrainableExport | None = None
     front_end: tuple = ()  # export.FrontLayer: front layers int8 quantized although they lose
-    head: str | None = None  # the layer that produces a single output (what --keep-float names)
+    head: tuple = ()  # the layer that produces each output (what --keep-float names), or None
     scopes_only: bool = False  # a SavedModel signature: --keep-float names tensor-name scopes
 
     @property
@@ -79,9 +79,10 @@ class ConvertResult:
                         ("an int8 input is quantized before it", "use --io float32"))
             advice = (f"the {first.kind} ({names}) {first.loss}, and {why}: {first.outside}, or "
                       f"{fix} (which keeps it float); or " + advice)
-        elif self._ties_only() and self.head not in spec.keep_float:
+        elif self._tied_heads() and not set(self._tied_heads()) <= set(spec.keep_float):
+            heads = ",".join(self._tied_heads())
             advice = ("the changed answers are near-ties, closer than one step of the int8 "
-                      f"output: keep the output layer float with --keep-float {self.head} (an "
+                      f"output: keep the output layer float with --keep-float {heads} (an "
                       "unconfident model's scores need finer steps than 1/256), or " + advice)
         elif self.scopes_only and self.artifact.spec.needs_calibration:
             advice = ("keep the front end in float with --keep-float SCOPE[,SCOPE] (this "
@@ -102,14 +103,23 @@ class ConvertResult:
                       + advice)
         return self.fidelity.failure(self.artifact.path, advice)
 
-    def _ties_only(self) -> bool:
-        """Whether (nearly) every changed answer is a near-tie an int8 TFLite output can keep."""
+    def _tied_heads(self) -> list[str]:
+        """The output layers whose changed answers are (nearly) all near-ties.
+
+        Those an int8 TFLite output can keep float (a flat 101-class age softmax beside a
+        gender head); [] if another failing output changed otherwise, or a head is unknown.
+        """
         spec = self.artifact.spec
-        if (self.head is None or self.artifact.format != "tflite" or spec.target.value == "edgetpu"
+        if (not self.head or self.artifact.format != "tflite" or spec.target.value == "edgetpu"
                 or spec.quantization.value != "int8"):
-            return False
-        changed = [o for o in self.fidelity.outputs if o.changed and o.near_ties is not None]
-        return bool(changed) and all(o.near_ties >= 0.9 * o.changed for o in changed)
+            return []
+        changed = [o for o in self.fidelity.outputs if o.changed  # the outputs that fail
+                   and (o.verdict is None or not o.verdict.get("passed", False))]
+        if not changed or not all(o.near_ties is not None and o.near_ties >= 0.9 * o.changed
+                                  for o in changed):
+            return []
+        heads = [self.head[o.output] if o.output < len(self.head) else None for o in changed]
+        return [] if None in heads else list(dict.fromkeys(heads))
 
     def to_dict(self) -> dict:
         a = self.artifact
@@ -296,14 +306,13 @@ def _placed(artifact: Artifact, out: Path) -> Artifact:
     return replace(artifact, path=str(out), compiler=compiler)
 
 
-def _head(model) -> str | None:
-    """The name of the Keras layer that produces the model's only output."""
+def _head(model) -> tuple:
+    """The name of the Keras layer that produces each of the model's outputs (None: unknown)."""
     from ..fidelity import _producer
 
-    if len(getattr(model, "outputs", None) or ()) != 1 or not getattr(model, "layers", None):
-        return None
-    layer = _producer(model.outputs[0])
-    return getattr(layer, "name", None)
+    if not getattr(model, "layers", None):
+        return ()
+    return tuple(getattr(_producer(t), "name", None) for t in model.outputs)
 
 
 def _provenance(model_path: str) -> dict:
