@@ -683,8 +683,17 @@ def test_near_ties_of_one_head_name_that_head(tmp_path):
     np.savez(tmp_path / "d.npz", x=x, y_sure=y, y_unsure=y)
     r = run_cli("convert", str(tmp_path / "two.keras"), "--to", "tflite", "--quantize", "int8",
                 "--data", str(tmp_path / "d.npz"), "--scale", "none", "-o", str(tmp_path / "a.tflite"))
-    assert_clean_error(r, 3, "near-ties", "--keep-float unsure")
+    assert_clean_error(r, 3, "near-ties", "--keep-float unsure", "--task unsure=regression")
     assert "--keep-float sure" not in r.err and "unsure,sure" not in r.err, r.err
+    r = run_cli("convert", str(tmp_path / "two.keras"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "d.npz"), "--scale", "none", "--task",
+                "unsure=regression", "-o", str(tmp_path / "b.tflite"), "--json")
+    assert r.code == 0, r.err  # its values agree (SNR well over 20 dB): the advice holds
+    assert [o["verdict"]["task"] for o in r.json()["fidelity"]["outputs"]] == [
+        "classification", "regression"]
+    r = run_cli("convert", str(tmp_path / "two.keras"), "--to", "tflite", "--task", "age=regression",
+                "-o", str(tmp_path / "c.tflite"))
+    assert_clean_error(r, 2, "--task names output 'age'", "its outputs: sure, unsure")
 
 
 def test_a_model_that_divides_by_16_warns_of_unit_range_data():

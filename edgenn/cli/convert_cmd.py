@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .data_options import data_options, make_spec
-from .model_options import model_options
+from .model_options import model_options, parse_tasks
 from .output import common_options, console, fidelity_lines, finish, guarded_stdout, info
 
 TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
@@ -31,11 +31,12 @@ TARGET = click.Choice(["cpu", "gpu", "edgetpu"])
               help="Training samples that calibrate int8/int16x8 quantization (default 200).")
 @click.option("--samples", type=click.IntRange(min=1), default=500, show_default=True,
               help="Samples for the fidelity check.")
-@click.option("--task", type=click.Choice(["auto", "classification", "multilabel", "regression"]),
-              default="auto", show_default=True,
+@click.option("--task", callback=parse_tasks, default="auto", show_default=True,
+              metavar="TASK|OUTPUT=TASK[,...]",
               help="How fidelity is judged: top-1 agreement (classification), per-label agreement "
-                   "(multilabel) or SNR (regression: values, reconstructions, embeddings). auto: "
-                   "from the output layer (softmax, a few sigmoids, anything else).")
+                   "(multilabel) or SNR (regression: values, reconstructions, embeddings), for "
+                   "every output or per output name. auto: from the output layer (softmax, a few "
+                   "sigmoids, anything else).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Minimum agreement for classification/multilabel (default 0.99 float/float16, "
                    "0.97 quantized).")

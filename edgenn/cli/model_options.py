@@ -51,3 +51,23 @@ def bridge_option(func):
         "--bridge-tolerance", type=click.FloatRange(min=0, min_open=True), default=None,
         help="Relative error the Keras 3 -> tf_keras bridge accepts (default 1e-4); only "
              "prune, cluster and QAT need the bridge.")(func)
+
+
+TASKS = ("auto", "classification", "multilabel", "regression")
+
+
+def parse_tasks(ctx, param, value: str):
+    """``--task``: one task for every output, or {output name: task} for those named."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if len(parts) == 1 and "=" not in parts[0]:
+        if parts[0] not in TASKS:
+            raise click.BadParameter(f"{parts[0]!r} is not one of {', '.join(TASKS)}")
+        return parts[0]
+    named = {}
+    for part in parts:
+        name, eq, task = part.rpartition("=")
+        if not eq or not name or task not in TASKS:
+            raise click.BadParameter(f"expected TASK or OUTPUT=TASK[,OUTPUT=TASK] with a task "
+                                     f"among {', '.join(TASKS)}; received {value!r}")
+        named[name] = task
+    return named

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .data_options import data_options, make_spec, parse_input_shapes
+from .model_options import parse_tasks
 from .output import common_options, console, fidelity_lines, finish, guarded_stdout, info
 
 MODES = ["dynamic-int8", "dynamic-int4", "weight-int8", "weight-int4", "int8", "int16"]
@@ -23,7 +24,7 @@ MODES = ["dynamic-int8", "dynamic-int4", "weight-int8", "weight-int4", "int8", "
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.option("--samples", type=click.IntRange(min=1), default=500, show_default=True,
               help="Samples for the fidelity check.")
-@click.option("--task", callback=lambda ctx, param, value: _tasks(value), default="auto",
+@click.option("--task", callback=parse_tasks, default="auto",
               show_default=True, metavar="TASK|OUTPUT=TASK[,...]",
               help="How fidelity is judged: auto, classification, multilabel or regression, for "
                    "every output or per output name (auto: by the op that computes the output, "
@@ -61,26 +62,6 @@ def quantize_cmd(model, mode, layers, data, seed, scale, mean, std, resize, chan
                            task=task, threshold=threshold, min_snr=min_snr, log=info,
                            input_shapes=input_shapes)
     finish(result, lambda: _human(result))
-
-
-TASKS = ("auto", "classification", "multilabel", "regression")
-
-
-def _tasks(value: str):
-    """``--task``: one task for every output, or {output name: task} for those named."""
-    parts = [p.strip() for p in value.split(",") if p.strip()]
-    if len(parts) == 1 and "=" not in parts[0]:
-        if parts[0] not in TASKS:
-            raise click.BadParameter(f"{parts[0]!r} is not one of {', '.join(TASKS)}")
-        return parts[0]
-    named = {}
-    for part in parts:
-        name, eq, task = part.rpartition("=")
-        if not eq or not name or task not in TASKS:
-            raise click.BadParameter(f"expected TASK or OUTPUT=TASK[,OUTPUT=TASK] with a task "
-                                     f"among {', '.join(TASKS)}; received {value!r}")
-        named[name] = task
-    return named
 
 
 def _human(result) -> None:

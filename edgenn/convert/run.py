@@ -81,9 +81,13 @@ class ConvertResult:
                       f"{fix} (which keeps it float); or " + advice)
         elif self._tied_heads() and not set(self._tied_heads()) <= set(spec.keep_float):
             heads = ",".join(self._tied_heads())
+            values = (",".join(f"{h}=regression" for h in self._tied_heads())
+                      if len(self.head) > 1 else "regression")
             advice = ("the changed answers are near-ties, closer than one step of the int8 "
                       f"output: keep the output layer float with --keep-float {heads} (an "
-                      "unconfident model's scores need finer steps than 1/256), or " + advice)
+                      "unconfident model's scores need finer steps than 1/256), or, if the "
+                      "scores are used as a distribution (an expected value), judge them by "
+                      f"their values with --task {values}; or " + advice)
         elif self.scopes_only and self.artifact.spec.needs_calibration:
             advice = ("keep the front end in float with --keep-float SCOPE[,SCOPE] (this "
                       "SavedModel has no Keras layers: its tensor-name scopes stand in, and an "
@@ -113,7 +117,8 @@ class ConvertResult:
         if (not self.head or self.artifact.format != "tflite" or spec.target.value == "edgetpu"
                 or spec.quantization.value != "int8"):
             return []
-        changed = [o for o in self.fidelity.outputs if o.changed  # the outputs that fail
+        changed = [o for o in self.fidelity.outputs if o.changed  # failing on top-1 agreement
+                   and ((o.verdict or {}).get("task") or self.fidelity.task) == "classification"
                    and (o.verdict is None or not o.verdict.get("passed", False))]
         if not changed or not all(o.near_ties is not None and o.near_ties >= 0.9 * o.changed
                                   for o in changed):
@@ -262,11 +267,21 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
         else:
             artifact = export(model, spec, staged, x_calib, provenance=provenance, log=log)
             candidate, info = _checked_run(artifact, x_check, out), None
-        judged, names = Task(task), None
-        if loaded.flavour != "savedmodel" and len(model.outputs) > 1:  # each head by its own task
-            names = output_names(model)
-            judged = (detect_tasks(model, loaded.info.loss) if judged is Task.auto
-                      else [judged] * len(names))
+        named = task if isinstance(task, dict) else {}  # --task OUTPUT=TASK
+        judged, names = Task("auto" if named else task), None
+        if named and loaded.flavour == "savedmodel":
+            raise UsageError("--task OUTPUT=TASK names a Keras model's outputs; this SavedModel "
+                             "has no output layers", "pass one TASK for every output")
+        if named or (loaded.flavour != "savedmodel" and len(model.outputs) > 1):
+            names = output_names(model)  # each head by its own task
+            unknown = [n for n in named if n not in names]
+            if unknown:
+                raise UsageError(f"--task names output {unknown[0]!r}, which the model does not "
+                                 f"have (its outputs: {', '.join(names)})", "name an output as "
+                                 "`edgenn inspect` lists its output layers")
+            judged = [Task(named[n]) if named.get(n, "auto") != "auto" else t for n, t in zip(
+                names, detect_tasks(model, loaded.info.loss))] if named or judged is Task.auto \
+                else [judged] * len(names)
         elif judged is Task.auto:
             if loaded.flavour == "savedmodel":  # no output layer to read: read its answers
                 judged = Task.classification if model.looks_like_probabilities(x_check) else Task.regression
