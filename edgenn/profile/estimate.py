@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from .costs import Costs
 
 _BYTES = {"float32": 4, "float16": 2, "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8,
           "bool": 1}
@@ -25,17 +26,6 @@ _BYTES = {"float32": 4, "float16": 2, "int8": 1, "uint8": 1, "int16": 2, "int32"
 def _nbytes(t) -> int:
     # A dynamic dimension (-1) counts as 1: the batch of one an edge device runs.
     return math.prod(max(int(d), 1) for d in (t.shape or [1])) * _BYTES.get(t.dtype, 4)
-
-
-@dataclass(frozen=True)
-class Costs:
-    """What a .tflite graph costs: MACs per compute dtype, tensor-arena peak, weights."""
-
-    macs: dict
-    arena_bytes: int
-    weight_bytes: int
-    model_bytes: int
-    notes: tuple = ()  # what the count could not see
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .costs import Costs
+
 _INTEGER_OPS = {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "QGemm",
                 "MatMulIntegerToFloat"}
 _WEIGHT_INPUT = {"QLinearConv": 3, "QLinearMatMul": 3}  # the others: input 1
 _SUBGRAPH_OPS = {"Loop", "Scan", "If"}
 
 
-def onnx_costs(path: str | Path, input_shapes: list | None = None):
-    """`estimate.Costs` of the .onnx model at ``path``."""
+def onnx_costs(path: str | Path, input_shapes: list | None = None) -> Costs:
+    """What the .onnx model at ``path`` costs at its size (or at ``input_shapes``)."""
     import onnx
 
     from ..runtime.layout import fit_shapes, input_signatures, resolve_input_shapes
-    from .estimate import Costs
 
     path = Path(path)
     shapes = resolve_input_shapes(path, input_shapes, purpose="estimate") or fit_shapes(
