@@ -136,11 +136,16 @@ def _run_once(model, shapes: list[list[int]]) -> dict[str, np.ndarray]:
 
     graph = model.graph
     known = {o.name for o in graph.output}
+    try:  # a sequence or map output cannot be exposed as a tensor: leave those out
+        kinds = {v.name: v.type.WhichOneof("value")
+                 for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    except Exception:  # noqa: BLE001 - inference is a refinement; ORT decides
+        kinds = {}
     exposed = onnx.ModelProto()
     exposed.CopyFrom(model)
     for node in graph.node:
         for name in node.output:
-            if name and name not in known:
+            if name and name not in known and kinds.get(name, "tensor_type") == "tensor_type":
                 exposed.graph.output.append(onnx.ValueInfoProto(name=name))
                 known.add(name)
     weights = {t.name for t in graph.initializer}
