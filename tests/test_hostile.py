@@ -158,3 +158,35 @@ def test_fresh_process_prints_only_the_error(corpus, case):
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+
+
+def test_estimate_of_an_onnx_file_that_declares_a_huge_tensor_is_refused_in_little_memory(tmp_path):
+    """estimate runs an ONNX file once to size its tensors; a file may declare a 43 GB input or
+    resize an 8x8 image to 40000x40000 inside. The run is a child with an address-space limit:
+    refused in one line, and this process stays small."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    scales = numpy_helper.from_array(np.array([1, 1, 5000, 5000], np.float32), "scales")
+    files = {
+        "resize": helper.make_graph(
+            [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest")], "resize",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])], [out], [scales]),
+        "input": helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["y"])], "input",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 60000, 60000])], [out]),
+    }
+    for name, graph in files.items():
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.save(model, tmp_path / f"{name}.onnx")
+        code, peak_mb = run_measured(["estimate", str(tmp_path / f"{name}.onnx"), "--device",
+                                      "raspberry-pi-4"])
+        assert code == 2 and peak_mb < 500, (name, code, peak_mb)
+        proc = subprocess.run([sys.executable, "-m", "edgenn", "estimate",
+                               str(tmp_path / f"{name}.onnx"), "--device", "raspberry-pi-4"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "needs more than" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
