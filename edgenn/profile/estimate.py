@@ -197,43 +197,52 @@ def _sized(path: str | Path, shapes: list[list[int]] | None,
            read: list[int] = ()) -> tuple[dict[int, list[int]], dict[int, int]]:
     """({tensor index: shape}, {index in ``read``: its value}) after one LiteRT run on zeros.
 
-    ``shapes``: the inputs are resized to them first (None: the file's own).
+    ``shapes``: the inputs are resized to them first (None: the file's own). The run is a
+    child with an address-space limit (`isolate.run_child`): a file may declare any arena.
     """
+    import json
+
+    from .isolate import run_child
+
+    what = (f"{path} at --input-shape {','.join('x'.join(map(str, s)) for s in shapes)}"
+            if shapes else f"{path} run once to count its loops' steps")
+    doc = run_child("edgenn.profile.estimate", [str(path), json.dumps(shapes), json.dumps(
+        list(read))], what, "choose a size the model takes (as its training data had)"
+        if shapes else "profile it on the device instead (edgenn profile)")
+    return ({int(k): v for k, v in doc["shapes"].items()},
+            {int(k): v for k, v in doc["values"].items()})
+
+
+def _sized_here(path: str, shapes: list[list[int]] | None, read: list[int]) -> dict:
+    """The child's side of `_sized`."""
     import numpy as np
 
     from ..quiet import quiet_stderr
     from ..runtime.litert import _interpreter_class
 
-    try:
-        with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate"
-            # no default delegate: XNNPACK keeps the shapes inside its partition to itself
-            from ai_edge_litert import interpreter as litert
+    with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate"
+        # no default delegate: XNNPACK keeps the shapes inside its partition to itself
+        from ai_edge_litert import interpreter as litert
 
-            interpreter = _interpreter_class()(
-                model_path=str(path), experimental_op_resolver_type=(
-                    litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
-                experimental_preserve_all_tensors=bool(read))
-            for detail, shape in zip(interpreter.get_input_details(), shapes or ()):
-                interpreter.resize_tensor_input(detail["index"], shape, strict=False)
-            interpreter.allocate_tensors()
-            # one run on zeros: a tensor whose shape a kernel computes as it runs (a dilated
-            # convolution's SPACE_TO_BATCH_ND) keeps its stored shape until then
-            for detail in interpreter.get_input_details():
-                interpreter.set_tensor(detail["index"],
-                                       np.zeros(detail["shape"], detail["dtype"]))
+        interpreter = _interpreter_class()(
+            model_path=str(path), experimental_op_resolver_type=(
+                litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+            experimental_preserve_all_tensors=bool(read))
+        for detail, shape in zip(interpreter.get_input_details(), shapes or ()):
+            interpreter.resize_tensor_input(detail["index"], shape, strict=False)
+        interpreter.allocate_tensors()
+        # one run on zeros: a tensor whose shape a kernel computes as it runs (a dilated
+        # convolution's SPACE_TO_BATCH_ND) keeps its stored shape until then
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+        try:
             interpreter.invoke()
-            values = {i: int(np.asarray(interpreter.get_tensor(i)).ravel()[0]) for i in read}
-    except (RuntimeError, ValueError) as err:
-        if not shapes:
-            raise UsageError(f"{path} could not be run once to count its loops' steps: "
-                             f"{' '.join(str(err).split())[:200]}",
-                             "profile it on the device instead (edgenn profile)") from None
-        raise UsageError(f"{path} cannot be sized at --input-shape "
-                         f"{','.join('x'.join(map(str, s)) for s in shapes)}: "
-                         f"{' '.join(str(err).split())[:200]}",
-                         "choose a size the model takes (as its training data had)") from None
-    return ({int(d["index"]): [int(x) for x in d["shape"]]
-             for d in interpreter.get_tensor_details()}, values)
+        except RuntimeError as err:  # its reasons go to the stderr quieted above
+            raise RuntimeError(str(err).strip() or "LiteRT stopped without a message (the size "
+                               "is too large to run, or one of its ops refuses it)") from None
+        values = {i: int(np.asarray(interpreter.get_tensor(i)).ravel()[0]) for i in read}
+    return {"shapes": {int(d["index"]): [int(x) for x in d["shape"]]
+                       for d in interpreter.get_tensor_details()}, "values": values}
 
 
 def estimate(path: str | Path, device, accelerator: str | None = None,
@@ -285,3 +294,12 @@ def device_checks(device, ram_mb: float, model_bytes: int) -> tuple:
         checks.append(DeviceCheck("max_model_bytes", c.max_model_bytes, model_bytes,
                                   model_bytes <= c.max_model_bytes))
     return tuple(checks)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    from .isolate import child_output
+
+    child_output(lambda: _sized_here(sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])))

@@ -98,3 +98,52 @@ def interpret(model: str, returncode: int, stdout: str, stderr: str,
                 "out_of_memory": True, "hint": "raise --memory-limit"}
     tail = " ".join(stderr.strip().splitlines()[-1:])[:300] if stderr.strip() else "no output"
     return {"model": model, "error": f"the profiler exited with code {returncode}: {tail}"}
+
+
+# One run of a model in a child, for the figures `estimate` needs (shapes, loop counts)
+_CHILD_MARK = "EDGENN-CHILD "
+
+
+def run_child(module: str, args: list[str], what: str, hint: str, timeout: float = 600) -> dict:
+    """The JSON document ``python -m module *args`` prints through `child_output`.
+
+    The child runs with an address-space limit (`default_memory_mb`): a file can declare any
+    input size, or resize a small input to 18 GB inside, and the run that sizes its tensors
+    would then take the machine. Past the limit the child fails and ``what`` is refused in one
+    line; any other failure too, with ``hint``.
+    """
+    from ..errors import UsageError
+
+    memory_mb = default_memory_mb()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                              text=True, env=env, timeout=timeout,
+                              preexec_fn=_limits(memory_mb, None))
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"{what} did not finish within {timeout:g} s", hint) from None
+    doc = None
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(_CHILD_MARK):
+            doc = json.loads(line[len(_CHILD_MARK):])
+            break
+    if doc is not None and "error" not in doc:
+        return doc
+    said = " ".join(proc.stderr.strip().splitlines()[-1:])[:200]  # the runtime's own last word
+    reason = doc["error"] if doc else (said or f"exit {proc.returncode}")
+    if doc and reason.endswith(":") and said:  # an exception with no message of its own
+        reason = f"{reason} {said}"
+    if any(sign in reason + proc.stderr for sign in (*_OUT_OF_MEMORY, "bad_alloc")):
+        raise UsageError(f"{what} needs more than {memory_mb} MB (the limit edgenn sets: 3/4 of "
+                         "the memory available)", "give a smaller --input-shape, or run it on a "
+                         "machine with more memory")
+    raise UsageError(f"{what} failed: {' '.join(reason.split())[:200]}", hint)
+
+
+def child_output(work) -> None:
+    """The child's side of `run_child`: print ``work()``'s JSON document, or its error."""
+    try:
+        doc = work()
+    except Exception as err:  # noqa: BLE001 - any failure goes back to the parent as text
+        doc = {"error": f"{type(err).__name__}:{' ' + str(err) if str(err) else ''}"}
+    print(_CHILD_MARK + json.dumps(doc), flush=True)

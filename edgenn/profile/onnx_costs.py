@@ -125,52 +125,20 @@ def _node_macs(node, shape: dict) -> int:
     return 0
 
 
-_MARK = "EDGENN-SHAPES "
-
-
 def _shapes_in_child(path: Path, shapes: list[list[int]]) -> dict[str, tuple[list[int], int]]:
     """{tensor name: (shape, item size)} of every node output, from one run on zeros.
 
-    The run is a child process with an address-space limit (`isolate.default_memory_mb`): a
-    file can declare any input size, or resize a small input to 18 GB inside, and this run
-    keeps every tensor. Past the limit the child fails and the estimate says so in one line.
+    In a child with an address-space limit (`isolate.run_child`): this run keeps every tensor.
     """
     import json
-    import os
-    import subprocess
-    import sys
 
-    from ..errors import UsageError
-    from .isolate import _limits, default_memory_mb
+    from .isolate import run_child
 
-    memory_mb = default_memory_mb()
     at = ",".join("x".join(map(str, s)) for s in shapes)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    try:
-        proc = subprocess.run([sys.executable, "-m", "edgenn.profile.onnx_costs", str(path),
-                               json.dumps(shapes)], capture_output=True, text=True, env=env,
-                              timeout=600, preexec_fn=_limits(memory_mb, None))
-    except subprocess.TimeoutExpired:
-        raise UsageError(f"{path} did not run once at {at} within 600 s, so its tensors could "
-                         "not be sized", "measure it with `edgenn profile`") from None
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(_MARK):
-            doc = json.loads(line[len(_MARK):])
-            if "error" not in doc:
-                return {name: (shape, size) for name, (shape, size) in doc.items()}
-            reason = doc["error"]
-            break
-    else:
-        reason = " ".join(proc.stderr.strip().splitlines()[-1:])[:200] or f"exit {proc.returncode}"
-    if any(sign in reason + proc.stderr for sign in ("MemoryError", "Failed to allocate",
-                                                     "bad_alloc")):
-        raise UsageError(f"{path} needs more than {memory_mb} MB to run once at {at} (the "
-                         "limit edgenn sets: 3/4 of the memory available), so its tensors could "
-                         "not be sized", "give a smaller --input-shape, or estimate it on a "
-                         "machine with more memory")
-    raise UsageError(f"the ONNX model could not be run once at {at} to size its tensors: "
-                     f"{' '.join(reason.split())[:200]}",
-                     "choose a size the model takes (--input-shape)")
+    doc = run_child("edgenn.profile.onnx_costs", [str(path), json.dumps(shapes)],
+                    f"{path} run once at {at} to size its tensors",
+                    "choose a size the model takes (--input-shape)")
+    return {name: (shape, size) for name, (shape, size) in doc.items()}
 
 
 def _run_once(model, shapes: list[list[int]]) -> dict[str, np.ndarray]:
@@ -211,21 +179,19 @@ def _run_once(model, shapes: list[list[int]]) -> dict[str, np.ndarray]:
     return {name: np.asarray(a) for name, a in zip(names, arrays) if isinstance(a, np.ndarray)}
 
 
-def _child(path: str, shapes_json: str) -> None:
-    """The child's side of `_shapes_in_child`: run once, print every tensor's shape and size."""
+def _child(path: str, shapes_json: str) -> dict:
+    """The child's side of `_shapes_in_child`: every tensor's shape and item size."""
     import json
 
     import onnx
 
-    try:
-        values = _run_once(onnx.load(path), json.loads(shapes_json))
-        doc = {name: [list(a.shape), a.dtype.itemsize] for name, a in values.items()}
-    except Exception as err:  # noqa: BLE001 - any failure goes back to the parent as text
-        doc = {"error": f"{type(err).__name__}: {err}"}
-    print(_MARK + json.dumps(doc), flush=True)
+    values = _run_once(onnx.load(path), json.loads(shapes_json))
+    return {name: [list(a.shape), a.dtype.itemsize] for name, a in values.items()}
 
 
 if __name__ == "__main__":
     import sys
 
-    _child(sys.argv[1], sys.argv[2])
+    from .isolate import child_output
+
+    child_output(lambda: _child(sys.argv[1], sys.argv[2]))
