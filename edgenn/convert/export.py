@@ -234,18 +234,18 @@ class FrontLayer:
 
 def front_layers(model) -> tuple[FrontLayer, ...]:
     """The model's layers that int8 robs of their signal unless they stay float."""
-    from ..models.describe import path_from_input
+    from ..models.describe import input_normalizations
 
+    norms = {id(layer): (through, mean, variance)
+             for layer, through, mean, variance in input_normalizations(model)}
     out = []
     for layer in getattr(model, "layers", None) or ():
-        kind = type(layer).__name__
-        if kind in FRONT_ENDS:
+        if type(layer).__name__ in FRONT_ENDS:
             out.append(FrontLayer(layer.name, "spectrogram front end", "loses its signal in int8",
                                   "compute the spectrogram outside the model and feed it"))
-        elif kind in ("Normalization", "BatchNormalization") and not getattr(
-                layer, "invert", False):
-            through = path_from_input(layer)
-            lost = _lost_feature(layer) if through is not None else None
+        elif id(layer) in norms:
+            through, mean, variance = norms[id(layer)]
+            lost = _lost_feature(mean, variance)
             if lost:
                 out.append(FrontLayer(layer.name, "input normalization", lost,
                                       "normalize the features before the model and drop the "
@@ -253,16 +253,9 @@ def front_layers(model) -> tuple[FrontLayer, ...]:
     return tuple(out)
 
 
-def _lost_feature(layer) -> str | None:
-    """Why one int8 scale for ``layer``'s input loses a feature, or None when none is lost."""
-    from ..models.describe import normalization_statistics
-
-    try:
-        mean, variance = normalization_statistics(layer)
-        mean = np.asarray(mean, np.float64).ravel()
-        std = np.sqrt(np.maximum(np.asarray(variance, np.float64), 0)).ravel()
-    except (AttributeError, TypeError, ValueError):  # not built, or statistics not set
-        return None
+def _lost_feature(mean: np.ndarray, variance: np.ndarray) -> str | None:
+    """Why one int8 scale for an input with these feature statistics loses a feature, or None."""
+    std = np.sqrt(np.maximum(variance, 0))
     if mean.size < 2 or std.size != mean.size or not np.all(np.isfinite(mean + std)):
         return None
     lo = min(0.0, float((mean - 3 * std).min()))  # int8 ranges always hold zero

@@ -79,9 +79,9 @@ class ConvertResult:
                         ("an int8 input is quantized before it", "use --io float32"))
             advice = (f"the {first.kind} ({names}) {first.loss}, and {why}: {first.outside}, or "
                       f"{fix} (which keeps it float); or " + advice)
-        elif self._tied_heads() and not set(self._tied_heads()) <= set(spec.keep_float):
-            heads = ",".join(self._tied_heads())
-            values = (",".join(f"{h}=regression" for h in self._tied_heads())
+        elif (tied := self._tied_heads()) and not set(tied) <= set(spec.keep_float):
+            heads = ",".join(tied)
+            values = (",".join(f"{h}=regression" for h in tied)
                       if len(self.head) > 1 else "regression")
             advice = ("the changed answers are near-ties, closer than one step of the int8 "
                       f"output: keep the output layer float with --keep-float {heads} (an "

@@ -184,11 +184,29 @@ def path_from_input(layer) -> tuple[str, ...] | None:
     return None
 
 
-def normalization_statistics(layer):
-    """The per-feature mean and variance a normalization layer holds of its input."""
-    if type(layer).__name__ == "BatchNormalization":
-        return layer.moving_mean, layer.moving_variance
-    return layer.mean, layer.variance
+def input_normalizations(model):
+    """Each Normalization or BatchNormalization that reads a model input, with its statistics.
+
+    Yields (layer, the pass-through layers before it such as Masking or Dropout, mean,
+    variance): the per-feature statistics it holds of the input, float64 vectors. Layers whose
+    statistics cannot be read (not built, never adapted) are left out.
+    """
+    import numpy as np
+
+    for layer in getattr(model, "layers", None) or ():
+        kind = type(layer).__name__
+        if kind not in ("Normalization", "BatchNormalization") or getattr(layer, "invert", False):
+            continue
+        through = path_from_input(layer)
+        if through is None:
+            continue
+        try:
+            stats = ((layer.moving_mean, layer.moving_variance) if kind == "BatchNormalization"
+                     else (layer.mean, layer.variance))
+            mean, variance = (np.asarray(v, np.float64).ravel() for v in stats)
+        except (AttributeError, TypeError, ValueError):  # not built, or statistics not set
+            continue
+        yield layer, through, mean, variance
 
 
 def statistics_mismatch(model, x) -> str | None:
@@ -205,18 +223,7 @@ def statistics_mismatch(model, x) -> str | None:
 
     if x is None or isinstance(x, (list, tuple)) or not np.issubdtype(x.dtype, np.floating):
         return None
-    for layer in getattr(model, "layers", None) or ():
-        if type(layer).__name__ not in ("Normalization", "BatchNormalization") or getattr(
-                layer, "invert", False):
-            continue
-        through = path_from_input(layer)
-        if through is None:
-            continue
-        try:
-            mean, variance = (np.asarray(v, np.float64).ravel()
-                              for v in normalization_statistics(layer))
-        except (AttributeError, TypeError, ValueError):
-            continue
+    for layer, through, mean, variance in input_normalizations(model):
         features = x.shape[-1] if x.ndim > 1 else 1
         if mean.size != features or variance.size != features or (
                 np.all(mean == 0) and np.all(variance == 1)):  # statistics never set

@@ -89,11 +89,12 @@ def tflite_costs(path: str | Path, input_shapes: list | None = None) -> Costs:
     at that size.
     """
     from ..runtime.layout import resolve_input_shapes
-    from ..runtime.tflite_ops import read_ops
+    from ..runtime.tflite_ops import read_ops, read_subgraphs
 
     ops, facts = read_ops(path)
     shapes = resolve_input_shapes(Path(path), input_shapes, purpose="estimate")
     loops = [op for op in ops if op.name == "WHILE" and "body" in op.options]
+    parts = read_subgraphs(path, sorted({op.options[k] for op in loops for k in ("body", "cond")}))
     steps: dict[int, int] = {}
     if shapes or loops:
         sized, values = _sized(path, shapes, [t.index for op in loops for t in _counters(op)])
@@ -101,14 +102,14 @@ def tflite_costs(path: str | Path, input_shapes: list | None = None) -> Costs:
             for t in op.inputs + op.outputs:
                 t.shape = sized.get(t.index, t.shape)
         for op in loops:
-            steps[op.index] = _loop_steps(path, op, values)
+            steps[op.index] = _loop_steps(op, *parts[op.options["cond"]], values)
     macs: dict[str, int] = {}
     notes: list[str] = []
     weight_bytes = 0
     for op in ops:
         _add_macs(macs, op)
     for op in loops:
-        body, _ = read_ops(path, op.options["body"])
+        body, _ = parts[op.options["body"]]
         per_step: dict[str, int] = {}
         for inner in body:
             _add_macs(per_step, inner)
@@ -165,25 +166,21 @@ def _counters(loop) -> list:
     return [t for t in loop.inputs if t.dtype in ("int32", "int64") and not t.shape]
 
 
-def _loop_steps(path, loop, values: dict[int, int]) -> int:
+def _loop_steps(loop, cond: list, facts: dict, values: dict[int, int]) -> int:
     """How many steps a WHILE op runs: the smallest bound its condition compares a counter with.
 
     Keras's RNN loop runs while ``step < bound and time < bound``; the bound is a constant in
-    the condition's subgraph where the time axis is fixed, else one of the loop's inputs (its
-    value in ``values``, read after a run). 0 when no bound is found.
+    the condition's subgraph (``cond``, its ops) where the time axis is fixed, else one of the
+    loop's inputs (its value in ``values``, read after a run). 0 when no bound is found.
     """
-    from ..runtime.tflite_ops import constant_int, read_ops
-
-    cond = loop.options["cond"]
-    ops, facts = read_ops(path, cond)
     args = [t.index for t in facts["inputs"]]
     bounds = []
-    for op in ops:
+    for op in cond:
         if op.name not in ("LESS", "LESS_EQUAL") or len(op.inputs) != 2:
             continue
         bound = op.inputs[1]
         if bound.constant:
-            value = constant_int(path, cond, bound.index)
+            value = bound.value
         elif bound.index in args and args.index(bound.index) < len(loop.inputs):
             value = values.get(loop.inputs[args.index(bound.index)].index)
         else:

@@ -20,7 +20,8 @@ class TensorView:
     signature: list[int]
     constant: bool
     quantized: bool
-    index: int = -1  # in the main subgraph's tensors
+    index: int = -1  # in its subgraph's tensors
+    value: int | None = None  # a constant integer scalar's value (a loop's bound)
 
 
 @dataclass
@@ -80,26 +81,39 @@ def read_ops(path: str | Path, subgraph: int = 0) -> tuple[list[OpView], dict]:
 
     Tensor indices (``TensorView.index``) are the subgraph's own.
     """
+    return read_subgraphs(path, [subgraph])[subgraph]
+
+
+def read_subgraphs(path: str | Path, subgraphs: list[int]) -> dict[int, tuple[list[OpView], dict]]:
+    """`read_ops` of each of ``subgraphs`` (a loop's body and condition), the file parsed once."""
     with parse_guard(path):
-        return _read_ops(path, subgraph)
+        schema = _schema()
+        model, buf = read_model(path)
+        return {i: _read_ops(model, buf, schema, i) for i in subgraphs}
 
 
-def _read_ops(path: str | Path, subgraph: int) -> tuple[list[OpView], dict]:
-    schema = _schema()
-    model, buf = read_model(path)
+def _read_ops(model, buf, schema, subgraph: int) -> tuple[list[OpView], dict]:
+    import numpy as np
+
     types = _names(schema.TensorType)
+    integers = {schema.TensorType.INT32: "<i4", schema.TensorType.INT64: "<i8"}
     sg = model.Subgraphs(subgraph)
 
     def tensor(i: int) -> TensorView:
         t = sg.Tensors(i)
         buffer = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
         constant = bool(buffer and (buffer.DataLength() or buffer.Offset() > 1))
+        shape = [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else []
+        value = None
+        if constant and not shape and t.Type() in integers and buffer.DataLength():
+            data = np.frombuffer(buffer.DataAsNumpy().tobytes(), integers[t.Type()])
+            value = int(data[0]) if data.size == 1 else None
         q = t.Quantization()
         return TensorView(
-            name=_s(t.Name()), dtype=types.get(t.Type(), str(t.Type())).lower(),
-            shape=[int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
+            name=_s(t.Name()), dtype=types.get(t.Type(), str(t.Type())).lower(), shape=shape,
             signature=[int(d) for d in t.ShapeSignatureAsNumpy()] if t.ShapeSignatureLength() else [],
-            constant=constant, quantized=bool(q is not None and q.ScaleLength()), index=i)
+            constant=constant, quantized=bool(q is not None and q.ScaleLength()), index=i,
+            value=value)
 
     ops = []
     for i in range(sg.OperatorsLength()):
@@ -111,19 +125,3 @@ def _read_ops(path: str | Path, subgraph: int) -> tuple[list[OpView], dict]:
     facts = {"subgraphs": model.SubgraphsLength(), "bytes": len(buf),
              "inputs": [tensor(int(i)) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []}
     return ops, facts
-
-
-def constant_int(path: str | Path, subgraph: int, index: int) -> int | None:
-    """The value of a constant integer scalar tensor (a loop's bound), or None."""
-    import numpy as np
-
-    with parse_guard(path):
-        schema = _schema()
-        model, _ = read_model(path)
-        t = model.Subgraphs(subgraph).Tensors(index)
-        dtype = {schema.TensorType.INT32: "<i4", schema.TensorType.INT64: "<i8"}.get(t.Type())
-        buffer = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
-        if dtype is None or buffer is None or not buffer.DataLength():
-            return None
-        values = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype)
-        return int(values[0]) if values.size == 1 else None
