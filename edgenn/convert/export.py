@@ -234,13 +234,25 @@ class FrontLayer:
 
 def front_layers(model) -> tuple[FrontLayer, ...]:
     """The model's layers that int8 robs of their signal unless they stay float."""
-    from ..models.describe import input_normalizations
+    from ..models.describe import input_normalizations, path_from_input
 
     norms = {id(layer): (through, mean, variance)
              for layer, through, mean, variance in input_normalizations(model)}
+    behind_norms = {name for through, _, _ in norms.values() for name in through}
     out = []
     for layer in getattr(model, "layers", None) or ():
-        if type(layer).__name__ in FRONT_ENDS:
+        pad = getattr(layer, "mask_value", 0)
+        if (type(layer).__name__ == "Masking" and pad and layer.name not in behind_norms
+                and path_from_input(layer) is not None):
+            # mhcnuggets pads peptides with -4,200,000: one int8 scale for its one-hot input
+            # then held the padding, and every 0 and 1 fell into the same step (ONNX int8
+            # label agreement 0.63). Kept float, the mask zeroes the padding before int8 starts.
+            out.append(FrontLayer(layer.name, "padding mask", f"pads with {pad:g}, a value "
+                                  "one int8 scale for the input must hold beside the data",
+                                  "pad with 0 (Masking(0.0)), or with a value in the data's "
+                                  "range", needs_float_input=True,
+                                  through=path_from_input(layer)))
+        elif type(layer).__name__ in FRONT_ENDS:
             out.append(FrontLayer(layer.name, "spectrogram front end", "loses its signal in int8",
                                   "compute the spectrogram outside the model and feed it"))
         elif id(layer) in norms:

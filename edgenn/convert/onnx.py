@@ -472,13 +472,18 @@ _WEIGHTED_OPS = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum", "LSTM", "G
                  "Loop", "Scan", "If"}
 
 
+_COMPARISONS = {"Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or",
+                "Xor", "IsNaN", "IsInf"}
+
+
 def _first_computing_nodes(graph, inputs: list[str]) -> list[str]:
-    """The nodes that keep ``inputs`` float until they are normalized.
+    """The nodes that keep ``inputs`` float until they are normalized or their padding masked.
 
     From each input, every node that computes on the input alone (with constants, or with what
     such nodes made) before any op with weights: a normalization's subtract and scale, and a
     Masking layer's comparisons, mask and multiply in front of it. Where no such node scales the
-    input by a constant (no normalization in the graph), the first weighted nodes stay float too.
+    input by a constant or multiplies it by a mask made of it (no normalization, no padding
+    mask in the graph), the first weighted nodes stay float too.
     """
     constants = {t.name for t in graph.initializer}
     for node in graph.node:  # folded constants (the nodes are in topological order)
@@ -486,7 +491,7 @@ def _first_computing_nodes(graph, inputs: list[str]) -> list[str]:
             constants.update(o for o in node.output if o)
     out: list[str] = []
     for start in inputs:
-        region, first, made, scaled = [], [], {start}, False
+        region, first, made, scaled, masks = [], [], {start}, False, set()
         for node in graph.node:
             data = [name for name in node.input if name and name not in constants]
             if not data or not all(name in made for name in data):
@@ -496,8 +501,13 @@ def _first_computing_nodes(graph, inputs: list[str]) -> list[str]:
                 continue
             region.append(node.name)
             made.update(o for o in node.output if o)
+            if node.op_type in _COMPARISONS or all(name in masks for name in data):
+                masks.update(o for o in node.output if o)  # a mask, and what is made of it
             scaled = scaled or (node.op_type in _AFFINE_OPS
                                 and len(data) < len([n for n in node.input if n]))
+            # a padding mask applied (x * mask): the padding is zero from here on
+            scaled = scaled or (node.op_type in ("Mul", "Where") and 0 < sum(
+                name in masks for name in data) < len(data))
         out += [name for name in region + ([] if scaled else first) if name not in out]
     return out
 
