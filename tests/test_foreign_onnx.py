@@ -491,3 +491,51 @@ def test_the_agent_and_the_runner_read_onnx_element_types_alike():
     assert element_type("tensor(double)") == np.float64 and element_type("tensor(float)") == np.float32
     assert element_type("tensor(string)") is None and element_type("seq(tensor(float))") is None
     assert fed >= 12  # every numeric type numpy has
+
+
+@pytest.fixture(scope="module")
+def fourfold(tmp_path_factory):
+    """x [batch, 16] -> y [batch / 4, 3]: the batch holds four views of each sample, averaged.
+
+    mne-icalabel's ICLabelNet does this (each component's map, negated and mirrored); its
+    open batch axis takes multiples of 4 only. Real ONNX, built with onnx.helper.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    w = rng.normal(0, 0.5, (16, 3)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["z"]),
+             helper.make_node("Relu", ["z"], ["r"]),
+             helper.make_node("Reshape", ["r", "views"], ["v"]),
+             helper.make_node("ReduceMean", ["v"], ["m"], axes=[0], keepdims=0),
+             helper.make_node("Softmax", ["m"], ["y"], axis=1)]
+    graph = helper.make_graph(
+        nodes, "fourfold", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["components", 3])],
+        [numpy_helper.from_array(w, "w"),
+         numpy_helper.from_array(np.array([4, -1, 3], np.int64), "views")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    folder = tmp_path_factory.mktemp("fourfold")
+    onnx.save(model, str(folder / "fourfold.onnx"))
+    np.savez(folder / "views.npz", x=rng.normal(0, 1, (400, 16)).astype(np.float32))
+    return folder
+
+
+def test_a_model_that_runs_on_batches_of_four_calibrates_and_profiles(fourfold, tmp_path):
+    """int8 calibration fed one sample a run and ONNX Runtime's quantizer failed ("export the
+    model again"); profile ran it at batch 1 with no word of --input-shape."""
+    model, data = str(fourfold / "fourfold.onnx"), str(fourfold / "views.npz")
+    out = tmp_path / "q.onnx"
+    r = run_cli("quantize", model, "--mode", "int8", "--data", data, "-o", str(out), "--json",
+                block_tf=True)
+    assert r.code == 0, r.err
+    assert "calibrated in batches of 4" in " ".join(r.json()["notes"])
+    assert out.exists()
+    r = run_cli("profile", model, "--runs", "3", block_tf=True)
+    assert_clean_error(r, 3)
+    assert "it ran at 1x16" in r.err and "--input-shape" in r.err, r.err
+    r = run_cli("profile", model, "--runs", "3", "--input-shape", "8x16", block_tf=True)
+    assert r.code == 0, r.err

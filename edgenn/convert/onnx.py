@@ -370,8 +370,12 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
             names = [i.name for i in graph_inputs]
             axes, _ = batch_axes([tensor_dims(i) for i in graph_inputs])
             fixed = [tensor_dims(i)[a] for i, a in zip(graph_inputs, axes) if a is not None]
-            batch = next((d for d in fixed if isinstance(d, int) and d > 0), 1)
+            batch = next((d for d in fixed if isinstance(d, int) and d > 0), None)
             dtypes = [_element_type(i) for i in graph_inputs]
+            calib = take(x_calib, slice(0, samples))
+            probed = batch is None
+            if probed:  # an open batch: one sample a batch, if the model runs on one
+                batch = _batch_it_runs(pre, names, calib, axes, dtypes)
             excluded = _first_computing_nodes(onnx.load(str(pre)).graph,
                                               [names[i] for i in float_inputs])
             why = scheme.why
@@ -379,8 +383,7 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
             def static(**extra):
                 with quiet_stderr():
                     quantize_static(
-                        str(pre), str(out), _Reader(names, take(x_calib, slice(0, samples)), axes,
-                                                    batch, dtypes),
+                        str(pre), str(out), _Reader(names, calib, axes, batch, dtypes),
                         quant_format=QuantFormat.QDQ,
                         per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
                         activation_type=types[scheme.activation], weight_type=types[scheme.weight],
@@ -395,6 +398,9 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
                     static(QDQDisableWeightAdjustForInt32Bias=True)
                 why = ((why + "; ") if why else "") + ("weight scales not widened for int32 "
                                                        "biases (ONNX Runtime's step failed)")
+            if probed and batch > 1:
+                why = ((why + "; ") if why else "") + (f"calibrated in batches of {batch}: the "
+                                                       "model does not run on fewer samples")
             info = OnnxQuantization("static QDQ", scheme.weight, scheme.activation,
                                     scheme.per_channel, scheme.reduce_range, method,
                                     int(min(samples, count(x_calib))), why, tuple(excluded),
@@ -405,6 +411,35 @@ def quantize(proto, mode: str, target: str, x_calib: np.ndarray | None = None,
         result = onnx.load(str(out))
     canonical_order(result.graph)
     return result, info
+
+
+MAX_PROBED_BATCH = 64
+
+
+def _batch_it_runs(path, names: list[str], x, axes: list, dtypes: list) -> int:
+    """The smallest batch (1, 2, 4 ... MAX_PROBED_BATCH) at which the model at ``path`` runs.
+
+    A model with an open batch axis may still take only some sizes: ICLabel (mne-icalabel)
+    reshapes its batch into the four mirror images of each sample it averages, and fails
+    on one sample. 1 when no size runs (or the samples are fewer): the quantizer's own run
+    then names the fault.
+    """
+    import onnxruntime as ort
+
+    from ..data.multi import count, take
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    size = 1
+    while size <= min(MAX_PROBED_BATCH, count(x)):
+        try:
+            session.run(None, _Reader(names, take(x, slice(0, size)), axes, size,
+                                      dtypes).batches[0])
+            return size
+        except Exception:  # noqa: BLE001 - ORT raises its own types; the next size may run
+            size *= 2
+    return 1
 
 
 QUANT_OPSET = 13  # DequantizeLinear takes a per-channel ``axis`` from opset 13

@@ -659,8 +659,10 @@ def _ort(source: str, mode: str, layers: str, x_calib, log):
             quantized, info = quantize(proto, ONNX_MODES[mode], target,
                                        x_calib if x_calib is None or len(x_calib) > 1 else x_calib[0])
         except ConversionError as err:  # its advice speaks of convert's flags
-            raise ConversionError(err.message, "export the model again with a current exporter "
-                                  "(IR version 7 or later), or keep the float file") from None
+            raise ConversionError(err.message, "try --mode dynamic-int8 (it needs no calibration "
+                                  "run), or keep the float file" if mode == "int8" else
+                                  "export the model again with a current exporter, or keep "
+                                  "the float file") from None
     if _quantized_nodes(quantized.graph) <= _quantized_nodes(proto.graph):
         nested = sum(a.type == onnx.AttributeProto.GRAPH for n in proto.graph.node
                      for a in n.attribute)

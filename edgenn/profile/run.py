@@ -193,6 +193,10 @@ def profile_models(paths: list[Path], *, device=None, remote=None, runtime: str 
                 from ..runtime.onnx_info import runtime_hint, runtime_message
 
                 error, hint = runtime_message(error), hint or runtime_hint(error)
+            if hint is None and not feeds[path]:
+                from ..runtime.layout import made_up_sizes
+
+                hint = made_up_sizes(path)
             results.append(ProfileRun(str(path), error=error, hint=hint, **where))
             continue
         m = Measurement.from_agent(doc, str(path))

@@ -104,6 +104,24 @@ def _open(d) -> bool:
     return not (isinstance(d, int) and d > 0)
 
 
+def made_up_sizes(path: Path, info: dict | None = None) -> str | None:
+    """What to say when a run at sizes edgenn chose failed: the file leaves a size open.
+
+    An open batch is run at 1 when no ``--input-shape`` is given, and a model may not take
+    1 (ICLabel reshapes its batch into four mirror images per sample). None when the file
+    fixes every size (or is neither .tflite nor .onnx).
+    """
+    if path.suffix.lower() not in (".tflite", ".onnx") or (
+            path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None):
+        return None
+    signatures = input_signatures(path, info)
+    if not any(_open(d) for _, sig in signatures for d in sig):
+        return None
+    shapes = ",".join("x".join(str(d if not _open(d) else 1) for d in sig) for _, sig in signatures)
+    return (f"it ran at {shapes}, the sizes the file leaves open made 1: give sizes the model "
+            "takes with --input-shape (NAME=SHAPE per input; `edgenn inspect` lists them)")
+
+
 def resolve_input_shapes(path: Path, given: list | None, info: dict | None = None,
                          purpose: str = "measure", other: str = "") -> list[list[int]] | None:
     """The shape each input is measured at, or None where the model's own will do.
