@@ -129,6 +129,35 @@ def test_recurrent_models_reach_onnx_recurrent_ops(models, tmp_path, model, op):
     assert op in info["ops"] and not any(o.startswith("TensorList") for o in info["ops"])
 
 
+def test_keras3_recurrent_layers_with_dropout_reach_onnx(tmp_path):
+    """mhcnuggets' LSTM (Masking, dropout and recurrent dropout 0.2, built in Keras 3): `convert
+    --to onnx` exited 3, "AssignVariableOp was passed int64 ... expected resource". A Keras 3
+    recurrent layer draws its dropout masks at inference too (unused), and the seed generator's
+    update was a variable write in the trace. The converted copy drops the dropout."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    models = {
+        "masked_lstm": keras.Sequential([
+            keras.Input((15, 21)), keras.layers.Masking(-4.2e6),
+            keras.layers.LSTM(8, dropout=0.2, recurrent_dropout=0.2),
+            keras.layers.Dense(1, activation="sigmoid")]),
+        "bigru": keras.Sequential([
+            keras.Input((15, 21)),
+            keras.layers.Bidirectional(keras.layers.GRU(8, recurrent_dropout=0.3)),
+            keras.layers.Dense(4, activation="softmax")])}
+    x = rng.integers(0, 2, (200, 15, 21)).astype(np.float32)
+    x[:50, :5] = -4.2e6  # padded steps, as mhcnuggets pads short peptides
+    np.savez(tmp_path / "seq.npz", x=x)
+    for name, model in models.items():
+        model.save(tmp_path / f"{name}.keras")
+        r = run_cli("convert", str(tmp_path / f"{name}.keras"), "--to", "onnx", "--data",
+                    str(tmp_path / "seq.npz"), "-o", str(tmp_path / f"{name}.onnx"), "--json")
+        assert r.code == 0, (name, r.err[-1500:])
+        assert r.json()["fidelity"]["passed"], r.json()["fidelity"]
+
+
 def test_lstm_loop_is_stateless_and_unrolls_for_integer_calibration(models, tmp_path):
     """Calibrating a recurrent loop kills TensorFlow's converter (SIGSEGV), so int8 of a GRU or
     of a Keras 3 LSTM loop was refused. Over a fixed number of steps the loop is unrolled (the

@@ -39,14 +39,18 @@ def fresh_copy(model):
     conversion of the same object nests the first one's call names into every tensor name, so
     the bytes would depend on what the process converted before (compress converts a float32
     reference first). A fresh copy converts the same way every time. Keras 3 models need none
-    (measured: the same bytes on every conversion). A model that cannot be copied (a custom
-    layer without get_config) is converted as it is.
+    (measured: the same bytes on every conversion) unless a recurrent layer has dropout, which
+    the copy drops (``_for_inference``). A model that cannot be copied (a custom layer without
+    get_config) is converted as it is.
     """
     from .._tf import is_keras3, keras_of
-
-    if is_keras3(model):  # Keras 3 keeps no trace on its layers: the model converts as it is
-        return model
     from ..models.layer_config import layer_config
+
+    if is_keras3(model) and not any(getattr(cell, "dropout", 0) or
+                                    getattr(cell, "recurrent_dropout", 0) for cell in _cells(model)):
+        return model  # Keras 3 keeps no trace on its layers: the model converts as it is
+    # (a Keras 3 recurrent layer with dropout draws its dropout masks at inference too, unused:
+    # the seed generator's update is a variable write in the trace, which tf2onnx fails on)
 
     def clone(layer):  # a nested model's recurrent layers too
         return layer.__class__.from_config(_for_inference(layer_config(layer)))
