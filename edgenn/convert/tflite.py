@@ -46,14 +46,16 @@ def fresh_copy(model):
     from .._tf import is_keras3, keras_of
     from ..models.layer_config import layer_config
 
-    if is_keras3(model) and not any(getattr(cell, "dropout", 0) or
-                                    getattr(cell, "recurrent_dropout", 0) for cell in _cells(model)):
+    keras3 = is_keras3(model)
+    if keras3 and not any(getattr(cell, "dropout", 0) or getattr(cell, "recurrent_dropout", 0)
+                          for cell in _cells(model)):
         return model  # Keras 3 keeps no trace on its layers: the model converts as it is
     # (a Keras 3 recurrent layer with dropout draws its dropout masks at inference too, unused:
     # the seed generator's update is a variable write in the trace, which tf2onnx fails on)
 
     def clone(layer):  # a nested model's recurrent layers too
-        return layer.__class__.from_config(_for_inference(layer_config(layer)))
+        return layer.__class__.from_config(_for_inference(layer_config(layer),
+                                                          keep_unroll=keras3))
 
     try:
         with _clone_scope():
@@ -76,23 +78,24 @@ def _clone_scope():
     return tfmot.quantization.keras.quantize_scope()
 
 
-def _for_inference(config):
+def _for_inference(config, keep_unroll: bool = False):
     """A recurrent layer's ``config`` without dropout or unrolling, nested layers' too.
 
     Neither changes what the layer computes at inference, and either keeps tf_keras's LSTM off
     the path TFLite fuses into its LSTM kernel: such a layer became a WHILE loop, whose int8
     calibration crashes the converter (SIGSEGV; ethnicolr's census LSTM, recurrent_dropout
-    0.2), and whose dropout-mask cache cost the float file its signature.
+    0.2), and whose dropout-mask cache cost the float file its signature. ``keep_unroll``: a
+    Keras 3 layer keeps its unrolling (no fused kernel to reach; unrolled, it is no loop).
     """
     if isinstance(config, dict):
-        out = {k: _for_inference(v) for k, v in config.items()}
+        out = {k: _for_inference(v, keep_unroll) for k, v in config.items()}
         if "recurrent_dropout" in out:
             out.update(dropout=0.0, recurrent_dropout=0.0)
-            if "unroll" in out:
+            if "unroll" in out and not keep_unroll:
                 out["unroll"] = False
         return out
     if isinstance(config, list):
-        return [_for_inference(v) for v in config]
+        return [_for_inference(v, keep_unroll) for v in config]
     return config
 
 
