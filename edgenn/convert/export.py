@@ -242,16 +242,16 @@ def front_layers(model) -> tuple[FrontLayer, ...]:
     out = []
     for layer in getattr(model, "layers", None) or ():
         pad = getattr(layer, "mask_value", 0)
-        if (type(layer).__name__ == "Masking" and pad and layer.name not in behind_norms
-                and path_from_input(layer) is not None):
+        through = (path_from_input(layer) if type(layer).__name__ == "Masking" and pad
+                   and layer.name not in behind_norms else None)
+        if through is not None:
             # mhcnuggets pads peptides with -4,200,000: one int8 scale for its one-hot input
             # then held the padding, and every 0 and 1 fell into the same step (ONNX int8
             # label agreement 0.63). Kept float, the mask zeroes the padding before int8 starts.
             out.append(FrontLayer(layer.name, "padding mask", f"pads with {pad:g}, a value "
                                   "one int8 scale for the input must hold beside the data",
                                   "pad with 0 (Masking(0.0)), or with a value in the data's "
-                                  "range", needs_float_input=True,
-                                  through=path_from_input(layer)))
+                                  "range", needs_float_input=True, through=through))
         elif type(layer).__name__ in FRONT_ENDS:
             out.append(FrontLayer(layer.name, "spectrogram front end", "loses its signal in int8",
                                   "compute the spectrogram outside the model and feed it"))
