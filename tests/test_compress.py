@@ -56,7 +56,9 @@ def test_every_shipped_recipe_has_expectations():
     assert sorted(EXPECT) == sorted(rc.builtin_recipes())
 
 
-@pytest.mark.parametrize("name", sorted(EXPECT))
+# prune-cluster-qat-int8 (14 s) chains steps the other recipes run one by one: in the slow set
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
+                                  if n == "prune-cluster-qat-int8" else n for n in sorted(EXPECT)])
 def test_builtin_recipe(digits_model, tmp_path, name):
     expect = EXPECT[name]
     _run(digits_model, name, tmp_path, epochs_scale=expect.get("scale", SCALE))
@@ -525,6 +527,7 @@ def test_reference_training_with_augment_learns_digits():
     assert history["val_accuracy"][-1] > 0.5, history["val_accuracy"]
 
 
+@pytest.mark.slow  # 24 s: two trainings compared bit for bit; compress stays in the default run
 def test_recipe_threads_pin_training_to_a_thread_count(tmp_path):
     """`threads: 1` makes compress train what a 1-thread process trains (how fit's trials ran),
     whatever the machine's default. The model's 4096-wide Dense is summed in another order on

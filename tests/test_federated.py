@@ -138,6 +138,7 @@ def test_fleet_stragglers_exclusion_fedprox_and_seeded_runs(tmp_path):
         tmp_path / "b" / "global.tflite").read_bytes()
 
 
+@pytest.mark.slow  # 21 s; simulate stays in the default run (tflite and keras clients)
 def test_fedavg_agrees_with_a_plain_numpy_replay(tmp_path):
     """The whole engine (Flower, seeded sampling, LiteRT clients, aggregation) against FedAvg
     written out in numpy on the same clients, partitions, shuffles and initial weights."""

@@ -112,6 +112,7 @@ def _board(sshd) -> list[str]:
             "--known-hosts", str(sshd.known_hosts), "--remote-python", sys.executable]
 
 
+@pytest.mark.slow  # 34 s; fit stays in the default run, profile over the real sshd too
 def test_host_measures_latency_on_the_board(mlp, sshd, tmp_path):
     """--host: the input model's exports are timed on the board (a real sshd on loopback), and
     the latency budget is judged on those p50s, not on the estimate."""
