@@ -104,6 +104,12 @@ def _open(d) -> bool:
     return not (isinstance(d, int) and d > 0)
 
 
+def _signatures_readable(path: Path) -> bool:
+    """Whether edgenn reads input signatures from ``path``: a .tflite, or an .onnx with onnx."""
+    suffix = path.suffix.lower()
+    return suffix == ".tflite" or (suffix == ".onnx" and importlib.util.find_spec("onnx") is not None)
+
+
 def made_up_sizes(path: Path, info: dict | None = None) -> str | None:
     """What to say when a run at sizes edgenn chose failed: the file leaves a size open.
 
@@ -111,8 +117,7 @@ def made_up_sizes(path: Path, info: dict | None = None) -> str | None:
     1 (ICLabel reshapes its batch into four mirror images per sample). None when the file
     fixes every size (or is neither .tflite nor .onnx).
     """
-    if path.suffix.lower() not in (".tflite", ".onnx") or (
-            path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None):
+    if not _signatures_readable(path):
         return None
     signatures = input_signatures(path, info)
     if not any(_open(d) for _, sig in signatures for d in sig):
@@ -132,8 +137,7 @@ def resolve_input_shapes(path: Path, given: list | None, info: dict | None = Non
     the inputs left out take the batch of the ones given. ``purpose`` and ``other`` (another
     way out) word the refusal of an open size.
     """
-    if path.suffix.lower() not in (".tflite", ".onnx") or (
-            path.suffix.lower() == ".onnx" and importlib.util.find_spec("onnx") is None):
+    if not _signatures_readable(path):
         return [shape for _, shape in given] if given else None
     shapes = fit_shapes(str(path), input_signatures(path, info), given, purpose, other)
     return shapes if given else None
