@@ -46,7 +46,8 @@ def test_simulate_tflite_clients(tmp_path):
         assert (out / name).is_file(), name
 
 
-def test_simulate_keras_clients_and_config_errors(tmp_path):
+@pytest.mark.slow  # 25 s; simulate stays in the default run (tflite clients, the on-device road)
+def test_simulate_keras_clients(tmp_path):
     cfg = tmp_path / "fl.yaml"
     cfg.write_text(CONFIG.replace("RUNTIME", "keras").replace("failure_rate: 0.25", "failure_rate: 0")
                    .replace("strategy: fedavg", "strategy: fedyogi\nserver_lr_schedule: cosine"))
@@ -58,6 +59,9 @@ def test_simulate_keras_clients_and_config_errors(tmp_path):
     # cosine over 2 rounds: the full rate, then half of it
     assert [row["server_lr"] for row in doc["rounds"]] == pytest.approx([0.01, 0.005])
     assert doc["server"]["server_lr_schedule"] == "cosine"
+
+
+def test_simulate_refuses_a_bad_config_in_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("clients: 4\npartition: {dirichlet: -1}\nstrategy: fedfoo\nturbo: 1\n")
     e = run_cli("federated", "simulate", "--config", str(bad), "-o", str(tmp_path / "b"))
