@@ -191,12 +191,24 @@ class Fidelity:
     task: str = "classification"
     metric: str = "top-1 agreement"
     value: float | None = None  # the worst output's value of ``metric``
+    answers: int | None = None  # rows compared, where a model answers once per several samples
 
     def to_dict(self) -> dict:
-        return {"samples": self.samples, "data": self.data, "task": self.task,
-                "metric": self.metric, "value": self.value, "threshold": self.threshold,
-                "passed": self.passed, "top1_agreement": self.top1_agreement,
+        return {"samples": self.samples, "answers": self.answers or self.samples, "data": self.data,
+                "task": self.task, "metric": self.metric, "value": self.value,
+                "threshold": self.threshold, "passed": self.passed,
+                "top1_agreement": self.top1_agreement,
                 "outputs": [o.to_dict() for o in self.outputs], "caveats": self.caveats()}
+
+    @property
+    def on(self) -> str:
+        """What the figures were taken on: "500 samples (digits test split)".
+
+        A model whose output batch differs from its input's (ICLabel averages 4 rows into one
+        answer) says how many answers were compared.
+        """
+        answers = f", {self.answers} answers compared" if self.answers not in (None, self.samples) else ""
+        return f"{self.samples} samples ({self.data}{answers})"
 
     @property
     def override_flag(self) -> str:
@@ -217,8 +229,8 @@ class Fidelity:
             if agreement is not None and agreement >= min(DEFAULT_THRESHOLDS.values()):
                 ties = (f"; its top-1 agreement over the last axis is {agreement:.4f}: if the "
                         "output is class scores (logits), --task classification judges it by that")
-        return (f"fidelity check failed: {self.summary()} on {self.samples} samples "
-                f"({self.data}){ties}; {path} was written for inspection: {advice}")
+        return (f"fidelity check failed: {self.summary()} on {self.on}{ties}; {path} was "
+                f"written for inspection: {advice}")
 
     def caveats(self) -> list[str]:
         """Where this check says less than its figure suggests, one sentence each."""
@@ -355,23 +367,32 @@ def raise_nonfinite(which: str, output: int):
 
 def judge(reference: list[np.ndarray], candidate: list[np.ndarray], task,
           quantization: str, data: str, threshold: float | None = None,
-          min_snr: float | None = None, names: list[str] | None = None) -> Fidelity:
+          min_snr: float | None = None, names: list[str] | None = None,
+          samples: int | None = None) -> Fidelity:
     """Compare and decide by the task's measure; the worst output decides.
 
     classification: top-1 agreement >= ``threshold``; multilabel: label agreement >=
     ``threshold``; regression: SNR >= ``min_snr`` dB. Defaults depend on the quantization.
     ``task`` may be a list with one task per output (a classifier head beside a regression
-    head): each output is judged by its own measure, and every one must pass.
+    head): each output is judged by its own measure, and every one must pass. ``samples``: the
+    inputs fed, where they differ from the rows the outputs hold.
     """
+    from dataclasses import replace
+
+    rows = int(len(reference[0]))
     if isinstance(task, (list, tuple)):
-        return _judge_each(reference, candidate, [Task(t) for t in task], quantization, data,
-                           threshold, min_snr, names)
-    outputs = compare_outputs(reference, candidate)
-    task, metric, value, limit = _decide(outputs, Task(task), quantization, threshold, min_snr)
-    agreements = [o.top1_agreement for o in outputs if o.top1_agreement is not None]
-    return Fidelity(int(len(reference[0])), data, limit, bool(value >= limit),
-                    min(agreements) if agreements else None, tuple(outputs), task.value, metric,
-                    float(value))
+        verdict = _judge_each(reference, candidate, [Task(t) for t in task], quantization, data,
+                              threshold, min_snr, names)
+    else:
+        outputs = compare_outputs(reference, candidate)
+        kind, metric, value, limit = _decide(outputs, Task(task), quantization, threshold, min_snr)
+        agreements = [o.top1_agreement for o in outputs if o.top1_agreement is not None]
+        verdict = Fidelity(rows, data, limit, bool(value >= limit),
+                           min(agreements) if agreements else None, tuple(outputs), kind.value,
+                           metric, float(value))
+    if samples is not None and samples != rows:
+        verdict = replace(verdict, samples=int(samples), answers=rows)
+    return verdict
 
 
 def _decide(outputs: list[OutputFidelity], task: Task, quantization: str, threshold, min_snr):

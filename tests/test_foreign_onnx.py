@@ -533,7 +533,12 @@ def test_a_model_that_runs_on_batches_of_four_calibrates_and_profiles(fourfold, 
                 block_tf=True)
     assert r.code == 0, r.err
     assert "calibrated in batches of 4" in " ".join(r.json()["notes"])
+    fidelity = r.json()["fidelity"]  # the 80 rows of the test split: one answer per four
+    assert (fidelity["samples"], fidelity["answers"]) == (80, 20), fidelity
     assert out.exists()
+    human = run_cli("quantize", model, "--mode", "int8", "--data", data, "-o",
+                    str(tmp_path / "q2.onnx"), block_tf=True)
+    assert "on 80 samples (" in human.out and "test split, 20 answers compared)" in human.out, human.out
     r = run_cli("profile", model, "--runs", "3", block_tf=True)
     assert_clean_error(r, 3)
     assert "it ran at 1x16" in r.err and "--input-shape" in r.err, r.err

@@ -225,5 +225,5 @@ def fidelity_lines(fid) -> list[str]:
         if o.verdict:
             v = o.verdict
             verdict = f" - {v['task']}: {'ok' if v['passed'] else 'FAILED'}"
-        lines.append(f"  {head} on {fid.samples} samples ({fid.data}): {o.summary()}{verdict}")
+        lines.append(f"  {head} on {fid.on}: {o.summary()}{verdict}")
     return lines

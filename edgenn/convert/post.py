@@ -72,7 +72,7 @@ class PostQuantResult:
         f = self.fidelity
         return (f"# edgenn quantize: {Path(self.source).name} -> {Path(self.output).name}\n\n"
                 f"- {self.tool}, mode {self.mode} (layers {self.layers}): {self.bytes_before:,} -> "
-                f"{self.bytes_after:,} bytes\n- fidelity on {f.samples} samples ({f.data}): "
+                f"{self.bytes_after:,} bytes\n- fidelity on {f.on}: "
                 f"{'passed' if f.passed else 'FAILED'}: {f.summary()}\n")
 
 
@@ -169,7 +169,7 @@ def quantize_file(source: str, output: str, mode: str, *, data_spec=None, layers
                 f"`edgenn convert MODEL --to {suffix[1:]} --quantize int8 --data ...`") from None
         tasks = _output_tasks(task, names, reference, ops)
         fidelity = judge(reference, candidate, tasks[0] if len(set(tasks)) == 1 else tasks,
-                         _BAR[mode], data, threshold, min_snr, names)
+                         _BAR[mode], data, threshold, min_snr, names, samples=len(x_check[0]))
         notes += fidelity.caveats()
     return PostQuantResult(str(source), str(out), suffix[1:], mode, tool, Path(source).stat().st_size,
                            len(blob), fidelity, layers, tuple(notes))

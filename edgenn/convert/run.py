@@ -149,7 +149,7 @@ class ConvertResult:
         lines = [f"# edgenn convert: {Path(self.model).name} -> {Path(a.path).name}", "",
                  f"- {a.format} {a.spec.quantization.value} for {a.spec.target.value}, "
                  f"{a.bytes:,} bytes ({a.gzip_bytes:,} gzipped), sha256 `{a.sha256[:12]}`",
-                 f"- fidelity on {f.samples} samples ({f.data}): "
+                 f"- fidelity on {f.on}: "
                  + "; ".join(o.summary() for o in f.outputs)
                  + f" - {'passed' if f.passed else 'FAILED'}: {f.summary()}"]
         lines += [f"- note: {caveat}" for caveat in f.caveats()]
@@ -288,7 +288,8 @@ def convert(model_path: str, output: str, spec: ExportSpec, *, data_spec=None, s
             else:
                 judged = detect_task(model, loaded.info.loss)
         fidelity = judge(keras_predict(model, x_check, every_output=True), candidate, judged,
-                         spec.quantization.value, source, threshold, min_snr, names)
+                         spec.quantization.value, source, threshold, min_snr, names,
+                         samples=len(as_list(x_check)[0]))
         explanation = None
         if explain:
             from .explain import Explanation, explain_tflite
