@@ -560,3 +560,54 @@ def test_a_subclassed_tf_keras_model_in_both_its_formats(tmp_path):
         r = run_cli("convert", str(tmp_path / name), *objects, "--to", "tflite",
                     "-o", str(tmp_path / f"{name}.tflite"))
         assert r.code == 0, (name, r.err)
+
+
+@pytest.fixture(scope="module")
+def mask_input(tmp_path_factory):
+    """Keras' video classifier: frame features and a boolean mask, an input of its own, passed
+    to the recurrent layer (``GRU(...)(frames, mask=mask)``); the same with an LSTM."""
+    import keras
+
+    tmp = tmp_path_factory.mktemp("mask_input")
+    rng = np.random.default_rng(0)
+    n, t, f = 200, 8, 6
+    lengths = rng.integers(2, t + 1, n)
+    mask = np.arange(t)[None] < lengths[:, None]
+    frames = (rng.normal(size=(n, t, f)) * mask[..., None]).astype("float32")
+    np.savez(tmp / "clips.npz", x_frames=frames, x_mask=mask, y=rng.integers(0, 3, n))
+    np.savez(tmp / "clips01.npz", x_frames=frames, x_mask=mask.astype("int64"))
+    np.savez(tmp / "clips2.npz", x_frames=frames, x_mask=mask.astype("int64") * 2)
+    for kind in ("GRU", "LSTM"):
+        keras.utils.set_random_seed(0)
+        frames_in = keras.Input((t, f), name="frames")
+        mask_in = keras.Input((t,), dtype="bool", name="mask")
+        h = getattr(keras.layers, kind)(8, name="rnn")(frames_in, mask=mask_in)
+        out = keras.layers.Dense(3, activation="softmax")(h)
+        keras.Model([frames_in, mask_in], out).save(tmp / f"{kind.lower()}.keras")
+    return tmp
+
+
+def test_a_boolean_mask_input_calibrates_and_its_masked_gru_unrolls(mask_input, tmp_path):
+    """int8 fed the mask to the converter's calibration as float32 ("Got value of type FLOAT32
+    but expected type BOOL", exit 3); with that fixed, a mask passed to the layer was not seen
+    as masking, so a masked LSTM was unrolled and the converter crashed (SIGSEGV, exit 139).
+    A masked GRU or SimpleRNN unrolls (measured 0.98-0.99 agreement); a masked LSTM is refused."""
+    data = ["--data", str(mask_input / "clips.npz")]
+    gru = str(mask_input / "gru.keras")
+    r = run_cli("convert", gru, "--to", "tflite", "--quantize", "int8", *data,
+                "-o", str(tmp_path / "g.tflite"), "--json")
+    assert r.code == 0, r.err
+    assert r.json()["fidelity"]["passed"] and "WHILE" not in r.json()["ops"], r.json()["ops"]
+    assert any("unrolled" in n and "rnn (GRU, 8 steps)" in n for n in r.json()["notes"])
+    r = run_cli("convert", gru, "--to", "onnx", "--data", str(mask_input / "clips01.npz"),
+                "--task", "classification", "-o", str(tmp_path / "g.onnx"), "--json")
+    assert r.code == 0, r.err  # a mask stored as 0 and 1 is read as False and True
+    assert r.json()["fidelity"]["top1_agreement"] == 1.0
+    r = run_cli("convert", gru, "--to", "onnx", "--data", str(mask_input / "clips2.npz"),
+                "--task", "classification", "-o", str(tmp_path / "g2.onnx"))
+    assert_clean_error(r, 2, "booleans", "other than 0 and 1")
+    assert not (tmp_path / "g2.onnx").exists()
+    r = run_cli("convert", str(mask_input / "lstm.keras"), "--to", "tflite", "--quantize", "int8",
+                *data, "-o", str(tmp_path / "l.tflite"))
+    assert_clean_error(r, 2, "rnn (LSTM)", "a masked LSTM always runs as a loop", "dynamic")
+    assert not (tmp_path / "l.tflite").exists()

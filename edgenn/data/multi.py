@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .prepare import DataSpec, integer_dtype
+from .prepare import DataSpec, as_booleans, exact_dtype
 from .sources import _value_max, check_npz
 
 
@@ -112,9 +112,9 @@ def load_multi(spec: DataSpec, model, inputs_only: bool = False) -> MultiSplits:
         if len(want) != len(have) or any(w is not None and w != h for w, h in zip(want, have)):
             raise DataError(f"{path}: x_{name} samples have shape {list(have)} but input "
                             f"{name!r} expects {[None, *want]}", "save arrays in the input's shape")
-        ints = integer_dtype(t.dtype)
-        if ints is not None:  # token ids and the like keep their values
-            prepared.append((x, ints, None))
+        ints = exact_dtype(t.dtype)
+        if ints is not None:  # token ids, masks and the like keep their values
+            prepared.append((as_booleans(x, f"x_{name}") if ints == np.bool_ else x, ints, None))
             continue
         divisor = _divisor(spec.scale, x)
         if divisor != 1.0:

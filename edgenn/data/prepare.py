@@ -419,6 +419,15 @@ def integer_dtype(dtype) -> np.dtype | None:
     return kind if np.issubdtype(kind, np.integer) else None
 
 
+def exact_dtype(dtype) -> np.dtype | None:
+    """The numpy type of an input whose values are taken as stored, or None for a float input.
+
+    Integers (token ids) and booleans (a padding mask beside the frames it masks).
+    """
+    name = str(getattr(dtype, "name", dtype) or "").rsplit(".", 1)[-1].strip("<>' ")
+    return np.dtype(bool) if name in ("bool", "bool_") else integer_dtype(dtype)
+
+
 def load_for(spec: DataSpec, input_shape: tuple, num_classes: int | None,
              input_dtype=None, check_samples: int | None = None) -> Splits:
     """``load`` then ``match_model`` for a model input of ``input_shape`` and ``input_dtype``.
@@ -442,7 +451,7 @@ def for_input(spec: DataSpec, dtype) -> DataSpec:
     """
     from dataclasses import replace
 
-    if integer_dtype(dtype) is not None and spec.scale == "auto":
+    if exact_dtype(dtype) is not None and spec.scale == "auto":
         return replace(spec, scale="none")
     return spec
 
@@ -485,19 +494,22 @@ def match_model(splits: Splits, input_shape: tuple, num_classes: int | None,
                     f"{splits.source}: {split} labels go up to {int(y.max())} but the model has "
                     f"{num_classes} outputs (classes 0..{num_classes - 1})",
                     "use data whose labels fit the model, or a model with more outputs")
-    ints = integer_dtype(input_dtype)
+    ints = exact_dtype(input_dtype)
     if ints is not None:
         _as_integers(splits, ints)
     return splits
 
 
 def _as_integers(splits: Splits, kind: np.dtype) -> None:
-    info = np.iinfo(kind)
     for name in ("x_train", "x_val", "x_test", "x_calib"):
         x = getattr(splits, name)
         if not x.size:
             setattr(splits, name, x.astype(kind))
             continue
+        if kind == np.bool_:
+            setattr(splits, name, as_booleans(x, f"the {name[2:]} data"))
+            continue
+        info = np.iinfo(kind)
         if not np.array_equal(x, np.round(x)):
             raise DataError(f"the model's input takes integers ({kind}, e.g. token ids) but the "
                             f"{name[2:]} data holds fractions (scaled by --scale, --mean, --std or "
@@ -508,6 +520,17 @@ def _as_integers(splits: Splits, kind: np.dtype) -> None:
             raise DataError(f"the model's input takes {kind} but the {name[2:]} data holds values "
                             f"from {low:g} to {high:g}", f"store values that fit {kind}")
         setattr(splits, name, x.astype(kind))
+
+
+def as_booleans(x: np.ndarray, what: str) -> np.ndarray:
+    """``x`` for a boolean input: booleans as they are, 0 and 1 as False and True."""
+    if x.dtype == np.bool_:
+        return x
+    if not np.isin(x, (0, 1)).all():
+        raise DataError(f"the model's input takes booleans (a mask) but {what} holds values "
+                        "other than 0 and 1", "store the mask as bool, or as 0 and 1, unscaled "
+                        "(--scale none, without --mean or --std)")
+    return x.astype(bool)
 
 
 def _adapt(have: tuple, want: tuple) -> tuple | None:

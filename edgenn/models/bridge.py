@@ -798,6 +798,8 @@ def random_inputs(model, seed: int = 0, batch: int = 4,
         shape = [batch, *inner]
         if np.issubdtype(dtype, np.integer):
             out.append(rng.integers(0, vocab, size=shape, dtype=np.int64).astype(dtype))
+        elif dtype == np.bool_:  # a mask: some steps on, some off
+            out.append(rng.integers(0, 2, size=shape).astype(bool))
         else:  # drawn in float32, not numpy's float64: half the peak for a large input
             out.append(rng.random(shape, dtype=np.float32).astype(dtype, copy=False))
     return out
