@@ -302,3 +302,28 @@ def test_data_far_from_the_input_normalization_is_warned_of(tabular, tmp_path):
     r = run_cli("convert", model, "--to", "tflite", "-o", str(tmp_path / "t.tflite"), "--data",
                 str(tabular / "tab.npz"))
     assert r.code == 0 and "warning" not in r.err + r.out, (r.out, r.err)
+
+
+def test_int8_keeps_a_one_hot_of_bucket_ids_float(tmp_path):
+    """A structured-data model (a numeric column cut into buckets by Discretization, one-hot
+    encoded by CategoryEncoding): the bucket ids reach the encoding as float, int8 rounded id 3
+    to 2.99, which the encoding counted as 2, and label agreement fell to 0.94."""
+    import keras
+    from keras import layers
+
+    rng = np.random.default_rng(0)
+    age = rng.uniform(0, 160, (600, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((1,), name="age")
+    ids = layers.Discretization(bin_boundaries=[20.0, 40.0, 60.0, 80.0, 100.0, 120.0, 140.0])(inp)
+    hot = layers.CategoryEncoding(num_tokens=8, output_mode="one_hot", name="hot")(ids)
+    out = layers.Dense(4, activation="softmax", kernel_initializer=keras.initializers.RandomNormal(
+        0, 3))(layers.Dense(16, activation="relu")(hot))
+    keras.Model(inp, out).save(tmp_path / "buckets.keras")
+    np.savez(tmp_path / "ages.npz", x=age)
+    r = run_cli("convert", str(tmp_path / "buckets.keras"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "ages.npz"), "--scale", "none", "-o", str(tmp_path / "b.tflite"),
+                "--json")
+    assert r.code == 0, r.err
+    assert r.json()["spec"]["keep_float"] == ["hot"], r.json()["spec"]
+    assert r.json()["fidelity"]["top1_agreement"] == 1.0, r.json()["fidelity"]

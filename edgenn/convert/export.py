@@ -252,6 +252,14 @@ def front_layers(model) -> tuple[FrontLayer, ...]:
                                   "one int8 scale for the input must hold beside the data",
                                   "pad with 0 (Masking(0.0)), or with a value in the data's "
                                   "range", needs_float_input=True, through=through))
+        elif type(layer).__name__ == "CategoryEncoding" and not _reads_integer_input(layer):
+            # a table column bucketed by a Discretization, then one-hot encoded: its bucket ids
+            # reach the encoding as float, and int8 rounded id 3 to 2.99, which counts as 2
+            # (label agreement 0.94; kept float, 1.0)
+            out.append(FrontLayer(layer.name, "id encoding", "reads integer ids computed in the "
+                                  "model as float values, and int8's rounding of them turns ids "
+                                  "into their neighbours", "compute the ids before the model and "
+                                  "feed them as an integer input"))
         elif type(layer).__name__ in FRONT_ENDS:
             out.append(FrontLayer(layer.name, "spectrogram front end", "loses its signal in int8",
                                   "compute the spectrogram outside the model and feed it"))
@@ -263,6 +271,16 @@ def front_layers(model) -> tuple[FrontLayer, ...]:
                                       "normalize the features before the model and drop the "
                                       "layer", needs_float_input=True, through=through))
     return tuple(out)
+
+
+def _reads_integer_input(layer) -> bool:
+    """Whether ``layer`` reads a model input of an integer type (ids int8 leaves alone)."""
+    from ..data.prepare import exact_dtype
+    from ..models.describe import inbound_layers
+
+    before = inbound_layers(layer)
+    return bool(before) and all(type(prev).__name__ == "InputLayer" and exact_dtype(
+        getattr(prev, "dtype", None)) is not None for prev in before)
 
 
 def _lost_feature(mean: np.ndarray, variance: np.ndarray) -> str | None:
