@@ -216,7 +216,7 @@ def _convert_frozen(tf2onnx, model, opset: int):
     proto, _ = tf2onnx.convert.from_graph_def(
         _inlinable(frozen.graph.as_graph_def()), input_names=[t.name for t in frozen.inputs],
         output_names=[t.name for t in frozen.outputs], opset=opset,
-        custom_op_handlers={"Erfc": (_erfc, [])})
+        custom_op_handlers={"Erfc": (_erfc, []), "Bucketize": (_bucketize, [])})
     return proto
 
 
@@ -248,6 +248,36 @@ def _erfc(ctx, node, name, args):
                          np.array(1, dtype=utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))))
     ctx.insert_new_node_on_output("Sub", node.output[0], name=utils.make_name(f"{name}_erfc"),
                                   inputs=[one.output[0], node.output[0]])
+
+
+def _bucketize(ctx, node, name, args):
+    """TF's Bucketize (a Discretization layer's bucket ids), which tf2onnx lacks.
+
+    The number of boundaries at or below each value, as comparisons summed.
+    """
+    from onnx import TensorProto
+    from tf2onnx import utils
+
+    x = node.input[0]
+    numpy_type = utils.map_onnx_to_numpy_type(ctx.get_dtype(x))
+    bounds = ctx.make_const(utils.make_name(f"{name}_bounds"),
+                            np.array(node.get_attr_value("boundaries"), dtype=numpy_type))
+    if ctx.opset >= 13:  # axes as inputs
+        axes = ctx.make_const(utils.make_name(f"{name}_axes"), np.array([-1], np.int64))
+        expanded = ctx.make_node("Unsqueeze", [x, axes.output[0]])
+    else:
+        expanded = ctx.make_node("Unsqueeze", [x], attr={"axes": [-1]})
+    below = ctx.make_node("Less", [expanded.output[0], bounds.output[0]])
+    at_or_above = ctx.make_node("Not", [below.output[0]])
+    counted = ctx.make_node("Cast", [at_or_above.output[0]], attr={"to": TensorProto.INT32})
+    del node.attr["boundaries"]
+    node.type = "ReduceSum"
+    node.set_attr("keepdims", 0)
+    if ctx.opset >= 13:
+        ctx.replace_inputs(node, [counted.output[0], axes.output[0]])
+    else:
+        node.set_attr("axes", [-1])
+        ctx.replace_inputs(node, [counted.output[0]])
 
 
 def _element_type(value_info):
