@@ -237,7 +237,7 @@ def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None
     """
     shapes = _input_shapes(runner)
     if data_spec is None:
-        from ..data.prepare import integer_dtype
+        from ..data.prepare import exact_dtype
         from ..runtime.layout import resolve_input_shapes
 
         full = resolve_input_shapes(Path(source), input_shapes, purpose="check it at with "
@@ -257,9 +257,8 @@ def _inputs(runner, data_spec, samples: int, source: str = "", input_shapes=None
         xs = []
         for shape, dtype, batched in zip(shapes, _input_dtypes(runner), _batched(runner)):
             size = (n if batched else 1, *[d or 1 for d in shape[1:]])
-            ints = integer_dtype(dtype)  # ids 0 and 1 exist in any embedding table
-            x = (rng.integers(0, 2, size=size).astype(ints) if ints is not None
-                 else rng.integers(0, 2, size=size).astype(bool) if _is_bool(dtype)
+            exact = exact_dtype(dtype)  # ids 0 and 1 exist in any embedding table; a mask
+            x = (rng.integers(0, 2, size=size).astype(exact) if exact is not None
                  else rng.random(size, dtype=np.float32))
             xs.append(x if batched else np.repeat(x, n, 0))  # one setting shared by the batch
         return xs, None, "random inputs"
@@ -403,13 +402,6 @@ def _output_tasks(task, names: list[str], reference: list | None = None,
     ops = ops or [None] * len(tasks)
     return [(_TASK_OF_OP.get(op) or (Task.classification if _probabilities(y) else Task.regression))
             if t is Task.auto else t for t, y, op in zip(tasks, reference, ops)]
-
-
-def _is_bool(dtype) -> bool:
-    try:
-        return np.dtype(dtype) == np.bool_
-    except TypeError:
-        return False
 
 
 def _probabilities(y: np.ndarray) -> bool:
