@@ -262,22 +262,22 @@ def _bucketize(ctx, node, name, args):
     numpy_type = utils.map_onnx_to_numpy_type(ctx.get_dtype(x))
     bounds = ctx.make_const(utils.make_name(f"{name}_bounds"),
                             np.array(node.get_attr_value("boundaries"), dtype=numpy_type))
-    if ctx.opset >= 13:  # axes as inputs
-        axes = ctx.make_const(utils.make_name(f"{name}_axes"), np.array([-1], np.int64))
-        expanded = ctx.make_node("Unsqueeze", [x, axes.output[0]])
+    # Unsqueeze's and ReduceSum's axes: an input from opset 13, an attribute before
+    if ctx.opset >= 13:
+        axes, attr = [ctx.make_const(utils.make_name(f"{name}_axes"),
+                                     np.array([-1], np.int64)).output[0]], {}
     else:
-        expanded = ctx.make_node("Unsqueeze", [x], attr={"axes": [-1]})
+        axes, attr = [], {"axes": [-1]}
+    expanded = ctx.make_node("Unsqueeze", [x, *axes], attr=attr)
     below = ctx.make_node("Less", [expanded.output[0], bounds.output[0]])
     at_or_above = ctx.make_node("Not", [below.output[0]])
     counted = ctx.make_node("Cast", [at_or_above.output[0]], attr={"to": TensorProto.INT32})
     del node.attr["boundaries"]
     node.type = "ReduceSum"
     node.set_attr("keepdims", 0)
-    if ctx.opset >= 13:
-        ctx.replace_inputs(node, [counted.output[0], axes.output[0]])
-    else:
-        node.set_attr("axes", [-1])
-        ctx.replace_inputs(node, [counted.output[0]])
+    for key, value in attr.items():
+        node.set_attr(key, value)
+    ctx.replace_inputs(node, [counted.output[0], *axes])
 
 
 def _element_type(value_info):

@@ -18,13 +18,14 @@ def representative(x_calib, samples: int | None):
     ``x_calib`` is one array, or a list with one array per model input.
     """
     from ..data.multi import as_list, count
+    from ..data.prepare import exact_dtype
 
     arrays = as_list(x_calib)
 
     def generate():
         for i in range(count(x_calib) if samples is None else min(samples, count(x_calib))):
-            sample = [a[i:i + 1] if np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_
-                      else a[i:i + 1].astype(np.float32) for a in arrays]  # a mask stays bool
+            sample = [a[i:i + 1] if exact_dtype(a.dtype) is not None  # ids, a mask
+                      else a[i:i + 1].astype(np.float32) for a in arrays]
             # by name when there are several: the converter's list order need not be ours
             # (input_N are the names input_specs gives the traced function's arguments)
             yield sample if len(sample) == 1 else {f"input_{k}": s for k, s in enumerate(sample)}
