@@ -253,3 +253,41 @@ def test_a_custom_objects_file_imports_its_neighbours_as_python_would(tmp_path):
                 "--json")
     assert r.code == 0, r.err[-800:]
     assert "Scale" in [layer["class"] for layer in r.json()["layers"]]
+
+
+def test_allow_unsafe_names_the_custom_object_nothing_registered(models, tmp_path):
+    """--allow-unsafe lifts the checks, so no refusal names a custom layer first; Keras then
+    said only that the model "could not be deserialized properly", and edgenn advised checking
+    that the file was complete (a keras-tcn model: `TCN` from `tcn.tcn`). The error now names
+    the object, and for a Keras 3 file the import line that registers it; that line works."""
+    import sys
+
+    import keras
+
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "my_blocks.py").write_text(
+        "import keras\n@keras.saving.register_keras_serializable('blocks')\n"
+        "class Twice(keras.layers.Layer):\n    def call(self, x):\n        return 2.0 * x\n")
+    sys.path.insert(0, str(folder))
+    try:
+        from my_blocks import Twice
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("my_blocks", None)
+    inp = keras.Input((3,))
+    keras.Model(inp, keras.layers.Dense(2)(Twice(name="twice")(inp))).save(tmp_path / "m.keras")
+    keras.saving.get_custom_objects().clear()
+
+    r = run_cli("inspect", str(tmp_path / "m.keras"), "--allow-unsafe", cwd=tmp_path)
+    assert_clean_error(r, 2, "'blocks>Twice'", "--custom-objects",
+                       "`from my_blocks import Twice`")
+    (folder / "co.py").write_text("from my_blocks import Twice\n")
+    ok = run_cli("inspect", str(tmp_path / "m.keras"), "--allow-unsafe", "--custom-objects",
+                 str(folder / "co.py"), "--json")
+    assert ok.code == 0, ok.err[-800:]
+
+    # a tf_keras file (no module stored with the name)
+    r = run_cli("inspect", str(models / "tfk_custom.keras"), "--allow-unsafe")
+    assert_clean_error(r, 2, "Demo>Scale", "--custom-objects")
+    assert "could not be loaded" not in r.err

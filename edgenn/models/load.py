@@ -154,7 +154,8 @@ def _load_keras3(info: FormatInfo, custom: dict, allow_unsafe: bool):
         model = keras.saving.load_model(str(info.path), compile=False, safe_mode=not allow_unsafe,
                                         custom_objects=custom or None)
     except Exception as err:
-        raise _load_error(info, err) from None
+        raise _load_error(info, err, info.config, keras_names("keras3"), custom,
+                          keras.saving.get_registered_object) from None
     return float32_compute(functional_view(model, info))
 
 
@@ -266,7 +267,10 @@ def _load_tf_keras(info: FormatInfo, custom: dict, allow_unsafe: bool):
     try:
         model = tfk.models.load_model(str(info.path), **kwargs)
     except Exception as err:
-        raise _load_error(info, err) from None
+        config = (_savedmodel_keras_config(info.path) if info.format is ModelFormat.savedmodel
+                  else info.config)
+        raise _load_error(info, err, config, keras_names("tf_keras"), kwargs["custom_objects"],
+                          tfk.utils.get_registered_object) from None
     return functional_view(model, info)
 
 
@@ -321,7 +325,33 @@ def _check_loaded_part(config, info: FormatInfo, names, custom: dict) -> None:
     check_config(loaded_part(config), info.path, names, custom)
 
 
-def _load_error(info: FormatInfo, err: Exception) -> InputFileError:
+def _load_error(info: FormatInfo, err: Exception, config=None, names=None, custom=None,
+                registry=None) -> InputFileError:
+    """The one-line error for a model Keras failed to load.
+
+    A custom object that nothing registered (the file was loaded with --allow-unsafe, so no
+    check named it first) is named with the way to register it, where Keras says only that the
+    model "could not be deserialized".
+    """
+    from .safety import unregistered
+
+    missing = None
+    if config is not None:
+        try:
+            missing = unregistered(loaded_part(config), names, custom, registry)
+        except Exception:  # a config too odd to walk: Keras's own error stands
+            missing = None
+    if missing is not None:
+        where, name, module = missing
+        short = name.split(">")[-1]
+        source = (f" (a file holding `from {module} import {short}`)"
+                  if isinstance(module, str) and all(p.isidentifier() for p in module.split("."))
+                  else "")
+        origin = f" (module {module!r})" if module else ""
+        return InputFileError(
+            f"{info.path}: {where} is a custom object {name!r}{origin} that no "
+            "--custom-objects file registers, so Keras could not rebuild the model",
+            f"register it with --custom-objects FILE.py{source}")
     text = " ".join(str(err).split())
     if "Lambda" in text and ("safe_mode" in text or "unsafe" in text):
         return InputFileError(f"{info.path}: the model holds a Lambda layer whose code would run",

@@ -222,6 +222,55 @@ def check_compile_config(config, source: Path) -> None:
                                    "edgenn refused the file", _UNSAFE_HINT)
 
 
+def _is_custom(obj: dict, names: KerasNames) -> bool:
+    """Whether a config object names a class or function from outside Keras (a custom object)."""
+    cls, registered, module = obj.get("class_name"), obj.get("registered_name"), obj.get("module")
+    # tf_keras writes TensorFlow initializers with their TF module and looks them up by class
+    # name alone; Keras 3 imports only modules under keras.
+    prefixes = _KERAS_MODULE_PREFIXES + (("tensorflow.", "tensorflow_model_optimization.")
+                                         if names.flavour == "tf_keras" else ())
+    foreign = module is not None and not (
+        str(module).startswith(prefixes) or (module == "builtins" and cls == "function"))
+    custom_marker = registered not in (None, cls) and not str(registered).startswith("keras")
+    bridged = (names.flavour == "tf_keras" and registered in al.BRIDGE_LAYERS
+               and module in (None, al.BRIDGE_MODULE))  # edgenn's own, saved after a prune
+    return (foreign or custom_marker) and not bridged
+
+
+def _given(obj: dict, custom) -> bool:
+    """Whether the user's --custom-objects file gives the class or function ``obj`` names.
+
+    Also as its registered "package>Name" (the class_name a tf_keras SavedModel stores).
+    """
+    cls, registered, cfg = obj.get("class_name"), obj.get("registered_name"), obj.get("config")
+    return cls in custom or (isinstance(registered, str) and registered in custom) or (
+        ">" in cls and cls.split(">", 1)[1] in custom) or (
+        cls == "function" and isinstance(cfg, str) and cfg in custom)
+
+
+def unregistered(config, names: KerasNames, custom_objects: dict | None,
+                 registry) -> tuple[str, str, object] | None:
+    """The first custom object in ``config`` that nothing registers: (where, name, module).
+
+    For a file loaded with --allow-unsafe that failed: Keras only says the model "could not be
+    deserialized" when a class it names was never imported. ``registry(name)`` is the loading
+    Keras's own lookup of registered objects (a package registers its layers on import).
+    """
+    custom = set(custom_objects or {})
+    for where, _key, node in walk(config):
+        if not (isinstance(node, dict) and isinstance(node.get("class_name"), str)):
+            continue
+        cls = node["class_name"]
+        unknown = cls not in names.classes and cls not in al.DATA_MARKERS and cls not in (
+            "function", "__lambda__", "__typespec__", "TypeSpec")  # a .h5 keeps no module
+        if _given(node, custom) or not (_is_custom(node, names) or unknown):
+            continue
+        name = str(node.get("registered_name") or node["class_name"])
+        if registry(name) is None:
+            return where, name, node.get("module")
+    return None
+
+
 def _check_object(obj: dict, where: str, source: Path, names: KerasNames, custom: set) -> None:
     cls = obj.get("class_name")
     cfg = obj.get("config")
@@ -230,11 +279,7 @@ def _check_object(obj: dict, where: str, source: Path, names: KerasNames, custom
                                _UNSAFE_HINT)
     registered = obj.get("registered_name")
     module = obj.get("module")
-    # a class the user's --custom-objects file defines, also as its registered "package>Name"
-    # (the class_name a tf_keras SavedModel stores)
-    if cls in custom or (isinstance(registered, str) and registered in custom) or (
-            ">" in cls and cls.split(">", 1)[1] in custom) or (
-            cls == "function" and isinstance(cfg, str) and cfg in custom):
+    if _given(obj, custom):
         return
     if cls == "__lambda__" or (isinstance(cfg, dict) and cfg.get("function_type") == "lambda"):
         raise UnsafeModelError(f"{source}: {where} is a Python lambda, whose code would run when "
@@ -247,16 +292,7 @@ def _check_object(obj: dict, where: str, source: Path, names: KerasNames, custom
             raise UnsafeModelError(f"{source}: {where} names the type spec {spec!r}, which edgenn "
                                    "does not know", _CUSTOM_HINT)
         return
-    # tf_keras writes TensorFlow initializers with their TF module and looks them up by class
-    # name alone; Keras 3 imports only modules under keras.
-    prefixes = _KERAS_MODULE_PREFIXES + (("tensorflow.", "tensorflow_model_optimization.")
-                                         if names.flavour == "tf_keras" else ())
-    foreign = module is not None and not (
-        str(module).startswith(prefixes) or (module == "builtins" and cls == "function"))
-    custom_marker = registered not in (None, cls) and not str(registered).startswith("keras")
-    bridged = (names.flavour == "tf_keras" and registered in al.BRIDGE_LAYERS
-               and module in (None, al.BRIDGE_MODULE))  # edgenn's own, saved after a prune
-    if (foreign or custom_marker) and not bridged:
+    if _is_custom(obj, names):
         wanted = str(registered or cls).split(">")[-1]
         hint = _CUSTOM_HINT if not custom else (
             f"the --custom-objects file gives {', '.join(sorted(custom)[:6])}"
