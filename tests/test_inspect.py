@@ -154,6 +154,73 @@ def test_a_layer_called_twice_counts_its_macs_twice(tmp_path):
     assert r.json()["macs"] == 512
 
 
+_BLOCKS = """
+import keras
+
+
+@keras.saving.register_keras_serializable("blocks")
+class Residual(keras.layers.Layer):
+    # keras-tcn's way: its convolutions built in build(), a `layers` list of its own that
+    # leaves the 1x1 matching convolution out
+    def __init__(self, filters=6, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+
+    def build(self, shape):
+        self.layers = [keras.layers.Conv1D(self.filters, 3, padding="causal", name="c0")]
+        self.layers[0].build(shape)
+        self.match = keras.layers.Conv1D(self.filters, 1, name="match")
+        self.match.build(shape)
+
+    def call(self, x):
+        return self.layers[0](x) + self.match(x)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+@keras.saving.register_keras_serializable("blocks")
+class Stack(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.first, self.second = Residual(6, name="r0"), Residual(6, name="r1")
+
+    def build(self, shape):
+        self.first.build(shape)
+        self.second.build(tuple(shape[:-1]) + (6,))
+
+    def call(self, x):
+        return self.second(self.first(x))
+"""
+
+
+def test_a_custom_layer_of_keras_layers_counts_their_macs(tmp_path):
+    """keras-tcn's TCN (residual blocks of dilated Conv1Ds, inside a custom layer) counted
+    "MACs 0": a custom layer now counts the Keras layers it holds, at the shapes they were
+    built with, and all of them (a block's own `layers` list missed its 1x1 convolution)."""
+    import sys
+
+    import keras
+
+    (tmp_path / "blocks.py").write_text(_BLOCKS)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from blocks import Stack
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("blocks", None)
+    inp = keras.Input((10, 4))
+    keras.Model(inp, keras.layers.Dense(3)(Stack(name="stack")(inp))).save(tmp_path / "m.keras")
+    keras.saving.get_custom_objects().clear()
+    (tmp_path / "co.py").write_text("from blocks import Stack, Residual\n")
+    r = run_cli("inspect", str(tmp_path / "m.keras"), "--custom-objects", str(tmp_path / "co.py"),
+                "--no-bridge", "--json")
+    assert r.code == 0, r.err[-800:]
+    macs = {layer["name"]: layer["macs"] for layer in r.json()["layers"]}
+    # 10 steps x 6 filters: r0 3x4 + 1x4, r1 3x6 + 1x6
+    assert macs["stack"] == 10 * 6 * (3 * 4 + 4) + 10 * 6 * (3 * 6 + 6)
+
+
 def test_a_model_applied_to_every_frame_counts_its_macs_per_frame(tmp_path):
     """vvadlrs3's voice-activity models run a MobileNet on each of 36 video frames
     (TimeDistributed of a model): inspect counted 0 MACs for it, 3.75 billion in truth."""

@@ -134,6 +134,12 @@ def layer_macs(layer) -> int | None:
     pooling and normalisation count 0 (BatchNormalization folds into the convolution before it
     on every edge runtime). Nested models sum their layers.
     """
+    if (inner := _custom_sublayers(layer)):
+        # a custom layer built of Keras layers (keras-tcn's TCN: its dilated Conv1Ds counted
+        # "MACs 0"), each counted at the shape it was built with, once per forward pass; all
+        # it tracks, not a `layers` list of its own (TCN's blocks leave their 1x1 conv out)
+        parts = [layer_macs(sub) for sub in inner]
+        return None if any(p is None for p in parts) else int(sum(parts))
     if hasattr(layer, "layers") and layer.layers:
         parts = [layer_macs(sub) for sub in layer.layers]
         return None if any(p is None for p in parts) else int(sum(
@@ -151,6 +157,19 @@ def layer_macs(layer) -> int | None:
     if cls == "TimeDistributed":  # the inner layer's kernel, the wrapper's (time-long) shapes
         return _matmul_macs(layer, type(layer.layer).__name__, kernel_of=layer.layer)
     return _matmul_macs(layer, cls)
+
+
+def _custom_sublayers(layer) -> list:
+    """The layers a custom (non-Keras) layer holds; [] for Keras's own layers and for models.
+
+    A model, subclassed or not, is counted by its `layers` with how often its graph calls each.
+    """
+    if str(type(layer).__module__).split(".")[0] in ("keras", "tf_keras", "tensorflow") or any(
+            base.__name__ in ("Model", "Functional", "Sequential") for base in type(layer).__mro__):
+        return []
+    flatten = getattr(layer, "_flatten_layers", None)
+    return [] if flatten is None else list(_safe(
+        lambda: list(flatten(include_self=False, recursive=False))) or [])
 
 
 _RECURRENT_GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
