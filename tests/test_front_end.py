@@ -334,3 +334,95 @@ def test_int8_keeps_a_one_hot_of_bucket_ids_float(tmp_path):
                     "-o", str(tmp_path / f"b{opset}.onnx"), "--json")
         assert r.code == 0, r.err
         assert r.json()["fidelity"]["top1_agreement"] == 1.0, r.json()["fidelity"]
+
+
+_STFT_LAYER = '''
+import keras
+import tensorflow as tf
+
+
+class Spectrogram(keras.layers.Layer):
+    """kapre's way: tf.signal.stft, the complex values moved, then their magnitude."""
+
+    def call(self, x):
+        z = tf.signal.stft(x, frame_length=256, frame_step=128, fft_length=256)
+        z = tf.expand_dims(tf.transpose(z, (0, 2, 1)), -1)  # (batch, freq, time, 1), complex
+        return tf.abs(z)
+'''
+
+
+def test_a_spectrogram_that_moves_complex_values_converts_without_flex(mel, tmp_path):
+    """kapre's STFT transposes the complex STFT before its Magnitude layer takes tf.abs: TFLite
+    has no kernel that moves complex values, and every conversion asked for Flex ("Transpose").
+    The magnitude is now taken first (the same values), in TFLite and before tf2onnx."""
+    import sys
+
+    import keras
+
+    (tmp_path / "spec.py").write_text(_STFT_LAYER)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from spec import Spectrogram
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("spec", None)
+    audio = np.load(mel / "audio.npz")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((audio["x"].shape[1],))
+    h = keras.layers.BatchNormalization()(Spectrogram(name="spec")(inp))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(h)
+    h = keras.layers.Flatten()(keras.layers.MaxPooling2D((8, 4))(h))
+    model = keras.Model(inp, keras.layers.Dense(4, activation="softmax")(h))
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(audio["x"], audio["y"], epochs=5, batch_size=32, verbose=0)
+    model.save(tmp_path / "stft.keras")
+    keras.saving.get_custom_objects().clear()
+    (tmp_path / "co.py").write_text("from spec import Spectrogram\n")
+    common = ["--custom-objects", str(tmp_path / "co.py"), "--data", str(mel / "audio.npz"),
+              "--scale", "none", "--json"]
+    r = run_cli("convert", str(tmp_path / "stft.keras"), "--to", "tflite", *common,
+                "-o", str(tmp_path / "f.tflite"))
+    assert r.code == 0, r.err[-1500:]
+    doc = r.json()
+    assert doc["fidelity"]["top1_agreement"] == 1.0, doc["fidelity"]
+    assert "COMPLEX_ABS" in doc["ops"] and not any("FLEX" in op for op in doc["ops"]), doc["ops"]
+    assert any("magnitudes taken before" in n for n in doc["notes"]), doc["notes"]
+    r = run_cli("convert", str(tmp_path / "stft.keras"), "--to", "tflite", "--quantize", "int8",
+                *common, "-o", str(tmp_path / "q.tflite"))
+    assert r.code == 0, r.err[-1500:]
+
+
+def test_magnitudes_first_rewrites_only_moves_whose_readers_take_real_values():
+    """Each reader (the magnitude, the real part) gets its own copy of the move, after it; a
+    move read by anything else stays, and so does the graph."""
+    import tensorflow as tf
+
+    from edgenn.convert.complex_values import magnitudes_first, moves_complex_values
+
+    def graph(read_imag_too, keep_complex):
+        @tf.function(input_signature=[tf.TensorSpec((2, 64), tf.float32)])
+        def f(x):
+            z = tf.transpose(tf.signal.rfft(x[:, None, :]), (0, 2, 1))
+            out = [tf.abs(z)]
+            if read_imag_too:
+                out.append(tf.math.real(z))
+            if keep_complex:
+                out.append(tf.math.conj(z))
+            return out
+
+        return f, f.get_concrete_function().graph.as_graph_def()
+
+    for imag, keep, moved in ((False, False, 1), (True, False, 1), (False, True, 0)):
+        f, gd = graph(imag, keep)
+        assert moves_complex_values(gd)
+        assert magnitudes_first(gd) == moved
+        assert moves_complex_values(gd) == (moved == 0)
+        if moved:  # the rewritten graph computes the same
+            x = np.random.default_rng(0).standard_normal((2, 64)).astype("float32")
+            names = [t.name for t in f.get_concrete_function().outputs]
+            new = tf.compat.v1.wrap_function(
+                lambda v, gd=gd, names=names: tf.graph_util.import_graph_def(
+                    gd, input_map={"x:0": v}, return_elements=names, name=""),
+                [tf.TensorSpec((2, 64), tf.float32)])
+            for a, b in zip(new(tf.constant(x)), f(tf.constant(x))):
+                np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)

@@ -402,7 +402,7 @@ def _export_tflite(model, spec, path: Path, x_calib, provenance, log) -> Artifac
 
         blob = with_input_names(blob, names)
     for note in notes:
-        log(f"int8: {note}")
+        log(f"{spec.quantization.value}: {note}")
     with atomic_path(path) as tmp:
         tmp.write_bytes(blob)
     info = describe(path)

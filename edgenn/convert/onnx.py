@@ -97,7 +97,7 @@ def to_onnx(model, opset: int = 17):
             where = f" (in {node.group(1)})" if node else ""
             hint = ("export to TFLite (--to tflite), or compute that part outside the model"
                     + ("; a spectrogram front end exports to ONNX as keras.layers.STFTSpectrogram"
-                       if left.group(1) in ("RFFT", "RFFT2D", "FFT") else ""))
+                       if left.group(1) in ("RFFT", "RFFT2D", "FFT", "ComplexAbs") else ""))
             raise ConversionError(f"tf2onnx has no ONNX translation for the TensorFlow op "
                                   f"{left.group(1)}{where}, so the exported model is not valid "
                                   "ONNX", hint) from None
@@ -210,11 +210,14 @@ def _convert_frozen(tf2onnx, model, opset: int):
     """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    from .complex_values import magnitudes_first
     from .tflite import traced
 
     frozen = convert_variables_to_constants_v2(traced(model), lower_control_flow=False)
+    graph_def = frozen.graph.as_graph_def()
+    magnitudes_first(graph_def)  # tf2onnx translates an RFFT only when its magnitude reads it
     proto, _ = tf2onnx.convert.from_graph_def(
-        _inlinable(frozen.graph.as_graph_def()), input_names=[t.name for t in frozen.inputs],
+        _inlinable(graph_def), input_names=[t.name for t in frozen.inputs],
         output_names=[t.name for t in frozen.outputs], opset=opset,
         custom_op_handlers={"Erfc": (_erfc, []), "Bucketize": (_bucketize, [])})
     return proto

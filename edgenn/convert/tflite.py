@@ -511,6 +511,12 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         batch_size = 1
     function = traced(model, batch_size)
     owner = _owner(model, function)
+    from .complex_values import real_valued
+
+    if (real := real_valued(function)) is not None:  # a spectrogram's complex values moved
+        function, owner = real, tensorflow.Module()
+        notes.append("magnitudes taken before the complex STFT values are moved (the same "
+                     "values; TFLite moves no complex tensors)")
     converter = tensorflow.lite.TFLiteConverter.from_concrete_functions([function], owner)
     _configure(converter, q, io, x_calib, calibration_samples, allow_flex, sparse_weights,
                keep_float)
