@@ -1012,3 +1012,31 @@ def test_a_bidirectional_keras2_lstm_unrolls_for_int8(tmp_path):
     doc = r.json()
     assert "WHILE" not in doc["ops"] and doc["fidelity"]["outputs"][0]["snr_db"] > 30, doc
     assert any("forward_lstm" in n and "10 steps" in n for n in doc["notes"]), doc["notes"]
+
+
+def test_explain_compares_layer_outputs_not_weights_of_their_size(tmp_path):
+    """--explain matched tensors by size: on 64 samples, a Dense(64 -> 10)'s int8 kernel has
+    the size of its 10 outputs, and its raw values were compared as the layer's output ("rel.
+    error 16.9" on a model whose output had an SNR of 27 dB). Only tensors an op writes are
+    compared now, and the output layer by the file's output."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = (digits.data / 16).astype("float32"), digits.target
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64,))
+    out = keras.layers.Dense(10, name="logits")(keras.layers.Dense(64, activation="relu",
+                                                                    name="hidden")(inp))
+    model = keras.Model(inp, out)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=5, verbose=0)
+    model.save(tmp_path / "m.keras")
+    r = run_cli("convert", str(tmp_path / "m.keras"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "d.npz"), "--explain", "-o", str(tmp_path / "m.tflite"),
+                "--json")
+    assert r.code == 0, r.err[-1500:]
+    rows = {row["layer"]: row for row in r.json()["explain"]["layers"]}
+    assert set(rows) == {"hidden", "logits"}, rows
+    assert all(row["relative_error"] < 0.2 for row in rows.values()), rows

@@ -148,6 +148,27 @@ def layers_of_tensor(tensor_name: str, position: dict) -> set[str]:
             for name in [_layer_name(piece.split("/")[1], position)] if name}
 
 
+def _computed(interp) -> set[int] | None:
+    """The tensors some op writes (None: the interpreter gives no op details)."""
+    try:
+        ops = interp._get_ops_details()  # noqa: SLF001 - as stateful_ops reads it
+    except Exception:  # noqa: BLE001
+        return None
+    return {int(o) for op in ops for o in op["outputs"] if o >= 0}
+
+
+def _output_layers(model) -> list:
+    """The layers that compute ``model``'s outputs, in its order (Keras 3 and tf_keras)."""
+    found = []
+    for tensor in model.outputs:
+        history = getattr(tensor, "_keras_history", None)
+        layer = history[0] if history is not None else None
+        if layer is None:
+            return []
+        found.append(layer)
+    return found
+
+
 def _reader_layers(interp, position: dict) -> dict[int, list[set[str]]]:
     """For each tensor, the layers fused into each op that reads it (empty: no op details)."""
     try:
@@ -247,8 +268,14 @@ def explain_tflite(model, path: Path, x) -> Explanation:
     best: dict[str, tuple[int, dict]] = {}
     with_ops: set[str] = set()  # the layers that own an op (what --keep-float can name)
     readers = _reader_layers(interp, position)
+    computed = _computed(interp)
     for t in interp.get_tensor_details():
         if t["name"].endswith(("/shared_scale", "/own_scale")):  # shared_scales' copies
+            continue
+        if computed is not None and t["index"] not in computed:
+            # a weight or bias (no op writes it): a Dense's 10x64 kernel has the size of its
+            # 10 outputs for 64 samples, and its raw int8 values showed as "rel. error 16.9"
+            with_ops |= layers_of_tensor(t["name"], position)
             continue
         layers = layers_of_tensor(t["name"], position)
         with_ops |= layers
@@ -290,6 +317,15 @@ def explain_tflite(model, path: Path, x) -> Explanation:
             with_ops.add(owner)
             best[owner] = (1, {"index": details[tensor]["index"], "detail": details[tensor],
                                "value": value})
+
+    # An output layer's op writes a tensor named after the model's output, not the layer
+    # (StatefulPartitionedCall:0): the file's outputs, in the model's order, stand for them.
+    outputs = [layer.name for layer in _output_layers(model)]
+    for owner, detail in zip(outputs, _in_order(interp, interp.get_output_details(), "outputs")):
+        if owner in position and owner not in best and len(outputs) == len(model.outputs):
+            value = interp.get_tensor(detail["index"])
+            if value.size == keras_out[position[owner]][: len(samples)].size:
+                best[owner] = (0, {"index": detail["index"], "detail": detail, "value": value})
 
     rows, previous = [], 0.0
     for name in [n for n in order if n in best]:
