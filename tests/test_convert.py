@@ -1040,3 +1040,66 @@ def test_explain_compares_layer_outputs_not_weights_of_their_size(tmp_path):
     rows = {row["layer"]: row for row in r.json()["explain"]["layers"]}
     assert set(rows) == {"hidden", "logits"}, rows
     assert all(row["relative_error"] < 0.2 for row in rows.values()), rows
+
+
+def test_int8_keeps_a_masked_attention_softmax_float(tmp_path):
+    """Keras 3 fills masked attention scores with -1e9 before the softmax (MultiHeadAttention
+    behind Embedding(mask_zero=True), keras-hub's BERT): int8 gave the fill and the scores one
+    scale of 3.9e6 per step, every score became 0 and attention uniform (this model: agreement
+    0.83; keras-hub's BERT classifier: 0.53). Those few tensors now stay float."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    n, length = 600, 16
+    ids = rng.integers(3, 50, (n, length))
+    lens = rng.integers(4, length, n)
+    y = rng.integers(0, 2, n)
+    for i in np.flatnonzero(y):
+        ids[i, rng.integers(0, lens[i])] = 1  # the class: token 1 somewhere in the sequence
+    ids = np.where(np.arange(length)[None] < lens[:, None], ids, 0).astype("int32")
+    np.savez(tmp_path / "ids.npz", x=ids, y=y)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((length,), dtype="int32")
+    h = keras.layers.Embedding(50, 16, mask_zero=True)(inp)
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.MultiHeadAttention(2, 8)(h, h))
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(h))
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(ids, y, epochs=10, verbose=0)
+    model.save(tmp_path / "att.keras")
+    r = run_cli("convert", str(tmp_path / "att.keras"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "ids.npz"), "-o", str(tmp_path / "a.tflite"), "--json")
+    assert r.code == 0, r.err[-1500:]
+    doc = r.json()
+    assert doc["fidelity"]["top1_agreement"] >= 0.97, doc["fidelity"]
+    assert any("masked attention" in note for note in doc["notes"]), doc["notes"]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(tmp_path / "a.tflite"))
+    details = {t["index"]: t for t in interp.get_tensor_details()}
+    softmax = [op for op in interp._get_ops_details() if op["op_name"] == "SOFTMAX"]
+    # the attention's softmax is float; the classifier's stays int8
+    assert sorted(details[op["inputs"][0]]["dtype"].__name__ for op in softmax) == [
+        "float32", "int8"]
+    assert doc["ops"].get("FULLY_CONNECTED", 0) + doc["ops"].get("BATCH_MATMUL", 0) >= 2
+
+
+def test_explain_reads_a_nested_model_where_the_outer_model_calls_it(tmp_path):
+    """A nested model's own output belongs to its inner graph, whose input shares the outer
+    input's name (keras-hub's BertBackbone in a classifier): --explain exited 1 with "The name
+    ... is used 2 times in the model"."""
+    import keras
+
+    digits_x = np.random.default_rng(0).random((200, 8), dtype=np.float32)
+    np.savez(tmp_path / "d.npz", x=digits_x, y=(digits_x[:, 0] > 0.5).astype(np.int64))
+    inner_in = keras.Input((8,), name="features")
+    inner = keras.Model(inner_in, keras.layers.Dense(16, activation="relu", name="d")(inner_in),
+                        name="backbone")
+    outer_in = keras.Input((8,), name="features")
+    model = keras.Model(outer_in, keras.layers.Dense(2, activation="softmax", name="head")(
+        inner(outer_in)))
+    model.save(tmp_path / "nested.keras")
+    r = run_cli("convert", str(tmp_path / "nested.keras"), "--to", "tflite", "--quantize", "int8",
+                "--data", str(tmp_path / "d.npz"), "--explain", "-o", str(tmp_path / "n.tflite"),
+                "--json")
+    assert r.code in (0, 3), r.err[-1500:]
+    assert "head" in {row["layer"] for row in r.json()["explain"]["layers"]}

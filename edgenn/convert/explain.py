@@ -148,6 +148,31 @@ def layers_of_tensor(tensor_name: str, position: dict) -> set[str]:
             for name in [_layer_name(piece.split("/")[1], position)] if name}
 
 
+def _outer_output(model, layer):
+    """``layer``'s output where ``model`` calls it, or None (several outputs, or no call).
+
+    A nested model's own ``output`` belongs to its inner graph, whose inputs share the outer
+    inputs' names (keras-hub's BertBackbone inside a classifier: "The name token_ids is used 2
+    times", exit 1); the node of the outer call is the one the model computes. A layer with
+    several outputs (a backbone's dict) is left out of the comparison.
+    """
+    nodes, key = getattr(model, "_network_nodes", None), layer.name  # tf_keras
+    if nodes is None:
+        nodes, key = getattr(model, "_nodes", None), str(id(layer))  # Keras 3
+    inbound = getattr(layer, "_inbound_nodes", None) or []
+    if isinstance(nodes, (set, frozenset)):
+        for i, node in enumerate(inbound):
+            if f"{key}_ib-{i}" in nodes:
+                found = node.output_tensors
+                found = found if isinstance(found, (list, tuple)) else [found]
+                return found[0] if len(found) == 1 else None
+        return None
+    try:
+        return layer.output
+    except (AttributeError, ValueError):
+        return None
+
+
 def _computed(interp) -> set[int] | None:
     """The tensors some op writes (None: the interpreter gives no op details)."""
     try:
@@ -231,9 +256,11 @@ def explain_tflite(model, path: Path, x) -> Explanation:
     from ..runtime.litert import _in_order
 
     xs = as_list(x)
-    order = [layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    outputs = {layer.name: _outer_output(model, layer) for layer in model.layers
+               if type(layer).__name__ != "InputLayer"}
+    order = [name for name, out in outputs.items() if out is not None]
     position = {name: i for i, name in enumerate(order)}
-    probe = keras_of(model).Model(model.inputs, [model.get_layer(n).output for n in order])
+    probe = keras_of(model).Model(model.inputs, [outputs[n] for n in order])
 
     with quiet_stderr():
         interp = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)

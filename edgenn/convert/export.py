@@ -351,7 +351,7 @@ def tflite_bytes(model, spec: ExportSpec, x_calib: np.ndarray | None = None,
                      allow_flex=spec.allow_flex, batch_size=spec.batch_size,
                      fused_lstm=spec.fused_lstm, keep_float=spec.keep_float,
                      sparse_weights=spec.sparse_weights, calibration=spec.calibration,
-                     notes=notes)
+                     notes=notes, fills_float=spec.target.value != "edgetpu")
 
 
 def _check_calibration(spec: ExportSpec, x_calib) -> None:

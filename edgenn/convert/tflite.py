@@ -448,7 +448,8 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
               calibration_samples: int | None = None, allow_flex: bool = False,
               batch_size: int | None = None, fused_lstm: bool = True,
               keep_float: tuple[str, ...] = (), sparse_weights: bool = False,
-              calibration: str = "minmax", notes: list[str] | None = None) -> bytes:
+              calibration: str = "minmax", notes: list[str] | None = None,
+              fills_float: bool = True) -> bytes:
     """Convert a Keras model (Keras 3 or tf_keras) to a TFLite flatbuffer.
 
     ``export.export`` is the public road; this is the converter it calls.
@@ -485,6 +486,9 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         "percentile" (each range narrowed to its 99.999th percentiles, see ``ranges``).
     notes
         A list that gets what the conversion changed on its own (``shared_scales``).
+    fills_float
+        Keep float, in an int8 model, the ops that a masking fill put on an int8 range no
+        activation has (``masked_fills``); False where nothing may stay float (the Edge TPU).
     """
     tensorflow = tf()
     model = fresh_copy(for_fused_kernels(model) if fused_lstm else model)
@@ -522,7 +526,7 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
                keep_float)
     if keep_float or calibration == "percentile":
         return _calibrated(converter, model, keep_float, io, calibration,
-                           representative(x_calib, calibration_samples), notes)
+                           representative(x_calib, calibration_samples), notes, fills_float)
     log: list[str] = []
     try:
         with quiet_stderr(capture=log):
@@ -557,6 +561,12 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         raise ConversionError(f"TFLite conversion ({q.value}) failed: {text[:400]}",
                               "run `edgenn check` to find the op at fault, or try another "
                               "quantization mode") from None
+    if q is Quantization.int8 and fills_float and masked_fills(flatbuffer):
+        # an attention mask's -1e9 fill set the scale of the scores it fills (every score 0)
+        again = tensorflow.lite.TFLiteConverter.from_concrete_functions([function], owner)
+        _configure(again, q, io, x_calib, calibration_samples, allow_flex, False, ())
+        return _calibrated(again, model, keep_float, io, calibration,
+                           representative(x_calib, calibration_samples), notes, fills_float)
     if sparse_weights:
         _check_sparse_runs(flatbuffer)
     elif q in (Quantization.int8, Quantization.int16x8):
@@ -704,8 +714,47 @@ def _known_layers(keep_float, position: dict, names: list[str], where: str) -> N
                          f"use layer names such as {', '.join(names[-4:])} ({where})")
 
 
+FILL_RANGE = 1e6  # an int8 range this wide holds a masking fill (-1e9), not an activation
+
+
+def masked_fills(flatbuffer: bytes) -> list[str]:
+    """The tensors of an int8 file that a masking fill put on a range no activation has.
+
+    Keras 3's masked softmax (MultiHeadAttention with an attention or padding mask: keras-hub's
+    BERT) fills masked scores with -1e9 (a SELECT_V2 of a constant); int8 gives the fill and the
+    scores one scale, whose step (3.9e6) makes every score 0 and attention uniform (label
+    agreement 0.53, SNR 0.3 dB). These are the op outputs on such a range (the scores, the fill)
+    and what the ops reading them write (the softmax): kept float, the softmax is exact and
+    the matrix multiplies around it stay int8.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    from ..runtime.tflite_info import op_names, unpacked
+
+    model = unpacked(flatbuffer)
+    kinds = op_names(model)
+    found: list[str] = []
+    for sg in model.subgraphs:
+        wide = set()
+        for op in sg.operators or []:
+            for out in op.outputs if op.outputs is not None else []:
+                q = sg.tensors[out].quantization
+                if (sg.tensors[out].type == schema.TensorType.INT8 and q is not None
+                        and q.scale is not None and len(q.scale) == 1
+                        and float(q.scale[0]) * 255 >= FILL_RANGE):
+                    wide.add(int(out))
+        for op in sg.operators or []:
+            outs = [int(o) for o in (op.outputs if op.outputs is not None else [])]
+            ins = {int(i) for i in (op.inputs if op.inputs is not None else []) if i >= 0}
+            if set(outs) & wide or (ins & wide and kinds[op.opcodeIndex] != "DEQUANTIZE"):
+                for out in outs:
+                    name = sg.tensors[out].name
+                    found.append(name.decode() if isinstance(name, bytes) else str(name))
+    return list(dict.fromkeys(found))
+
+
 def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calibration: str,
-                samples, notes: list[str]) -> bytes:
+                samples, notes: list[str], fills_float: bool = True) -> bytes:
     """int8 in two passes: calibrate, then quantize (see ``to_tflite``).
 
     Between the two, percentile calibration narrows the recorded ranges, and the ops of
@@ -776,6 +825,14 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
     try:
         with quiet_stderr():
             result = tfl_convert.mlir_quantize(calibrated, denylisted_nodes=nodes, **kwargs)
+            fills = [n for n in masked_fills(result) if n in set(names) and n not in nodes] \
+                if fills_float else []
+            if fills:
+                result = tfl_convert.mlir_quantize(calibrated, denylisted_nodes=nodes + fills,
+                                                   **kwargs)
+                notes.append(f"kept float: {len(fills)} tensors of masked attention (the "
+                             "scores, their -1e9 fill of masked positions and the softmax: one "
+                             "int8 scale for the fill and the scores made every score 0)")
             details = Interpreter(model_content=result).get_tensor_details()
     except Exception as err:  # noqa: BLE001
         raise ConversionError(f"{road} quantization failed: "
