@@ -291,3 +291,38 @@ def test_allow_unsafe_names_the_custom_object_nothing_registered(models, tmp_pat
     r = run_cli("inspect", str(models / "tfk_custom.keras"), "--allow-unsafe")
     assert_clean_error(r, 2, "Demo>Scale", "--custom-objects")
     assert "could not be loaded" not in r.err
+
+
+def test_a_custom_objects_file_that_imports_a_package_registers_what_it_registers(tmp_path):
+    """keras-hub and keras-tcn register their layers with Keras as they load: `import keras_hub`
+    in the file registered nothing, and a keras-hub model was refused as an "unknown class"
+    (its module, keras_hub..., was taken for Keras's own). The refusal now names it a custom
+    object with the import line; a file that only imports the package registers its classes."""
+    import keras
+
+    package = tmp_path / "keras_blocks"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import keras\n@keras.saving.register_keras_serializable('keras_blocks')\n"
+        "class Thrice(keras.layers.Layer):\n    def call(self, x):\n        return 3.0 * x\n")
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from keras_blocks import Thrice
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("keras_blocks", None)
+    inp = keras.Input((3,))
+    keras.Model(inp, keras.layers.Dense(2)(Thrice(name="thrice")(inp))).save(tmp_path / "m.keras")
+    keras.saving.get_custom_objects().clear()
+    users = tmp_path / "user"
+    users.mkdir()
+    r = run_cli("inspect", str(tmp_path / "m.keras"))
+    assert_clean_error(r, 2, "'keras_blocks>Thrice'", "`from keras_blocks import Thrice`")
+    (users / "co.py").write_text(f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+                                 "import keras_blocks\n")
+    ok = run_cli("inspect", str(tmp_path / "m.keras"), "--custom-objects", str(users / "co.py"),
+                 "--json")
+    assert ok.code == 0, ok.err[-800:]
+    assert "Thrice" in [layer["class"] for layer in ok.json()["layers"]]

@@ -227,14 +227,22 @@ def _is_custom(obj: dict, names: KerasNames) -> bool:
     cls, registered, module = obj.get("class_name"), obj.get("registered_name"), obj.get("module")
     # tf_keras writes TensorFlow initializers with their TF module and looks them up by class
     # name alone; Keras 3 imports only modules under keras.
-    prefixes = _KERAS_MODULE_PREFIXES + (("tensorflow.", "tensorflow_model_optimization.")
-                                         if names.flavour == "tf_keras" else ())
+    roots = _KERAS_MODULE_PREFIXES + (("tensorflow", "tensorflow_model_optimization")
+                                      if names.flavour == "tf_keras" else ())
+    # by package root: keras_hub, keras_nlp and keras_cv are libraries of their own
     foreign = module is not None and not (
-        str(module).startswith(prefixes) or (module == "builtins" and cls == "function"))
-    custom_marker = registered not in (None, cls) and not str(registered).startswith("keras")
+        str(module).split(".")[0] in roots or (module == "builtins" and cls == "function"))
+    custom_marker = registered not in (None, cls) and str(registered).split(">")[0].split(
+        ".")[0] not in _KERAS_MODULE_PREFIXES
     bridged = (names.flavour == "tf_keras" and registered in al.BRIDGE_LAYERS
                and module in (None, al.BRIDGE_MODULE))  # edgenn's own, saved after a prune
     return (foreign or custom_marker) and not bridged
+
+
+def _importable(module, name: str) -> bool:
+    """Whether ``from module import name`` is a line of Python (for a hint)."""
+    return isinstance(module, str) and module != "builtins" and name.isidentifier() and all(
+        part.isidentifier() for part in module.split("."))
 
 
 def _given(obj: dict, custom) -> bool:
@@ -294,7 +302,10 @@ def _check_object(obj: dict, where: str, source: Path, names: KerasNames, custom
         return
     if _is_custom(obj, names):
         wanted = str(registered or cls).split(">")[-1]
-        hint = _CUSTOM_HINT if not custom else (
+        hint = (_CUSTOM_HINT if not _importable(module, wanted) else
+                f"register it with --custom-objects FILE.py (a file holding `from {module} "
+                f"import {wanted}`), or rerun with --allow-unsafe if you trust the file") \
+            if not custom else (
             f"the --custom-objects file gives {', '.join(sorted(custom)[:6])}"
             f"{' ...' if len(custom) > 6 else ''} but not {wanted}: define or import {wanted} "
             "in it (or set CUSTOM_OBJECTS = {...}), or rerun with --allow-unsafe if you trust "
@@ -479,6 +490,8 @@ def load_custom_objects(path: str | Path | None, flavour: str = "tf_keras") -> d
     import sys
 
     before = set(sys.modules)
+    registries = _registries(flavour)
+    known = [set(registry) for registry in registries]
     # As `python FILE.py` does, the file's own folder comes first on the import path while it
     # runs, so `from my_layers import Block` beside it imports (it failed with "No module
     # named", and advice to make `python FILE.py` run, which it did). The folder then moves to
@@ -499,20 +512,47 @@ def load_custom_objects(path: str | Path | None, flavour: str = "tf_keras") -> d
     users = [module] + [sys.modules[name] for name in set(sys.modules) - before
                         if name.split(".")[0] not in _LIBRARY_ROOTS | {"edgenn"}]
     _keep_keras_of(flavour, users)
+    # What the packages it imports register with Keras as they load (`import keras_hub`
+    # registers keras_hub>BertBackbone...): the classes and functions a model saved with them
+    # names, under those names. Only new entries, only from outside Keras and the standard
+    # library.
+    registered = {name: obj for registry, seen in zip(registries, known)
+                  for name, obj in list(registry.items())
+                  if name not in seen and _registered_by_a_package(obj)}
     objects = getattr(module, "CUSTOM_OBJECTS", None)
     if isinstance(objects, dict):
-        return dict(objects)
+        return {**registered, **objects}
     # What the file defines, and the Keras classes and functions it imports from the user's
     # own code (a file that does `from mtcnn.network.onet import ONet` gave nothing before, and
     # the model was refused with advice to pass the file it had been given). Not what it
     # imports from installed libraries or the standard library: a name registered here is one
     # a model file may then instantiate (`from subprocess import Popen` must not make Popen one).
-    return {
+    return {**registered, **{
         name: obj
         for name, obj in vars(module).items()
         if not name.startswith("_") and (inspect.isclass(obj) or inspect.isfunction(obj))
         and (getattr(obj, "__module__", None) == module.__name__ or _users_own(obj))
-    }
+    }}
+
+
+def _registries(flavour: str) -> list[dict]:
+    """Keras's global registries of custom objects that the model's Keras reads."""
+    if flavour == "keras3":
+        from .._tf import keras3
+
+        return [keras3().saving.get_custom_objects()]
+    from .._tf import tf_keras
+
+    return [tf_keras().utils.get_custom_objects()]
+
+
+def _registered_by_a_package(obj) -> bool:
+    import sys
+
+    root = str(getattr(obj, "__module__", "") or "").split(".")[0]
+    if root in _LIBRARY_ROOTS | {"edgenn"} or root in sys.stdlib_module_names:
+        return False
+    return _users_own(obj) if inspect.isclass(obj) else inspect.isfunction(obj)
 
 
 def _users_own(obj) -> bool:
