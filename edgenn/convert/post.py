@@ -15,6 +15,7 @@ REGEX`` limits quantization to ops whose output tensor name matches. ONNX modes:
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -460,6 +461,17 @@ def _aeq(source: str, info: dict, mode: str, layers: str, x_calib, log,
                 "tflite --quantize int8 --data ...`") from None
         raise ConversionError(f"ai-edge-quantizer could not calibrate {source}: {reason}",
                               "try another --mode, or limit it with --layers") from None
+    fills = _fill_ops(calibration, source) if kind == "static" and calibration else []
+    if fills:  # masked attention: its -1e9 fill and the softmax stay float
+        from ai_edge_quantizer import algorithm_manager
+
+        for name in fills:
+            # an op's scope is its output names, each followed by ";"
+            q.update_quantization_recipe(f"(^|;){re.escape(name)};", op,
+                                         algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+        notes.append(f"kept float: {len(fills)} op(s) of masked attention (a -1e9 fill of masked "
+                     "positions and the softmax reading it: one int8 scale for the fill and the "
+                     "scores made every score 0)")
     try:
         with quiet_stderr():
             result = q.quantize(calibration, enable_progress_report=False)
@@ -480,6 +492,41 @@ def _aeq(source: str, info: dict, mode: str, layers: str, x_calib, log,
         notes.append(f"hardly smaller than the source: --layers {layers!r} matches few "
                      "quantizable ops (it matches op output tensor names; `edgenn inspect` lists them)")
     return blob, "ai-edge-quantizer", notes
+
+
+def _fill_ops(calibration: dict, source: str) -> list[str]:
+    """The output names of the ops that write or read a tensor calibrated on a fill's range.
+
+    A range past ``tflite.FILL_RANGE`` is a masking fill's (-1e9), no activation's.
+    """
+    from ..runtime.litert import TFLiteRunner  # noqa: F401 - LiteRT's interpreter, quietly
+    from .tflite import FILL_RANGE
+
+    wide = set()
+    for name, qsv in calibration.items():
+        try:
+            span = max(float(np.max(np.abs(qsv["min"]))), float(np.max(np.abs(qsv["max"]))))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if span >= FILL_RANGE:
+            wide.add(name)
+    if not wide:
+        return []
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ..quiet import quiet_stderr
+
+    with quiet_stderr():
+        interp = Interpreter(model_path=str(source))
+        names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+        ops = interp._get_ops_details()  # noqa: SLF001
+    found: list[str] = []
+    for op in ops:
+        outs = [names[int(o)] for o in op["outputs"] if o >= 0]
+        ins = {names[int(i)] for i in op["inputs"] if i >= 0}
+        if (set(outs) & wide) or (ins & wide):
+            found += [o for o in outs if o not in found]
+    return found
 
 
 def _id_inputs(interpreter) -> list[str]:
@@ -631,8 +678,13 @@ def _calibration_set(source: str, info: dict, x_calib, order: list[str] | None =
                          f"{len(x_calib)}", "quantize single-input files with --data")
     if order and sorted(order) == sorted(names):
         names = order
+    from ..data.prepare import exact_dtype
+
     n = len(x_calib[0])
-    return {key: [{name: x[i:i + 1].astype(np.float32) for name, x in zip(names, x_calib)}
+    # ids and masks as they are (a float32 token id: "Got value of type FLOAT32 but expected
+    # type INT32"), the rest float32
+    return {key: [{name: x[i:i + 1] if exact_dtype(x.dtype) is not None
+                   else x[i:i + 1].astype(np.float32) for name, x in zip(names, x_calib)}
                   for i in range(n)]}
 
 
