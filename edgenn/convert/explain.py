@@ -156,21 +156,19 @@ def _outer_output(model, layer):
     times", exit 1); the node of the outer call is the one the model computes. A layer with
     several outputs (a backbone's dict) is left out of the comparison.
     """
-    nodes, key = getattr(model, "_network_nodes", None), layer.name  # tf_keras
-    if nodes is None:
-        nodes, key = getattr(model, "_nodes", None), str(id(layer))  # Keras 3
-    inbound = getattr(layer, "_inbound_nodes", None) or []
-    if isinstance(nodes, (set, frozenset)):
-        for i, node in enumerate(inbound):
-            if f"{key}_ib-{i}" in nodes:
-                found = node.output_tensors
-                found = found if isinstance(found, (list, tuple)) else [found]
-                return found[0] if len(found) == 1 else None
+    from ..models.stats import calls_in
+
+    calls = calls_in(model, layer)
+    if calls is None:
+        try:
+            return layer.output
+        except (AttributeError, ValueError):
+            return None
+    if not calls:
         return None
-    try:
-        return layer.output
-    except (AttributeError, ValueError):
-        return None
+    found = calls[0].output_tensors
+    found = found if isinstance(found, (list, tuple)) else [found]
+    return found[0] if len(found) == 1 else None
 
 
 def _computed(interp) -> set[int] | None:

@@ -95,10 +95,10 @@ def model_stats(model) -> ModelStats:
     )
 
 
-def _calls(model, layer) -> int:
-    """How many times ``model``'s graph calls ``layer``; 1 where the graph does not say.
+def calls_in(model, layer) -> list | None:
+    """The nodes (calls) of ``layer`` that ``model``'s graph holds; None where it does not say.
 
-    A shared encoder called twice in a siamese model had its MACs counted once.
+    A nested model also holds the node of its own graph; only the outer model's calls count.
     """
     nodes = getattr(model, "_network_nodes", None)  # tf_keras: "<layer name>_ib-<i>"
     key = layer.name
@@ -106,8 +106,17 @@ def _calls(model, layer) -> int:
         nodes, key = getattr(model, "_nodes", None), str(id(layer))  # Keras 3: "<id>_ib-<i>"
     inbound = getattr(layer, "_inbound_nodes", None) or []
     if not isinstance(nodes, (set, frozenset)) or not inbound:
-        return 1
-    return max(1, sum(f"{key}_ib-{i}" in nodes for i in range(len(inbound))))
+        return None
+    return [node for i, node in enumerate(inbound) if f"{key}_ib-{i}" in nodes]
+
+
+def _calls(model, layer) -> int:
+    """How many times ``model``'s graph calls ``layer``; 1 where the graph does not say.
+
+    A shared encoder called twice in a siamese model had its MACs counted once.
+    """
+    found = calls_in(model, layer)
+    return 1 if found is None else max(1, len(found))
 
 
 def _kernel(layer, suffix: str = "kernel"):
