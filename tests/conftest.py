@@ -114,6 +114,25 @@ def run_cli(*args: str, cwd: Path | None = None, block_tf: bool = False, env: di
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def import_users_module(folder: Path, module: str, source: str | None = None):
+    """Import ``module`` from ``folder`` (written from ``source`` first) as a user's script
+    would, then forget it: off the import path and out of sys.modules, so that edgenn's
+    process must find it the way a user's --custom-objects file does."""
+    import importlib
+
+    if source is not None:
+        Path(folder, *module.split(".")[:-1]).mkdir(parents=True, exist_ok=True)
+        Path(folder, *module.split(".")).with_suffix(".py").write_text(source)
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.path.remove(str(folder))
+        for name in [n for n in sys.modules if n == module.split(".")[0]
+                     or n.startswith(module.split(".")[0] + ".")]:
+            sys.modules.pop(name, None)
+
+
 def assert_clean_error(result: Result, code: int = 2, *needles: str) -> None:
     """Exit ``code``, one error line on stderr naming the problem, no traceback."""
     assert result.code == code, (result.code, result.out, result.err)

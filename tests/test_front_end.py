@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import assert_clean_error, run_cli
+from conftest import assert_clean_error, import_users_module, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -355,17 +355,9 @@ def test_a_spectrogram_that_moves_complex_values_converts_without_flex(mel, tmp_
     """kapre's STFT transposes the complex STFT before its Magnitude layer takes tf.abs: TFLite
     has no kernel that moves complex values, and every conversion asked for Flex ("Transpose").
     The magnitude is now taken first (the same values), in TFLite and before tf2onnx."""
-    import sys
-
     import keras
 
-    (tmp_path / "spec.py").write_text(_STFT_LAYER)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        from spec import Spectrogram
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("spec", None)
+    Spectrogram = import_users_module(tmp_path, "spec", _STFT_LAYER).Spectrogram
     audio = np.load(mel / "audio.npz")
     keras.utils.set_random_seed(0)
     inp = keras.Input((audio["x"].shape[1],))

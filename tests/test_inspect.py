@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import assert_clean_error, run_cli
+from conftest import assert_clean_error, import_users_module, run_cli
 
 
 def test_keras3_residual_param_count_matches_keras(models, manifest):
@@ -198,17 +198,9 @@ def test_a_custom_layer_of_keras_layers_counts_their_macs(tmp_path):
     """keras-tcn's TCN (residual blocks of dilated Conv1Ds, inside a custom layer) counted
     "MACs 0": a custom layer now counts the Keras layers it holds, at the shapes they were
     built with, and all of them (a block's own `layers` list missed its 1x1 convolution)."""
-    import sys
-
     import keras
 
-    (tmp_path / "blocks.py").write_text(_BLOCKS)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        from blocks import Stack
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("blocks", None)
+    Stack = import_users_module(tmp_path, "blocks", _BLOCKS).Stack
     inp = keras.Input((10, 4))
     keras.Model(inp, keras.layers.Dense(3)(Stack(name="stack")(inp))).save(tmp_path / "m.keras")
     keras.saving.get_custom_objects().clear()

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from conftest import assert_clean_error, run_cli
+from conftest import assert_clean_error, import_users_module, run_cli
 
 
 def test_lambda_model_is_refused_and_writes_nothing(models, tmp_path):
@@ -260,21 +260,13 @@ def test_allow_unsafe_names_the_custom_object_nothing_registered(models, tmp_pat
     said only that the model "could not be deserialized properly", and edgenn advised checking
     that the file was complete (a keras-tcn model: `TCN` from `tcn.tcn`). The error now names
     the object, and for a Keras 3 file the import line that registers it; that line works."""
-    import sys
-
     import keras
 
     folder = tmp_path / "user"
     folder.mkdir()
-    (folder / "my_blocks.py").write_text(
+    Twice = import_users_module(folder, "my_blocks", (
         "import keras\n@keras.saving.register_keras_serializable('blocks')\n"
-        "class Twice(keras.layers.Layer):\n    def call(self, x):\n        return 2.0 * x\n")
-    sys.path.insert(0, str(folder))
-    try:
-        from my_blocks import Twice
-    finally:
-        sys.path.remove(str(folder))
-        sys.modules.pop("my_blocks", None)
+        "class Twice(keras.layers.Layer):\n    def call(self, x):\n        return 2.0 * x\n")).Twice
     inp = keras.Input((3,))
     keras.Model(inp, keras.layers.Dense(2)(Twice(name="twice")(inp))).save(tmp_path / "m.keras")
     keras.saving.get_custom_objects().clear()
@@ -300,19 +292,11 @@ def test_a_custom_objects_file_that_imports_a_package_registers_what_it_register
     object with the import line; a file that only imports the package registers its classes."""
     import keras
 
-    package = tmp_path / "keras_blocks"
-    package.mkdir()
-    (package / "__init__.py").write_text(
+    (tmp_path / "keras_blocks").mkdir()
+    (tmp_path / "keras_blocks" / "__init__.py").write_text(
         "import keras\n@keras.saving.register_keras_serializable('keras_blocks')\n"
         "class Thrice(keras.layers.Layer):\n    def call(self, x):\n        return 3.0 * x\n")
-    import sys
-
-    sys.path.insert(0, str(tmp_path))
-    try:
-        from keras_blocks import Thrice
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("keras_blocks", None)
+    Thrice = import_users_module(tmp_path, "keras_blocks").Thrice
     inp = keras.Input((3,))
     keras.Model(inp, keras.layers.Dense(2)(Thrice(name="thrice")(inp))).save(tmp_path / "m.keras")
     keras.saving.get_custom_objects().clear()
