@@ -2,6 +2,12 @@
 
     python bench/effnet_int8.py train --images 15000 --epochs 6 --out bench/out/effb0
     python bench/effnet_int8.py measure bench/out/effb0/b0.keras
+    python bench/effnet_int8.py train --variant lite --out bench/out/effb0-lite
+
+--variant builds the same network with one or both of the two changes Google made for
+EfficientNet-Lite: `relu6` (ReLU6 in place of swish), `no-se` (no squeeze-and-excite), `lite`
+(both). The same training, data and measurement then separate what the architecture costs
+int8 from what the training does.
 
 train: keras.applications.EfficientNetB0 (weights=None, 32x32x3, 10 classes) on Fashion-MNIST
 (resized, 0-255 pixels as its Rescaling layer expects), Adam 1e-3 with a cosine decay, batch 64,
@@ -38,7 +44,29 @@ def _spec(limit):
     return DataSpec("fashion-mnist", limit=limit, scale="none", resize=(32, 32), channels=3)
 
 
-def train(images: int, epochs: int, out: Path) -> None:
+VARIANTS = {"b0": ("swish", True), "relu6": ("relu6", True), "no-se": ("swish", False),
+            "lite": ("relu6", False)}
+
+
+def _network(variant: str):
+    """keras.applications' EfficientNetB0 (32x32x3, 10 classes), or one of its Lite changes."""
+    import copy
+
+    import keras
+    from keras.src.applications import efficientnet
+
+    activation, squeeze = VARIANTS[variant]
+    if variant == "b0":
+        return keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=10)
+    blocks = copy.deepcopy(efficientnet.DEFAULT_BLOCKS_ARGS)
+    for block in blocks:
+        block["se_ratio"] = block["se_ratio"] if squeeze else 0.0
+    return efficientnet.EfficientNet(1.0, 1.0, 224, 0.2, activation=activation, blocks_args=blocks,
+                                     name=f"efficientnetb0_{variant.replace('-', '_')}",
+                                     weights=None, input_shape=(32, 32, 3), classes=10)
+
+
+def train(images: int, epochs: int, out: Path, variant: str = "b0", noise: float = 0.0) -> None:
     import keras
     import numpy as np
     from zoo import set_statistics
@@ -48,9 +76,15 @@ def train(images: int, epochs: int, out: Path) -> None:
     splits = load(_spec(images))
     x, y = splits.x_train, splits.y_train
     keras.utils.set_random_seed(0)
-    model = keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=10)
+    model = _network(variant)
     steps = epochs * int(np.ceil(len(x) / 64))
-    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
+    # --noise: Gaussian pixel noise (0-255 scale) in training only; the saved model is the same
+    # network without it
+    # (Keras' GaussianNoise takes a std up to 1: it runs on pixels scaled to 0-1)
+    fitted = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255),
+                               keras.layers.GaussianNoise(noise / 255), keras.layers.Rescaling(255),
+                               model]) if noise else model
+    fitted.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
                   "sparse_categorical_crossentropy")
     out.mkdir(parents=True, exist_ok=True)
 
@@ -66,7 +100,7 @@ def train(images: int, epochs: int, out: Path) -> None:
                   f"test accuracy {acc:.3f}", flush=True)
             model.save(out / "b0.keras")
 
-    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=[Epoch()])
+    fitted.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=[Epoch()])
 
 
 def _edgenn(*args) -> dict:
@@ -125,11 +159,14 @@ def main() -> None:
     t.add_argument("--images", type=int, default=15000)
     t.add_argument("--epochs", type=int, default=6)
     t.add_argument("--out", default="bench/out/effb0")
+    t.add_argument("--variant", choices=sorted(VARIANTS), default="b0")
+    t.add_argument("--noise", type=float, default=0.0,
+                   help="std of Gaussian pixel noise added in training (0-255 scale)")
     m = sub.add_parser("measure")
     m.add_argument("model")
     opts = parser.parse_args()
     if opts.cmd == "train":
-        train(opts.images, opts.epochs, Path(opts.out))
+        train(opts.images, opts.epochs, Path(opts.out), opts.variant, opts.noise)
     else:
         print(json.dumps(measure(Path(opts.model)), indent=1))
 
