@@ -561,8 +561,9 @@ def to_tflite(model, quantization: Quantization = Quantization.float32,
         raise ConversionError(f"TFLite conversion ({q.value}) failed: {text[:400]}",
                               "run `edgenn check` to find the op at fault, or try another "
                               "quantization mode") from None
-    if q is Quantization.int8 and fills_float and masked_fills(flatbuffer):
-        # an attention mask's -1e9 fill set the scale of the scores it fills (every score 0)
+    if q is Quantization.int8 and fills_float and not sparse_weights and masked_fills(flatbuffer):
+        # an attention mask's -1e9 fill set the scale of the scores it fills (every score 0);
+        # sparse weights quantize every op (as with front layers): the fidelity check judges
         again = tensorflow.lite.TFLiteConverter.from_concrete_functions([function], owner)
         _configure(again, q, io, x_calib, calibration_samples, allow_flex, False, ())
         return _calibrated(again, model, keep_float, io, calibration,
@@ -825,7 +826,8 @@ def _calibrated(converter, model, keep_float: tuple[str, ...], io: IOType, calib
     try:
         with quiet_stderr():
             result = tfl_convert.mlir_quantize(calibrated, denylisted_nodes=nodes, **kwargs)
-            fills = [n for n in masked_fills(result) if n in set(names) and n not in nodes] \
+            known = set(names)
+            fills = [n for n in masked_fills(result) if n in known and n not in nodes] \
                 if fills_float else []
             if fills:
                 result = tfl_convert.mlir_quantize(calibrated, denylisted_nodes=nodes + fills,
