@@ -310,3 +310,14 @@ def test_a_custom_objects_file_that_imports_a_package_registers_what_it_register
                  "--json")
     assert ok.code == 0, ok.err[-800:]
     assert "Thrice" in [layer["class"] for layer in ok.json()["layers"]]
+    # the same on a second load in one process (the package is imported by then)
+    import sys
+
+    from edgenn.models.safety import load_custom_objects
+
+    try:
+        for _ in range(2):
+            assert "keras_blocks>Thrice" in load_custom_objects(users / "co.py", "keras3")
+    finally:
+        keras.saving.get_custom_objects().clear()
+        sys.modules.pop("keras_blocks", None)

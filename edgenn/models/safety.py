@@ -490,8 +490,6 @@ def load_custom_objects(path: str | Path | None, flavour: str = "tf_keras") -> d
     import sys
 
     before = set(sys.modules)
-    registries = _registries(flavour)
-    known = [set(registry) for registry in registries]
     # As `python FILE.py` does, the file's own folder comes first on the import path while it
     # runs, so `from my_layers import Block` beside it imports (it failed with "No module
     # named", and advice to make `python FILE.py` run, which it did). The folder then moves to
@@ -514,11 +512,17 @@ def load_custom_objects(path: str | Path | None, flavour: str = "tf_keras") -> d
     _keep_keras_of(flavour, users)
     # What the packages it imports register with Keras as they load (`import keras_hub`
     # registers keras_hub>BertBackbone...): the classes and functions a model saved with them
-    # names, under those names. Only new entries, only from outside Keras and the standard
-    # library.
-    registered = {name: obj for registry, seen in zip(registries, known)
+    # names, under those names; only from outside Keras and the standard library.
+    # By the packages the file imports (as modules or through what it imports from them), not
+    # by what was new in the registry: a second load in one process (compress, then its steps)
+    # imports nothing new and must register the same.
+    packages = {str(getattr(v, "__name__", "") if inspect.ismodule(v)
+                    else getattr(v, "__module__", "") or "").split(".")[0]
+                for v in vars(module).values()} - {""}
+    registered = {name: obj for registry in _registries(flavour)
                   for name, obj in list(registry.items())
-                  if name not in seen and _registered_by_a_package(obj)}
+                  if str(getattr(obj, "__module__", "") or "").split(".")[0] in packages
+                  and _registered_by_a_package(obj)}
     objects = getattr(module, "CUSTOM_OBJECTS", None)
     if isinstance(objects, dict):
         return {**registered, **objects}
