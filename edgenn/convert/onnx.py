@@ -550,9 +550,6 @@ _COMPARISONS = {"Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "No
                 "Xor", "IsNaN", "IsInf"}
 
 
-FILL = 1e6  # a constant this large fills masked positions; no weight or activation is
-
-
 def masked_fill_nodes(graph) -> list[str]:
     """The nodes from a masking fill (-1e9) to the softmax that reads it, to keep float.
 
@@ -564,19 +561,16 @@ def masked_fill_nodes(graph) -> list[str]:
     """
     from onnx import numpy_helper
 
-    big = set()
-    for item in graph.initializer:
-        value = numpy_helper.to_array(item)
-        if value.dtype.kind == "f" and value.size and float(np.abs(value).max()) >= FILL:
-            big.add(item.name)
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attribute in node.attribute:
-                if attribute.name == "value" and attribute.HasField("t"):
-                    value = numpy_helper.to_array(attribute.t)
-                    if value.dtype.kind == "f" and value.size and \
-                            float(np.abs(value).max()) >= FILL:
-                        big.update(o for o in node.output if o)
+    from .tflite import FILL_RANGE
+
+    def fill(tensor) -> bool:  # a float constant that large fills; no weight is
+        value = numpy_helper.to_array(tensor)
+        return value.dtype.kind == "f" and bool(value.size) and \
+            float(np.abs(value).max()) >= FILL_RANGE
+
+    big = {item.name for item in graph.initializer if fill(item)}
+    big |= {o for node in graph.node if node.op_type == "Constant" for a in node.attribute
+            if a.name == "value" and a.HasField("t") and fill(a.t) for o in node.output if o}
     readers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:

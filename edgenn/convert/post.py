@@ -499,7 +499,6 @@ def _fill_ops(calibration: dict, source: str) -> list[str]:
 
     A range past ``tflite.FILL_RANGE`` is a masking fill's (-1e9), no activation's.
     """
-    from ..runtime.litert import TFLiteRunner  # noqa: F401 - LiteRT's interpreter, quietly
     from .tflite import FILL_RANGE
 
     wide = set()

@@ -715,7 +715,7 @@ def _known_layers(keep_float, position: dict, names: list[str], where: str) -> N
                          f"use layer names such as {', '.join(names[-4:])} ({where})")
 
 
-FILL_RANGE = 1e6  # an int8 range this wide holds a masking fill (-1e9), not an activation
+FILL_RANGE = 1e6  # a range (or constant) this wide holds a masking fill (-1e9), no activation
 
 
 def masked_fills(flatbuffer: bytes) -> list[str]:

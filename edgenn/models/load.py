@@ -333,7 +333,7 @@ def _load_error(info: FormatInfo, err: Exception, config=None, names=None, custo
     check named it first) is named with the way to register it, where Keras says only that the
     model "could not be deserialized".
     """
-    from .safety import unregistered
+    from .safety import registration_hint, unregistered
 
     missing = None
     if config is not None:
@@ -343,15 +343,11 @@ def _load_error(info: FormatInfo, err: Exception, config=None, names=None, custo
             missing = None
     if missing is not None:
         where, name, module = missing
-        short = name.split(">")[-1]
-        source = (f" (a file holding `from {module} import {short}`)"
-                  if isinstance(module, str) and all(p.isidentifier() for p in module.split("."))
-                  else "")
         origin = f" (module {module!r})" if module else ""
         return InputFileError(
             f"{info.path}: {where} is a custom object {name!r}{origin} that no "
             "--custom-objects file registers, so Keras could not rebuild the model",
-            f"register it with --custom-objects FILE.py{source}")
+            registration_hint(module, name.split(">")[-1]))
     text = " ".join(str(err).split())
     if "Lambda" in text and ("safe_mode" in text or "unsafe" in text):
         return InputFileError(f"{info.path}: the model holds a Lambda layer whose code would run",

@@ -239,10 +239,12 @@ def _is_custom(obj: dict, names: KerasNames) -> bool:
     return (foreign or custom_marker) and not bridged
 
 
-def _importable(module, name: str) -> bool:
-    """Whether ``from module import name`` is a line of Python (for a hint)."""
-    return isinstance(module, str) and module != "builtins" and name.isidentifier() and all(
+def registration_hint(module, name: str) -> str:
+    """How to register a custom object: with the import line, where it is one of Python."""
+    line = isinstance(module, str) and module != "builtins" and name.isidentifier() and all(
         part.isidentifier() for part in module.split("."))
+    return "register it with --custom-objects FILE.py" + (
+        f" (a file holding `from {module} import {name}`)" if line else "")
 
 
 def _given(obj: dict, custom) -> bool:
@@ -302,10 +304,8 @@ def _check_object(obj: dict, where: str, source: Path, names: KerasNames, custom
         return
     if _is_custom(obj, names):
         wanted = str(registered or cls).split(">")[-1]
-        hint = (_CUSTOM_HINT if not _importable(module, wanted) else
-                f"register it with --custom-objects FILE.py (a file holding `from {module} "
-                f"import {wanted}`), or rerun with --allow-unsafe if you trust the file") \
-            if not custom else (
+        hint = (registration_hint(module, wanted) + ", or rerun with --allow-unsafe if you "
+                "trust the file") if not custom else (
             f"the --custom-objects file gives {', '.join(sorted(custom)[:6])}"
             f"{' ...' if len(custom) > 6 else ''} but not {wanted}: define or import {wanted} "
             "in it (or set CUSTOM_OBJECTS = {...}), or rerun with --allow-unsafe if you trust "
@@ -510,12 +510,10 @@ def load_custom_objects(path: str | Path | None, flavour: str = "tf_keras") -> d
     users = [module] + [sys.modules[name] for name in set(sys.modules) - before
                         if name.split(".")[0] not in _LIBRARY_ROOTS | {"edgenn"}]
     _keep_keras_of(flavour, users)
-    # What the packages it imports register with Keras as they load (`import keras_hub`
-    # registers keras_hub>BertBackbone...): the classes and functions a model saved with them
-    # names, under those names; only from outside Keras and the standard library.
-    # By the packages the file imports (as modules or through what it imports from them), not
-    # by what was new in the registry: a second load in one process (compress, then its steps)
-    # imports nothing new and must register the same.
+    # What the packages it imports (as modules, or through what it imports from them) register
+    # with Keras (`import keras_hub` registers keras_hub>BertBackbone...), under those names;
+    # only from outside Keras and the standard library. Found by package, not as what was new
+    # in the registry: a second load in one process imports nothing new.
     packages = {str(getattr(v, "__name__", "") if inspect.ismodule(v)
                     else getattr(v, "__module__", "") or "").split(".")[0]
                 for v in vars(module).values()} - {""}
